@@ -1,0 +1,68 @@
+"""Shared CLI plumbing: settings from the global options, logging, friendly errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.logging import RichHandler
+
+from hearth.cli.render import err_console
+from hearth.config import Settings, load_settings
+from hearth.errors import HearthError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
+    home = (ctx.obj or {}).get("home") if ctx.obj else None
+    return load_settings(home=home, flags=flags)
+
+
+def setup_logging(level: str = "info") -> None:
+    """Rich output on a terminal; plain, unwrapped lines when logs go to a file or a pipe."""
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler()
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
+
+
+def friendly_errors(fn: F) -> F:
+    """Print a HearthError's message (it says what to do) and exit 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HearthError as exc:
+            err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """'engine_parameters.ctx_len=4096' -> (['engine_parameters', 'ctx_len'], 4096)."""
+    import json
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"'{text}' is not key=value (e.g. engine_parameters.ctx_len=4096)")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.split("."), value
+
+
+def nest(path: list[str], value: Any, into: dict[str, Any]) -> None:
+    node = into
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value

@@ -1,0 +1,82 @@
+"""`hearth models ...`: list, show, edit, remove (and import, see importer)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from hearth.cli.backend import connect
+from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
+from hearth.cli.render import console, models_table
+
+app = typer.Typer(help="Manage the models in your home folder.", no_args_is_help=True)
+
+
+@app.command("list")
+@friendly_errors
+def list_models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table."),
+) -> None:
+    """List models: id, name, format, size, status."""
+    backend = connect(settings_from(ctx))
+    models = backend.list_models()
+    if as_json:
+        console.print_json(json.dumps(models))
+        return
+    if not models:
+        console.print(
+            "No models yet. Drop a .gguf into the models/ folder, or `hearth models import PATH`."
+        )
+        return
+    console.print(models_table(models))
+    for m in models:
+        if m.get("error"):
+            console.print(f"[red]{m['id']}[/red]: {m['error']}", highlight=False)
+
+
+@app.command("show")
+@friendly_errors
+def show(ctx: typer.Context, model_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Show one model's full record (model.json with defaults, files, status)."""
+    backend = connect(settings_from(ctx))
+    console.print_json(json.dumps(backend.get_model(model_id)))
+
+
+@app.command("edit")
+@friendly_errors
+def edit(
+    ctx: typer.Context,
+    model_id: str = typer.Argument(..., metavar="ID"),
+    assignments: list[str] = typer.Argument(
+        ...,
+        metavar="KEY=VALUE...",
+        help="e.g. name='My model' engine_parameters.ctx_len=4096; value null removes",
+    ),
+) -> None:
+    """Change model.json fields (values are JSON, else text). Other fields are kept."""
+    patch: dict = {}
+    for text in assignments:
+        path, value = parse_assignment(text)
+        nest(path, value, patch)
+    backend = connect(settings_from(ctx))
+    updated = backend.update_model(model_id, patch)
+    console.print(f"Updated [bold]{updated['id']}[/bold].")
+
+
+@app.command("rm")
+@friendly_errors
+def remove(
+    ctx: typer.Context,
+    model_ids: list[str] = typer.Argument(..., metavar="ID..."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete models (their folders). Linked original files are never deleted."""
+    backend = connect(settings_from(ctx))
+    for model_id in model_ids:
+        model = backend.get_model(model_id)
+        if not yes and not typer.confirm(f"Delete {model_id} ({model.get('name')})?"):
+            continue
+        backend.delete_model(model_id)
+        console.print(f"Deleted [bold]{model_id}[/bold].")

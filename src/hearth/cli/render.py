@@ -1,0 +1,49 @@
+"""Terminal output: tables and sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+STATUS_STYLE = {
+    "ready": "green",
+    "running": "bold green",
+    "starting": "yellow",
+    "downloading": "cyan",
+    "missing": "yellow",
+    "failed": "red",
+    "invalid": "red",
+}
+
+
+def human_size(n: int | None) -> str:
+    if not n:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def models_table(models: list[dict[str, Any]]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("ID", "NAME", "FORMAT", "SIZE", "STATUS"):
+        table.add_column(column, justify="right" if column == "SIZE" else "left")
+    for m in models:
+        status = m.get("status", "")
+        style = STATUS_STYLE.get(status, "")
+        table.add_row(
+            m["id"],
+            str(m.get("name") or ""),
+            str(m.get("format") or "-"),
+            human_size(m.get("size")),
+            f"[{style}]{status}[/{style}]" if style else status,
+        )
+    return table

@@ -1,0 +1,74 @@
+"""A typed client for Hearth's own API (the CLI uses it when a server is running)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from hearth.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    HearthError,
+    InsufficientStorage,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+
+_BY_STATUS: dict[int, type[HearthError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    502: EngineError,
+    503: Unavailable,
+    507: InsufficientStorage,
+}
+
+
+class HearthClient:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HearthClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self, response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json()
+        try:
+            error = response.json()["error"]
+            message, code = error["message"], error.get("code")
+        except (ValueError, KeyError, TypeError):
+            message, code = response.text or response.reason_phrase, None
+        cls = _BY_STATUS.get(response.status_code, HearthError)
+        raise cls(message, code=code)
+
+    def health(self) -> dict[str, Any]:
+        return self._check(self.http.get("/health", timeout=2.0))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._check(self.http.get("/v1/models"))["data"]
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        return self._check(self.http.get(f"/v1/models/{model_id}"))
+
+    def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._check(self.http.patch(f"/v1/models/{model_id}", json=patch))
+
+    def delete_model(self, model_id: str) -> dict[str, Any]:
+        return self._check(self.http.delete(f"/v1/models/{model_id}"))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._check(self.http.request(method, path, **kwargs))

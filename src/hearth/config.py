@@ -1,0 +1,152 @@
+"""Settings, loaded in one place.
+
+Precedence (later wins), implemented only in `load_settings`:
+
+    built-in defaults  <  <home>/settings.json  <  HEARTH_* environment  <  CLI flags
+
+The home itself comes from `--home`, else `HEARTH_HOME`, else `~/hearth` (it cannot come from
+settings.json, which lives inside it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hearth.errors import InvalidRequest
+
+DEFAULT_HOME = "~/hearth"
+SETTINGS_FILE = "settings.json"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class Settings(BaseModel):
+    """Everything a user can configure. Field descriptions double as documentation."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    home: Path = Field(description="Hearth's home folder: models/, engines/, logs/.")
+    host: str = Field("127.0.0.1", description="Address the API server binds to.")
+    port: int = Field(1337, ge=0, le=65535, description="Port the API server listens on.")
+    api_key: str | None = Field(None, description="If set, /v1 routes need 'Bearer <key>'.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (exact)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header names accepted besides loopback (DNS-rebinding defence).",
+    )
+    import_dirs: list[Path] = Field(
+        default_factory=list, description="Folders besides the home that API imports may read."
+    )
+    max_loaded_models: int = Field(3, ge=1, description="Models kept loaded at once.")
+    memory_budget: int | None = Field(
+        None, ge=0, description="Bytes of memory loaded models may use (default: available RAM)."
+    )
+    keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded.")
+    insecure: bool = Field(False, description="Allow a non-loopback bind without an API key.")
+    watch: bool = Field(True, description="Import model files dropped into models/ while serving.")
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("cors_origins", "allowed_hosts", "import_dirs", mode="before")
+    @classmethod
+    def _split_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def engines_dir(self) -> Path:
+        return self.home / "engines"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def is_loopback(self) -> bool:
+        if self.host in LOOPBACK_HOSTS:
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+
+def resolve_home(flag: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    raw = flag or env.get("HEARTH_HOME") or DEFAULT_HOME
+    return Path(raw).expanduser().resolve()
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        if name == "home":
+            continue
+        value = env.get(f"HEARTH_{name.upper()}")
+        if value is not None and value != "":
+            layer[name] = value
+    return layer
+
+
+def _file_layer(home: Path) -> dict[str, Any]:
+    path = home / SETTINGS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(
+            f"{path} is not valid JSON ({exc}). Fix the file or remove it to use the defaults."
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest(f'{path} must hold a JSON object like {{"port": 1337}}.')
+    data.pop("home", None)
+    return data
+
+
+def load_settings(
+    home: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < settings.json < HEARTH_* env < flags."""
+    env = os.environ if env is None else env
+    resolved_home = resolve_home(home, env)
+    merged: dict[str, Any] = {}
+    merged.update(_file_layer(resolved_home))
+    merged.update(_env_layer(env))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return Settings(home=resolved_home, **merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(
+            f"Setting '{field}' is invalid: {first['msg']} (from flags, HEARTH_{field.upper()} "
+            f"or {resolved_home / SETTINGS_FILE}).",
+            param=field,
+        ) from exc
+
+
+def ensure_home(settings: Settings) -> None:
+    """Create the home layout if any part is missing."""
+    for folder in (settings.models_dir, settings.engines_dir, settings.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)

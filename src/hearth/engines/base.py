@@ -1,0 +1,108 @@
+"""What every engine runner offers a scheduler, and small helpers the runners share.
+
+`Runner` is structural (a Protocol), so the scheduler's tests can use fakes and the local
+llama.cpp process and a remote OpenAI-compatible upstream look the same to it.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
+
+LOG_TAIL_BYTES = 16 * 1024
+_SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|auth|credential)", re.I)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+REDACTED = "***"
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """One started model as a scheduler sees it; every method is safe to call in any state."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def base_url(self) -> str:
+        """Where to send OpenAI-style requests, without a trailing slash (e.g. .../v1 prefix
+        is the caller's business: llama-server answers on both /v1/... and /...)."""
+        ...
+
+    @property
+    def load_seconds(self) -> float | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def wait_exit(self) -> int | None:
+        """Return once the runner has stopped or died (its exit code, None if unknown)."""
+        ...
+
+    def rss_bytes(self) -> int: ...
+
+    def log_tail(self, max_bytes: int = LOG_TAIL_BYTES) -> str: ...
+
+
+class LogRing:
+    """The last `capacity` bytes of an engine's output, so errors can quote the engine itself."""
+
+    def __init__(self, capacity: int = LOG_TAIL_BYTES) -> None:
+        self.capacity = capacity
+        self._buf = bytearray()
+        self.total = 0  # bytes ever written: a cheap "is the engine making progress" signal
+
+    def write(self, data: bytes) -> None:
+        self.total += len(data)
+        self._buf += data
+        if len(self._buf) > self.capacity:
+            del self._buf[: len(self._buf) - self.capacity]
+
+    def tail(self, max_bytes: int | None = None) -> str:
+        data = bytes(self._buf if max_bytes is None else self._buf[-max_bytes:])
+        text = data.decode("utf-8", errors="replace")
+        if max_bytes is not None and len(self._buf) > max_bytes and "\n" in text:
+            text = text.split("\n", 1)[1]  # drop the partial first line
+        return text
+
+
+def redact_args(args: Iterable[str]) -> list[str]:
+    """A command line safe to log: values of secret-looking flags become ***."""
+    out: list[str] = []
+    hide_next = False
+    for arg in args:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if arg.startswith("-") and _SECRET_NAME.search(arg):
+            if "=" in arg:
+                out.append(arg.split("=", 1)[0] + "=" + REDACTED)
+            else:
+                out.append(arg)
+                hide_next = True
+            continue
+        out.append(_BEARER.sub(r"\1" + REDACTED, arg))
+    return out
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """An environment safe to log: values of secret-looking variables become ***."""
+    return {k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in env.items()}
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """Remove known secret values (e.g. an API key read from the environment) from text."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    return _BEARER.sub(r"\1" + REDACTED, text)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS just said is free; the engine binds it a moment later (tiny race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,144 @@
+"""The `openai-compatible` engine: a model served by someone else's OpenAI-style API.
+
+engine_parameters: {"base_url": "https://api.example.com/v1", "api_key_env": "EXAMPLE_KEY",
+"model": "upstream-model-name"}. The key is read from the named environment variable each
+time headers are built, so it is never stored in Hearth's files, objects or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from hearth.engines.base import LOG_TAIL_BYTES
+from hearth.errors import EngineError, InvalidParameter
+
+KNOWN = ("base_url", "api_key_env", "model")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RemoteEngine:
+    """An upstream OpenAI-compatible server, shaped like a `Runner` (always alive)."""
+
+    def __init__(
+        self, *, base_url: str, model: str, api_key_env: str | None = None, alias: str = ""
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self.upstream_model = model
+        self.api_key_env = api_key_env
+        self.alias = alias
+        self.load_seconds: float | None = 0.0
+        self._closed = asyncio.Event()
+
+    @classmethod
+    def from_params(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        model_id: str,
+        source: str = "model.json engine_parameters",
+    ) -> RemoteEngine:
+        """Validate engine_parameters; the upstream model name defaults to the Hearth id."""
+        for key in params:
+            if key not in KNOWN:
+                hint = difflib.get_close_matches(str(key), KNOWN, n=1)
+                fix = f" Did you mean '{hint[0]}'?" if hint else " Remove it."
+                raise InvalidParameter(
+                    f"Unknown parameter '{key}' for the openai-compatible engine in {source}. "
+                    f"Known: {', '.join(KNOWN)}.{fix}",
+                    param=str(key),
+                )
+        base_url = params.get("base_url")
+        if not isinstance(base_url, str) or not base_url.strip():
+            raise InvalidParameter(
+                f"The openai-compatible engine needs 'base_url' in {source}, "
+                'e.g. "base_url": "https://api.openai.com/v1".',
+                param="base_url",
+            )
+        parsed = urlparse(base_url.strip())
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidParameter(
+                f"'base_url' in {source} must be an http:// or https:// URL; got {base_url!r}.",
+                param="base_url",
+            )
+        key_env = params.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not _ENV_NAME.match(key_env)):
+            raise InvalidParameter(
+                f"'api_key_env' in {source} must name an environment variable (like "
+                f"OPENAI_API_KEY), not hold the key itself; got a {type(key_env).__name__}.",
+                param="api_key_env",
+            )
+        model = params.get("model", model_id)
+        if not isinstance(model, str) or not model:
+            raise InvalidParameter(
+                f"'model' in {source} must be the upstream model name (a string).",
+                param="model",
+            )
+        return cls(base_url=base_url.strip(), model=model, api_key_env=key_env, alias=model_id)
+
+    # -- request helpers --------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def headers(self) -> dict[str, str]:
+        """Auth headers, with the key read from the environment now (never cached)."""
+        if not self.api_key_env:
+            return {}
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise EngineError(
+                f"The model '{self.alias}' needs an API key in the environment variable "
+                f"{self.api_key_env}, which is not set. Set it and restart Hearth."
+            )
+        return {"Authorization": f"Bearer {key}"}
+
+    def rewrite_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The request body to send upstream: the same, naming the upstream model."""
+        return {**body, "model": self.upstream_model}
+
+    def secrets(self) -> list[str]:
+        """Values to scrub from anything logged (the current key, if any)."""
+        key = os.environ.get(self.api_key_env or "") if self.api_key_env else None
+        return [key] if key else []
+
+    # -- Runner -----------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return True
+
+    async def start(self, timeout: float = 10.0, *, check: bool = False) -> None:
+        """Nothing to start; with `check`, GET {base_url}/models to see the upstream answer.
+
+        Any HTTP answer counts as reachable (a 401 still proves the URL is right).
+        """
+        if not check:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                await client.get(f"{self.base_url}/models", headers=self.headers())
+        except httpx.HTTPError as exc:
+            raise EngineError(
+                f"The upstream {self.base_url} for '{self.alias}' is not reachable: "
+                f"{type(exc).__name__}. Check base_url and your network."
+            ) from None
+
+    async def stop(self) -> None:
+        self._closed.set()
+
+    async def wait_exit(self) -> int | None:
+        await self._closed.wait()
+        return None
+
+    def rss_bytes(self) -> int:
+        return 0
+
+    def log_tail(self, max_bytes: int = LOG_TAIL_BYTES) -> str:
+        return ""

@@ -1,0 +1,72 @@
+"""The model id grammar: validate ids before they touch the disk, derive ids from file names.
+
+An id is also a folder name under models/, so the grammar is what keeps a request from
+escaping the home folder: letters, digits, `.`, `_`, `-`; 1 to 128 characters; not starting
+with `.` (which also rules out `.` and `..`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from hearth.errors import InvalidModelId
+
+MAX_ID_LENGTH = 128
+_ID_RE = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}")
+_BAD_RUN = re.compile(r"[^a-z0-9._\-]+")
+_MODEL_EXTENSIONS = (".gguf", ".bin", ".ggml")
+
+
+def is_valid_id(model_id: str) -> bool:
+    return bool(_ID_RE.fullmatch(model_id))
+
+
+def validate_model_id(model_id: str) -> str:
+    """Return the id unchanged, or raise InvalidModelId explaining the grammar."""
+    if is_valid_id(model_id):
+        return model_id
+    shown = model_id if len(model_id) <= 60 else model_id[:57] + "..."
+    raise InvalidModelId(
+        f"'{shown!s}' is not a valid model id. Ids use only letters, digits, '.', '_' and '-', "
+        f"are 1 to {MAX_ID_LENGTH} characters long and do not start with '.'.",
+        param="model",
+    )
+
+
+def id_from_filename(filename: str) -> str:
+    """Derive an id from a file name: lower-case, extension dropped, other characters -> '-'."""
+    stem = filename
+    lowered = stem.lower()
+    for ext in _MODEL_EXTENSIONS:
+        if lowered.endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    candidate = _BAD_RUN.sub("-", stem.lower()).strip("-.")
+    candidate = re.sub(r"-{2,}", "-", candidate)
+    candidate = candidate[:MAX_ID_LENGTH].rstrip("-.")
+    return candidate or "model"
+
+
+def unique_id(base: str, taken: Callable[[str], bool]) -> str:
+    """`base`, else `base-2`, `base-3`, ... whichever is free first."""
+    if not taken(base):
+        return base
+    n = 2
+    while True:
+        suffix = f"-{n}"
+        candidate = base[: MAX_ID_LENGTH - len(suffix)] + suffix
+        if not taken(candidate):
+            return candidate
+        n += 1
+
+
+def readable_name(filename: str) -> str:
+    """A human name from a file name: 'mistral-7b.Q4_K_M.gguf' -> 'Mistral 7b Q4_K_M'."""
+    stem = filename
+    for ext in _MODEL_EXTENSIONS:
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    words = [w for w in re.split(r"[\s\-.]+", stem) if w]
+    return " ".join(w if any(c.isupper() for c in w[1:]) else w[:1].upper() + w[1:] for w in words)

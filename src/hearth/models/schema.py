@@ -1,0 +1,318 @@
+"""model.json: the spec's fields and defaults, Jan's real-world variants, and lossless round-trips.
+
+Two views of one file:
+- the *raw* dict, exactly as on disk. Hearth edits this (merge-patch) and writes it back, so
+  every field another tool wrote survives, under the name that tool used;
+- the *normalized* `ModelInfo`, the spec's fields with defaults filled in, which the API, the
+  importer and the engines read.
+
+Jan's published files (2023-2025) differ from the spec; `normalize` maps them:
+
+    settings               -> engine_parameters
+    parameters             -> model_parameters
+    source_url | source    -> sources   (a URL string, or a list of {filename, url})
+    engine nitro/llama.cpp/llama_cpp/llamacpp/cortex.llamacpp -> llama-cpp
+    version 1              -> "1"
+    "ctx_len": "2048", "stream": "true"  -> 2048, True   (early files quoted everything)
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth.models.ids import is_valid_id
+
+DEFAULT_ENGINE = "llama-cpp"
+ENGINE_ALIASES = {
+    "nitro": DEFAULT_ENGINE,
+    "llama-cpp": DEFAULT_ENGINE,
+    "llama.cpp": DEFAULT_ENGINE,
+    "llama_cpp": DEFAULT_ENGINE,
+    "llamacpp": DEFAULT_ENGINE,
+    "cortex.llamacpp": DEFAULT_ENGINE,
+    "cortex": DEFAULT_ENGINE,
+}
+# spec field -> the name Jan's files used for it
+JAN_ALIASES = {"engine_parameters": "settings", "model_parameters": "parameters"}
+
+Status = Literal["ready", "missing", "downloading", "starting", "running", "failed", "invalid"]
+STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
+
+# Known parameters whose types old files wrote as strings. Unknown ones pass through untouched.
+_ENGINE_TYPES: dict[str, type] = {
+    "ctx_len": int,
+    "ngl": int,
+    "n_parallel": int,
+    "cpu_threads": int,
+    "embedding": bool,
+    "cont_batching": bool,
+    "mlock": bool,
+}
+_MODEL_TYPES: dict[str, type] = {
+    "stream": bool,
+    "max_tokens": int,
+    "temperature": float,
+    "top_p": float,
+    "top_k": int,
+    "min_p": float,
+    "frequency_penalty": float,
+    "presence_penalty": float,
+    "repeat_penalty": float,
+    "seed": int,
+}
+_SPEC_KEYS = {
+    "id",
+    "object",
+    "name",
+    "owned_by",
+    "version",
+    "created",
+    "description",
+    "format",
+    "engine",
+    "engine_parameters",
+    "model_parameters",
+    "metadata",
+    "assets",
+    "sources",
+}
+_JAN_KEYS = {"settings", "parameters", "source_url", "source"}
+
+
+class SchemaError(ValueError):
+    """A model.json field that cannot be read; `field` names it, the message says the fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Source(BaseModel):
+    """Where one of the model's files comes from. `url` may be file:// for linked imports."""
+
+    model_config = ConfigDict(extra="allow")
+
+    filename: str
+    url: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """The spec's model.json, normalized, with its defaults. Unknown fields are kept as extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["model"] = "model"
+    name: str
+    owned_by: str = "you"
+    version: str = "1"
+    created: int
+    description: str | None = None
+    format: str = "ggufv3"
+    engine: str = DEFAULT_ENGINE
+    engine_parameters: dict[str, Any] = Field(default_factory=dict)
+    model_parameters: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    assets: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.format == "api" or self.engine not in (DEFAULT_ENGINE,)
+
+
+def _coerce(value: Any, kind: type, field: str) -> Any:
+    if value is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else value
+    try:
+        if kind is bool:
+            if isinstance(text, (int, float)) and text in (0, 1):
+                return bool(text)
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(text, float) and text.is_integer():
+                return int(text)
+            if isinstance(text, str):
+                number = float(text)
+                if number.is_integer():
+                    return int(number)
+            raise ValueError
+        if kind is float:
+            if isinstance(text, bool):
+                raise ValueError
+            return float(text)
+    except (ValueError, TypeError):
+        pass
+    expected = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+    raise SchemaError(
+        field, f"'{field}' is {value!r}, which is not {expected}; set it to {expected}."
+    )
+
+
+def _coerce_params(params: Any, types: dict[str, type], prefix: str) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise SchemaError(prefix, f"'{prefix}' must be an object like {{\"ctx_len\": 4096}}.")
+    out = dict(params)
+    for key, kind in types.items():
+        if key in out:
+            out[key] = _coerce(out[key], kind, f"{prefix}.{key}")
+    return out
+
+
+def _stop_list(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return value
+    raise SchemaError(field, f"'{field}' must be a list of strings like [\"</s>\"] (or null).")
+
+
+def filename_from_url(url: str) -> str:
+    path = urlparse(url).path if "://" in url else url
+    return posixpath.basename(unquote(path).rstrip("/"))
+
+
+def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    value = raw.get("sources", raw.get("source"))
+    if value is None and isinstance(raw.get("source_url"), str):
+        value = raw["source_url"]
+    if value is None:
+        return []
+    field = "sources" if "sources" in raw else "source" if "source" in raw else "source_url"
+    items = value if isinstance(value, list) else [value]
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"filename": filename_from_url(item), "url": item}
+        if not isinstance(item, dict):
+            raise SchemaError(
+                f"{field}[{i}]", f'\'{field}[{i}]\' must be an object like {{"filename", "url"}}.'
+            )
+        item = dict(item)
+        if not item.get("filename"):
+            if not isinstance(item.get("url"), str):
+                raise SchemaError(f"{field}[{i}]", f"'{field}[{i}]' needs a 'filename' or a 'url'.")
+            item["filename"] = filename_from_url(item["url"])
+        for key in ("size",):
+            if key in item:
+                item[key] = _coerce(item[key], int, f"{field}[{i}].{key}")
+        out.append(item)
+    return out
+
+
+def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
+    """Map a raw model.json dict (spec or any Jan variant) onto the spec's fields."""
+    if not isinstance(raw, dict):
+        raise SchemaError("(root)", "model.json must hold a JSON object, e.g. {} for all defaults.")
+    data: dict[str, Any] = {k: v for k, v in raw.items() if k not in _JAN_KEYS}
+    for spec_key, jan_key in JAN_ALIASES.items():
+        if spec_key not in raw and jan_key in raw:
+            data[spec_key] = raw[jan_key]
+    data.setdefault("id", folder.name)
+    if not isinstance(data["id"], str) or not is_valid_id(data["id"]):
+        raise SchemaError(
+            "id",
+            f"'id' is {data['id']!r}: ids use letters, digits, '.', '_', '-', at most 128 "
+            "characters, not starting with '.'. Fix it or remove 'id' to use the folder name.",
+        )
+    if data.get("name") is None:
+        data["name"] = folder.name
+    if data.get("created") is None:
+        data["created"] = default_created
+    else:
+        data["created"] = _coerce(data["created"], int, "created")
+    if isinstance(data.get("version"), (int, float)) and not isinstance(data["version"], bool):
+        version = data["version"]
+        data["version"] = str(int(version)) if float(version).is_integer() else str(version)
+    for key in ("description", "format", "owned_by"):
+        if key in data and data[key] is None and key != "description":
+            del data[key]
+    if data.get("engine") is None:
+        data.pop("engine", None)
+    elif isinstance(data["engine"], str):
+        data["engine"] = ENGINE_ALIASES.get(data["engine"].lower(), data["engine"])
+    data["engine_parameters"] = _coerce_params(
+        data.get("engine_parameters"), _ENGINE_TYPES, "engine_parameters"
+    )
+    model_params = _coerce_params(data.get("model_parameters"), _MODEL_TYPES, "model_parameters")
+    if "stop" in model_params:
+        stop = _stop_list(model_params["stop"], "model_parameters.stop")
+        if stop is None:
+            del model_params["stop"]
+        else:
+            model_params["stop"] = stop
+    data["model_parameters"] = model_params
+    if data.get("metadata") is None:
+        data["metadata"] = {}
+    data["sources"] = _sources(raw)
+    if not data.get("assets"):
+        data["assets"] = [str(folder)]
+    elif isinstance(data["assets"], str):
+        data["assets"] = [data["assets"]]
+    from pydantic import ValidationError  # local: keeps the import surface of this module small
+
+    try:
+        return ModelInfo.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SchemaError(field, f"'{field}': {first['msg']}; got {first.get('input')!r}.") from exc
+
+
+def raw_key_for(raw: dict[str, Any], spec_key: str) -> str:
+    """Where an edit of `spec_key` belongs in this file: Jan's name if the file uses it."""
+    jan_key = JAN_ALIASES.get(spec_key)
+    if jan_key and spec_key not in raw and jan_key in raw:
+        return jan_key
+    if spec_key == "sources" and "sources" not in raw and "source" in raw:
+        return "source"
+    return spec_key
+
+
+def _rfc7396(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _rfc7396(out.get(key), value)
+    return out
+
+
+def merge_patch(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 merge-patch onto the raw file, writing spec fields under the file's own names."""
+    out = dict(raw)
+    for key, value in patch.items():
+        target = raw_key_for(raw, key)
+        if target == "sources":
+            out.pop("source_url", None)
+        if value is None:
+            out.pop(target, None)
+        else:
+            out[target] = _rfc7396(out.get(target), value)
+    return out
+
+
+def known_and_unknown(raw: dict[str, Any]) -> tuple[set[str], set[str]]:
+    keys = set(raw)
+    known = keys & (_SPEC_KEYS | _JAN_KEYS)
+    return known, keys - known

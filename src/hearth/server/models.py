@@ -1,0 +1,66 @@
+"""The OpenAI Models API and Hearth's model management: /v1/models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from hearth.errors import InvalidRequest
+from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
+from hearth.services import Services
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+@router.get("/models", response_model=ModelList, responses=ERRORS)
+async def list_models(request: Request) -> Response:
+    """List every model folder; broken ones carry status "invalid" and an error."""
+    return Response(_services(request).models_list_json(), media_type="application/json")
+
+
+@router.get("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
+def retrieve_model(model_id: str, request: Request) -> Response:
+    services = _services(request)
+    return _json(services.model_json(services.store.get(model_id)))
+
+
+@router.patch("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
+def update_model(
+    model_id: str,
+    request: Request,
+    patch: dict[str, Any] = Body(
+        ...,
+        examples=[{"engine_parameters": {"ctx_len": 4096}, "description": "my favourite"}],
+        description="Fields to merge into model.json (objects merge, null removes a field).",
+    ),
+) -> Response:
+    """Merge-update model.json: validated, written atomically, unknown fields kept."""
+    if not isinstance(patch, dict):
+        raise InvalidRequest("The body must be a JSON object of model.json fields.")
+    services = _services(request)
+    return _json(services.model_json(services.store.update(model_id, patch)))
+
+
+@router.delete("/models/{model_id}", response_model=DeletedModel, responses=ERRORS)
+def delete_model(model_id: str, request: Request) -> Response:
+    """Delete the model's folder. A linked original file outside the home is never deleted."""
+    services = _services(request)
+    entry = services.store.get(model_id)
+    for hook in services.extras.get("before_delete", []):
+        hook(entry)
+    services.store.delete(model_id)
+    return _json({"id": entry.id, "object": "model", "deleted": True})

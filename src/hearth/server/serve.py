@@ -1,0 +1,92 @@
+"""Run the API server: refuse unsafe binds, fail loudly on a taken port, then hand to uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from hearth.config import Settings
+from hearth.errors import HearthError
+from hearth.server.app import Hook, create_app
+from hearth.services import Services
+
+log = logging.getLogger("hearth")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; a clean stop should exit 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+class ServeError(HearthError):
+    """The server cannot start; the message says why and what to do."""
+
+
+def check_bind_policy(settings: Settings) -> None:
+    if not settings.is_loopback() and not settings.api_key and not settings.insecure:
+        raise ServeError(
+            f"Refusing to serve on {settings.host} without an API key: anyone on your network "
+            "could use your models. Set --api-key (or HEARTH_API_KEY), or pass --insecure if "
+            "you really mean it."
+        )
+
+
+def bind_socket(settings: Settings) -> socket.socket:
+    """Bind the listening socket ourselves so a taken port is a clear error, not a silent one."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host.strip("[]"), settings.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"Port {settings.port} on {settings.host} is already in use (another Hearth, Jan "
+                "or Ollama?). Stop that program, or choose another port with --port N "
+                "(or HEARTH_PORT)."
+            ) from exc
+        raise ServeError(
+            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}."
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    services: Services,
+    *,
+    on_start: list[Hook] | None = None,
+    on_stop: list[Hook] | None = None,
+) -> None:
+    settings = services.settings
+    check_bind_policy(settings)
+    sock = bind_socket(settings)
+    app = create_app(services, on_start=on_start, on_stop=on_stop)
+    config = uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    actual_port = sock.getsockname()[1]
+    log.info("Hearth home: %s", settings.home)
+    log.info(
+        "Serving the OpenAI-compatible API on http://%s:%d/v1 (docs at /docs)",
+        settings.host,
+        actual_port,
+    )
+    server.run(sockets=[sock])
+    log.info("Hearth stopped.")

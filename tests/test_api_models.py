@@ -1,0 +1,229 @@
+"""The OpenAI Models API on a real server over HTTP, with the official openai client."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import openai
+import pytest
+from conftest import FAKE_GGUF, make_model
+from support.server import ThreadedServer
+
+
+def test_openai_client_lists_retrieves_and_deletes(server: ThreadedServer, home: Path) -> None:
+    make_model(home, "alpha", {}, {"alpha.gguf": FAKE_GGUF})
+    make_model(
+        home,
+        "beta",
+        {"name": "Beta", "sources": [{"filename": "b.gguf", "url": "https://x/b.gguf"}]},
+    )
+    client = server.openai()
+    page = client.models.list()
+    assert [m.id for m in page.data] == ["alpha", "beta"]
+    alpha = client.models.retrieve("alpha")
+    assert (alpha.object, alpha.owned_by) == ("model", "you")
+    assert isinstance(alpha.created, int)
+    extra = alpha.model_extra or {}
+    assert extra["status"] == "ready" and extra["size"] == len(FAKE_GGUF)
+    assert client.models.retrieve("beta").model_extra["status"] == "missing"
+    deleted = client.models.delete("alpha")
+    assert (deleted.id, deleted.deleted, deleted.object) == ("alpha", True, "model")
+    assert not (home / "models" / "alpha").exists()
+    with pytest.raises(openai.NotFoundError) as info:
+        client.models.retrieve("alpha")
+    assert info.value.body["code"] == "model_not_found"
+
+
+def test_list_shape_and_every_spec_field(server: ThreadedServer, home: Path) -> None:
+    make_model(home, "m1", {}, {"m1.gguf": FAKE_GGUF})
+    with server.http() as http:
+        body = http.get("/v1/models").json()
+    assert body["object"] == "list"
+    (item,) = body["data"]
+    for key in (
+        "id",
+        "object",
+        "created",
+        "owned_by",
+        "name",
+        "version",
+        "description",
+        "format",
+        "engine",
+        "engine_parameters",
+        "model_parameters",
+        "metadata",
+        "assets",
+        "sources",
+        "status",
+        "size",
+    ):
+        assert key in item, key
+    assert item["format"] == "ggufv3" and item["engine"] == "llama-cpp" and item["version"] == "1"
+
+
+def test_broken_folders_never_break_the_list(server: ThreadedServer, home: Path) -> None:
+    make_model(home, "good", {}, {"good.gguf": FAKE_GGUF})
+    make_model(home, "badjson", "{not json", {"x.gguf": FAKE_GGUF})
+    make_model(home, "badtype", {"settings": {"ctx_len": "huge"}})
+    make_model(home, "array", "[1, 2]")
+    make_model(home, "one", {"id": "shared"})
+    make_model(home, "two", {"id": "shared"})
+    (home / "models" / "dirjson" / "model.json").mkdir(parents=True)
+    (home / "models" / "empty").mkdir()
+    (home / "models" / "loose.txt").write_text("hello")
+    (home / "models" / ".hidden").mkdir()
+    with server.http() as http:
+        response = http.get("/v1/models")
+        assert response.status_code == 200
+        by_id = {m["id"]: m for m in response.json()["data"]}
+        assert set(by_id) == {"good", "badjson", "badtype", "array", "one", "two", "dirjson"}
+        assert by_id["good"]["status"] == "ready"
+        for bad in ("badjson", "badtype", "array", "one", "two", "dirjson"):
+            assert by_id[bad]["status"] == "invalid", bad
+        assert "models/badjson/model.json is not valid JSON" in by_id["badjson"]["error"]
+        assert "engine_parameters.ctx_len" in by_id["badtype"]["error"]
+        assert "whole number" in by_id["badtype"]["error"]
+        assert "both claim the id 'shared'" in by_id["one"]["error"]
+        assert "models/two/model.json" in by_id["one"]["error"]
+        # an invalid model is retrievable (to see why) and deletable by its folder name
+        assert http.get("/v1/models/badjson").json()["status"] == "invalid"
+        assert http.delete("/v1/models/two").json()["deleted"] is True
+        assert http.get("/v1/models/shared").json()["status"] == "missing"  # valid again, no files
+
+
+def test_changes_on_disk_show_in_the_next_list(server: ThreadedServer, home: Path) -> None:
+    with server.http() as http:
+        assert http.get("/v1/models").json()["data"] == []
+        folder = make_model(home, "fresh", {"name": "First"})
+        assert http.get("/v1/models").json()["data"][0]["name"] == "First"
+        (folder / "model.json").write_text(json.dumps({"name": "Second"}))
+        assert http.get("/v1/models").json()["data"][0]["name"] == "Second"
+        (folder / "model.json").write_text("{oops")
+        assert http.get("/v1/models").json()["data"][0]["status"] == "invalid"
+        (folder / "model.json").write_text("{}")
+        (folder / "fresh.gguf").write_bytes(FAKE_GGUF)
+        item = http.get("/v1/models/fresh").json()
+        assert (item["status"], item["size"]) == ("ready", len(FAKE_GGUF))
+
+
+def test_patch_merges_validates_and_keeps_unknown_fields(
+    server: ThreadedServer, home: Path
+) -> None:
+    folder = make_model(
+        home, "m", {"settings": {"ctx_len": 2048, "prompt_template": "{prompt}"}, "x_tool": [1]}
+    )
+    with server.http() as http:
+        r = http.patch("/v1/models/m", json={"engine_parameters": {"ngl": 20}, "description": "hi"})
+        assert r.status_code == 200, r.text
+        assert r.json()["engine_parameters"] == {
+            "ctx_len": 2048,
+            "prompt_template": "{prompt}",
+            "ngl": 20,
+        }
+        on_disk = json.loads((folder / "model.json").read_text())
+        assert on_disk == {
+            "settings": {"ctx_len": 2048, "prompt_template": "{prompt}", "ngl": 20},
+            "x_tool": [1],
+            "description": "hi",
+        }
+        r = http.patch("/v1/models/m", json={"engine_parameters": {"ctx_len": "big"}})
+        assert r.status_code == 400
+        assert r.json()["error"]["param"] == "engine_parameters.ctx_len"
+        assert json.loads((folder / "model.json").read_text()) == on_disk  # untouched
+        r = http.patch("/v1/models/m", json={"id": "other"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "id"
+        r = http.patch("/v1/models/m", content=b"[1]", headers={"content-type": "application/json"})
+        assert r.status_code == 400 and set(r.json()["error"]) == {
+            "message",
+            "type",
+            "param",
+            "code",
+        }
+        assert http.patch("/v1/models/nope", json={}).json()["error"]["code"] == "model_not_found"
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/%2E%2E",
+        "/v1/models/.hidden",
+        "/v1/models/a%2Fb",
+        "/v1/models/a%5Cb",
+        "/v1/models/a%00b",
+        "/v1/models/" + "x" * 129,
+        "/v1/models/%2Fetc%2Fpasswd",
+        "/v1/models/..%2F..%2Fetc",
+    ],
+)
+def test_bad_ids_are_rejected_before_touching_disk(server: ThreadedServer, path: str) -> None:
+    with server.http() as http:
+        for method in ("GET", "DELETE", "PATCH"):
+            r = http.request(method, path, json={} if method == "PATCH" else None)
+            assert r.status_code == 400, (method, path, r.text)
+            assert r.json()["error"]["code"] == "invalid_model_id"
+
+
+def test_errors_are_openai_shaped_never_bare(server: ThreadedServer) -> None:
+    with server.http() as http:
+        for method, path, status in [("GET", "/v1/nope", 404), ("PUT", "/v1/models", 405)]:
+            r = http.request(method, path)
+            assert r.status_code == status
+            assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_delete_never_touches_files_outside_the_folder(
+    server: ThreadedServer, home: Path, tmp_path: Path
+) -> None:
+    original = tmp_path / "mine" / "precious.gguf"
+    original.parent.mkdir()
+    original.write_bytes(FAKE_GGUF)
+    folder = make_model(
+        home, "linked", {"sources": [{"filename": "precious.gguf", "url": original.as_uri()}]}
+    )
+    os.symlink(original, folder / "alias.gguf")
+    real_folder = tmp_path / "mine" / "folder-model"
+    real_folder.mkdir()
+    (real_folder / "model.json").write_text("{}")
+    (real_folder / "w.gguf").write_bytes(FAKE_GGUF)
+    os.symlink(real_folder, home / "models" / "symlinked")
+    with server.http() as http:
+        assert http.get("/v1/models/linked").json()["status"] == "ready"
+        assert http.delete("/v1/models/linked").status_code == 200
+        assert http.delete("/v1/models/symlinked").status_code == 200
+    assert original.read_bytes() == FAKE_GGUF
+    assert (real_folder / "w.gguf").exists() and (real_folder / "model.json").exists()
+    assert (
+        not (home / "models" / "linked").exists() and not (home / "models" / "symlinked").exists()
+    )
+
+
+def test_status_tracks_files_and_partials(server: ThreadedServer, home: Path) -> None:
+    src = {"sources": [{"filename": "w.gguf", "url": "https://example.com/w.gguf"}]}
+    folder = make_model(home, "dl", src)
+    with server.http() as http:
+        assert http.get("/v1/models/dl").json()["status"] == "missing"
+        (folder / "w.gguf.part").write_bytes(b"GGUF")
+        assert http.get("/v1/models/dl").json()["status"] == "downloading"
+        os.replace(folder / "w.gguf.part", folder / "w.gguf")
+        assert http.get("/v1/models/dl").json()["status"] == "ready"
+
+
+def test_llama_model_path_that_exists_wins_over_stale_sources(
+    server: ThreadedServer, home: Path
+) -> None:
+    make_model(
+        home,
+        "jan",
+        {
+            "sources": [{"filename": "old-name.gguf", "url": "https://x/old-name.gguf"}],
+            "settings": {"llama_model_path": "renamed.gguf"},
+        },
+        {"renamed.gguf": FAKE_GGUF},
+    )
+    with server.http() as http:
+        item = http.get("/v1/models/jan").json()
+    assert item["status"] == "ready" and item["size"] == len(FAKE_GGUF)
