@@ -6,13 +6,17 @@ tests can build as many independent instances as they like.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.config import Settings, ensure_home
+from hearth.models.import_errors import ImportErrors
+from hearth.models.importer import Importer
 from hearth.models.store import ModelEntry, ModelStore
+from hearth.models.watcher import ModelsWatcher
 
 log = logging.getLogger("hearth")
 
@@ -24,15 +28,30 @@ StatusSource = Callable[[ModelEntry], tuple[str, str | None] | None]
 class Services:
     settings: Settings
     store: ModelStore
+    importer: Importer
     status_sources: list[StatusSource] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    watcher: ModelsWatcher | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
         ensure_home(settings)
         store = ModelStore(settings.models_dir)
         store.sweep_trash()
-        return cls(settings=settings, store=store)
+        errors = ImportErrors(settings.logs_dir / "import-errors.json")
+        importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
+        return cls(settings=settings, store=store, importer=importer)
+
+    async def start(self) -> None:
+        """Background work of a serving process: the drop-in watcher (and its start-up scan)."""
+        if self.settings.watch and self.watcher is None:
+            self.watcher = ModelsWatcher(self.importer)
+            await asyncio.to_thread(self.watcher.start)
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+            self.watcher = None
 
     def status_of(self, entry: ModelEntry) -> tuple[str, str | None]:
         """The live status: engines and downloads know more than the folder does."""

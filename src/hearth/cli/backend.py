@@ -23,6 +23,7 @@ class Backend(Protocol):
     def get_model(self, model_id: str) -> dict[str, Any]: ...
     def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]: ...
     def delete_model(self, model_id: str) -> dict[str, Any]: ...
+    def import_errors(self) -> list[dict[str, Any]]: ...
 
 
 class LocalBackend:
@@ -43,11 +44,17 @@ class LocalBackend:
         entry = self.services.store.delete(model_id)
         return {"id": entry.id, "object": "model", "deleted": True}
 
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self.services.importer.errors.list()
+
 
 class RemoteBackend(HearthClient):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.base_url, settings.api_key)
         self.where = f"server {settings.base_url}"
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/v1/models/import/errors")["data"]
 
 
 def server_for(settings: Settings) -> RemoteBackend | None:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from hearth.cli.backend import connect
 from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
-from hearth.cli.render import console, models_table
+from hearth.cli.render import console, human_size, models_table
+from hearth.services import Services
 
 app = typer.Typer(help="Manage the models in your home folder.", no_args_is_help=True)
 
@@ -25,7 +35,7 @@ def list_models(
     if as_json:
         console.print_json(json.dumps(models))
         return
-    if not models:
+    if not models and not backend.import_errors():
         console.print(
             "No models yet. Drop a .gguf into the models/ folder, or `hearth models import PATH`."
         )
@@ -33,7 +43,13 @@ def list_models(
     console.print(models_table(models))
     for m in models:
         if m.get("error"):
-            console.print(f"[red]{m['id']}[/red]: {m['error']}", highlight=False)
+            console.print(f"[red]{m['id']}[/red]: {m['error']}", highlight=False, soft_wrap=True)
+    for problem in backend.import_errors():
+        colour = "yellow" if problem["state"] == "waiting" else "red"
+        console.print(
+            f"[{colour}]not imported[/{colour}] {problem['path']}: {problem['error']}",
+            highlight=False,
+        )
 
 
 @app.command("show")
@@ -80,3 +96,46 @@ def remove(
             continue
         backend.delete_model(model_id)
         console.print(f"Deleted [bold]{model_id}[/bold].")
+
+
+@app.command("import")
+@friendly_errors
+def import_model(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A .gguf file (any part of a split model)."),
+    model_id: str | None = typer.Option(
+        None, "--id", help="Model id (default: from the file name)."
+    ),
+    mode: str = typer.Option(
+        "copy",
+        "--mode",
+        help="copy (a hard link when on the same disk), move (rename), or link (use it in place).",
+    ),
+) -> None:
+    """Import a model file into the home folder, with model.json filled from its header.
+
+    Runs on this machine directly (the path is yours to give), whether or not a server runs.
+    """
+    services = Services.create(settings_from(ctx))
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{mode} {path.name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        entry = services.importer.import_path(path, model_id=model_id, mode=mode, progress=progress)
+    info = entry.info
+    meta = info.metadata if info is not None else {}
+    console.print(
+        f"Imported [bold]{entry.id}[/bold] ({mode}): {meta.get('architecture', '?')}, "
+        f"{meta.get('quantization', '?')}, context {meta.get('context_length', '?')}, "
+        f"{human_size(entry.size)}."
+    )

@@ -107,7 +107,7 @@ def _file_from_url(url: str | None) -> Path | None:
     return None
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
-from hearth.server import health, models
+from hearth.server import health, imports, models
 from hearth.server.errors import install_error_handlers
 from hearth.server.security import GuardMiddleware
 from hearth.services import Services
@@ -25,6 +25,7 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.start()
         for hook in on_start or []:
             await hook(services)
         try:
@@ -35,6 +36,7 @@ def create_app(
                     await hook(services)
                 except Exception:
                     log.exception("error during shutdown")
+            await services.stop()
 
     app = FastAPI(
         title="Hearth",
@@ -45,6 +47,7 @@ def create_app(
     app.state.services = services
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(imports.router)
     app.include_router(models.router)
     app.add_middleware(GuardMiddleware, settings=services.settings)
     if services.settings.cors_origins:

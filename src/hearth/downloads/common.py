@@ -1,0 +1,157 @@
+"""Shared pieces of the download code: its errors, its result, retry backoff, header parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from hearth.errors import HearthError
+
+log = logging.getLogger("hearth.downloads.transfer")
+
+T = TypeVar("T")
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class CancelEvent(Protocol):
+    """Anything with `is_set()` and an awaitable `wait()`: asyncio.Event or anyio.Event."""
+
+    def is_set(self) -> bool: ...
+    async def wait(self) -> Any: ...
+
+
+class DownloadFailed(HearthError):
+    """The transfer failed (network, server, integrity). New here: a HearthError, HTTP 502."""
+
+    status = 502
+    code = "download_failed"
+
+
+class ChecksumMismatch(DownloadFailed):
+    """The finished file's sha256 differs from the one the source promised."""
+
+    code = "checksum_mismatch"
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class DownloadCancelled(HearthError):
+    """The caller cancelled; the `.part` and its sidecar are kept so the next pull resumes."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "download_cancelled"
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What happened: the final path, its size and sha256, and how the transfer went."""
+
+    path: Path
+    size: int
+    sha256: str
+    resumed_from: int
+    restarted: bool
+    note: str | None = None
+
+
+class Transient(Exception):
+    """A failure worth retrying; `retry_after` comes from the server when it says so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Restart(Exception):
+    """The server no longer serves the bytes we have (200 to a Range, new ETag): start over."""
+
+
+class Unsatisfiable(Exception):
+    """416: the file on the server is shorter than the range we asked for."""
+
+
+class Backoff:
+    """Exponential backoff with jitter; the attempt count resets whenever bytes arrive."""
+
+    def __init__(self, retries: int, base: float, cap: float) -> None:
+        self.retries, self.base, self.cap, self.attempt = retries, base, cap, 0
+
+    async def wait(self, exc: Transient, what: str) -> None:
+        self.attempt += 1
+        if self.attempt > self.retries:
+            raise DownloadFailed(
+                f"Gave up on {what} after {self.retries} retries: {exc}. "
+                "Check the network or the server, then pull again: the download resumes."
+            ) from None
+        delay = min(self.cap, self.base * 2 ** (self.attempt - 1)) * random.uniform(0.5, 1.0)
+        if exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, self.cap))
+        log.info("retrying %s in %.2fs (attempt %d): %s", what, delay, self.attempt, exc)
+        await asyncio.sleep(delay)
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the filesystem holding `path` (a seam for the space check)."""
+    return shutil.disk_usage(path).free
+
+
+def human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1000
+    return f"{n} B"
+
+
+def content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    """Parse `bytes a-b/total` (total may be `*`)."""
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        span, _, total = value[6:].partition("/")
+        first, _, last = span.partition("-")
+        return int(first), int(last), None if total.strip() == "*" else int(total)
+    except ValueError:
+        return None
+
+
+def body_length(resp: httpx.Response) -> int | None:
+    value = resp.headers.get("content-length")
+    if value is None or resp.headers.get("content-encoding", "identity") != "identity":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+async def unless_cancelled(work: Awaitable[T], cancel: CancelEvent | None, name: str) -> T:
+    """Run `work`, stopping it as soon as `cancel` is set (even mid-request or mid-backoff)."""
+    if cancel is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise DownloadCancelled(
+            f"Download of {name} cancelled; the partial file is kept and the next pull resumes it."
+        )
+    finally:
+        for pending in (task, waiter):
+            pending.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)

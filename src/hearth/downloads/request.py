@@ -1,0 +1,86 @@
+"""One HTTP GET of a byte range: manual redirects (http/https only) and status classification."""
+
+from __future__ import annotations
+
+import httpx
+
+from hearth.downloads.common import (
+    DownloadFailed,
+    Restart,
+    Transient,
+    Unsatisfiable,
+    content_range,
+)
+from hearth.downloads.state import PartState
+from hearth.downloads.urls import redact_url
+from hearth.errors import InvalidRequest
+
+MAX_REDIRECTS = 10
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+async def open_range(
+    client: httpx.AsyncClient,
+    url: str,
+    extra_headers: dict[str, str],
+    start: int | None,
+    end: int | None,
+    state: PartState | None,
+) -> httpx.Response:
+    """GET with manual redirects (each hop must stay http/https); returns a 200/206 stream."""
+    headers = {"Accept-Encoding": "identity", **extra_headers}
+    if start is not None:
+        headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        validator = state.validator() if state is not None else None
+        if validator:
+            headers["If-Range"] = validator
+    request = client.build_request("GET", url, headers=headers)
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            resp = await client.send(request, stream=True, follow_redirects=False)
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise Transient(f"{type(exc).__name__}: {exc}") from None
+        if not resp.is_redirect:
+            return await check_status(resp, redact_url(url))
+        await resp.aclose()
+        target = resp.next_request
+        if target is None or target.url.scheme not in ("http", "https"):
+            shown = redact_url(str(target.url)) if target is not None else "nowhere"
+            raise InvalidRequest(
+                f"Refused a redirect from {redact_url(url)} to {shown}: only http:// and https:// "
+                "downloads are allowed. Use a direct http(s) link to the file.",
+                param="url",
+                code="unsafe_redirect",
+            )
+        request = target
+    raise DownloadFailed(f"Too many redirects for {redact_url(url)}; check the URL.")
+
+
+async def check_status(resp: httpx.Response, where: str) -> httpx.Response:
+    """Pass 200/206 through; classify the rest as retryable, restart, or a final error."""
+    code = resp.status_code
+    if code in (200, 206):
+        return resp
+    await resp.aclose()
+    if code == 416:
+        raise Unsatisfiable()
+    if code in RETRY_STATUSES or code >= 500:
+        retry_after = resp.headers.get("retry-after", "")
+        wait = float(retry_after) if retry_after.isdigit() else None
+        raise Transient(f"HTTP {code} {resp.reason_phrase}", wait)
+    hint = "check the URL"
+    if code in (401, 403):
+        hint = "the file may need a token or accepted terms: set HF_TOKEN or check access"
+    raise DownloadFailed(f"{code} {resp.reason_phrase} for URL {where}; {hint}.")
+
+
+def check_same_file(resp: httpx.Response, pos: int, state: PartState) -> None:
+    """A 206 must continue exactly where we are, in the same file (total and ETag)."""
+    span = content_range(resp.headers.get("content-range"))
+    etag = resp.headers.get("etag")
+    if span is None or span[0] != pos:
+        raise Restart("The server answered a different range than asked")
+    if state.total is not None and span[2] is not None and span[2] != state.total:
+        raise Restart(f"The file size changed from {state.total} to {span[2]}")
+    if etag and state.etag and etag != state.etag:
+        raise Restart("The file changed on the server (new ETag)")
