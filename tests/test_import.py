@@ -15,6 +15,7 @@ import pytest
 from support.gguf_factory import raw_gguf, write_gguf
 from support.server import ThreadedServer
 from support.smollm import smollm2_path
+from support.waiting import wait_for
 from typer.testing import CliRunner
 
 from hearth.cli.main import app as cli_app
@@ -22,16 +23,6 @@ from hearth.config import load_settings
 from hearth.models.ids import id_from_filename, unique_id
 from hearth.models.importer import _copy_with_progress, split_name
 from hearth.services import Services
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -426,3 +417,15 @@ def test_api_import_reads_only_allowed_paths(home: Path, tmp_path: Path) -> None
         r = http.post("/v1/models/import", json={"path": str(allowed / "bad.gguf")})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_model_file"
     assert (outside / "o.gguf").exists() and (allowed / "bad.gguf").exists()
+
+
+def test_a_crash_mid_import_loses_nothing(home: Path) -> None:
+    """A half-built import folder (Hearth killed mid-import) gives the user's file back."""
+    staging = home / "models" / ".importing-mine-1a2b3c4d"
+    staging.mkdir(parents=True)
+    write_gguf(staging / "mine.gguf")
+    (staging / "model.json").write_text("{}")
+    services = Services.create(load_settings(home=home, env={}))
+    assert not staging.exists()
+    assert (home / "models" / "mine.gguf").is_file()  # back where the watcher imports it
+    assert services.store.list() == []

@@ -40,6 +40,7 @@ class Services:
         store.sweep_trash()
         errors = ImportErrors(settings.logs_dir / "import-errors.json")
         importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
+        importer.recover_staging()
         return cls(settings=settings, store=store, importer=importer)
 
     async def start(self) -> None:

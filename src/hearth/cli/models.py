@@ -6,18 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from hearth.cli.backend import connect
 from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
-from hearth.cli.render import console, human_size, models_table
+from hearth.cli.render import console, human_size, models_table, transfer_progress
 from hearth.services import Services
 
 app = typer.Typer(help="Manage the models in your home folder.", no_args_is_help=True)
@@ -117,15 +109,7 @@ def import_model(
     Runs on this machine directly (the path is yours to give), whether or not a server runs.
     """
     services = Services.create(settings_from(ctx))
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with transfer_progress(transient=True) as bar:
         task = bar.add_task(f"{mode} {path.name}", total=None)
 
         def progress(done: int, total: int) -> None:

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 console = Console(soft_wrap=True)
@@ -47,3 +55,16 @@ def models_table(models: list[dict[str, Any]]) -> Table:
             f"[{style}]{status}[/{style}]" if style else status,
         )
     return table
+
+
+def transfer_progress(*, transient: bool = False) -> Progress:
+    """Bars for byte transfers (copies, downloads): name, bar, bytes, speed, time left."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,16 @@ from hearth.errors import Conflict, Forbidden, InvalidModelFile, InvalidRequest
 from hearth.models.gguf import GGUFInfo, read_gguf_header, sniff_format
 from hearth.models.ids import id_from_filename, readable_name, unique_id, validate_model_id
 from hearth.models.import_errors import ImportErrors
-from hearth.models.schema import DEFAULT_ENGINE
-from hearth.models.store import MODEL_JSON, PARTIAL_SUFFIXES, ModelEntry, ModelStore
+from hearth.models.schema import DEFAULT_ENGINE, normalize
+from hearth.models.store import (
+    MODEL_JSON,
+    PARTIAL_SUFFIXES,
+    ModelEntry,
+    ModelStore,
+    write_json_atomic,
+)
 
+STAGING_PREFIX = ".importing-"
 Mode = Literal["move", "copy", "link"]
 MODES: tuple[str, ...] = ("move", "copy", "link")
 DEFAULT_CTX_CAP = 8192
@@ -226,34 +234,65 @@ class Importer:
             new_id = model_id
         else:
             new_id = unique_id(id_from_filename(stem), self.store.exists)
-        folder = self.models_dir / new_id
-        while True:
-            try:
-                folder.mkdir(parents=True)
-                break
-            except FileExistsError:
-                if model_id is not None:
-                    raise Conflict(f"models/{model_id} already exists.") from None
-                new_id = unique_id(id_from_filename(stem), self.store.exists)
-                folder = self.models_dir / new_id
+        folder = self._reserve(new_id, model_id, stem)
+        staging = self.models_dir / f"{STAGING_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        placed: list[Path] = []
         try:
-            placed = [self._place(p, folder, mode, progress) for p in parts]
+            for p in parts:
+                placed.append(self._place(p, staging, mode, progress))
+            raw = build_model_json(
+                folder.name,
+                placed if mode != "link" else parts,
+                infos,
+                display_name=readable_name(stem),
+                linked=mode == "link",
+            )
+            normalize(raw, folder=folder, default_created=int(time.time()))
+            write_json_atomic(staging / MODEL_JSON, raw)
+            # The model appears whole, in one rename: never a folder without its model.json.
+            os.rename(staging, folder)
         except BaseException:
+            self._undo(staging, parts, placed, mode)
             _remove_empty(folder)
             raise
-        raw = build_model_json(
-            new_id,
-            placed if mode != "link" else parts,
-            infos,
-            display_name=readable_name(stem),
-            linked=mode == "link",
-        )
-        entry = self.store.create(new_id, raw)
         for p in parts:
             self.errors.clear(p)
         if inside_models:
             self.errors.clear(path)
-        return entry
+        return self.store.get(folder.name)
+
+    def _reserve(self, new_id: str, asked: str | None, stem: str) -> Path:
+        """Claim models/<id> with an empty folder (skipped by listings until filled)."""
+        while True:
+            folder = self.models_dir / new_id
+            try:
+                folder.mkdir(parents=True)
+                return folder
+            except FileExistsError:
+                if asked is not None:
+                    raise Conflict(f"models/{asked} already exists.") from None
+                new_id = unique_id(id_from_filename(stem), self.store.exists)
+
+    def _undo(self, staging: Path, parts: list[Path], placed: list[Path], mode: str) -> None:
+        """Put a failed import back as it was: moved files return, copies go."""
+        for original, done in zip(parts, placed, strict=False):
+            if mode == "move" and done.exists() and not original.exists():
+                os.rename(done, original)
+            elif mode == "copy" and done.exists():
+                done.unlink()
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def recover_staging(self) -> None:
+        """After a crash mid-import: move the user's files back into models/ (to be imported
+        again) and drop the half-built folder. Nothing of the user's is lost."""
+        for staging in self.models_dir.glob(f"{STAGING_PREFIX}*"):
+            for path in staging.iterdir():
+                if path.name != MODEL_JSON and not path.name.startswith("."):
+                    target = self.models_dir / path.name
+                    if not target.exists():
+                        os.rename(path, target)
+            shutil.rmtree(staging, ignore_errors=True)
 
     def adopt_folder(self, folder: Path) -> ModelEntry | None:
         """Write model.json for a folder that holds model files but has none. Files stay put."""
