@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
@@ -316,3 +320,144 @@ def test_tokens_never_reach_logs_errors_or_the_sidecar(
     assert secret not in str(missing.value) and secret not in repr(result)
     assert all(r.authorization == f"Bearer {secret}" for r in server.requests)
     assert secret not in caplog.text
+
+
+# --- The fast path (http.client on worker threads) next to the httpx one ---
+
+# A throwaway self-signed certificate for 127.0.0.1 (EC P-256, valid until 2126), inlined so the
+# https test needs neither `cryptography` nor the openssl command line.
+TEST_CERT = """-----BEGIN CERTIFICATE-----
+MIIBnjCCAUWgAwIBAgIUeL/v+LhJU//u3AaiS+OBs4SnbgowCgYIKoZIzj0EAwIw
+FjEUMBIGA1UEAwwLaGVhcnRoLXRlc3QwIBcNMjYxMTI1MTgwNTA2WhgPMjEyNjEx
+MDExODA1MDZaMBYxFDASBgNVBAMMC2hlYXJ0aC10ZXN0MFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAEaujTwynaexcDiMIpWhkQNzTL+G65OhgVMvzGz65zfgZyxaX+
+dJE+IhlHFDmfeXc5WcBSbLZQMG8aJZBB0M2LtaNvMG0wHQYDVR0OBBYEFM4NEWCa
+S76f9JDxyPrPA0X1sAOsMB8GA1UdIwQYMBaAFM4NEWCaS76f9JDxyPrPA0X1sAOs
+MBoGA1UdEQQTMBGHBH8AAAGCCWxvY2FsaG9zdDAPBgNVHRMBAf8EBTADAQH/MAoG
+CCqGSM49BAMCA0cAMEQCIFxIBG4MN1qyUlqSPmqIaRYrGAoK8QDX8Kmr6qxYQCHp
+AiBbwD8kasHCluCvTOdHgBpVDZXg6HNJ1Zk0WVmHc9bYSg==
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJm9YoUHqZBbmOTaQ
+fyzrwGo1+lprmMlUfkgvo21aAKyhRANCAARq6NPDKdp7FwOIwilaGRA3NMv4brk6
+GBUy/MbPrnN+BnLFpf50kT4iGUcUOZ95dzlZwFJstlAwbxolkEHQzYu1
+-----END PRIVATE KEY-----
+"""
+
+
+class _OneFile(BaseHTTPRequestHandler):
+    """Serves one payload for any path, plainly or chunked; records each request target."""
+
+    protocol_version = "HTTP/1.1"
+    server: _MiniServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        srv = self.server
+        srv.targets.append(self.path)
+        self.send_response(200)
+        if srv.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            step, at = 1, 0
+            while at < len(srv.payload):  # uneven chunk sizes, some larger than a read buffer
+                piece = srv.payload[at : at + step]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                at, step = at + len(piece), step * 7 + 13
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(srv.payload)))
+            self.end_headers()
+            self.wfile.write(srv.payload)
+
+
+class _MiniServer(ThreadingHTTPServer):
+    """For what the fault server does not do: chunked bodies, TLS, acting as a proxy."""
+
+    daemon_threads = True
+
+    def __init__(self, payload: bytes, *, chunked: bool = False, tls: Path | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _OneFile)
+        self.payload, self.chunked, self.targets = payload, chunked, list[str]()
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+            self.socket = ctx.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        super().__exit__(*exc)
+
+
+def test_chunked_body_of_unknown_size(tmp_path: Path) -> None:
+    data = gguf_bytes(1_500_000, 20)
+    with _MiniServer(data, chunked=True) as srv:
+        result = fetch(f"{srv.base}/m.gguf", tmp_path, connections=4, expected_sha256=sha256(data))
+    assert result.size == len(data) and (tmp_path / "m.gguf").read_bytes() == data
+    assert srv.targets == ["/m.gguf"] and leftovers(tmp_path) == ["m.gguf"]
+
+
+def test_https_verifies_the_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = gguf_bytes(SIZE, 21)
+    (tmp_path / "cert.pem").write_text(TEST_CERT)
+    (tmp_path / "key.pem").write_text(TEST_KEY)
+    dest = tmp_path / "out"
+    with _MiniServer(data, tls=tmp_path) as srv:
+        url = f"{srv.base}/m.gguf"
+        with pytest.raises(DownloadFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(url, dest, retries=0)  # self-signed: refused with the default trust store
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+        result = fetch(url, dest, expected_sha256=sha256(data))
+    assert result.sha256 == sha256(data) and leftovers(dest) == ["m.gguf"]
+
+
+def test_a_configured_proxy_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = gguf_bytes(SIZE, 22)
+    with _MiniServer(data) as proxy:
+        for name in ("no", "https", "all", "http"):
+            monkeypatch.delenv(f"{name}_proxy", raising=False)
+            monkeypatch.delenv(f"{name.upper()}_PROXY", raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.base)
+        result = fetch("http://models.invalid/m.gguf", tmp_path, expected_sha256=sha256(data))
+    assert result.sha256 == sha256(data)
+    assert proxy.targets == ["http://models.invalid/m.gguf"]  # absolute form: sent to a proxy
+
+
+def test_redirect_to_another_origin_drops_the_token(server: FaultServer, tmp_path: Path) -> None:
+    data = gguf_bytes(SIZE, 23)
+    server.add("/real.gguf", data)
+    server.add("/m.gguf", b"")
+    other = server.url("/real.gguf").replace("127.0.0.1", "localhost")
+    server.fault("/m.gguf", redirect_to=other)
+    result = fetch(server.url("/m.gguf"), tmp_path, headers={"Authorization": "Bearer hf_x"})
+    assert result.sha256 == sha256(data)
+    assert [r.authorization for r in server.requests] == ["Bearer hf_x", None]
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_caller_client_still_works(server: FaultServer, tmp_path: Path, connections: int) -> None:
+    data = gguf_bytes(4_000_000, 24)
+    url = server.add("/m.gguf", data)
+    server.fault("/m.gguf", close_after=150_000)
+
+    async def run() -> DownloadResult:
+        async with httpx.AsyncClient() as client:
+            return await download_file(
+                url, tmp_path, "m.gguf", expected_sha256=sha256(data), client=client,
+                **{**FAST, "connections": connections},
+            )  # fmt: skip
+
+    result = asyncio.run(run())
+    assert result.sha256 == sha256(data) and leftovers(tmp_path) == ["m.gguf"]
+    assert server.bytes_sent("/m.gguf") == len(data)

@@ -1,6 +1,12 @@
-"""One HTTP GET of a byte range: manual redirects (http/https only) and status classification."""
+"""One HTTP GET of a byte range: manual redirects (http/https only) and status classification.
+
+This is the httpx path (used when the caller passes a client or a proxy is configured); `wire.py`
+is the fast path and shares the headers and the status rules below.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 import httpx
 
@@ -19,6 +25,26 @@ MAX_REDIRECTS = 10
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+class Reply(Protocol):
+    """What the checks need from a response, httpx's or `wire.WireResponse`."""
+
+    @property
+    def headers(self) -> Any: ...  # case-insensitive `.get`
+
+
+def range_headers(
+    extra_headers: dict[str, str], start: int | None, end: int | None, state: PartState | None
+) -> dict[str, str]:
+    """Request headers for bytes [start, end): Range, and If-Range so a changed file answers 200."""
+    headers = {"Accept-Encoding": "identity", **extra_headers}
+    if start is not None:
+        headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        validator = state.validator() if state is not None else None
+        if validator:
+            headers["If-Range"] = validator
+    return headers
+
+
 async def open_range(
     client: httpx.AsyncClient,
     url: str,
@@ -28,12 +54,7 @@ async def open_range(
     state: PartState | None,
 ) -> httpx.Response:
     """GET with manual redirects (each hop must stay http/https); returns a 200/206 stream."""
-    headers = {"Accept-Encoding": "identity", **extra_headers}
-    if start is not None:
-        headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
-        validator = state.validator() if state is not None else None
-        if validator:
-            headers["If-Range"] = validator
+    headers = range_headers(extra_headers, start, end, state)
     request = client.build_request("GET", url, headers=headers)
     for _ in range(MAX_REDIRECTS + 1):
         try:
@@ -58,23 +79,30 @@ async def open_range(
 
 async def check_status(resp: httpx.Response, where: str) -> httpx.Response:
     """Pass 200/206 through; classify the rest as retryable, restart, or a final error."""
-    code = resp.status_code
-    if code in (200, 206):
+    error = status_error(resp.status_code, resp.reason_phrase, resp.headers, where)
+    if error is None:
         return resp
     await resp.aclose()
+    raise error
+
+
+def status_error(code: int, reason: str, headers: Any, where: str) -> Exception | None:
+    """None for 200/206, else the exception to raise: Transient, Unsatisfiable or final."""
+    if code in (200, 206):
+        return None
     if code == 416:
-        raise Unsatisfiable()
+        return Unsatisfiable()
     if code in RETRY_STATUSES or code >= 500:
-        retry_after = resp.headers.get("retry-after", "")
+        retry_after = headers.get("retry-after", "")
         wait = float(retry_after) if retry_after.isdigit() else None
-        raise Transient(f"HTTP {code} {resp.reason_phrase}", wait)
+        return Transient(f"HTTP {code} {reason}", wait)
     hint = "check the URL"
     if code in (401, 403):
         hint = "the file may need a token or accepted terms: set HF_TOKEN or check access"
-    raise DownloadFailed(f"{code} {resp.reason_phrase} for URL {where}; {hint}.")
+    return DownloadFailed(f"{code} {reason} for URL {where}; {hint}.")
 
 
-def check_same_file(resp: httpx.Response, pos: int, state: PartState) -> None:
+def check_same_file(resp: Reply, pos: int, state: PartState) -> None:
     """A 206 must continue exactly where we are, in the same file (total and ETag)."""
     span = content_range(resp.headers.get("content-range"))
     etag = resp.headers.get("etag")

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 SIDECAR_VERSION = 1
-READ_BACK_CHUNK = 1 << 20
+READ_BACK_CHUNK = 256 << 10  # small enough to stay in the CPU cache between pread and sha256
+HASH_KICK_BYTES = 4 << 20  # `land` wakes the hash thread when this much is ready to hash
 
 
 @dataclass
@@ -135,6 +136,10 @@ class PartWriter:
     file. Bytes written elsewhere (other parallel ranges, or bytes already on disk from an earlier
     attempt) are read back once, when the contiguous written prefix reaches them. Every byte is
     therefore hashed exactly once and in order, whatever the mix of ranges and resumes.
+
+    Two ways in: `write` (async, batches of bytes, used by the httpx path) and `land` (called by
+    the worker threads of the fast path, which pwrite their own buffer; the hash thread then
+    reads every byte back, in order, once it is part of the contiguous prefix; see `land`).
     """
 
     def __init__(self, path: Path, state: PartState, *, max_pending: int = 16) -> None:
@@ -147,9 +152,12 @@ class PartWriter:
         self._pending: deque[asyncio.Future[None]] = deque()
         self._max_pending = max_pending
         self._closed = False
+        self._error: BaseException | None = None  # first failure of a `land` hash task
+        self._kicked = False  # a `land` catch-up is queued on the hash thread
+        self._readback = memoryview(bytearray(READ_BACK_CHUNK))  # reused by the hash thread
 
     def truncate(self, size: int) -> None:
-        """Set the file length (sparse preallocation for parallel ranges, or 0 to start over)."""
+        """Set the file length (sparse preallocation when the size is known, or 0 to start over)."""
         os.ftruncate(self.fd, size)
 
     async def write(self, seg: Segment, offset: int, chunks: list[bytes]) -> None:
@@ -168,8 +176,43 @@ class PartWriter:
     async def digest(self) -> str:
         """Flush, hash whatever the hasher has not reached yet, and return the hex sha256."""
         await self.flush()
-        await asyncio.wrap_future(self._hasher.submit(self._catch_up, None))
+        if self._error is None:
+            await asyncio.wrap_future(self._hasher.submit(self._catch_up, None))
+        if self._error is not None:
+            raise self._error
         return self._sha.hexdigest()
+
+    def land(self, seg: Segment, offset: int, view: memoryview) -> None:
+        """Worker thread: pwrite `view` at `offset`, record it as written, wake the hash thread.
+
+        The hash thread reads the newly contiguous bytes back from the page cache, a few MiB
+        behind the writer (still in RAM), instead of sharing the worker's buffers or hashing on
+        the worker. Measured side by side on the loopback benchmark (1 GiB, 2 vCPUs, 7
+        interleaved runs): one connection ran at 1.4x curl this way against 0.74x when the
+        worker hashed its own buffer inline, and handing buffers to the hash thread had doubled
+        the worker's system time; the extra pread costs the hash thread less than either.
+        """
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], offset + done)
+        seg.written = offset + len(view) - seg.start
+        # Wake the hash thread once a few MiB wait for it (or a range is done), not per buffer:
+        # each wake-up is a cross-CPU interrupt, expensive in a VM. One queued catch-up is
+        # enough, as it reads up to the prefix.
+        if not self._kicked and (
+            seg.complete or self.state.prefix() - self.hashed >= HASH_KICK_BYTES
+        ):
+            self._kicked = True
+            self._hasher.submit(self._hash_landed)
+
+    def _hash_landed(self) -> None:
+        """Hash thread: hash everything contiguous that has landed so far."""
+        self._kicked = False  # before reading the prefix, so no landed byte is missed
+        try:
+            if self._error is None:
+                self._catch_up(None)
+        except BaseException as exc:  # reported by `digest`
+            self._error = exc
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -210,12 +253,14 @@ class PartWriter:
         self._catch_up(None)
 
     def _catch_up(self, limit: int | None) -> None:
+        """Hash thread: read back and hash the written prefix (up to `limit`), in order."""
         target = self.state.prefix()
         if limit is not None:
             target = min(target, limit)
         while self.hashed < target:
-            data = os.pread(self.fd, min(READ_BACK_CHUNK, target - self.hashed), self.hashed)
-            if not data:
+            want = min(READ_BACK_CHUNK, target - self.hashed)
+            got = os.preadv(self.fd, [self._readback[:want]], self.hashed)
+            if not got:
                 raise OSError(f"the .part file is shorter than recorded (at byte {self.hashed})")
-            self._sha.update(data)
-            self.hashed += len(data)
+            self._sha.update(self._readback[:got])
+            self.hashed += got

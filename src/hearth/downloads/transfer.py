@@ -4,6 +4,10 @@
 `<name>` only after the size, the GGUF magic and the sha256 check out. Transient failures (reset or
 early-closed connections, timeouts, 5xx, 429) are retried with exponential backoff and jitter, each
 retry asking only for the bytes still missing. A cancelled download keeps its `.part` for later.
+
+Two transports share everything but the socket: the fast path (`wire.py` + `pump.py`: stdlib
+http.client on worker threads, for http and https) and httpx, kept for callers that pass their own
+`client` and whenever a proxy is configured in the environment (only httpx honours proxies).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,6 @@ import httpx
 
 from hearth.downloads import common
 from hearth.downloads.common import (
-    Backoff,
     CancelEvent,
     ChecksumMismatch,
     DownloadCancelled,
@@ -28,15 +31,15 @@ from hearth.downloads.common import (
     DownloadResult,
     ProgressCallback,
     Restart,
-    Transient,
     Unsatisfiable,
     body_length,
     human,
     unless_cancelled,
 )
-from hearth.downloads.request import check_same_file, open_range
-from hearth.downloads.state import PartState, PartWriter, Segment, load_state, save_state
+from hearth.downloads.ranges import RangeFetcher, Response
+from hearth.downloads.state import PartState, PartWriter, load_state, save_state
 from hearth.downloads.urls import redact_url, validate_filename, validate_url
+from hearth.downloads.wire import proxies_configured
 from hearth.errors import InsufficientStorage, InvalidModelFile
 
 __all__ = [
@@ -49,9 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GGUF_MAGIC = b"GGUF"
 DISK_MARGIN = 16 << 20
-BATCH_BYTES = 1 << 20
 MAX_RESTARTS = 2
 
 
@@ -80,6 +81,9 @@ async def download_file(
     larger than `min_range_size`. `progress(done, total)` is called at most ~10 times a second and
     once at the end. Raises InvalidRequest (bad URL/name/redirect), InsufficientStorage,
     InvalidModelFile (not GGUF), DownloadFailed/ChecksumMismatch, DownloadCancelled.
+
+    Without `client` (and without a proxy in the environment) the body moves on worker threads
+    over plain sockets (`wire.py`, `pump.py`); with one, every request goes through that client.
     """
     url = validate_url(url)
     validate_filename(filename)
@@ -98,17 +102,20 @@ async def download_file(
         min_range_size=max(1, min_range_size),
         require_gguf=require_gguf,
         backoff=(retries, backoff, max_backoff),
+        timeout=timeout,
     )
     job.check_space(expected_size)
     if client is not None:
         return await unless_cancelled(job.run(client), cancel, filename)
+    if not proxies_configured():
+        return await unless_cancelled(job.run(None), cancel, filename)
     limits = httpx.Limits(max_connections=job.connections + 2)
     async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=limits) as own:
         return await unless_cancelled(job.run(own), cancel, filename)
 
 
 @dataclass
-class _Transfer:
+class _Transfer(RangeFetcher):
     """The state of one `download_file` call (kept in one object to keep the steps small)."""
 
     url: str
@@ -123,6 +130,7 @@ class _Transfer:
     min_range_size: int
     require_gguf: bool
     backoff: tuple[int, float, float]
+    timeout: float
     received: int = 0
     total: int | None = None
     note: str | None = None
@@ -130,6 +138,7 @@ class _Transfer:
     resumed_from: int = 0
     _last_report: float = 0.0
     _last_save: float = 0.0
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)  # fast-path threads
 
     @property
     def part(self) -> Path:
@@ -184,7 +193,17 @@ class _Transfer:
             seg.written = max(0, min(seg.written, size - seg.start))
         return state
 
-    async def run(self, client: httpx.AsyncClient) -> DownloadResult:
+    async def run(self, client: httpx.AsyncClient | None) -> DownloadResult:
+        """Run the download; `client` None selects the fast path (threads, plain sockets)."""
+        if client is None:
+            self._pool = ThreadPoolExecutor(self.connections + 1, "hearth-download")
+        try:
+            return await self._run(client)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)  # idle by now: run_blocking waits for its thread
+
+    async def _run(self, client: httpx.AsyncClient | None) -> DownloadResult:
         state = self._load()
         if state is not None:
             self.resumed_from = state.done
@@ -201,8 +220,10 @@ class _Transfer:
             "try again later."
         )
 
-    async def _attempt(self, client: httpx.AsyncClient, state: PartState | None) -> DownloadResult:
-        first: httpx.Response | None = None
+    async def _attempt(
+        self, client: httpx.AsyncClient | None, state: PartState | None
+    ) -> DownloadResult:
+        first: Response | None = None
         try:
             if state is not None and not state.complete:
                 seg = next(s for s in state.segments if not s.complete)
@@ -228,7 +249,7 @@ class _Transfer:
             if first is not None:
                 await first.aclose()
 
-    def _plan(self, resp: httpx.Response) -> PartState:
+    def _plan(self, resp: Response) -> PartState:
         """Lay out a fresh download from a 200 response: check sizes and space, pick ranges."""
         total = body_length(resp)
         if self.expected_size is not None and total is not None and total != self.expected_size:
@@ -246,7 +267,7 @@ class _Transfer:
         return PartState.fresh(self.where, etag, modified, total, parts)
 
     async def _transfer(
-        self, client: httpx.AsyncClient, state: PartState, first: httpx.Response, fresh: bool
+        self, client: httpx.AsyncClient | None, state: PartState, first: Response, fresh: bool
     ) -> DownloadResult:
         self.total = state.total
         self.received = state.done
@@ -254,7 +275,11 @@ class _Transfer:
         ok = False
         try:
             if fresh:
-                writer.truncate(state.total if len(state.segments) > 1 and state.total else 0)
+                # Sparse preallocation whenever the size is known, one range included (it measured
+                # faster than growing the file with every write, together with the read-back
+                # hashing in `PartWriter.land`). The sidecar, not the file size, says which bytes
+                # are written, and `_finish` checks the count of written bytes.
+                writer.truncate(state.total or 0)
                 save_state(self.sidecar, state)
             todo = [s for s in state.segments if not s.complete]
             jobs = [
@@ -262,12 +287,14 @@ class _Transfer:
                 for i, s in enumerate(todo)
             ]
             await self._run_all(jobs)
+            await writer.flush()
+            self.received = state.done
             self._report(force=True)
             digest = await writer.digest()
             size = writer.size()
             await writer.aclose()
             ok = True
-            return self._finish(size, digest)
+            return self._finish(min(size, state.done), digest)
         except (InvalidModelFile, ChecksumMismatch, Restart):
             ok = True
             await writer.aclose()
@@ -279,8 +306,8 @@ class _Transfer:
             self._discard()
             raise DownloadFailed(
                 f"The server promised {state.total} bytes for {self.where} but the file is "
-                f"shorter (it ends before byte {self.received}). The server is misbehaving; "
-                "try again later or use another mirror."
+                f"shorter (it ends before byte {max(self.received, state.done)}). The server is "
+                "misbehaving; try again later or use another mirror."
             ) from None
         finally:
             if not ok:
@@ -326,110 +353,3 @@ class _Transfer:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.progress is not None and (force or now - self._last_report >= 0.1):
-            self._last_report = now
-            self.progress(self.received, self.total)
-
-    async def _open_retrying(
-        self, client: httpx.AsyncClient, start: int | None, end: int | None, state: PartState | None
-    ) -> httpx.Response:
-        backoff = Backoff(*self.backoff)
-        while True:
-            try:
-                return await self._open(client, start, end, state)
-            except Transient as exc:
-                await backoff.wait(exc, f"downloading {self.filename}")
-            except Unsatisfiable:
-                raise Restart("The server refused the saved range (the file changed)") from None
-
-    async def _open(
-        self, client: httpx.AsyncClient, start: int | None, end: int | None, st: PartState | None
-    ) -> httpx.Response:
-        return await open_range(client, self.url, self.headers, start, end, st)
-
-    async def _fetch(
-        self,
-        client: httpx.AsyncClient,
-        writer: PartWriter,
-        seg: Segment,
-        resp: httpx.Response | None,
-    ) -> None:
-        """Fetch the rest of one range, retrying from the last received byte on transient errors."""
-        backoff = Backoff(*self.backoff)
-        pos = seg.pos
-        while seg.end is None or pos < seg.end:
-            if resp is None:
-                try:
-                    resp = await open_range(
-                        client, self.url, self.headers, pos, seg.end, writer.state
-                    )
-                except Transient as exc:
-                    await backoff.wait(exc, f"{self.filename} at byte {pos}")
-                    continue
-            start = pos
-            try:
-                if resp.status_code == 206:
-                    check_same_file(resp, pos, writer.state)
-                elif pos != 0:
-                    raise Restart("The server sent the whole file instead of the missing part")
-                pos, error = await self._stream(resp, writer, seg, pos)
-            finally:
-                await resp.aclose()
-                resp = None
-            if error is None and seg.end is None:
-                seg.end = writer.state.total = self.total = pos
-                await writer.flush()
-                return
-            if error is None and pos < seg.end:  # type: ignore[operator]
-                error = Transient(f"connection closed after {pos - start} bytes")
-            if error is not None:
-                if pos > start:
-                    backoff.attempt = 0
-                await backoff.wait(error, f"{self.filename} at byte {pos}")
-
-    async def _stream(
-        self, resp: httpx.Response, writer: PartWriter, seg: Segment, pos: int
-    ) -> tuple[int, Transient | None]:
-        """Copy the body into the `.part` in ~1 MiB batches; returns (next offset, error)."""
-        batch: list[bytes] = []
-        batch_at, batch_len = pos, 0
-        error: Transient | None = None
-        try:
-            async for chunk in resp.aiter_raw():
-                if seg.end is not None and pos + len(chunk) > seg.end:
-                    chunk = chunk[: seg.end - pos]
-                batch.append(chunk)
-                batch_len += len(chunk)
-                pos += len(chunk)
-                self.received += len(chunk)
-                if batch_len >= BATCH_BYTES:
-                    await self._write(writer, seg, batch_at, batch)
-                    batch, batch_at, batch_len = [], pos, 0
-                self._report()
-                if seg.end is not None and pos >= seg.end:
-                    break
-        except httpx.TransportError as exc:
-            error = Transient(f"{type(exc).__name__} after {pos} bytes")
-        finally:
-            if batch:
-                await self._write(writer, seg, batch_at, batch)
-        return pos, error
-
-    async def _write(self, writer: PartWriter, seg: Segment, at: int, batch: list[bytes]) -> None:
-        if at == 0 and self.require_gguf:
-            head = b"".join(batch)[:4]
-            if head != GGUF_MAGIC[: len(head)]:
-                raise InvalidModelFile(
-                    f"{self.where} is not a GGUF model file (it starts with {head!r}, not "
-                    "b'GGUF'); the partial file was deleted. Check that the URL points at a "
-                    ".gguf file and not at a web page.",
-                    param="url",
-                )
-        await writer.write(seg, at, batch)
-        now = time.monotonic()
-        if now - self._last_save >= 1.0:
-            self._last_save = now
-            save_state(self.sidecar, writer.state)

@@ -1,0 +1,197 @@
+"""A small blocking HTTP/1.1 GET for the download hot path (stdlib `http.client`, plain or TLS).
+
+Why not httpx for the body: httpcore reads 64 KiB at a time and pushes every chunk through h11,
+which copies it several times (socket -> bytes -> h11 buffer -> extracted bytes), and the async
+client hops through the event loop per chunk. On a fast link that Python overhead, not the
+network, held a pull to about half of curl's speed. `http.client`'s `readinto` fills a buffer we
+own straight from `recv_into` (one kernel copy, no allocation), so a worker thread can move the
+body with the GIL released during recv, pwrite and sha256 (see `pump.py`). `http.client` also
+covers what real servers send: Content-Length, chunked bodies, bodies that run to EOF, and TLS
+(SNI + hostname check) with the same trust store as httpx (`httpx.create_ssl_context`).
+
+Redirects are followed here, one checked hop at a time (http/https only; Authorization dropped
+when leaving the origin, as httpx does). Proxies are not: `transfer` uses the httpx path whenever
+HTTP(S)_PROXY / ALL_PROXY is set (see `proxies_configured`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import ssl
+import threading
+import urllib.request
+
+import httpx
+
+from hearth.downloads.common import DownloadFailed, Transient
+from hearth.downloads.request import MAX_REDIRECTS, status_error
+from hearth.downloads.urls import redact_url
+from hearth.errors import InvalidRequest
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = f"python-httpx/{httpx.__version__}"  # what the httpx path sends: one client to servers
+NETWORK_ERRORS = (OSError, http.client.HTTPException)  # OSError covers timeouts, resets and TLS
+
+_tls: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_tls_lock = threading.Lock()
+
+
+def proxies_configured() -> bool:
+    """True when the environment names an HTTP(S) proxy, which only the httpx path honours."""
+    found = urllib.request.getproxies()
+    return any(found.get(key) for key in ("http", "https", "all"))
+
+
+def tls_context() -> ssl.SSLContext:
+    """httpx's default context (certifi, or SSL_CERT_FILE/DIR), built once per setting (~10 ms)."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _tls_lock:
+        if key not in _tls:
+            _tls[key] = httpx.create_ssl_context()
+        return _tls[key]
+
+
+class Stopper:
+    """Lets the event loop stop a blocking request in a worker thread, at once.
+
+    Setting a flag is not enough: the thread may sit in `recv` for up to the timeout. Shutting the
+    socket down from the loop thread wakes that `recv` (it returns 0 or raises), which is the
+    standard way to interrupt a blocking socket call from another thread.
+    """
+
+    def __init__(self, *conns: http.client.HTTPConnection) -> None:
+        self._lock = threading.Lock()
+        self._conns = list(conns)
+        self.stopped = False
+
+    def watch(self, conn: http.client.HTTPConnection) -> None:
+        """Track a connected socket; refuse (and close it) when already stopped."""
+        with self._lock:
+            if self.stopped:
+                conn.close()
+                raise Transient("stopped")
+            self._conns.append(conn)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for conn in self._conns:
+                if conn.sock is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+class WireResponse:
+    """A 200/206 response whose body is read with `readinto` (blocking, from a worker thread)."""
+
+    def __init__(
+        self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, url: str
+    ) -> None:
+        self.url = url
+        self.status_code = resp.status
+        self.reason_phrase = resp.reason
+        self.headers = httpx.Headers(resp.getheaders())
+        self.conn, self._resp = conn, resp
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill `buffer` from the body; fewer bytes only at the end, 0 once it is over."""
+        return self._resp.readinto(buffer)
+
+    def close(self) -> None:
+        self._resp.close()
+        self.conn.close()
+
+    async def aclose(self) -> None:  # the same shape as httpx.Response
+        self.close()
+
+
+def _get(url: httpx.URL, headers: dict[str, str], timeout: float, stop: Stopper) -> WireResponse:
+    """Send one GET and read the status line and headers; the body is left for the caller."""
+    host = url.raw_host.decode("ascii")
+    conn: http.client.HTTPConnection
+    if url.scheme == "https":
+        conn = http.client.HTTPSConnection(host, url.port, timeout=timeout, context=tls_context())
+    else:
+        conn = http.client.HTTPConnection(host, url.port, timeout=timeout)
+    try:
+        conn.connect()
+        stop.watch(conn)
+        conn.putrequest("GET", url.raw_path.decode("ascii"), skip_accept_encoding=True)
+        for name, value in headers.items():
+            if name.lower() != "host":
+                conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+    except BaseException:
+        conn.close()
+        raise
+    return WireResponse(conn, resp, str(url))
+
+
+def open_wire(url: str, headers: dict[str, str], timeout: float, stop: Stopper) -> WireResponse:
+    """GET `url` (headers from `request.range_headers`), following checked redirects.
+
+    Runs in a worker thread. Returns a 200/206 response; raises Transient (network trouble,
+    5xx, 429), Unsatisfiable (416), DownloadFailed or InvalidRequest like `request.open_range`.
+    """
+    where = redact_url(url)
+    current = httpx.URL(url)
+    sent = {"User-Agent": USER_AGENT, "Accept": "*/*", **headers}
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            resp = _get(current, sent, timeout, stop)
+        except NETWORK_ERRORS as exc:
+            raise Transient(f"{type(exc).__name__}: {exc}") from None
+        code = resp.status_code
+        location = resp.headers.get("location")
+        if code not in REDIRECTS or location is None:
+            error = status_error(code, resp.reason_phrase, resp.headers, where)
+            if error is not None:
+                resp.close()
+                raise error
+            return resp
+        resp.close()
+        target = _redirect_target(current, location)
+        if target is None or target.scheme not in ("http", "https"):
+            shown = redact_url(str(target)) if target is not None else "an invalid location"
+            raise InvalidRequest(
+                f"Refused a redirect from {where} to {shown}: only http:// and https:// "
+                "downloads are allowed. Use a direct http(s) link to the file.",
+                param="url",
+                code="unsafe_redirect",
+            )
+        if not _same_origin(current, target) and not _https_upgrade(current, target):
+            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
+        current = target
+    raise DownloadFailed(f"Too many redirects for {where}; check the URL.")
+
+
+def _redirect_target(base: httpx.URL, location: str) -> httpx.URL | None:
+    """Resolve a Location header the way httpx does (relative, or absolute without a host)."""
+    try:
+        target = httpx.URL(location)
+    except httpx.InvalidURL:
+        return None
+    if target.scheme and not target.host:
+        target = target.copy_with(host=base.host)
+    if target.is_relative_url:
+        target = base.join(target)
+    return target
+
+
+def _port(url: httpx.URL) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return a.scheme == b.scheme and a.host == b.host and _port(a) == _port(b)
+
+
+def _https_upgrade(a: httpx.URL, b: httpx.URL) -> bool:
+    """http://host -> https://host keeps credentials (httpx does the same)."""
+    return (
+        a.host == b.host and a.scheme == "http" and _port(a) == 80 and b.scheme == "https"
+    ) and _port(b) == 443
