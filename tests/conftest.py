@@ -23,6 +23,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("HEARTH_") and name != "HEARTH_TEST_CACHE":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEARTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEARTH_STARTER", "0")  # `hearth serve` children: no starter download
 
 
 @pytest.fixture

@@ -8,5 +8,8 @@ from hearth.services import Services
 
 
 def run_server(settings: Settings) -> None:
+    from hearth.starter import install_on_start
+
     services = Services.create(settings)
-    serve(services)
+    # Engines stop in Services.stop (the app's lifespan), so Ctrl-C and SIGTERM leave none.
+    serve(services, on_start=[install_on_start])

@@ -266,9 +266,8 @@ class Scheduler(Generic[R]):
     async def load(self, req: LoadRequest, *, timeout: float | None = None) -> LoadedInfo[R]:
         """Load without holding it (explicit start); the keep-alive timer is armed at once."""
         lease = await self._acquire(req, timeout, count=False)
-        info = self._info(lease._entry)
-        lease.release()
-        return info
+        lease.release()  # first, so the info shows the armed keep-alive and no holder
+        return self._info(lease._entry)
 
     async def unload(self, model_id: str, *, force: bool = False) -> bool:
         """Stop a model and wait until it is stopped; False if it was not loaded.
@@ -318,6 +317,17 @@ class Scheduler(Generic[R]):
         """The running runner for a model, or None if it is not loaded and ready."""
         entry = self._entries.get(model_id)
         return entry.runner if entry is not None and entry.state == "running" else None
+
+    def state_of(self, model_id: str) -> State | None:
+        """The model's state, or None if not in the table. O(1): for statuses of long lists."""
+        entry = self._entries.get(model_id)
+        return entry.state if entry is not None else None
+
+    def loaded_request(self, model_id: str) -> LoadRequest | None:
+        """The request a starting or running model was loaded with (None otherwise), so a
+        caller can reuse its settings instead of restarting it with different ones."""
+        entry = self._entries.get(model_id)
+        return entry.req if entry is not None and entry.state != "stopping" else None
 
     def snapshot(self) -> list[LoadedInfo[R]]:
         """All models in the table (starting, running or stopping), most recently used first."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.config import Settings, ensure_home
+from hearth.downloads.pulls import Pulls
+from hearth.engines.manager import EngineManager
 from hearth.models.import_errors import ImportErrors
 from hearth.models.importer import Importer
 from hearth.models.store import ModelEntry, ModelStore
@@ -32,6 +34,14 @@ class Services:
     status_sources: list[StatusSource] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     watcher: ModelsWatcher | None = None
+    engines: EngineManager = field(init=False)
+    pulls: Pulls = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engines = EngineManager(self.settings, self.store)
+        self.status_sources.append(self.engines.status)
+        self.pulls = Pulls(self.store)
+        self.status_sources.append(self.pulls.status)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -53,6 +63,8 @@ class Services:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)
             self.watcher = None
+        await self.engines.shutdown()  # no engine process outlives the server
+        await self.pulls.manager.aclose()  # unfinished pulls keep their .part for a resume
 
     def status_of(self, entry: ModelEntry) -> tuple[str, str | None]:
         """The live status: engines and downloads know more than the folder does."""

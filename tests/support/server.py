@@ -35,7 +35,7 @@ class ThreadedServer:
     def __init__(self, services: Services, **app_kwargs: Any) -> None:
         self.services = services
         self.app = create_app(services, **app_kwargs)
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]

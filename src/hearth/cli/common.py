@@ -31,6 +31,8 @@ def setup_logging(level: str = "info") -> None:
         handler = logging.StreamHandler()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level.upper(), format=fmt, handlers=[handler], force=True)
+    # httpx logs every request URL at INFO; signed download URLs can carry tokens in the query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def friendly_errors(fn: F) -> F:

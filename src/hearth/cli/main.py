@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from hearth import __version__
-from hearth.cli import models
+from hearth.cli import models, pull, run
 from hearth.cli.common import friendly_errors, settings_from, setup_logging
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.command("pull")(pull.pull)
 
 
 def _version(value: bool) -> None:
@@ -49,6 +50,11 @@ def serve(
         None, "--insecure", help="Allow a non-loopback bind without a key."
     ),
     log_level: str | None = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+    starter: bool | None = typer.Option(
+        None,
+        "--starter/--no-starter",
+        help="With no models yet, install SmolLM2-135M-Instruct (98 MB) first (default: on).",
+    ),
 ) -> None:
     """Serve the API on 127.0.0.1:1337."""
     from hearth.runtime import run_server
@@ -61,6 +67,10 @@ def serve(
         cors_origins=cors_origin or None,
         insecure=insecure,
         log_level=log_level,
+        starter=starter,
     )
     setup_logging(settings.log_level)
     run_server(settings)
+
+
+run.register(app)  # hearth run / ps / stop

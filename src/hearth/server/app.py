@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
-from hearth.server import health, imports, models
+from hearth.server import downloads, health, imports, inference, models, running
 from hearth.server.errors import install_error_handlers
 from hearth.server.security import GuardMiddleware
 from hearth.services import Services
@@ -47,8 +47,11 @@ def create_app(
     app.state.services = services
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(inference.router)  # early: routes are matched in order, per request
     app.include_router(imports.router)
+    app.include_router(downloads.router)
     app.include_router(models.router)
+    app.include_router(running.router)
     app.add_middleware(GuardMiddleware, settings=services.settings)
     if services.settings.cors_origins:
         app.add_middleware(

@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from hearth.errors import InvalidRequest
+from hearth.models.store import ModelEntry
 from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
 from hearth.services import Services
 
@@ -56,11 +58,17 @@ def update_model(
 
 
 @router.delete("/models/{model_id}", response_model=DeletedModel, responses=ERRORS)
-def delete_model(model_id: str, request: Request) -> Response:
-    """Delete the model's folder. A linked original file outside the home is never deleted."""
+async def delete_model(model_id: str, request: Request) -> Response:
+    """Delete the model's folder (stopping its engine first). A linked original file outside
+    the home is never deleted."""
     services = _services(request)
     entry = services.store.get(model_id)
+    await services.engines.stop(entry.id, force=True)
+    await run_in_threadpool(_delete, services, entry)
+    return _json({"id": entry.id, "object": "model", "deleted": True})
+
+
+def _delete(services: Services, entry: ModelEntry) -> None:
     for hook in services.extras.get("before_delete", []):
         hook(entry)
-    services.store.delete(model_id)
-    return _json({"id": entry.id, "object": "model", "deleted": True})
+    services.store.delete(entry.id)

@@ -1,0 +1,117 @@
+"""`hearth pull`: download a model (by id, URL or Hugging Face reference) with progress bars.
+
+Through the running server when there is one (so `hearth serve` lists it as downloading), else
+in this process. Ctrl-C cancels and keeps the `.part` files: run the same command to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+from rich.progress import Progress, TaskID
+
+from hearth.cli.backend import server_for
+from hearth.cli.common import friendly_errors, settings_from
+from hearth.cli.render import console, err_console, transfer_progress
+from hearth.config import Settings
+from hearth.downloads.pulls import Pulls
+from hearth.models.store import ModelStore
+
+
+class _Bars:
+    """One Rich bar per file, fed job snapshots (dicts, as the API sends them)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def update(self, snap: dict[str, Any]) -> None:
+        for f in snap.get("files", []):
+            task = self.tasks.get(f["filename"])
+            if task is None:
+                task = self.progress.add_task(f["filename"], total=f["total"])
+                self.tasks[f["filename"]] = task
+            self.progress.update(task, completed=f["done"], total=f["total"])
+
+
+def _finish(snap: dict[str, Any], model_id: str) -> None:
+    state = snap.get("state")
+    if state == "completed":
+        notes = [f["note"] for f in snap.get("files", []) if f.get("note")]
+        for note in notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"Pulled [bold]{model_id}[/bold]. Chat with it: `hearth run {model_id}`.")
+        return
+    if state == "cancelled":
+        err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
+        raise typer.Exit(130)
+    err_console.print(f"[red]Error:[/red] {snap.get('error') or 'the download failed'}")
+    raise typer.Exit(1)
+
+
+def _via_server(client: Any, source: str, model_id: str | None) -> None:
+    body = client.request("POST", "/v1/models/pull", json={"source": source, "id": model_id})
+    if body.get("id") is None:
+        console.print(f"[bold]{body['model_id']}[/bold] is already complete.")
+        return
+    job_id, snap = body["id"], body
+    with transfer_progress() as progress:
+        bars = _Bars(progress)
+        try:
+            with client.http.stream(
+                "GET",
+                f"/v1/downloads/{job_id}",
+                headers={"Accept": "text/event-stream"},
+                timeout=None,
+            ) as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data: {"):
+                        snap = json.loads(line[6:])
+                        bars.update(snap)
+        except KeyboardInterrupt:
+            snap = client.request("DELETE", f"/v1/downloads/{job_id}")
+    _finish(snap, body["model_id"])
+
+
+async def _locally(settings: Settings, source: str, model_id: str | None) -> None:
+    pulls = Pulls(ModelStore(settings.models_dir))
+    job = await pulls.pull(source, model_id)
+    if job is None:
+        console.print(f"[bold]{model_id or source}[/bold] is already complete.")
+        return
+    snap: dict[str, Any] = job.to_dict()
+    with transfer_progress() as progress:
+        bars = _Bars(progress)
+        try:
+            async for s in pulls.manager.subscribe(job.id):
+                snap = s.to_dict()
+                bars.update(snap)
+        except asyncio.CancelledError:
+            pulls.manager.cancel(job.id)
+            snap = (await job.wait()).to_dict()
+    _finish(snap, job.model_id)
+
+
+@friendly_errors
+def pull(
+    ctx: typer.Context,
+    source: str = typer.Argument(
+        ..., help="A model id (fetch its sources), an https URL of a .gguf, or OWNER/REPO[:QUANT]."
+    ),
+    model_id: str | None = typer.Option(None, "--id", help="Model id for a new model."),
+) -> None:
+    """Download a model, resumably and verified, with a progress bar per file."""
+    settings = settings_from(ctx)
+    client = server_for(settings)
+    if client is not None:
+        with client:
+            _via_server(client, source, model_id)
+        return
+    try:
+        asyncio.run(_locally(settings, source, model_id))
+    except KeyboardInterrupt:
+        err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
+        raise typer.Exit(130) from None

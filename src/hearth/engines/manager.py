@@ -1,0 +1,360 @@
+"""The engine manager: which process serves a model, and the way a request gets to it.
+
+It ties the pieces together: the store says what a model is, the planner turns it into a
+`LoadRequest` (parameters, fingerprint, memory), the scheduler decides what stays loaded, a
+`SupervisedProcess` runs llama.cpp, and the proxy carries requests to it. Routes and the CLI
+call only this class.
+
+Failures show up where people look: a model whose engine failed to start or died is listed
+with status "failed" and the reason (with the engine's last output) until it starts again,
+which the next request does by itself. Remote (`openai-compatible`) models bypass the
+scheduler: they use no local memory and no slot in `max_loaded_models`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hearth.config import Settings
+from hearth.engines.llamacpp import LlamaCppProcess
+from hearth.engines.plan import LaunchSpec, Planner, remote_engine, remote_key
+from hearth.engines.proxy import Proxy, Upstream, prepare_body
+from hearth.engines.remote import RemoteEngine
+from hearth.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
+from hearth.models.schema import DEFAULT_ENGINE
+from hearth.models.store import ModelEntry, ModelStore
+from hearth.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
+
+log = logging.getLogger(__name__)
+
+_DEATH_TAIL = 2000
+
+
+class SupervisedProcess(LlamaCppProcess):
+    """A llama.cpp child that reports its own unexpected death, so the model is marked failed
+    (and restarted by the next request) even when no request is running at the time."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        *,
+        on_ready: Callable[[SupervisedProcess], None],
+        on_death: Callable[[SupervisedProcess], None],
+    ) -> None:
+        super().__init__(spec.model_path, spec.params, alias=spec.model_id, log_path=spec.log_path)
+        self.spec = spec
+        self._on_ready = on_ready
+        self._on_death = on_death
+        self._watch: asyncio.Task[None] | None = None
+        self.crashed = False  # stays true after the scheduler's clean-up stop() of the corpse
+
+    async def start(self, timeout: float | None = None) -> None:
+        await super().start(timeout)
+        self._on_ready(self)
+        self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
+
+    async def _watch_exit(self) -> None:
+        await self.wait_exit()
+        if self.unexpected_exit:
+            self.crashed = True
+            self._on_death(self)
+
+    def death_reason(self) -> str:
+        tail = self.log_tail(_DEATH_TAIL).rstrip()
+        where = f" Full log: {self.log_path}." if self.log_path else ""
+        return (
+            f"The llama.cpp engine for '{self.alias}' exited unexpectedly with code "
+            f"{self.returncode}; the next request starts it again.{where} "
+            f"Last engine output:\n{tail}"
+        )
+
+
+@dataclass
+class LocalTarget:
+    """A leased local engine, for the proxy."""
+
+    manager: EngineManager
+    lease: Lease[SupervisedProcess]
+    headers: dict[str, str] = field(default_factory=dict)
+    remote: bool = False
+
+    @property
+    def runner(self) -> SupervisedProcess:
+        return self.lease.runner
+
+    @property
+    def url(self) -> str:
+        return f"{self.runner.base_url}/v1"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.runner.host, int(self.runner.port or 0)
+
+    def release(self) -> None:
+        self.lease.release()
+
+    async def failure(self, exc: Exception) -> EngineError:
+        runner = self.runner
+        with contextlib.suppress(TimeoutError):  # a killed child is reaped within milliseconds
+            await asyncio.wait_for(runner.wait_exit(), 1.0)
+        if runner.crashed or runner.unexpected_exit:
+            self.manager._died(runner)
+            return EngineError(runner.death_reason())
+        if runner.returncode is not None:
+            return EngineError(
+                f"The engine for '{runner.alias}' was stopped (unloaded or deleted) during the "
+                "request. Send it again to load the model anew."
+            )
+        return EngineError(
+            f"Lost the connection to the engine for '{runner.alias}' ({type(exc).__name__}: "
+            f"{exc}). Try again; if it persists, see {runner.log_path}."
+        )
+
+
+@dataclass
+class RemoteTarget:
+    engine: RemoteEngine
+    headers: dict[str, str]
+    remote: bool = True
+
+    @property
+    def url(self) -> str:
+        return self.engine.base_url
+
+    @property
+    def address(self) -> tuple[str, int]:
+        raise NotImplementedError("a remote engine is reached by URL")
+
+    def release(self) -> None:
+        pass
+
+    async def failure(self, exc: Exception) -> EngineError:
+        return EngineError(
+            f"The upstream {self.engine.base_url} for '{self.engine.alias}' failed "
+            f"({type(exc).__name__}). Check its base_url, your network, and the upstream's status."
+        )
+
+
+class EngineManager:
+    """Loads models on demand, proxies requests to them, and reports what runs."""
+
+    def __init__(self, settings: Settings, store: ModelStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.planner = Planner(settings.engines_dir, settings.logs_dir)
+        self.scheduler: Scheduler[SupervisedProcess] = Scheduler(
+            self._make_runner,
+            max_loaded_models=settings.max_loaded_models,
+            memory_budget_bytes=settings.memory_budget,
+            default_keep_alive=settings.keep_alive,
+        )
+        self.proxy = Proxy()
+        self._failed: dict[str, tuple[str, str]] = {}  # id -> (reason, model.json digest)
+        self._remotes: dict[str, tuple[str, RemoteEngine]] = {}
+
+    # ---- status -----------------------------------------------------------------------------
+
+    def status(self, entry: ModelEntry) -> tuple[str, str | None] | None:
+        """A status source for GET /v1/models: starting, running, or failed (with why)."""
+        state = self.scheduler.state_of(entry.id)
+        if state == "starting":
+            return "starting", None
+        if state is not None:
+            return "running", None
+        failed = self._failed.get(entry.id)
+        if failed is not None and entry.status == "ready" and failed[1] == _raw_digest(entry):
+            return "failed", failed[0]
+        return None
+
+    def _fail(self, entry: ModelEntry, reason: str) -> None:
+        self._failed[entry.id] = (reason, _raw_digest(entry))
+
+    # ---- the runner factory and its callbacks ---------------------------------------------
+
+    def _make_runner(self, req: LoadRequest) -> SupervisedProcess:
+        self.planner.rotate_log(req.payload.log_path)
+        return SupervisedProcess(req.payload, on_ready=self._ready, on_death=self._died)
+
+    def _ready(self, runner: SupervisedProcess) -> None:
+        self._failed.pop(runner.alias, None)
+
+    def _died(self, runner: SupervisedProcess) -> None:
+        """Forget a dead engine (once), so the model reads failed and the next request restarts."""
+        model_id = runner.alias
+        if self.scheduler.runner_for(model_id) is not runner:
+            return  # already handled, or an older instance
+        reason = runner.death_reason()
+        with contextlib.suppress(Exception):
+            self._fail(self.store.get(model_id), reason)
+        self.scheduler.mark_failed(model_id, reason)
+
+    # ---- resolving a model ----------------------------------------------------------------
+
+    def _usable(self, model_id: str) -> ModelEntry:
+        entry = self.store.get(model_id)
+        if entry.info is None:
+            raise InvalidRequest(
+                f"Model '{entry.id}' cannot run: {entry.error}", param="model", code="model_invalid"
+            )
+        if entry.info.is_remote:
+            return entry
+        if entry.status == "downloading":
+            raise Conflict(
+                f"Model '{entry.id}' is still downloading; try again when GET /v1/models/"
+                f'{entry.id} says "ready".',
+                code="model_not_ready",
+            )
+        if entry.status != "ready" or entry.model_path is None:
+            names = ", ".join(entry.missing) or "a .gguf file"
+            raise Conflict(
+                f"Model '{entry.id}' has no model file yet (missing: {names}). Download it into "
+                f"models/{entry.folder.name}/ (its model.json 'sources' say from where), or "
+                "import one with `hearth models import FILE`.",
+                code="model_not_ready",
+            )
+        return entry
+
+    def _remote(self, entry: ModelEntry) -> RemoteEngine:
+        key = remote_key(entry)
+        cached = self._remotes.get(entry.id)
+        if cached is None or cached[0] != key:
+            cached = (key, remote_engine(entry))
+            self._remotes[entry.id] = cached
+        return cached[1]
+
+    def _plan(self, entry: ModelEntry, overrides: Mapping[str, Any] | None = None) -> LoadRequest:
+        """Plan a load. Without overrides, a loaded instance whose files have not changed since
+        is reused as it is (with any overrides it was started with)."""
+        self.planner.ensure_engine_json(DEFAULT_ENGINE)
+        try:
+            fresh = self.planner.plan(entry)
+        except InvalidParameter as exc:
+            self._fail(entry, exc.message)
+            raise
+        if overrides:
+            return self.planner.plan(entry, dict(overrides))
+        loaded = self.scheduler.loaded_request(entry.id)
+        if loaded is not None and loaded.payload.config_key == fresh.payload.config_key:
+            return loaded
+        return fresh
+
+    async def _load(self, entry: ModelEntry, req: LoadRequest, *, lease: bool) -> Any:
+        try:
+            if lease:
+                return await self.scheduler.acquire(req)
+            return await self.scheduler.load(req)
+        except EngineError as exc:
+            self._fail(entry, exc.message)
+            raise
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Upstream:
+        """Send one OpenAI-style request (`path` like "chat/completions") to its model, loading
+        it first if needed. The returned Upstream holds the model until it is consumed."""
+        entry = self._usable(str(body["model"]))
+        info = entry.info
+        assert info is not None
+        if info.is_remote:
+            engine = self._remote(entry)
+            remote = RemoteTarget(engine, engine.headers())
+            content = prepare_body(
+                body,
+                path=path,
+                model_parameters=info.model_parameters,
+                remote=True,
+                rewrite=engine.rewrite_body,
+            )
+            return await self.proxy.send(remote, path, content)
+        req = self._plan(entry)
+        if path == "embeddings" and not req.payload.params.get("embedding"):
+            raise InvalidParameter(
+                f"Model '{entry.id}' is not set up for embeddings. Set engine_parameters "
+                '"embedding": true (and "pooling": "mean" for a chat model), e.g. '
+                f"`hearth models edit {entry.id} engine_parameters.embedding=true`, or use an "
+                "embedding model.",
+                param="model",
+                code="embeddings_not_enabled",
+            )
+        if keep_alive is not None:
+            req = replace(req, keep_alive=keep_alive)
+        content = prepare_body(
+            body, path=path, model_parameters=info.model_parameters, remote=False
+        )
+        target = LocalTarget(self, await self._load(entry, req, lease=True))
+        try:
+            return await self.proxy.send(target, path, content)
+        except BaseException:
+            target.release()
+            raise
+
+    # ---- explicit control -----------------------------------------------------------------
+
+    async def start(
+        self,
+        model_id: str,
+        overrides: Mapping[str, Any] | None = None,
+        keep_alive: float | None = None,
+    ) -> dict[str, Any]:
+        """Load a model now (engine parameter overrides apply to this load) and describe it."""
+        entry = self._usable(model_id)
+        assert entry.info is not None
+        if entry.info.is_remote:
+            engine = self._remote(entry)
+            await engine.start(check=True)
+            return {"id": entry.id, "object": "running_model", "status": "running",
+                    "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip
+        req = self._plan(entry, overrides)
+        if keep_alive is not None:
+            req = replace(req, keep_alive=keep_alive)
+        info: LoadedInfo[SupervisedProcess] = await self._load(entry, req, lease=False)
+        return running_json(info)
+
+    async def stop(self, model_id: str, *, force: bool = False) -> bool:
+        """Unload a model (in-flight requests finish first unless `force`); False if it was
+        not loaded. A model still starting is cancelled: there is nothing to finish."""
+        entry = self.store.get(model_id)
+        self._failed.pop(entry.id, None)
+        force = force or self.scheduler.state_of(entry.id) == "starting"
+        return await self.scheduler.unload(entry.id, force=force)
+
+    def running(self) -> list[dict[str, Any]]:
+        return [running_json(info) for info in self.scheduler.snapshot()]
+
+    async def shutdown(self) -> None:
+        """Stop every engine and close the connection pools (the server is exiting)."""
+        await self.scheduler.shutdown()
+        await self.proxy.aclose()
+
+
+def running_json(info: LoadedInfo[SupervisedProcess]) -> dict[str, Any]:
+    """One loaded model as GET /v1/running shows it."""
+    runner = info.runner
+    return {
+        "id": info.model_id,
+        "object": "running_model",
+        "status": info.state,
+        "engine": DEFAULT_ENGINE,
+        "pid": runner.pid,
+        "port": runner.port,
+        "memory": runner.rss_bytes(),
+        "memory_estimate": info.memory_bytes,
+        "since": info.loaded_at,
+        "load_seconds": runner.load_seconds,
+        "requests_served": info.requests_served,
+        "active_requests": info.refcount,
+        "keep_alive": info.keep_alive,
+        "expires_at": info.expires_at,
+        "engine_parameters": runner.spec.params,
+        "log": str(runner.log_path) if runner.log_path else None,
+    }
+
+
+def _raw_digest(entry: ModelEntry) -> str:
+    return json.dumps(entry.raw, sort_keys=True, default=str)

@@ -1,0 +1,264 @@
+"""From a model record to what to launch: merged parameters, fingerprints, memory, remotes.
+
+Engine parameters come in layers, later wins (merging and validation live in `params.py`):
+
+    params.DEFAULTS < engines/<engine>/engine.json < model.json engine_parameters < start body
+
+`keep_alive` rides in the same layers (so engine.json can set it for every model) but is a
+scheduling choice: it never changes the launch, so it is kept out of the fingerprint.
+
+Two hashes per plan: the *fingerprint* (every flag the engine gets; a loaded model with another
+fingerprint is restarted once idle) and the *config key* (only the files: engine.json and
+model.json). A start request's overrides hold for as long as the config key stays the same,
+so an inference request never undoes them, while editing model.json does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hearth.engines import params as P
+from hearth.engines.remote import RemoteEngine
+from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.models.schema import DEFAULT_ENGINE
+from hearth.models.store import ModelEntry, write_json_atomic
+from hearth.scheduler import LoadRequest, estimate_model_memory
+
+log = logging.getLogger(__name__)
+
+ENGINE_JSON = "engine.json"
+#: Written to engines/llama-cpp/engine.json on the first start when missing: the base every
+#: local model starts from (a model's engine_parameters override it).
+DEFAULT_ENGINE_JSON: dict[str, Any] = {"ctx_len": 4096, "n_parallel": 1}
+REMOTE_ENGINE = "openai-compatible"
+#: Jan's remote engines whose APIs speak OpenAI's protocol: default base_url and key variable.
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+}
+#: Bytes per KV-cache element for llama.cpp cache types (block formats include their scales).
+_CACHE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.0625, "q5_1": 0.75}
+_CACHE_BYTES |= {"q5_0": 0.6875, "q4_1": 0.625, "q4_0": 0.5625, "iq4_nl": 0.5625}
+_LOG_ROTATE_BYTES = 8 << 20
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What the runner factory needs to start one local model (a LoadRequest's payload)."""
+
+    model_id: str
+    model_path: Path
+    params: dict[str, Any]  # merged engine parameters, without keep_alive
+    config_key: str
+    log_path: Path
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+class Planner:
+    """Reads engine.json files (re-read only when they change) and plans loads."""
+
+    def __init__(self, engines_dir: Path, logs_dir: Path) -> None:
+        self.engines_dir = engines_dir
+        self.logs_dir = logs_dir
+        self._engine_json: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._shapes: dict[tuple[str, int, int], dict[str, int | None]] = {}
+        # id -> (the store's entry object, engine.json's key, plan): the store hands out the
+        # same entry object until the model's folder or model.json changes.
+        self._plans: dict[str, tuple[ModelEntry, tuple[int, int] | None, LoadRequest]] = {}
+        self._ensured: set[str] = set()
+
+    # ---- engine.json ----------------------------------------------------------------------
+
+    def engine_json_path(self, engine_id: str = DEFAULT_ENGINE) -> Path:
+        return self.engines_dir / engine_id / ENGINE_JSON
+
+    def ensure_engine_json(self, engine_id: str = DEFAULT_ENGINE) -> None:
+        """Create the default engine.json (once per process) so people can see and edit the
+        base parameters."""
+        if engine_id in self._ensured:
+            return
+        path = self.engine_json_path(engine_id)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, DEFAULT_ENGINE_JSON)
+            log.info("wrote default engine parameters to %s", path)
+        self._ensured.add(engine_id)
+
+    def engine_params(self, engine_id: str = DEFAULT_ENGINE) -> dict[str, Any]:
+        """engine.json's raw object ({} if absent), cached until the file changes."""
+        return self._engine_layer(engine_id)[1]
+
+    def _engine_layer(self, engine_id: str) -> tuple[tuple[int, int] | None, dict[str, Any]]:
+        path = self.engine_json_path(engine_id)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None, {}
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._engine_json.get(engine_id)
+        if cached is not None and cached[0] == key:
+            return cached
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidParameter(
+                f"{path} is not valid JSON ({exc}). Fix it, or delete it to get the defaults back."
+            ) from None
+        if not isinstance(data, dict):
+            raise InvalidParameter(f'{path} must hold a JSON object like {{"ctx_len": 4096}}.')
+        self._engine_json[engine_id] = (key, data)
+        return key, data
+
+    # ---- local models ---------------------------------------------------------------------
+
+    def plan(self, entry: ModelEntry, overrides: dict[str, Any] | None = None) -> LoadRequest:
+        """The LoadRequest for a local model; InvalidParameter names the layer at fault.
+
+        Memoized while neither the model's record nor engine.json changes: this runs on
+        every request.
+        """
+        base_key, base = self._engine_layer(DEFAULT_ENGINE)
+        if not overrides:
+            cached = self._plans.get(entry.id)
+            if cached is not None and cached[0] is entry and cached[1] == base_key:
+                return cached[2]
+        req = self._plan(entry, base, overrides)
+        if not overrides:
+            self._plans[entry.id] = (entry, base_key, req)
+        return req
+
+    def _plan(
+        self, entry: ModelEntry, base: dict[str, Any], overrides: dict[str, Any] | None
+    ) -> LoadRequest:
+        info = entry.info
+        model_path = entry.model_path
+        assert info is not None and model_path is not None
+        rel = f"models/{entry.folder.name}/model.json"
+        merged = P.merge_engine_params(
+            base,
+            info.engine_parameters,
+            overrides,
+            engine_source=str(self.engine_json_path(DEFAULT_ENGINE)),
+            model_source=f"{rel} engine_parameters",
+        )
+        keep_alive = merged.pop("keep_alive", None)
+        config_key = _digest([str(model_path), base, info.engine_parameters])
+        spec = LaunchSpec(
+            model_id=entry.id,
+            model_path=model_path,
+            params=merged,
+            config_key=config_key,
+            log_path=self.logs_dir / f"{entry.id}.log",
+        )
+        return LoadRequest(
+            model_id=entry.id,
+            memory_bytes=self.estimate_memory(entry, merged),
+            keep_alive=keep_alive,
+            fingerprint=_digest([str(model_path), merged]),
+            payload=spec,
+        )
+
+    @staticmethod
+    def rotate_log(path: Path) -> None:
+        """Move a big engine log to .log.1 before a launch, so restarts never grow it forever."""
+        try:
+            if path.stat().st_size > _LOG_ROTATE_BYTES:
+                os.replace(path, path.with_suffix(".log.1"))
+        except OSError:
+            pass
+
+    def estimate_memory(self, entry: ModelEntry, merged: dict[str, Any]) -> int:
+        shape = self._shape(entry.model_path) if entry.model_path else {}
+        kinds = (merged.get("cache_type_k", "f16"), merged.get("cache_type_v", "f16"))
+        cache_bytes = sum(_CACHE_BYTES.get(k, 2.0) for k in kinds) / 2
+        return estimate_model_memory(
+            entry.size,
+            ctx_len=int(merged["ctx_len"]),
+            n_parallel=int(merged["n_parallel"]),
+            cache_type_bytes=cache_bytes,
+            **shape,
+        )
+
+    def _shape(self, path: Path) -> dict[str, int | None]:
+        """n_layer/n_embd/n_head/n_head_kv from the GGUF header, cached per file version."""
+        try:
+            st = path.stat()
+        except OSError:
+            return {}
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = _read_shape(path)
+            self._shapes[key] = shape
+        return shape
+
+
+def _read_shape(path: Path) -> dict[str, int | None]:
+    from hearth.models.gguf import read_gguf_header  # local: only needed once per file
+
+    try:
+        head = read_gguf_header(path)
+    except Exception as exc:  # the engine will report a bad file better; estimate without it
+        log.debug("no GGUF shape for %s: %s", path, exc)
+        return {}
+    meta, arch = head.metadata, head.architecture
+
+    def num(key: str) -> int | None:
+        value = meta.get(f"{arch}.{key}")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    return {
+        "n_layer": head.block_count,
+        "n_embd": head.embedding_length,
+        "n_head": num("attention.head_count"),
+        "n_head_kv": num("attention.head_count_kv"),
+    }
+
+
+# ---- remote models ----------------------------------------------------------------------
+
+
+def remote_engine(entry: ModelEntry) -> RemoteEngine:
+    """The upstream for a model whose engine is `openai-compatible` or one of Jan's remotes.
+
+    llama.cpp parameters that Jan's remote files carry are ignored; other unknown keys are
+    errors (a typo in base_url must not go unnoticed).
+    """
+    info = entry.info
+    assert info is not None
+    engine = info.engine.lower()
+    source = f"models/{entry.folder.name}/model.json engine_parameters"
+    params = {k: v for k, v in info.engine_parameters.items() if k not in P.KNOWN}
+    if engine in PROVIDERS:
+        base_url, key_env = PROVIDERS[engine]
+        params.setdefault("base_url", base_url)
+        params.setdefault("api_key_env", key_env)
+    elif "base_url" not in params:
+        what = f"engine '{info.engine}'" if engine != REMOTE_ENGINE else "no base_url"
+        raise InvalidRequest(
+            f"Model '{entry.id}' has {what}, so Hearth does not know where to send it. For a "
+            f'server that speaks OpenAI\'s API, set "engine": "{REMOTE_ENGINE}" and '
+            f'"engine_parameters": {{"base_url": "https://host/v1", "api_key_env": "ENV_VAR"}}'
+            f" in models/{entry.folder.name}/model.json; for a local GGUF, remove 'engine'.",
+            param="engine",
+            code="unknown_engine",
+        )
+    return RemoteEngine.from_params(params, model_id=entry.id, source=source)
+
+
+def remote_key(entry: ModelEntry) -> str:
+    info = entry.info
+    assert info is not None
+    return _digest([info.engine, info.engine_parameters])

@@ -1,0 +1,103 @@
+"""Downloads over the API: start pulls, list jobs, follow one (JSON or SSE), cancel one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from hearth.downloads.jobs import Job
+from hearth.server.schemas import ERRORS
+from hearth.services import Services
+
+router = APIRouter(prefix="/v1", tags=["downloads"])
+
+
+class PullRequest(BaseModel):
+    source: str = Field(
+        description="An http(s) URL of a .gguf, a Hugging Face reference "
+        "(OWNER/REPO[:QUANT] or hf.co/OWNER/REPO[:QUANT]), or an existing model's id."
+    )
+    id: str | None = Field(None, description="Model id (default: from the file name).")
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _job_body(job: Job | None, model_id: str) -> dict[str, Any]:
+    if job is None:  # every file is already there
+        return {
+            **{"id": None, "object": "download", "model_id": model_id, "state": "completed"},
+            **{"files": [], "done": 0, "total": 0, "speed": 0.0, "eta": None, "error": None},
+        }
+    return {"object": "download", **job.to_dict()}
+
+
+def _accepted(job: Job | None, model_id: str) -> Response:
+    status = 200 if job is None or job.finished else 202
+    return Response(json.dumps(_job_body(job, model_id)), status, media_type="application/json")
+
+
+@router.post("/models/pull", status_code=202, responses=ERRORS)
+async def pull(body: PullRequest, request: Request) -> Response:
+    """Start pulling a URL or a Hugging Face model; the model is listed at once as downloading."""
+    job = await _services(request).pulls.pull(body.source, body.id)
+    return _accepted(job, job.model_id if job else (body.id or body.source))
+
+
+@router.post("/models/{model_id}/download", status_code=202, responses=ERRORS)
+async def download(model_id: str, request: Request) -> Response:
+    """Fetch the missing files of a model from its `sources` (resuming any `.part`)."""
+    return _accepted(_services(request).pulls.download_model(model_id), model_id)
+
+
+@router.get(
+    "/models/download/{model_id}", status_code=202, responses=ERRORS, include_in_schema=False
+)
+async def download_jan(model_id: str, request: Request) -> Response:
+    """Jan's spelling of POST /v1/models/{id}/download."""
+    return _accepted(_services(request).pulls.download_model(model_id), model_id)
+
+
+@router.get("/downloads")
+async def list_downloads(request: Request) -> dict[str, Any]:
+    """Every download job of this server run: progress, speed, ETA, state, error."""
+    jobs = _services(request).pulls.manager.list()
+    return {"object": "list", "data": [{"object": "download", **j.to_dict()} for j in jobs]}
+
+
+@router.get("/downloads/{job_id}", responses=ERRORS)
+async def get_download(job_id: str, request: Request) -> Response:
+    """One job; with `Accept: text/event-stream`, a stream of progress events until it ends."""
+    manager = _services(request).pulls.manager
+    job = manager.get(job_id)
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return Response(
+            json.dumps({"object": "download", **job.to_dict()}), media_type="application/json"
+        )
+
+    async def events() -> AsyncIterator[bytes]:
+        async for snap in manager.subscribe(job_id):
+            data = json.dumps({"object": "download", **snap.to_dict()})
+            yield f"event: progress\ndata: {data}\n\n".encode()
+        yield b"event: end\ndata: [DONE]\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+@router.delete("/downloads/{job_id}", responses=ERRORS)
+async def cancel_download(job_id: str, request: Request) -> Response:
+    """Cancel a job; its `.part` files stay, so pulling the model again resumes."""
+    manager = _services(request).pulls.manager
+    job = manager.cancel(job_id)
+    snap = await job.wait()
+    return Response(
+        json.dumps({"object": "download", **snap.to_dict()}), media_type="application/json"
+    )

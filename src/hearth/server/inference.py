@@ -1,0 +1,128 @@
+"""OpenAI's inference routes: chat completions, completions, embeddings.
+
+Each route loads the model on demand and streams the engine's answer back untouched (see
+`engines/proxy.py`). Besides OpenAI's fields a body may carry `keep_alive` (seconds or "5m";
+0 unloads right after, -1 never), which Hearth uses and does not forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from hearth.engines.params import KEEP_ALIVE_HELP, parse_keep_alive
+from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.server.schemas import ERRORS
+from hearth.services import Services
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+T = TypeVar("T")
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
+
+_EXAMPLES = {
+    "chat/completions": {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Say hello in French."}],
+        "stream": True,
+    },
+    "completions": {"model": "smollm2-135m-instruct", "prompt": "Once upon a time"},
+    "embeddings": {"model": "my-embedding-model", "input": ["a cat", "a dog"]},
+}
+
+
+def _doc(path: str) -> dict[str, Any]:
+    """OpenAPI for a route that reads its JSON body itself (to pass unknown fields on)."""
+    schema = {"type": "object", "additionalProperties": True, "example": _EXAMPLES[path]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
+    """The JSON body and its `keep_alive` (removed from the body)."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(
+            'Name the model to use: add "model": "<id>" (GET /v1/models lists the ids).',
+            param="model",
+        )
+    keep_alive = body.pop("keep_alive", None)
+    if keep_alive is None:
+        return body, None
+    try:
+        return body, parse_keep_alive(keep_alive)
+    except ValueError:
+        raise InvalidParameter(
+            f"'keep_alive' must be {KEEP_ALIVE_HELP}; got {keep_alive!r}.", param="keep_alive"
+        ) from None
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, step: Awaitable[T]) -> tuple[bool, T | None]:
+    """Await `step`, cancelling it if the client hangs up first (so the engine stops too).
+
+    Starlette cancels a streaming body when its client leaves, but not a plain handler: a
+    non-streamed generation would otherwise run to its end for nobody.
+    """
+    task = asyncio.ensure_future(step)
+    watch = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if task.done():
+        return True, task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # let it clean up (closes upstream)
+    return False, None
+
+
+async def proxy(request: Request, path: str) -> Response:
+    body, keep_alive = parse_body(await request.body())
+    services: Services = request.app.state.services
+    ok, upstream = await unless_disconnected(request, services.engines.open(path, body, keep_alive))
+    if not ok or upstream is None:
+        return Response(status_code=CLIENT_CLOSED)
+    if upstream.is_event_stream:
+        return StreamingResponse(
+            upstream.stream(),
+            status_code=upstream.status_code,
+            media_type=upstream.content_type,
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    ok, content = await unless_disconnected(request, upstream.read())
+    if not ok or content is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return Response(content, status_code=upstream.status_code, media_type=upstream.content_type)
+
+
+@router.post("/chat/completions", responses=ERRORS, openapi_extra=_doc("chat/completions"))
+async def chat_completions(request: Request) -> Response:
+    """OpenAI's chat completions (streamed with "stream": true); loads the model on demand."""
+    return await proxy(request, "chat/completions")
+
+
+@router.post("/completions", responses=ERRORS, openapi_extra=_doc("completions"))
+async def completions(request: Request) -> Response:
+    """OpenAI's legacy text completions; loads the model on demand."""
+    return await proxy(request, "completions")
+
+
+@router.post("/embeddings", responses=ERRORS, openapi_extra=_doc("embeddings"))
+async def embeddings(request: Request) -> Response:
+    """OpenAI's embeddings. The model needs engine_parameters `"embedding": true` (and a
+    `pooling` such as "mean" for a chat model)."""
+    return await proxy(request, "embeddings")

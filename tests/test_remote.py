@@ -1,0 +1,61 @@
+"""Scaling out: a Hearth model served by another OpenAI-compatible server process.
+
+The upstream here is a second, separate `hearth serve` process with an API key (standing in for
+a vLLM/SGLang cluster or a bigger machine); the front Hearth relays to it through the
+`openai-compatible` engine, the key read from an environment variable at request time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+from conftest import make_model
+from support.engines import add_smol
+from support.server import HearthProcess, ThreadedServer
+
+from hearth.config import load_settings
+from hearth.services import Services
+
+HI = [{"role": "user", "content": "Say hi"}]
+
+
+def test_relay_to_a_second_server_process(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream_home = tmp_path / "upstream"
+    add_smol(upstream_home, "big-model", model_parameters={"max_tokens": 4})
+    with HearthProcess(upstream_home, "--api-key", "upstream-key") as upstream:
+        monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+        make_model(
+            home,
+            "cluster",
+            {
+                "engine": "openai-compatible",
+                "format": "api",
+                "engine_parameters": {
+                    "base_url": f"{upstream.url}/v1",
+                    "api_key_env": "UPSTREAM_KEY",
+                    "model": "big-model",
+                },
+            },
+        )
+        with ThreadedServer(Services.create(load_settings(home=home, env={}))) as front:
+            client = front.openai()
+            reply = client.chat.completions.create(model="cluster", messages=HI, max_tokens=3)
+            assert reply.choices[0].message.content
+            chunks = list(
+                client.chat.completions.create(
+                    model="cluster", messages=HI, max_tokens=3, stream=True
+                )
+            )
+            assert any(c.choices and c.choices[0].delta.content for c in chunks)
+            text = client.completions.create(model="cluster", prompt="Once", max_tokens=3)
+            assert text.choices[0].text is not None
+            monkeypatch.setenv("UPSTREAM_KEY", "wrong")
+            with pytest.raises(openai.AuthenticationError):
+                client.chat.completions.create(model="cluster", messages=HI, max_tokens=3)
+            with front.http() as http:
+                models = http.get("/v1/models").json()["data"]
+            assert [(m["id"], m["status"]) for m in models] == [("cluster", "ready")]
