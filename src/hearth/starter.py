@@ -69,7 +69,13 @@ def model_json() -> dict[str, Any]:
         ],
         # embeddings on too (mean pooling), so every README example runs on a fresh install
         "engine_parameters": {"ctx_len": 4096, "embedding": True, "pooling": "mean"},
-        "model_parameters": {"temperature": 0.2, "top_p": 0.9, "max_tokens": 1024},
+        # A 135M model loops without a repeat penalty ("a flame that never ends, a flame...").
+        "model_parameters": {
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "repeat_penalty": 1.15,
+            "max_tokens": 1024,
+        },
         "metadata": {
             "author": "HuggingFaceTB",
             "license": "apache-2.0",
