@@ -429,3 +429,17 @@ def test_a_crash_mid_import_loses_nothing(home: Path) -> None:
     assert not staging.exists()
     assert (home / "models" / "mine.gguf").is_file()  # back where the watcher imports it
     assert services.store.list() == []
+
+
+def test_legacy_ggml_bin_is_imported_and_labelled(
+    live: ThreadedServer, drop: Callable[..., Path]
+) -> None:
+    """A .bin carrying a GGML/GGJT magic is a model (an old one): imported, format "ggml"."""
+    drop("old-llama.bin", b"tjgg" + b"\x03\x00\x00\x00" + b"\x00" * 4096)
+    item = wait_for(lambda: model(live, "old-llama"), what="the legacy import")
+    assert item["format"] == "ggml" and item["status"] == "ready"
+    assert item["metadata"] == {"format": "ggml", "size": 4104}
+    with live.http() as http:  # llama.cpp cannot run it: say so before starting anything
+        r = http.post("/v1/chat/completions", json={"model": "old-llama", "messages": []})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported_format"
+    assert "convert_llama_ggml_to_gguf.py" in r.json()["error"]["message"]

@@ -218,6 +218,14 @@ class EngineManager:
                 "import one with `hearth models import FILE`.",
                 code="model_not_ready",
             )
+        if entry.info.format == "ggml":
+            raise InvalidRequest(
+                f"Model '{entry.id}' is in the legacy GGML format, which llama.cpp no longer "
+                "runs. Convert it with llama.cpp's convert_llama_ggml_to_gguf.py, or download a "
+                "GGUF build of the model.",
+                param="model",
+                code="unsupported_format",
+            )
         return entry
 
     def _remote(self, entry: ModelEntry) -> RemoteEngine:
