@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from support.engines import FOREVER_LOADING, fake_engine
 from support.smollm import smollm2_path
 
 from hearth.engines.base import Runner
@@ -179,10 +180,7 @@ def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:
 
 
 def fake_binary(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "llama-server"
-    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
-    path.chmod(0o755)
-    return str(path)
+    return fake_engine(tmp_path, "llama-server", body)
 
 
 async def test_fake_binary_that_exits(tmp_path: Path) -> None:
@@ -207,22 +205,7 @@ async def test_fake_binary_that_stalls_is_killed(tmp_path: Path) -> None:
 
 
 async def test_fake_binary_still_loading_waits_until_the_timeout(tmp_path: Path) -> None:
-    binary = fake_binary(
-        tmp_path,
-        """
-        import sys
-        from http.server import BaseHTTPRequestHandler, HTTPServer
-        class Loading(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(503)
-                self.end_headers()
-                self.wfile.write(b'{"error": {"message": "Loading model"}}')
-            def log_message(self, *args):
-                pass
-        port = int(sys.argv[sys.argv.index("--port") + 1])
-        HTTPServer(("127.0.0.1", port), Loading).serve_forever()
-        """,
-    )
+    binary = fake_binary(tmp_path, FOREVER_LOADING)
     # stall_timeout is shorter than timeout: the 503s count as progress, so it is not "stalled".
     proc = engine({"binary": binary}, tmp_path, stall_timeout=0.5)
     with pytest.raises(EngineError) as info:
