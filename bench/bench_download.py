@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -176,6 +177,18 @@ def main() -> None:
     report(results, refetch, args)
 
 
+def _cpu() -> tuple[float, float, float]:
+    """(user, system) CPU seconds of this process plus its finished children, and host steal."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    steal = 0.0
+    with contextlib.suppress(OSError, IndexError, ValueError), open("/proc/stat") as fh:
+        steal = int(fh.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime, steal
+
+
 def bench(
     url: str, root: Path, sha: str, size: int, repeats: int, conns: int
 ) -> dict[str, list[float]]:
@@ -184,12 +197,20 @@ def bench(
         for name in times:
             out = root / f"out-{name.replace(' ', '')}-{i}"
             out.mkdir()
+            before = _cpu()
             if name == "curl":
                 seconds = run_curl(url, out / "bench.gguf")
             else:
                 seconds = run_ours(url, out, sha, size, 1 if name == "hearth x1" else conns)
+            user, system, steal = (b - a for a, b in zip(before, _cpu(), strict=True))
             times[name].append(seconds)
-            print(f"  {name:12s} run {i + 1}: {size / seconds / 1e6:8.1f} MB/s", file=sys.stderr)
+            # CPU per run makes a slow run explainable: on a 2-vCPU VM the slow runs of the
+            # threaded client show inflated system time (and steal), not more bytes of work.
+            print(
+                f"  {name:12s} run {i + 1}: {size / seconds / 1e6:8.1f} MB/s"
+                f"  (cpu user {user:.2f}s sys {system:.2f}s, steal {steal:.2f}s)",
+                file=sys.stderr,
+            )
             shutil.rmtree(out)
     return times
 
