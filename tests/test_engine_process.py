@@ -10,14 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
-from support.engines import FOREVER_LOADING, fake_engine
+from support.engines import FOREVER_LOADING, fake_engine, gone, until
 from support.smollm import smollm2_path
 
 from hearth.engines.base import Runner
@@ -36,23 +34,6 @@ CHAT = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "t
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def gone(pid: int) -> bool:
-    """True once pid no longer runs (a zombie nobody reaped yet counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def until(condition: Callable[[], bool], limit: float = 30.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def engine(params: dict[str, Any], tmp_path: Path, **kw: Any) -> LlamaCppProcess:
