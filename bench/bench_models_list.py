@@ -1,20 +1,35 @@
-"""GET /v1/models with 1,000 model folders: first call, warm p50/p95, freshness, idle RSS.
+"""GET /v1/models with many model folders: first call, warm p50/p95, freshness, idle RSS, and
+/health latency while many clients list at once.
 
-Run by hand:  .venv/bin/python bench/bench_models_list.py [--models 1000] [--calls 300]
+Run by hand:
+  .venv/bin/python bench/bench_models_list.py [--models 1000] [--calls 300]
+  .venv/bin/python bench/bench_models_list.py --models 5000 --clients 50 [--seconds 20]
 
-Targets (issue 2): warm p50 < 20 ms, first call < 1 s, a change on disk visible in the next
-list, idle server RSS < 100 MB. The server runs as a real `hearth serve` child process.
+Targets: issue 2: warm p50 < 20 ms with 1,000 models, first call < 1 s, a change on disk visible
+in the next list, idle server RSS < 100 MB. Issue 8: listing 5,000 models p50 < 50 ms (one
+client, warm); /health p99 < 100 ms while 50 clients list 5,000 models continuously.
+
+The server runs as a real `hearth serve` child process. Under load, the listing clients and the
+/health prober run in two more processes (so neither's own event loop skews the other's
+numbers); the listers speak minimal HTTP/1.1 over asyncio streams so that the load generator
+leaves the 2 cores to the server rather than to its own JSON and HTTP parsing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import psutil
@@ -46,6 +61,8 @@ JAN_LIKE = {
     "engine": "nitro",
 }
 
+_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
 
 def populate(home: Path, n: int) -> None:
     for i in range(n):
@@ -56,50 +73,169 @@ def populate(home: Path, n: int) -> None:
         (folder / "model.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 16)
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
+
+
+# ---- one client ------------------------------------------------------------------------------
+
+
+def measure_single(http: httpx.Client, models: int, calls: int) -> dict[str, Any]:
+    """First call, then `calls` warm lists one after another."""
+    t0 = time.perf_counter()
+    first = http.get("/v1/models")
+    first_ms = (time.perf_counter() - t0) * 1000
+    assert len(first.json()["data"]) == models
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        r = http.get("/v1/models")
+        times.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200
+    return {
+        "first_ms": first_ms,
+        "p50": statistics.median(times),
+        "p95": pct(times, 95),
+        "body_kb": len(first.content) / 1024,
+    }
+
+
+def check_freshness(http: httpx.Client, home: Path) -> tuple[bool, bool]:
+    """A new folder and an edited model.json show up in the very next list."""
+    new = home / "models" / "zz-new"
+    new.mkdir()
+    (new / "model.json").write_text('{"name": "New"}')
+    ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+    (home / "models" / "model-0000" / "model.json").write_text('{"name": "Edited"}')
+    names = {m["id"]: m["name"] for m in http.get("/v1/models").json()["data"]}
+    return "zz-new" in ids, names["model-0000"] == "Edited"
+
+
+# ---- many clients (each function below runs in its own process) -----------------------------
+
+
+def probe_health(url: str, seconds: float, interval: float = 0.01) -> list[tuple[float, float]]:
+    """GET /health every `interval` seconds on one kept-alive connection: (sent at, ms) pairs."""
+    probes: list[tuple[float, float]] = []
+    with httpx.Client(base_url=url, timeout=120) as http:
+        http.get("/health")
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            sent, t0 = time.time(), time.perf_counter()
+            r = http.get("/health")
+            probes.append((sent, (time.perf_counter() - t0) * 1000))
+            assert r.status_code == 200
+            time.sleep(interval)
+    return probes
+
+
+async def _lister(host: str, port: int, stop: float, models: int, out: dict[str, Any]) -> None:
+    """List models back to back on one connection; count lists that are not complete."""
+    reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+    request = f"GET /v1/models HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    try:
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = _CONTENT_LENGTH.search(head)
+            body = await reader.readexactly(int(match.group(1))) if match else b""
+            out["times"].append((time.perf_counter() - t0) * 1000)
+            if not head.startswith(b"HTTP/1.1 200") or body.count(b'"object":"model"') != models:
+                out["bad"] += 1
+    finally:
+        writer.close()
+
+
+def run_listers(url: str, clients: int, seconds: float, models: int) -> dict[str, Any]:
+    """`clients` connections listing continuously for `seconds`."""
+    parsed = urlparse(url)
+    out: dict[str, Any] = {"times": [], "bad": 0, "start": time.time()}
+
+    async def main() -> None:
+        stop = time.monotonic() + seconds
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        await asyncio.gather(*(_lister(host, port, stop, models, out) for _ in range(clients)))
+
+    asyncio.run(main())
+    out["end"] = time.time()
+    return out
+
+
+def measure_load(url: str, models: int, clients: int, seconds: float) -> dict[str, Any]:
+    """/health latency idle, then while `clients` list continuously (1 s ramp-up first)."""
+    spawn = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=spawn) as prober,
+        ProcessPoolExecutor(max_workers=1, mp_context=spawn) as loader,
+    ):
+        loader.submit(time.sleep, 0).result()  # both processes started before timing begins
+        idle = [ms for _, ms in prober.submit(probe_health, url, 3.0).result()]
+        listers = loader.submit(run_listers, url, clients, seconds + 2, models)
+        time.sleep(1)
+        probes = prober.submit(probe_health, url, seconds).result()
+        lists = listers.result()
+    # only probes sent while every lister was busy count (a slow server ends the load early)
+    loaded = [ms for sent, ms in probes if lists["start"] + 1 <= sent <= lists["end"]]
+    return {
+        "idle_p50": statistics.median(idle),
+        "idle_p99": pct(idle, 99),
+        "p50": statistics.median(loaded),
+        "p99": pct(loaded, 99),
+        "max": max(loaded),
+        "probes": len(loaded),
+        "lists": len(lists["times"]),
+        "list_p50": statistics.median(lists["times"]),
+        "bad": lists["bad"],
+    }
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def table(header: list[str], row: list[Any]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, "| " + " | ".join(str(c) for c in row) + " |"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=0, help="listing clients for the load run")
+    parser.add_argument("--seconds", type=float, default=20, help="length of the load run")
     args = parser.parse_args()
+    load: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         populate(home, args.models)
         with (
             HearthProcess(home, env={"HEARTH_WATCH": "false"}) as server,
-            httpx.Client(base_url=server.url, timeout=30) as http,
+            httpx.Client(base_url=server.url, timeout=60) as http,
         ):
-            t0 = time.perf_counter()
-            first = http.get("/v1/models")
-            first_ms = (time.perf_counter() - t0) * 1000
-            assert len(first.json()["data"]) == args.models
-            times = []
-            for _ in range(args.calls):
-                t0 = time.perf_counter()
-                r = http.get("/v1/models")
-                times.append((time.perf_counter() - t0) * 1000)
-                assert r.status_code == 200
-            times.sort()
-            p50 = statistics.median(times)
-            p95 = times[int(len(times) * 0.95) - 1]
-            # freshness: a new folder and an edited model.json show up in the very next list
-            new = home / "models" / "zz-new"
-            new.mkdir()
-            (new / "model.json").write_text('{"name": "New"}')
-            ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
-            fresh_new = "zz-new" in ids
-            (home / "models" / "model-0000" / "model.json").write_text('{"name": "Edited"}')
-            names = {m["id"]: m["name"] for m in http.get("/v1/models").json()["data"]}
-            fresh_edit = names["model-0000"] == "Edited"
+            single = measure_single(http, args.models, args.calls)
+            if args.clients:
+                load = measure_load(server.url, args.models, args.clients, args.seconds)
+            fresh_new, fresh_edit = check_freshness(http, home)
             time.sleep(2)
+            assert server.proc is not None
             rss = psutil.Process(server.proc.pid).memory_info().rss / 2**20
-            size_kb = len(first.content) / 1024
     header = ["models", "first call ms", "warm p50 ms", "warm p95 ms", "body KB"]
     header += ["new folder seen", "edit seen", "idle RSS MB"]
-    row = [args.models, f"{first_ms:.0f}", f"{p50:.1f}", f"{p95:.1f}", f"{size_kb:.0f}"]
-    row += [fresh_new, fresh_edit, f"{rss:.0f}"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    print("| " + " | ".join(str(c) for c in row) + " |")
+    row = [args.models, f"{single['first_ms']:.0f}", f"{single['p50']:.1f}"]
+    row += [f"{single['p95']:.1f}", f"{single['body_kb']:.0f}", fresh_new, fresh_edit, f"{rss:.0f}"]
+    print(table(header, row))
+    if load is not None:
+        header = ["models", "clients", "lists served", "list p50 ms under load"]
+        header += ["incomplete lists", "/health idle p50/p99 ms", "/health under load p50 ms"]
+        header += ["/health under load p99 ms", "max ms", "probes"]
+        row = [args.models, args.clients, load["lists"], f"{load['list_p50']:.0f}", load["bad"]]
+        row += [f"{load['idle_p50']:.1f} / {load['idle_p99']:.1f}", f"{load['p50']:.1f}"]
+        row += [f"{load['p99']:.1f}", f"{load['max']:.0f}", load["probes"]]
+        print()
+        print(table(header, row))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,15 @@ async def sequential(
     return total / (time.perf_counter() - t0)
 
 
+def engine_key(pid: int) -> str:
+    """The key Hearth handed this engine at launch, read from its initial environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    for item in environ:
+        if item.startswith(b"HEARTH_ENGINE_KEY="):
+            return item.split(b"=", 1)[1].decode()
+    raise SystemExit(f"engine {pid} has no HEARTH_ENGINE_KEY in its environment")
+
+
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(4)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +125,9 @@ async def main(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(timeout=None, limits=limits) as client:
                 (await client.post(f"{proc.url}/v1/models/smol/start")).raise_for_status()
                 running = (await client.get(f"{proc.url}/v1/running")).json()["data"][0]
+                # The engine takes only Hearth's per-launch key (from its environment; same
+                # user). Hearth itself has no API key here, so it ignores the header.
+                client.headers["Authorization"] = f"Bearer {engine_key(running['pid'])}"
                 paths = {
                     "hearth": f"{proc.url}/v1/chat/completions",
                     "direct": f"http://127.0.0.1:{running['port']}/v1/chat/completions",

@@ -11,6 +11,8 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.server import ThreadedServer
 
+from hearth.models.links import FileRoots
+
 
 def test_openai_client_lists_retrieves_and_deletes(server: ThreadedServer, home: Path) -> None:
     make_model(home, "alpha", {}, {"alpha.gguf": FAKE_GGUF})
@@ -181,6 +183,7 @@ def test_delete_never_touches_files_outside_the_folder(
     original = tmp_path / "mine" / "precious.gguf"
     original.parent.mkdir()
     original.write_bytes(FAKE_GGUF)
+    FileRoots(home).add([original])  # what `hearth models import --mode link` records
     folder = make_model(
         home, "linked", {"sources": [{"filename": "precious.gguf", "url": original.as_uri()}]}
     )

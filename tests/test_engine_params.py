@@ -153,7 +153,33 @@ def test_server_args_everything(tmp_path: Path) -> None:
         "--mlock",
     ):
         assert part in joined
-    assert args[-2:] == ["--seed", "1"]
+    assert args[:2] == ["--seed", "1"]  # first: Hearth's own flags come later and win
+
+
+def test_model_layers_cannot_name_a_program_or_unsafe_flags() -> None:
+    for layer in ({"binary": "/bin/sh"}, {"extra_args": ["--host", "0.0.0.0"]}):
+        with pytest.raises(InvalidParameter) as info:
+            merge_engine_params(None, layer, None)
+        assert info.value.code == "parameter_not_allowed"
+        with pytest.raises(InvalidParameter):
+            merge_engine_params(None, None, layer)  # a start request's body
+    with pytest.raises(InvalidParameter, match=r"engine\.json"):
+        merge_engine_params(None, {"extra_args": ["--log-file", "/tmp/x"]}, None)
+    with pytest.raises(InvalidParameter, match="whole number"):
+        merge_engine_params(None, {"extra_args": ["--seed", "$(id)"]}, None)
+    for path in ("/etc/passwd", "../other/x.gguf", "a/../../x", "x\x00y"):
+        with pytest.raises(InvalidParameter, match="inside the model's folder"):
+            merge_engine_params(None, {"mmproj": path}, None)
+    merged = merge_engine_params(None, {"extra_args": "--seed=3 --no-mmap -b 256"}, None)
+    assert merged["extra_args"] == ["--seed=3", "--no-mmap", "-b", "256"]
+
+
+def test_engine_json_may_name_a_binary_but_not_move_the_listener(tmp_path: Path) -> None:
+    merged = merge_engine_params({"binary": "/opt/llama-server", "extra_args": ["--mlock"]}, {}, {})
+    assert merged["binary"] == "/opt/llama-server"
+    for flag in ("--host", "--port=9", "--api-key", "--path", "-a"):
+        with pytest.raises(InvalidParameter, match="Hearth sets"):
+            merge_engine_params({"extra_args": [flag, "x"]}, None, None)
 
 
 def test_server_args_default_threads_are_left_to_the_engine(tmp_path: Path) -> None:

@@ -37,7 +37,10 @@ def anyio_backend() -> str:
 
 
 def engine(params: dict[str, Any], tmp_path: Path, **kw: Any) -> LlamaCppProcess:
-    merged = merge_engine_params(None, {**SMALL, **params}, None)
+    """`binary` comes from the user's engine.json (the trusted base layer), the rest from the
+    model's engine_parameters."""
+    base = {"binary": params.pop("binary")} if "binary" in params else None
+    merged = merge_engine_params(base, {**SMALL, **params}, None)
     model = kw.pop("model_path", smollm2_path())
     return LlamaCppProcess(model, merged, alias="smol-test", log_path=tmp_path / "e.log", **kw)
 
@@ -55,7 +58,8 @@ async def test_worker_serves_chat_and_streams_under_the_alias(tmp_path: Path) ->
     assert pid is not None and proc.alive and proc.started_at is not None
     assert proc.base_url == f"http://127.0.0.1:{proc.port}"
     assert proc.rss_bytes() > 10_000_000
-    async with httpx.AsyncClient(base_url=proc.base_url, timeout=60) as client:
+    headers = proc.auth_headers  # the engine's per-launch key: it answers nobody else
+    async with httpx.AsyncClient(base_url=proc.base_url, timeout=60, headers=headers) as client:
         assert (await client.get("/health")).json() == {"status": "ok"}
         reply = (await client.post("/v1/chat/completions", json=CHAT)).json()
         assert reply["model"] == "smol-test"
@@ -104,7 +108,9 @@ async def test_embeddings_and_the_converted_jan_template_in_the_engine(tmp_path:
             {"role": "assistant", "content": "Hello"},
             {"role": "user", "content": "Bye"},
         ]
-        async with httpx.AsyncClient(base_url=proc.base_url, timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=proc.base_url, timeout=60, headers=proc.auth_headers
+        ) as client:
             emb = (await client.post("/v1/embeddings", json={"input": ["a cat", "a dog"]})).json()
             assert len(emb["data"]) == 2
             assert len(emb["data"][0]["embedding"]) == 576  # SmolLM2-135M's n_embd
@@ -117,14 +123,26 @@ async def test_embeddings_and_the_converted_jan_template_in_the_engine(tmp_path:
         await proc.stop()
 
 
-async def test_bad_model_file_is_an_engine_error_quoting_the_log(tmp_path: Path) -> None:
+async def test_bad_model_file_is_refused_before_the_engine_starts(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
-    bad.write_bytes(b"not a gguf file at all")
+    bad.write_bytes(b"BAD!magic and private-contents")
+    proc = engine({}, tmp_path, model_path=bad)
+    with pytest.raises(EngineError) as info:
+        await proc.start()
+    assert "is not a GGUF model" in info.value.message and str(bad) in info.value.message
+    assert "BAD!" not in info.value.message and "private" not in info.value.message
+    assert proc.pid is None  # llama.cpp never saw it, so its "invalid magic" cannot be quoted
+
+
+async def test_a_corrupt_gguf_is_an_engine_error_quoting_the_log(tmp_path: Path) -> None:
+    bad = tmp_path / "truncated.gguf"
+    with open(smollm2_path(), "rb") as model:
+        bad.write_bytes(model.read(4096))  # a real header, cut short
     proc = engine({}, tmp_path, model_path=bad)
     with pytest.raises(EngineError) as info:
         await proc.start()
     assert "exited with code 1" in info.value.message
-    assert "invalid magic" in info.value.message  # llama.cpp's own words
+    assert "failed to start" in info.value.message  # the worker's own words, then the log
     assert proc.pid is not None and gone(proc.pid)
 
 

@@ -179,8 +179,12 @@ def test_remote_models_go_through_the_openai_compatible_engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A remote model whose upstream is this very server's "smol": Hearth relaying to Hearth.
-    relay = {"engine": "openai-compatible", "format": "api", "model_parameters": {"top_k": 5},
-             "engine_parameters": {"base_url": f"{srv.url}/v1", "model": "smol"}}  # fmt: skip
+    # Where requests go lives in the user's engines/<name>/engine.json, never in a model.json.
+    engine_json = home / "engines" / "this-box" / "engine.json"
+    engine_json.parent.mkdir(parents=True)
+    engine_json.write_text(json.dumps({"type": "openai-compatible", "base_url": f"{srv.url}/v1"}))
+    relay = {"engine": "this-box", "format": "api", "model_parameters": {"top_k": 5},
+             "engine_parameters": {"model": "smol"}}  # fmt: skip
     make_model(home, "relay", relay)
     assert status(http, "relay") == "ready"
     reply = client.chat.completions.create(model="relay", messages=HI, max_tokens=2)
@@ -240,7 +244,8 @@ def test_client_disconnect_cancels_the_generation(srv: ThreadedServer, http: htt
     # Closing the client's connection closed Hearth's to the engine: llama.cpp cancelled it.
     assert until(lambda: _cancels(log) == before + 1)
     slots = f"http://127.0.0.1:{engine['port']}/slots"
-    assert until(lambda: httpx.get(slots).json()[0]["is_processing"] is False)
+    auth = srv.services.engines.scheduler.runner_for("smol-one").auth_headers  # engine's own key
+    assert until(lambda: httpx.get(slots, headers=auth).json()[0]["is_processing"] is False)
     # Same for a plain (non-streamed) request whose client gives up.
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{srv.url}/v1/chat/completions", json=body, timeout=httpx.Timeout(5, read=1))
@@ -274,11 +279,22 @@ def test_start_with_overrides_then_stop(http: httpx.Client, home: Path) -> None:
     assert http.post("/v1/models/nope/start").status_code == 404
 
 
-def test_starting_status_and_cancelling_a_start(
-    http: httpx.Client, home: Path, srv: ThreadedServer, tmp_path: Path
-) -> None:
+def test_starting_status_and_cancelling_a_start(tmp_path: Path) -> None:
+    # A binary comes only from the user's engine.json, so this one gets a home of its own.
+    home = tmp_path / "home"
     binary = fake_engine(tmp_path, "llama-server", FOREVER_LOADING)
-    make_model(home, "slow", {"engine_parameters": {"binary": binary}}, {"slow.gguf": FAKE_GGUF})
+    engine_json = home / "engines" / "llama-cpp" / "engine.json"
+    engine_json.parent.mkdir(parents=True)
+    engine_json.write_text(json.dumps({"binary": binary}))
+    make_model(home, "slow", {}, {"slow.gguf": FAKE_GGUF})
+    with (
+        ThreadedServer(Services.create(load_settings(home=home, env={}))) as srv,
+        srv.http() as http,
+    ):
+        _start_then_cancel(srv, http)
+
+
+def _start_then_cancel(srv: ThreadedServer, http: httpx.Client) -> None:
     answers: list[httpx.Response] = []
     starter = threading.Thread(
         target=lambda: answers.append(httpx.post(f"{srv.url}/v1/models/slow/start", timeout=120))

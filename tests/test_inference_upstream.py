@@ -11,11 +11,13 @@ import asyncio
 import itertools
 import socket
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hearth.engines.proxy import engine_auth
 from hearth.engines.upstream import EngineClient, UpstreamClosed, _Connection
 
 pytestmark = pytest.mark.anyio
@@ -196,3 +198,39 @@ async def test_streamed_responses_do_not_keep_their_connection() -> None:
             await response.aclose()
     client.close()
     assert len(accepted) == 2
+
+
+async def test_the_engine_key_goes_in_the_head_of_every_request() -> None:
+    """The per-launch key rides as one ready-made header line, built once per engine; the
+    proxy finds it on the target's runner (the manager's LocalTarget) or on the target."""
+    heads: list[bytes] = []
+
+    async def echo_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            heads.append(head)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    runner = SimpleNamespace(auth_head=b"Authorization: Bearer k3y\r\n")
+    auth = engine_auth(SimpleNamespace(runner=runner))  # type: ignore[arg-type]
+    assert auth == runner.auth_head
+    assert engine_auth(SimpleNamespace(auth_head=b"A: b\r\n")) == b"A: b\r\n"  # type: ignore[arg-type]
+    assert engine_auth(SimpleNamespace(headers={}, remote=True)) == b""  # type: ignore[arg-type]
+    server, port, _ = await serve(echo_head)
+    client = EngineClient()
+    async with server:
+        for _ in range(2):  # a fresh and a reused connection
+            response = await client.post("127.0.0.1", port, "/v1/x", b"{}", {"a": "1"}, auth)
+            assert await response.aread() == b"ok"
+            await response.aclose()
+    client.close()
+    assert len(heads) == 2
+    for head in heads:
+        assert head.startswith(b"POST /v1/x HTTP/1.1\r\n")
+        assert head.endswith(b"a: 1\r\nAuthorization: Bearer k3y\r\n\r\n")

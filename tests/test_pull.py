@@ -55,7 +55,8 @@ def get_model(live: ThreadedServer, model_id: str) -> dict[str, Any]:
 def test_pull_a_url_lists_downloading_then_ready_with_header_fields(
     live: ThreadedServer, files: FaultServer, home: Path
 ) -> None:
-    files.fault("/m/model-Q4_K_M.gguf", trickle=0.001, trickle_chunk=32 * 1024)
+    # ~0.3 s in all, so the first look surely comes while bytes are still arriving
+    files.fault("/m/model-Q4_K_M.gguf", trickle=0.01, trickle_chunk=32 * 1024)
     with live.http() as http:
         r = http.post("/v1/models/pull", json={"source": files.url("/m/model-Q4_K_M.gguf")})
     assert r.status_code == 202, r.text

@@ -7,6 +7,7 @@ a vLLM/SGLang cluster or a bigger machine); the front Hearth relays to it throug
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import openai
@@ -28,18 +29,23 @@ def test_relay_to_a_second_server_process(
     add_smol(upstream_home, "big-model", model_parameters={"max_tokens": 4})
     with HearthProcess(upstream_home, "--api-key", "upstream-key") as upstream:
         monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+        # The upstream's URL and the variable holding its key live together in the user's
+        # engines/<name>/engine.json; the model.json names the engine and the upstream model.
+        engine_json = home / "engines" / "gpu-box" / "engine.json"
+        engine_json.parent.mkdir(parents=True)
+        engine_json.write_text(
+            json.dumps(
+                {
+                    "type": "openai-compatible",
+                    "base_url": f"{upstream.url}/v1",
+                    "api_key_env": "UPSTREAM_KEY",
+                }
+            )
+        )
         make_model(
             home,
             "cluster",
-            {
-                "engine": "openai-compatible",
-                "format": "api",
-                "engine_parameters": {
-                    "base_url": f"{upstream.url}/v1",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "model": "big-model",
-                },
-            },
+            {"engine": "gpu-box", "format": "api", "engine_parameters": {"model": "big-model"}},
         )
         with ThreadedServer(Services.create(load_settings(home=home, env={}))) as front:
             client = front.openai()

@@ -14,8 +14,10 @@ from hearth.errors import (
     InsufficientStorage,
     InvalidRequest,
     NotFound,
+    RequestTooLarge,
     Unauthorized,
     Unavailable,
+    UnsupportedMediaType,
 )
 
 _BY_STATUS: dict[int, type[HearthError]] = {
@@ -24,6 +26,8 @@ _BY_STATUS: dict[int, type[HearthError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    413: RequestTooLarge,
+    415: UnsupportedMediaType,
     502: EngineError,
     503: Unavailable,
     507: InsufficientStorage,
@@ -55,8 +59,8 @@ class HearthClient:
         cls = _BY_STATUS.get(response.status_code, HearthError)
         raise cls(message, code=code)
 
-    def health(self) -> dict[str, Any]:
-        return self._check(self.http.get("/health", timeout=2.0))
+    def health(self, timeout: float = 2.0) -> dict[str, Any]:
+        return self._check(self.http.get("/health", timeout=timeout))
 
     def list_models(self) -> list[dict[str, Any]]:
         return self._check(self.http.get("/v1/models"))["data"]

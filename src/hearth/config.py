@@ -23,6 +23,7 @@ from hearth.errors import InvalidRequest
 
 DEFAULT_HOME = "~/hearth"
 SETTINGS_FILE = "settings.json"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -34,7 +35,11 @@ class Settings(BaseModel):
     home: Path = Field(description="Hearth's home folder: models/, engines/, logs/.")
     host: str = Field("127.0.0.1", description="Address the API server binds to.")
     port: int = Field(1337, ge=0, le=65535, description="Port the API server listens on.")
-    api_key: str | None = Field(None, description="If set, /v1 routes need 'Bearer <key>'.")
+    api_key: str | None = Field(
+        None,
+        description="If set, every route but /health and /docs needs 'Authorization: Bearer "
+        "<key>' (or 'x-api-key: <key>'). At least 16 characters when serving beyond loopback.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API (exact)."
     )
@@ -44,6 +49,13 @@ class Settings(BaseModel):
     )
     import_dirs: list[Path] = Field(
         default_factory=list, description="Folders besides the home that API imports may read."
+    )
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES,
+        ge=1024,
+        description="Largest request body, in bytes, that inference routes (chat, completions, "
+        "embeddings, ...) accept; a larger one gets 413 before it is read. Env "
+        "HEARTH_MAX_BODY_BYTES; default 32 MiB. Management routes accept 1 MiB.",
     )
     max_loaded_models: int = Field(3, ge=1, description="Models kept loaded at once.")
     memory_budget: int | None = Field(

@@ -7,9 +7,13 @@
     │   └── InvalidParameter         400 invalid_parameter
     ├── Unauthorized                 401 invalid_api_key
     ├── Forbidden                    403 path_not_allowed
+    │   ├── HostNotAllowed           403 host_not_allowed       (DNS rebinding defence)
+    │   └── CrossOriginRefused       403 cross_origin_refused   (a web page of another site)
     ├── NotFound                     404 not_found
     │   └── ModelNotFound            404 model_not_found
     ├── Conflict                     409 conflict
+    ├── RequestTooLarge              413 request_too_large
+    ├── UnsupportedMediaType         415 unsupported_media_type
     ├── InsufficientStorage          507 insufficient_storage
     ├── EngineError                  502 engine_error           (an engine failed or died)
     └── Unavailable                  503 unavailable            (cannot fit / busy)
@@ -77,6 +81,14 @@ class Forbidden(HearthError):
     code = "path_not_allowed"
 
 
+class HostNotAllowed(Forbidden):
+    code = "host_not_allowed"
+
+
+class CrossOriginRefused(Forbidden):
+    code = "cross_origin_refused"
+
+
 class NotFound(HearthError):
     status = 404
     type = "invalid_request_error"
@@ -99,6 +111,18 @@ class Conflict(HearthError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class RequestTooLarge(HearthError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(HearthError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class InsufficientStorage(HearthError):

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import psutil
 
+from hearth.models.links import FileRoots
 from support.smollm import FILENAME, smollm2_path
 
 #: Small and quick on two CPU cores.
@@ -29,6 +30,7 @@ def add_smol(
     folder = home / "models" / model_id
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FILENAME).symlink_to(smollm2_path())
+    FileRoots(home).add([smollm2_path()])  # as `hearth models import --mode link` records it
     raw = {"engine_parameters": {**SMALL, **(engine_parameters or {})}, **fields}
     (folder / "model.json").write_text(json.dumps(raw), encoding="utf-8")
     return folder

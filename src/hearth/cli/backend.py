@@ -2,6 +2,10 @@
 
 Going through the server when it runs keeps its view coherent (a removed model is also stopped);
 working on the folder directly lets a person manage models with no server at all.
+
+The home's server is found from its server.json (see `hearth.instance`), whatever port it was
+started on; the configured address (settings' host and port) is tried only when no live server
+publishes itself there, for servers embedded in another program.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import httpx
 
 from hearth.client import HearthClient
 from hearth.config import Settings
-from hearth.errors import HearthError
+from hearth.errors import HearthError, Unavailable
+from hearth.instance import RunningServer, running_server
 from hearth.services import Services
+
+#: A published server holds the home: wait a little for it to answer rather than bypass it.
+PUBLISHED_HEALTH_TIMEOUT = 5.0
 
 
 class Backend(Protocol):
@@ -38,7 +46,7 @@ class LocalBackend:
         return self.services.model_json(self.services.store.get(model_id))
 
     def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.services.model_json(self.services.store.update(model_id, patch))
+        return self.services.model_json(self.services.update_model(model_id, patch))
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
         entry = self.services.store.delete(model_id)
@@ -49,23 +57,56 @@ class LocalBackend:
 
 
 class RemoteBackend(HearthClient):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings.base_url, settings.api_key)
-        self.where = f"server {settings.base_url}"
+    def __init__(self, url: str, api_key: str | None) -> None:
+        super().__init__(url, api_key)
+        self.where = f"server {url}"
 
     def import_errors(self) -> list[dict[str, Any]]:
         return self.request("GET", "/v1/models/import/errors")["data"]
 
 
 def server_for(settings: Settings) -> RemoteBackend | None:
-    """The running Hearth server for this home, if one answers on the configured address."""
-    client = RemoteBackend(settings)
+    """The running Hearth server for this home: the one its server.json names, if live.
+
+    The api key still comes from settings (flag, HEARTH_API_KEY, settings.json): server.json
+    never holds it.
+    """
+    published = running_server(settings.home)
+    if published is not None:
+        return _published(settings, published)
+    return _configured(settings)
+
+
+def _published(settings: Settings, server: RunningServer) -> RemoteBackend:
+    """The home's live server; one that does not answer is an error, never bypassed.
+
+    Working on the folder behind its back, or starting a second server for the home (what
+    `hearth run` would do), is what the home lock exists to prevent.
+    """
+    client = RemoteBackend(server.url, settings.api_key)
+    try:
+        client.health(timeout=PUBLISHED_HEALTH_TIMEOUT)
+    except (httpx.HTTPError, HearthError, ValueError) as exc:
+        client.close()
+        why = exc.message if isinstance(exc, HearthError) else str(exc) or type(exc).__name__
+        raise Unavailable(
+            f"The Hearth server of the home {settings.home} (pid {server.pid}, {server.url}) "
+            f"does not answer ({why}). Wait until it has finished starting, or stop it "
+            f"with `kill {server.pid}` and try again.",
+            code="server_not_answering",
+        ) from None
+    return client
+
+
+def _configured(settings: Settings) -> RemoteBackend | None:
+    """A server at the configured address that says it serves this home (an embedded one)."""
+    client = RemoteBackend(settings.base_url, settings.api_key)
     try:
         info = client.health()
     except (httpx.HTTPError, HearthError, ValueError):
         client.close()
         return None
-    if info.get("service") != "hearth" or info.get("home") != str(settings.home):
+    if not isinstance(info, dict) or info.get("home") != str(settings.home):
         client.close()
         return None
     return client

@@ -82,12 +82,18 @@ def stream_chat(
 
 @contextlib.contextmanager
 def session_client(settings: Settings) -> Iterator[HearthClient]:
-    """The running server's client, or one for a server started here for this session."""
+    """The home's running server's client, or one for a server started here for this session.
+
+    The server started here takes the home's lock before anything else (so `Services.create`
+    runs under it): if another process began serving the home meanwhile, that is a clear
+    "home busy" error naming it, never a second server.
+    """
     running = server_for(settings)
     if running is not None:
         with running:
             yield running
         return
+    from hearth.instance import HomeInstance
     from hearth.server.background import BackgroundServer
     from hearth.services import Services
 
@@ -95,7 +101,8 @@ def session_client(settings: Settings) -> Iterator[HearthClient]:
         "[dim]No server runs for this home; serving one in this process until you leave.[/dim]"
     )
     with (
-        BackgroundServer(Services.create(settings)) as url,
+        HomeInstance(settings.home) as instance,
+        BackgroundServer(Services.create(settings), instance=instance) as url,
         HearthClient(url, settings.api_key) as client,
     ):
         yield client

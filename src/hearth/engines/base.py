@@ -88,6 +88,11 @@ def redact_args(args: Iterable[str]) -> list[str]:
     return out
 
 
+def looks_secret(name: str) -> bool:
+    """True for a variable or flag name that usually holds a secret (API_KEY, TOKEN, ...)."""
+    return _SECRET_NAME.search(name) is not None
+
+
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
     """An environment safe to log: values of secret-looking variables become ***."""
     return {k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in env.items()}

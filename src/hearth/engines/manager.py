@@ -19,15 +19,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from hearth.config import Settings
 from hearth.engines.llamacpp import LlamaCppProcess
-from hearth.engines.plan import LaunchSpec, Planner, remote_engine, remote_key
+from hearth.engines.plan import LaunchSpec, Planner
 from hearth.engines.proxy import Proxy, Upstream, prepare_body
 from hearth.engines.remote import RemoteEngine
 from hearth.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
-from hearth.models.schema import DEFAULT_ENGINE
+from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
 from hearth.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 
@@ -46,8 +47,15 @@ class SupervisedProcess(LlamaCppProcess):
         *,
         on_ready: Callable[[SupervisedProcess], None],
         on_death: Callable[[SupervisedProcess], None],
+        registry_dir: Path | None = None,
     ) -> None:
-        super().__init__(spec.model_path, spec.params, alias=spec.model_id, log_path=spec.log_path)
+        super().__init__(
+            spec.model_path,
+            spec.params,
+            alias=spec.model_id,
+            log_path=spec.log_path,
+            registry_dir=registry_dir,
+        )
         self.spec = spec
         self._on_ready = on_ready
         self._on_death = on_death
@@ -155,8 +163,10 @@ class EngineManager:
             default_keep_alive=settings.keep_alive,
         )
         self.proxy = Proxy()
+        #: Live engines' process groups, so a Hearth killed with SIGKILL leaves none behind
+        #: once it starts again (`sweep_orphans`).
+        self.registry_dir = settings.logs_dir / "engines"
         self._failed: dict[str, tuple[str, str]] = {}  # id -> (reason, model.json digest)
-        self._remotes: dict[str, tuple[str, RemoteEngine]] = {}
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -179,7 +189,12 @@ class EngineManager:
 
     def _make_runner(self, req: LoadRequest) -> SupervisedProcess:
         self.planner.rotate_log(req.payload.log_path)
-        return SupervisedProcess(req.payload, on_ready=self._ready, on_death=self._died)
+        return SupervisedProcess(
+            req.payload,
+            on_ready=self._ready,
+            on_death=self._died,
+            registry_dir=self.registry_dir,
+        )
 
     def _ready(self, runner: SupervisedProcess) -> None:
         self._failed.pop(runner.alias, None)
@@ -195,6 +210,19 @@ class EngineManager:
         self.scheduler.mark_failed(model_id, reason)
 
     # ---- resolving a model ----------------------------------------------------------------
+
+    def check_engine(self, info: ModelInfo) -> None:
+        """For edits: a remote model must name an engine that is configured."""
+        if info.is_remote and not self.planner.remote_configured(info.engine):
+            raise InvalidParameter(
+                f"'engine' is {info.engine!r}, which is not configured. For a server that speaks "
+                f"OpenAI's API, first create engines/{info.engine}/engine.json in your Hearth "
+                'home with {"type": "openai-compatible", "base_url": "https://host/v1", '
+                '"api_key_env": "ENV_VAR"}; built in: openai, groq, mistral, openrouter. For a '
+                'local GGUF use "llama-cpp".',
+                param="engine",
+                code="unknown_engine",
+            )
 
     def _usable(self, model_id: str) -> ModelEntry:
         entry = self.store.get(model_id)
@@ -229,12 +257,7 @@ class EngineManager:
         return entry
 
     def _remote(self, entry: ModelEntry) -> RemoteEngine:
-        key = remote_key(entry)
-        cached = self._remotes.get(entry.id)
-        if cached is None or cached[0] != key:
-            cached = (key, remote_engine(entry))
-            self._remotes[entry.id] = cached
-        return cached[1]
+        return self.planner.remote(entry)
 
     def _plan(self, entry: ModelEntry, overrides: Mapping[str, Any] | None = None) -> LoadRequest:
         """Plan a load. Without overrides, a loaded instance whose files have not changed since

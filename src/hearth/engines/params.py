@@ -17,8 +17,14 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from hearth.engines.flags import (
+    ENGINE_JSON_HINT,
+    USER_ONLY_WHY,
+    check_extra_args,
+    plain_relative_path,
+)
 from hearth.errors import InvalidParameter
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
@@ -29,7 +35,6 @@ DEFAULTS: dict[str, Any] = {"ctx_len": 4096, "n_parallel": 1}
 # Jan/Cortex settings Hearth accepts and keeps but does not pass to the engine.
 INFORMATIONAL = frozenset(
     {
-        "llama_model_path",
         "vision_model",
         "text_model",
         "pre_prompt",
@@ -140,7 +145,10 @@ def parse_keep_alive(value: Any) -> float:
 
 def _args(value: Any) -> list[str]:
     if isinstance(value, str):
-        return shlex.split(value)
+        try:
+            return shlex.split(value)
+        except ValueError:
+            raise ValueError("a list of strings (the text has an unclosed quote)") from None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ValueError("a list of strings")
@@ -157,6 +165,7 @@ COERCE: dict[str, Callable[[Any], Any]] = {
     "cont_batching": _bool,
     "flash_attn": _flash_attn,
     "mmproj": _path,
+    "llama_model_path": _path,  # Jan's; the store resolves it and checks where it points
     "cache_type": _choice(CACHE_TYPES),
     "cache_type_k": _choice(CACHE_TYPES),
     "cache_type_v": _choice(CACHE_TYPES),
@@ -173,36 +182,70 @@ COERCE: dict[str, Callable[[Any], Any]] = {
 KNOWN = frozenset(COERCE) | INFORMATIONAL
 
 
-def validate_engine_params(params: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
-    """One layer, checked and coerced; `source` names where it came from for the messages."""
+def validate_engine_params(
+    params: Mapping[str, Any] | None,
+    source: str,
+    *,
+    trusted: bool = False,
+    unknown: Literal["error", "keep"] = "error",
+) -> dict[str, Any]:
+    """One layer, checked and coerced; `source` names where it came from for the messages.
+
+    Only a `trusted` layer (the user's own engine.json) may name a program (`binary`), pass
+    arbitrary flags, or point `mmproj` outside the model's folder: a model.json may come from a
+    shared folder or a pull, and a start body from any local process.
+    """
     if params is None:
         return {}
     if not isinstance(params, Mapping):
         raise InvalidParameter(f"{source} must be a JSON object, got {type(params).__name__}.")
     out: dict[str, Any] = {}
     for key, value in params.items():
+        if value is None:
+            continue  # "not set here" (and removes a field in an edit), whatever its name
         if key not in KNOWN:
+            if unknown == "keep":
+                out[key] = value
+                continue
             hint = difflib.get_close_matches(str(key), sorted(KNOWN), n=1)
             fix = f" Did you mean '{hint[0]}'?" if hint else " Remove it."
             raise InvalidParameter(
-                f"Unknown engine parameter '{key}' in {source}. "
+                f"Unknown engine parameter '{str(key)[:100]}' in {source}. "
                 f"Known: {', '.join(sorted(COERCE))}.{fix}",
-                param=str(key),
+                param=str(key)[:100],
             )
-        if value is None:
-            continue
-        coerce = COERCE.get(key)
-        if coerce is None:
-            out[key] = value
-            continue
-        try:
-            out[key] = coerce(value)
-        except ValueError as exc:
+        if key == "binary" and not trusted:
             raise InvalidParameter(
-                f"Engine parameter '{key}' in {source} must be {exc}; got {value!r}.",
+                f"Engine parameter 'binary' in {source} "
+                + USER_ONLY_WHY.format(where=ENGINE_JSON_HINT),
                 param=key,
-            ) from None
+                code="parameter_not_allowed",
+            )
+        out[key] = _coerce_one(key, value, source, trusted=trusted)
     return out
+
+
+def _coerce_one(key: str, value: Any, source: str, *, trusted: bool) -> Any:
+    coerce = COERCE.get(key)
+    if coerce is None:
+        return value
+    try:
+        coerced = coerce(value)
+        if key == "mmproj" and not trusted:
+            plain_relative_path(coerced, f"'{key}'")
+    except ValueError as exc:
+        raise InvalidParameter(
+            f"Engine parameter '{key}' in {source} must be {exc}; got {_short(value)}.",
+            param=key,
+        ) from None
+    if key == "extra_args":
+        check_extra_args(coerced, trusted=trusted, source=source)
+    return coerced
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def merge_engine_params(
@@ -220,8 +263,9 @@ def merge_engine_params(
     file. Jan's `cache_type` sets both `cache_type_k` and `cache_type_v` unless those are set.
     """
     merged: dict[str, Any] = dict(DEFAULTS)
-    for layer, source in ((base, engine_source), (model, model_source), (request, request_source)):
-        merged.update(validate_engine_params(layer, source))
+    layers = ((base, engine_source, True), (model, model_source, False))
+    for layer, source, trusted in (*layers, (request, request_source, False)):
+        merged.update(validate_engine_params(layer, source, trusted=trusted))
     cache_type = merged.pop("cache_type", None)
     if cache_type is not None:
         merged.setdefault("cache_type_k", cache_type)
@@ -268,7 +312,9 @@ def build_server_args(
     """
     p = {**DEFAULTS, **params}
     model_path = Path(model_path)
-    args = ["-m", str(model_path), "--host", host, "--port", str(int(port)), "--alias", alias]
+    # extra_args first: for repeated flags the last one wins, so Hearth's own always do.
+    args = list(p.get("extra_args", []))
+    args += ["-m", str(model_path), "--host", host, "--port", str(int(port)), "--alias", alias]
     args += ["-c", str(p["ctx_len"] * p["n_parallel"]), "-np", str(p["n_parallel"])]
     if "ngl" in p:
         args += ["-ngl", str(p["ngl"])]
@@ -300,5 +346,4 @@ def build_server_args(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template, encoding="utf-8")
         args += ["--chat-template-file", str(path)]
-    args += list(p.get("extra_args", []))
     return args

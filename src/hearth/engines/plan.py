@@ -26,6 +26,7 @@ from typing import Any
 from hearth.engines import params as P
 from hearth.engines.remote import RemoteEngine
 from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.models.ids import is_valid_id
 from hearth.models.schema import DEFAULT_ENGINE
 from hearth.models.store import ModelEntry, write_json_atomic
 from hearth.scheduler import LoadRequest, estimate_model_memory
@@ -78,6 +79,7 @@ class Planner:
         # same entry object until the model's folder or model.json changes.
         self._plans: dict[str, tuple[ModelEntry, tuple[int, int] | None, LoadRequest]] = {}
         self._ensured: set[str] = set()
+        self._remotes: dict[str, tuple[ModelEntry, tuple[int, int] | None, RemoteEngine]] = {}
 
     # ---- engine.json ----------------------------------------------------------------------
 
@@ -120,6 +122,28 @@ class Planner:
             raise InvalidParameter(f'{path} must hold a JSON object like {{"ctx_len": 4096}}.')
         self._engine_json[engine_id] = (key, data)
         return key, data
+
+    def remote_configured(self, engine: str) -> bool:
+        """Is there somewhere to send a remote model's requests (engine.json or a profile)?"""
+        engine = engine.lower()
+        if not is_valid_id(engine):
+            return False
+        key, data = self._engine_layer(engine)
+        return _remote_profile(engine, data if key is not None else None) is not None
+
+    def remote(self, entry: ModelEntry) -> RemoteEngine:
+        """The RemoteEngine for a remote model, cached until its record or engine.json change."""
+        assert entry.info is not None
+        engine = entry.info.engine.lower()
+        if not is_valid_id(engine):
+            raise unknown_engine(entry, entry.info.engine)
+        key, data = self._engine_layer(engine)
+        cached = self._remotes.get(entry.id)
+        if cached is not None and cached[0] is entry and cached[1] == key:
+            return cached[2]
+        remote = remote_engine(entry, data if key is not None else None)
+        self._remotes[entry.id] = (entry, key, remote)
+        return remote
 
     # ---- local models ---------------------------------------------------------------------
 
@@ -230,35 +254,41 @@ def _read_shape(path: Path) -> dict[str, int | None]:
 # ---- remote models ----------------------------------------------------------------------
 
 
-def remote_engine(entry: ModelEntry) -> RemoteEngine:
-    """The upstream for a model whose engine is `openai-compatible` or one of Jan's remotes.
+def _remote_profile(engine: str, engine_json: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where a remote engine sends requests and which variable holds its key: the user's
+    engines/<engine>/engine.json, else a built-in profile (Jan's remote engines). The URL and the
+    key variable always come from the same place, so a key only goes where it was meant to."""
+    if engine_json is not None and ("base_url" in engine_json or "type" in engine_json):
+        return {k: v for k, v in engine_json.items() if k != "type"}
+    if engine in PROVIDERS:
+        base_url, key_env = PROVIDERS[engine]
+        return {"base_url": base_url, "api_key_env": key_env}
+    return None
 
-    llama.cpp parameters that Jan's remote files carry are ignored; other unknown keys are
-    errors (a typo in base_url must not go unnoticed).
-    """
+
+def unknown_engine(entry: ModelEntry, engine: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Model '{entry.id}' uses engine '{engine}', which is not configured. For a server that "
+        f"speaks OpenAI's API, create engines/{engine}/engine.json in your Hearth home with "
+        f'{{"type": "{REMOTE_ENGINE}", "base_url": "https://host/v1", "api_key_env": "ENV_VAR"}}'
+        f"; for a local GGUF, remove 'engine' from models/{entry.folder.name}/model.json.",
+        param="engine",
+        code="unknown_engine",
+    )
+
+
+def remote_engine(entry: ModelEntry, engine_json: dict[str, Any] | None) -> RemoteEngine:
+    """The upstream for a remote model. The model.json names only the engine and the upstream
+    model (`engine_parameters.model`); llama.cpp parameters Jan's remote files carry are
+    ignored."""
     info = entry.info
     assert info is not None
     engine = info.engine.lower()
-    source = f"models/{entry.folder.name}/model.json engine_parameters"
-    params = {k: v for k, v in info.engine_parameters.items() if k not in P.KNOWN}
-    if engine in PROVIDERS:
-        base_url, key_env = PROVIDERS[engine]
-        params.setdefault("base_url", base_url)
-        params.setdefault("api_key_env", key_env)
-    elif "base_url" not in params:
-        what = f"engine '{info.engine}'" if engine != REMOTE_ENGINE else "no base_url"
-        raise InvalidRequest(
-            f"Model '{entry.id}' has {what}, so Hearth does not know where to send it. For a "
-            f'server that speaks OpenAI\'s API, set "engine": "{REMOTE_ENGINE}" and '
-            f'"engine_parameters": {{"base_url": "https://host/v1", "api_key_env": "ENV_VAR"}}'
-            f" in models/{entry.folder.name}/model.json; for a local GGUF, remove 'engine'.",
-            param="engine",
-            code="unknown_engine",
-        )
+    profile = _remote_profile(engine, engine_json)
+    if profile is None:
+        raise unknown_engine(entry, info.engine)
+    params = dict(profile)
+    if "model" in info.engine_parameters:
+        params["model"] = info.engine_parameters["model"]
+    source = f"engines/{engine}/engine.json" if engine_json is not None else f"engine '{engine}'"
     return RemoteEngine.from_params(params, model_id=entry.id, source=source)
-
-
-def remote_key(entry: ModelEntry) -> str:
-    info = entry.info
-    assert info is not None
-    return _digest([info.engine, info.engine_parameters])

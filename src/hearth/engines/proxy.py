@@ -70,6 +70,17 @@ class Target(Protocol):
     async def failure(self, exc: Exception) -> EngineError: ...
 
 
+def engine_auth(target: Target) -> bytes:
+    """The header line that carries a local engine's per-launch key (b"" if it has none).
+
+    Engines accept requests only with the key their `LlamaCppProcess` made for them; a target
+    hands it over as `auth_head`, or through its `runner` (the manager's LocalTarget)."""
+    auth = getattr(target, "auth_head", None)
+    if auth is None:
+        auth = getattr(getattr(target, "runner", None), "auth_head", b"")
+    return auth if isinstance(auth, bytes) else b""
+
+
 def prepare_body(
     body: dict[str, Any],
     *,
@@ -163,7 +174,9 @@ class Proxy:
         try:
             if not target.remote:
                 host, port = target.address
-                response = await self.local.post(host, port, f"/v1/{path}", content, headers)
+                response = await self.local.post(
+                    host, port, f"/v1/{path}", content, headers, engine_auth(target)
+                )
                 return Upstream(target, response)
             client = self.remote_client()
             request = client.build_request(

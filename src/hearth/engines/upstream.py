@@ -286,13 +286,23 @@ class EngineClient:
         self._idle.setdefault(key, []).append(conn)
 
     async def post(
-        self, host: str, port: int, path: str, content: bytes, headers: dict[str, str]
+        self,
+        host: str,
+        port: int,
+        path: str,
+        content: bytes,
+        headers: dict[str, str],
+        auth: bytes = b"",
     ) -> EngineResponse:
-        """Send a POST and return once the response head is in (the body follows lazily)."""
+        """Send a POST and return once the response head is in (the body follows lazily).
+
+        `auth` is a ready-made header line (`LlamaCppProcess.auth_head`, built once per engine
+        process) so the per-launch key costs one concatenation per request, nothing per chunk.
+        """
         key = (host, port)
         head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(content)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        data = head.encode("latin-1") + content
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        data = head.encode("latin-1") + auth + b"\r\n" + content
         while True:
             conn = self._take(key)
             if conn is None:

@@ -14,6 +14,14 @@ Facts about xllamacpp this relies on:
   model name in responses and /v1/models.
 - Dropping the Server object stops the HTTP threads (fast, ~20 ms).
 
+Reachable only through Hearth: the worker listens on loopback only (a non-loopback `--host`,
+or `--host`/`--port` given twice, exits with status 2) and requires the per-launch key Hearth
+hands it in the environment (`HEARTH_ENGINE_KEY`, removed from os.environ once read: argv is
+world-readable in /proc, the environment only to its owner) on every route but /health. It
+serves no web page, and its CORS headers name only its own origin, never a caller's, without
+credentials. `--api-key` is not accepted: who may call the engine is Hearth's decision alone.
+Run by hand without the variable, it makes up a key nobody knows: never unauthenticated.
+
 Orphans: the worker asks the kernel for SIGTERM when its parent dies (Linux prctl
 PR_SET_PDEATHSIG, which works even while the load holds the GIL) and, once serving, also
 polls its parent pid. During the load SIGTERM/SIGINT keep their default action (die at once:
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import ipaddress
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -33,7 +43,36 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 PARENT_ENV = "HEARTH_PARENT_PID"
+#: The per-launch key the engine requires (LlamaCppProcess makes one for every spawn).
+KEY_ENV = "HEARTH_ENGINE_KEY"
 PR_SET_PDEATHSIG = 1
+
+
+class _Once(argparse.Action):
+    """Store a value that may be given only once: Hearth sets where the engine listens, and a
+    second --host or --port (say from extra_args) must not quietly win."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, f"_seen_{self.dest}", False):
+            parser.error(f"{option_string} given twice; Hearth alone sets where the engine listens")
+        setattr(namespace, f"_seen_{self.dest}", True)
+        setattr(namespace, self.dest, values)
+
+
+def is_loopback(host: str) -> bool:
+    """True for names that only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m hearth.engines.worker", allow_abbrev=False)
     a = p.add_argument
     a("-m", "--model", required=True)
-    a("--host", default="127.0.0.1")
-    a("--port", type=int, default=8080)
+    a("--host", default="127.0.0.1", action=_Once)
+    a("--port", type=int, default=8080, action=_Once)
     a("-a", "--alias")
     a("-c", "--ctx-size", type=int)
     a("-np", "--parallel", type=int)
@@ -71,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     a("-ub", "--ubatch-size", type=int)
     a("-n", "--n-predict", type=int)
     a("-s", "--seed", type=int)
-    a("--api-key", action="append")
     a("--metrics", action="store_true")
     a("--slots", dest="slots", action="store_true", default=None)
     a("--no-slots", dest="slots", action="store_false")
@@ -96,16 +134,24 @@ def _enum(enum: Any, name: str, flag: str) -> Any:
         _fail(f"{flag}: unsupported value {name.rsplit('_TYPE_', 1)[-1].lower()!r}")
 
 
-def to_common_params(ns: argparse.Namespace) -> Any:
-    """Translate parsed flags to an `xllamacpp.CommonParams`."""
-    import xllamacpp as xlc
+def _lock_down(p: Any, host: str, port: int, key: str) -> None:
+    """Only Hearth may use the engine: its key on every non-public route, no web page, no MCP
+    proxy, and CORS that names the engine's own origin (which serves no page) instead of
+    echoing the caller's, without credentials. A web page reaching this port by DNS rebinding
+    or a port scan can neither call it nor read an answer."""
+    p.api_keys = [key]
+    p.ui = False
+    p.ui_mcp_proxy = False
+    p.endpoint_props = False
+    p.cors_origins = f"http://{host}:{port}"
+    p.cors_origins_explicit = True
+    p.cors_credentials = False
+    p.cors_methods = "GET, POST"
+    p.cors_headers = "content-type"
 
-    p = xlc.CommonParams()
-    p.model.path = ns.model
-    p.hostnames = [ns.host]
-    p.port = ns.port
-    if ns.alias:
-        p.model_alias = {a.strip() for a in ns.alias.split(",") if a.strip()}
+
+def _apply_sizes(p: Any, ns: argparse.Namespace) -> None:
+    """Context, slots, batches, threads and GPU layers: the numbers a load is sized by."""
     simple = {
         "ctx_size": "n_ctx",
         "parallel": "n_parallel",
@@ -125,13 +171,29 @@ def to_common_params(ns: argparse.Namespace) -> Any:
             p.n_gpu_layers = int(value)
         except ValueError:
             _fail(f"-ngl: expected a number, auto or all; got {value!r}")
-    if ns.embedding:
-        p.embedding = True
     if ns.threads is not None:
         p.cpuparams.n_threads = ns.threads
         p.cpuparams_batch.n_threads = ns.threads
     if ns.threads_batch is not None:
         p.cpuparams_batch.n_threads = ns.threads_batch
+
+
+def to_common_params(ns: argparse.Namespace, key: str) -> Any:
+    """Translate parsed flags to an `xllamacpp.CommonParams` that requires `key`."""
+    import xllamacpp as xlc
+
+    if not is_loopback(ns.host):
+        _fail(f"--host {ns.host}: the engine listens on loopback only; Hearth is its front door")
+    p = xlc.CommonParams()
+    p.model.path = ns.model
+    p.hostnames = [ns.host]
+    p.port = ns.port
+    _lock_down(p, ns.host, ns.port, key)
+    if ns.alias:
+        p.model_alias = {a.strip() for a in ns.alias.split(",") if a.strip()}
+    _apply_sizes(p, ns)
+    if ns.embedding:
+        p.embedding = True
     if ns.flash_attn is not None:
         fa = {"on": "ENABLED", "off": "DISABLED", "auto": "AUTO"}[ns.flash_attn]
         p.flash_attn_type = _enum(xlc.llama_flash_attn_type, f"LLAMA_FLASH_ATTN_TYPE_{fa}", "-fa")
@@ -152,16 +214,12 @@ def to_common_params(ns: argparse.Namespace) -> Any:
         p.chat_template = ns.chat_template
     if ns.seed is not None:
         p.sampling.seed = ns.seed
-    if ns.api_key:
-        p.api_keys = [k for arg in ns.api_key for k in arg.split(",") if k]
     if ns.metrics:
         p.endpoint_metrics = True
     if ns.slots is not None:
         p.endpoint_slots = ns.slots
     if ns.no_warmup:
         p.warmup = False
-    if ns.no_webui:
-        p.ui = False
     if ns.kv_unified:
         p.kv_unified = True
     if ns.pooling:
@@ -185,6 +243,15 @@ def _say(message: str) -> None:
     print(f"hearth worker: {message}", file=sys.stderr, flush=True)
 
 
+def _take_key() -> str:
+    """The key from Hearth, removed from our environment; a random one if run by hand."""
+    key = os.environ.pop(KEY_ENV, "")
+    if not key:
+        _say(f"{KEY_ENV} is not set: using a random key, so only /health answers")
+        key = secrets.token_urlsafe(32)
+    return key
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parent = _die_with_parent()
     parser = build_parser()
@@ -196,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "This runner understands the flags listed by --help; for others, point the "
             "engine parameter 'binary' at your own llama-server.\n",
         )
-    params = to_common_params(ns)
+    params = to_common_params(ns, _take_key())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)  # die at once while the load holds the GIL
 

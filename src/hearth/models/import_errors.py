@@ -8,6 +8,7 @@ so a bad file is reported once instead of retried in a loop. Changing the file r
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ def _signature(path: Path) -> list[int] | None:
     try:
         st = path.stat()
     except OSError:
-        return None
+        try:
+            st = path.lstat()  # a dangling symlink: the link itself
+        except OSError:
+            return None
     return [st.st_size, st.st_mtime_ns]
 
 
@@ -69,7 +73,7 @@ class ImportErrors:
     def list(self) -> list[dict[str, Any]]:
         """Current problems; records of files that no longer exist are dropped."""
         with self._lock:
-            gone = [p for p in self._items if not Path(p).exists()]
+            gone = [p for p in self._items if not os.path.lexists(p)]
             for p in gone:
                 del self._items[p]
             if gone:

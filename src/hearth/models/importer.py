@@ -205,6 +205,12 @@ class Importer:
             raise InvalidRequest(
                 f"mode must be one of {', '.join(MODES)}; got '{mode}'.", param="mode"
             )
+        if "\x00" in str(path) or len(str(path).encode("utf-8", "surrogatepass")) > 4096:
+            raise InvalidRequest(
+                "The path has a NUL character or is longer than 4096 bytes, so it cannot name "
+                "a file. Give the path of a .gguf file.",
+                param="path",
+            )
         path = Path(os.path.abspath(path))
         if check_allowed:
             self._check_allowed(path)
@@ -238,6 +244,10 @@ class Importer:
         staging = self.models_dir / f"{STAGING_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         placed: list[Path] = []
+        if mode == "link":
+            # Recorded before model.json exists: the store lets a model use a file outside its
+            # folder only when the user linked it (or it lies under import_dirs).
+            self.store.roots.add(parts)
         try:
             for p in parts:
                 placed.append(self._place(p, staging, mode, progress))

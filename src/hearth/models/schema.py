@@ -19,6 +19,7 @@ Jan's published files (2023-2025) differ from the spec; `normalize` maps them:
 from __future__ import annotations
 
 import posixpath
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
@@ -217,6 +218,107 @@ def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_FORMAT = re.compile(r"gguf(v[1-9])?|ggml|api")
+#: What a remote model.json may not say: where requests go and which secret goes with them
+#: belong together in the user's own engines/<engine>/engine.json.
+_REMOTE_USER_ONLY = ("base_url", "api_key_env", "api_key", "binary", "extra_args")
+_MAX_URL = 8192
+
+
+def plain_file_name(value: Any, field: str) -> str:
+    """A file name inside the model's folder: no folders, no NUL, at most 255 bytes."""
+    ok = (
+        isinstance(value, str)
+        and value not in ("", ".", "..", "model.json")
+        and not any(c in value for c in "/\\\x00")
+        and len(value.encode("utf-8", "surrogatepass")) <= 255
+    )
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+        raise SchemaError(
+            field,
+            f"'{field}' is {shown}: it must be a plain file name inside the model's folder "
+            '(like "model.Q4_K_M.gguf"; no folders, at most 255 bytes, not model.json).',
+        )
+    return value
+
+
+def _check_sources(sources: list[dict[str, Any]], field: str, *, remote: bool) -> None:
+    for i, item in enumerate(sources):
+        if not (remote and item.get("filename") == ""):  # Jan's remote files: {"url": ...}
+            plain_file_name(item.get("filename"), f"{field}[{i}].filename")
+        url = item.get("url")
+        if url is not None and (not isinstance(url, str) or len(url) > _MAX_URL or "\x00" in url):
+            raise SchemaError(
+                f"{field}[{i}].url",
+                f"'{field}[{i}].url' must be a URL of at most {_MAX_URL} characters.",
+            )
+
+
+def _check_engine(info: ModelInfo) -> None:
+    """What could never load is refused here, so a PATCH is refused before it is written and a
+    file on disk is listed invalid, with the same message."""
+    from hearth.engines.flags import ENGINE_JSON_HINT
+    from hearth.engines.params import validate_engine_params
+    from hearth.errors import InvalidParameter
+
+    if not is_valid_id(info.engine):
+        raise SchemaError(
+            "engine",
+            f"'engine' is {info.engine[:80]!r}: an engine name uses letters, digits, '.', '_', "
+            "'-' (like \"llama-cpp\", or a folder name under engines/ for a remote server).",
+        )
+    if not _FORMAT.fullmatch(info.format):
+        raise SchemaError(
+            "format",
+            f"'format' is {info.format[:80]!r}; Hearth runs \"gguf\" models (\"ggufv3\", "
+            '"ggufv2") and remote ones ("api"). Fix it or remove it.',
+        )
+    params = info.engine_parameters
+    if info.is_remote:
+        for key in _REMOTE_USER_ONLY:
+            if key in params:
+                raise SchemaError(
+                    f"engine_parameters.{key}",
+                    f"'engine_parameters.{key}' is not allowed in a model.json: where a remote "
+                    "model's requests go and which key they carry belong together in your own "
+                    f"engines/{info.engine}/engine.json. Move it there and keep only "
+                    '"model" (the upstream model name) here.',
+                )
+        if "model" in params and (not isinstance(params["model"], str) or not params["model"]):
+            raise SchemaError(
+                "engine_parameters.model",
+                "'engine_parameters.model' must be the upstream model name (a string).",
+            )
+        return
+    try:
+        validate_engine_params(params, "engine_parameters", unknown="keep")
+    except InvalidParameter as exc:
+        field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
+        hint = ENGINE_JSON_HINT.replace("llama-cpp", info.engine)
+        raise SchemaError(field, exc.message.replace(ENGINE_JSON_HINT, hint)) from None
+
+
+def check_new_engine_parameters(patch: dict[str, Any], info: ModelInfo) -> None:
+    """An edit may not add an engine parameter the engine does not know (a typo like
+    `ctx_lenn` would otherwise say "updated" and fail at the next start). Names already in
+    the file, perhaps written by another tool, are kept as they are."""
+    from hearth.engines.params import validate_engine_params
+    from hearth.errors import InvalidParameter
+
+    if info.is_remote:
+        return
+    for key in ("engine_parameters", "settings"):
+        layer = patch.get(key)
+        if not isinstance(layer, dict):
+            continue
+        try:
+            validate_engine_params(layer, "the edit's engine_parameters")
+        except InvalidParameter as exc:
+            field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
+            raise SchemaError(field, exc.message) from None
+
+
 def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
     """Map a raw model.json dict (spec or any Jan variant) onto the spec's fields."""
     if not isinstance(raw, dict):
@@ -269,11 +371,20 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
     from pydantic import ValidationError  # local: keeps the import surface of this module small
 
     try:
-        return ModelInfo.model_validate(data)
+        info = ModelInfo.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise SchemaError(field, f"'{field}': {first['msg']}; got {first.get('input')!r}.") from exc
+        got = repr(first.get("input"))
+        got = got if len(got) <= 200 else got[:200] + "..."
+        raise SchemaError(field, f"'{field}': {first['msg']}; got {got}.") from exc
+    _check_sources(data["sources"], _sources_field(raw), remote=info.is_remote)
+    _check_engine(info)
+    return info
+
+
+def _sources_field(raw: dict[str, Any]) -> str:
+    return "sources" if "sources" in raw else "source" if "source" in raw else "source_url"
 
 
 def raw_key_for(raw: dict[str, Any], spec_key: str) -> str:

@@ -14,27 +14,40 @@ Everything that changes a model on disk goes through here. Guarantees:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from hearth.errors import Conflict, InvalidRequest, ModelNotFound
+from hearth.errors import Conflict, InsufficientStorage, InvalidRequest, ModelNotFound
 from hearth.models.ids import validate_model_id
-from hearth.models.schema import ModelInfo, SchemaError, merge_patch, normalize
+from hearth.models.links import FileRoots
+from hearth.models.schema import (
+    ModelInfo,
+    SchemaError,
+    check_new_engine_parameters,
+    merge_patch,
+    normalize,
+)
 
 MODEL_JSON = "model.json"
 MODEL_SUFFIXES = (".gguf", ".bin", ".ggml")
 PARTIAL_SUFFIXES = (".part", ".download", ".crdownload")
 _TRASH_PREFIX = ".deleting-"
+_by_id = attrgetter("id")
+_by_name = attrgetter("name")
+_SLASH_MODEL_JSON = "/" + MODEL_JSON
 
 
 @dataclass
@@ -94,6 +107,10 @@ class ModelEntry:
         return text
 
 
+# Inside ModelStore, `list` names its method: signatures there use this alias.
+Entries = list[ModelEntry]
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -110,16 +127,23 @@ def _file_from_url(url: str | None) -> Path | None:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # The writer's pid is in the name, so a start-up sweep can tell a leftover from a kill -9
+    # apart from a file another live process is writing right now.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                f"The disk holding {path.parent} is full ({exc.strerror}); {path.name} was "
+                "left as it was. Free some space and try again."
+            ) from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -131,9 +155,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class ModelStore:
     """Model folders under `models_dir`. Thread-safe; safe beside other processes."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, roots: FileRoots | None = None) -> None:
         self.models_dir = models_dir
         self.home = models_dir.parent
+        #: Where model files may live besides each model's own folder (import_dirs, CLI links).
+        self.roots = roots if roots is not None else FileRoots(self.home)
         self._cache: dict[str, tuple[tuple[int, ...], ModelEntry]] = {}
         self._renamed_claims: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
@@ -143,24 +169,82 @@ class ModelStore:
 
     def list(self) -> list[ModelEntry]:
         """Every model folder, sorted by id; duplicates of one id are both marked invalid."""
-        entries: list[ModelEntry] = []
-        seen: set[str] = set()
+        steps = self.scan()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def scan(self, pause_every: int = 0) -> Generator[None, None, Entries]:
+        """`list` in steps: a generator that pauses after every `pause_every` folders (0: never)
+        and returns the entries. An event loop resumes it between other work, so 5,000 folders
+        (~10,000 stat calls, tens of milliseconds) never hold up a request for long. Each folder
+        is stat-ed when the scan reaches it, so a change made before the scan started is seen.
+
+        The loop is the hot path of every list: an unchanged folder with a model.json is matched
+        to its cached record right here (stat relative to the open models folder, the same key
+        as `_load`); anything else goes through `_load`.
+        """
         try:
-            scan = list(os.scandir(self.models_dir))
+            dir_fd = os.open(self.models_dir, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             return []
-        for dirent in scan:
-            if dirent.name.startswith(".") or not dirent.is_dir():
-                continue
-            seen.add(dirent.name)
-            entry = self._load(dirent.path, dirent.name)
-            if entry is not None:
+        try:
+            dirents = sorted(os.scandir(dir_fd), key=_by_name)  # ids are names but for renames
+            entries: list[ModelEntry] = []
+            renamed = False
+            base = str(self.models_dir) + "/"
+            stat, cache, load = os.stat, self._cache, self._load
+            countdown = pause_every
+            for dirent in dirents:
+                countdown -= 1
+                if countdown == 0:
+                    yield
+                    countdown = pause_every
+                name = dirent.name
+                if name[0] == "." or not dirent.is_dir():
+                    continue
+                entry = None
+                try:
+                    dst = stat(name, dir_fd=dir_fd)
+                    jst = stat(name + _SLASH_MODEL_JSON, dir_fd=dir_fd)
+                    cached = cache.get(name)
+                    if cached is not None and cached[0] == (
+                        dst.st_mtime_ns,
+                        dst.st_ino,
+                        jst.st_mtime_ns,
+                        jst.st_ctime_ns,
+                        jst.st_size,
+                        jst.st_ino,
+                    ):
+                        entry = cached[1]
+                        if entry.external:
+                            entry = None  # its linked files are re-resolved on every list
+                except OSError:
+                    pass  # gone, no model.json, unreadable: _load tells which
+                if entry is None:
+                    entry = load(base + name, name)
+                    if entry is None:
+                        continue
                 entries.append(entry)
-        for stale in set(self._cache) - seen:
-            del self._cache[stale]
-        entries = self._mark_duplicates(entries)
+                renamed = renamed or entry.id != name
+        finally:
+            os.close(dir_fd)
+        return self._finish_scan(entries, renamed)
+
+    def _finish_scan(self, entries: Entries, renamed: bool) -> Entries:
+        """Forget folders that went away; with a renamed model (an id that is not its folder's
+        name), mark duplicate ids and sort by id. Otherwise the folder order is the id order."""
+        if len(self._cache) > len(entries):  # every entry is cached: some folder went away
+            for stale in self._cache.keys() - {e.folder.name for e in entries}:
+                self._cache.pop(stale, None)
+        if not renamed:
+            self._renamed_claims = set()
+            return entries
+        entries = self._mark_duplicates(entries)  # two claims of an id need a renamed model
         self._renamed_claims = {e.id for e in entries if e.id != e.folder.name}
-        entries.sort(key=lambda e: e.id)
+        entries.sort(key=_by_id)
         return entries
 
     def get(self, model_id: str) -> ModelEntry:
@@ -268,9 +352,65 @@ class ModelStore:
             return self._invalid(
                 folder, raw if isinstance(raw, dict) else None, f"{self._rel(path)}: {exc.message}"
             )
+        try:
+            self.check_places(info, folder)
+        except SchemaError as exc:
+            return self._invalid(folder, raw, f"{self._rel(path)}: {exc.message}")
         entry = ModelEntry(folder=folder, id=info.id, info=info, raw=raw, status="ready")
         self._resolve_files(entry)
+        outside = self._outside(entry)
+        if outside:
+            return self._invalid(
+                folder,
+                raw,
+                f"{self._rel(outside)} leads to a file outside the model's folder, which a model "
+                "folder may not do (it could come from anyone). To use a file where it is, run "
+                "`hearth models import FILE --mode link`, or add its folder to the 'import_dirs' "
+                "setting.",
+            )
         return entry
+
+    def check_places(self, info: ModelInfo, folder: Path) -> None:
+        """A model.json may name files in its own folder only, unless the user chose otherwise
+        (a CLI link, import_dirs): SchemaError names the field. Remote models name no files."""
+        if info.is_remote:
+            return
+        real_folder = os.path.realpath(folder)
+        fix = (
+            "Model files live in the model's folder; to use a file where it is, run `hearth "
+            "models import FILE --mode link` or add its folder to the 'import_dirs' setting."
+        )
+        places = [(f"sources[{i}].url", _file_from_url(s.url)) for i, s in enumerate(info.sources)]
+        llama_path = info.engine_parameters.get("llama_model_path")
+        if isinstance(llama_path, str):
+            places.append(("engine_parameters.llama_model_path", folder / llama_path))
+        for name, place in places:
+            if place is None:
+                continue
+            try:
+                real = os.path.realpath(place)
+            except (ValueError, OSError):
+                real = ""
+            if not real or not self.roots.allows(real, real_folder):
+                shown = str(place) if len(str(place)) <= 200 else str(place)[:200] + "..."
+                raise SchemaError(
+                    name, f"'{name}' points outside the model's folder ({shown}). {fix}"
+                )
+
+    def _outside(self, entry: ModelEntry) -> Path | None:
+        """The first of the model's files that resolves outside where it may live (a symlink
+        in a shared folder that leads to /etc/shadow, say), or None."""
+        if entry.info is None or entry.info.is_remote:
+            return None
+        real_folder = os.path.realpath(entry.folder)
+        paths = list(entry.files)
+        mmproj = entry.info.engine_parameters.get("mmproj")
+        if isinstance(mmproj, str) and "\x00" not in mmproj:
+            paths.append(entry.folder / mmproj)  # a projector the sources do not list
+        for path in paths:
+            if not self.roots.allows(os.path.realpath(path), real_folder):
+                return path
+        return None
 
     def _invalid(self, folder: Path, raw: dict[str, Any] | None, error: str) -> ModelEntry:
         return ModelEntry(
@@ -307,8 +447,8 @@ class ModelStore:
                 if missing and candidate.suffix.lower() in MODEL_SUFFIXES:
                     missing = [m for m in missing if "mmproj" in m.lower()]
         if not info.sources and not files:
-            files = sorted(
-                (p for n, p in listing.items() if p.suffix.lower() in MODEL_SUFFIXES),
+            files = sorted(  # regular files only: a FIFO or a folder named x.gguf is no model
+                (p for p in listing.values() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file()),
                 key=lambda p: ("mmproj" in p.name.lower(), p.name),
             )
         entry.files, entry.missing, entry.partial, entry.external = (
@@ -358,12 +498,22 @@ class ModelStore:
                     f"models/{model_id}/model.json already exists. Choose another id, or edit "
                     f"that model with PATCH /v1/models/{model_id}."
                 )
-            normalize(raw, folder=folder, default_created=int(time.time()))
+            try:
+                info = normalize(raw, folder=folder, default_created=int(time.time()))
+                self.check_places(info, folder)
+            except SchemaError as exc:
+                raise InvalidRequest(exc.message, param=exc.field) from exc
             write_json_atomic(folder / MODEL_JSON, raw)
         return self.get(model_id)
 
-    def update(self, model_id: str, patch: dict[str, Any]) -> ModelEntry:
-        """Merge-patch model.json, validate, write atomically. Unknown fields are kept."""
+    def update(
+        self,
+        model_id: str,
+        patch: dict[str, Any],
+        check: Callable[[ModelInfo], None] | None = None,
+    ) -> ModelEntry:
+        """Merge-patch model.json, validate (as loading does, plus `check`), write atomically.
+        Unknown fields are kept; nothing is written when any check fails."""
         entry = self.get(model_id)
         if "id" in patch and patch["id"] != entry.id:
             raise InvalidRequest(
@@ -382,9 +532,13 @@ class ModelStore:
                 raise InvalidRequest(f"{self._rel(path)} must hold a JSON object; fix it first.")
             merged = merge_patch(current, patch)
             try:
-                normalize(merged, folder=entry.folder, default_created=int(time.time()))
+                info = normalize(merged, folder=entry.folder, default_created=int(time.time()))
+                check_new_engine_parameters(patch, info)
+                self.check_places(info, entry.folder)
             except SchemaError as exc:
                 raise InvalidRequest(exc.message, param=exc.field) from exc
+            if check is not None:
+                check(info)
             write_json_atomic(path, merged)
         return self.get(entry.id)
 
@@ -403,11 +557,44 @@ class ModelStore:
         return entry
 
     def sweep_trash(self) -> None:
-        """Finish deletes a crash interrupted (folders we renamed aside but did not remove)."""
+        """Finish deletes a crash interrupted (folders we renamed aside but did not remove),
+        and remove temp files of atomic writes whose writer died (kill -9 mid-write)."""
+        folders = [self.home]
         with contextlib.suppress(FileNotFoundError):
             for path in self.models_dir.iterdir():
                 if path.name.startswith(_TRASH_PREFIX) and path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
+                elif path.is_dir() and not path.is_symlink():
+                    folders.append(path)
+        sweep_temp_files(folders)
+
+
+_TEMP_NAME = re.compile(r"^\.[^/]+\.json\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def sweep_temp_files(folders: list[Path]) -> None:
+    """Delete `write_json_atomic` leftovers whose writing process no longer exists."""
+    for folder in folders:
+        try:
+            names = [d.name for d in os.scandir(folder) if d.name.endswith(".tmp")]
+        except OSError:
+            continue
+        for name in names:
+            match = _TEMP_NAME.match(name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _safe_iterdir(folder: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import stat
 import threading
 from pathlib import Path
 
@@ -153,11 +154,14 @@ class ModelsWatcher:
         for entry in sorted(os.scandir(self.models_dir), key=lambda e: e.name):
             if entry.name.startswith("."):
                 continue
+            path = Path(entry.path)
             if entry.is_file():
-                if is_candidate(Path(entry.path)):
-                    loose.append(Path(entry.path))
-            elif entry.is_dir():
-                folders.append(Path(entry.path))
+                if is_candidate(path):
+                    loose.append(path)
+            elif entry.is_dir() and not (is_candidate(path) and _empty_of_models(path)):
+                folders.append(path)
+            elif is_candidate(path):
+                self._not_a_file(path)  # a FIFO, a device, a dangling link, a folder "x.gguf"
         ready: list[tuple[Path, GGUFInfo | None]] = []
         for path in loose:
             state = self._readiness(path, path in complete)
@@ -177,6 +181,15 @@ class ModelsWatcher:
             if (everything or folder in touched_folders) and self._check_folder(folder, complete):
                 self._unsettled_folders.add(folder)
         return pending or bool(self._unsettled_folders)
+
+    def _not_a_file(self, path: Path) -> None:
+        """Something named like a model that is no regular file: say so, never open it (a FIFO
+        would block the watcher forever)."""
+        if self.importer.errors.unchanged_failure(path):
+            return
+        reason = not_a_file_reason(path)
+        log.warning("not importing %s: %s", path, reason)
+        self.importer.errors.record(path, reason)
 
     def _readiness(self, path: Path, closed: bool) -> str | tuple[str, GGUFInfo | None] | None:
         """'wait', None (skip: failed before), or ('ready', header info)."""
@@ -303,3 +316,34 @@ def _common_prefix(a: str, b: str) -> int:
             break
         n += 1
     return n
+
+
+def _empty_of_models(folder: Path) -> bool:
+    """A folder with neither a model.json nor a model file (so not a model folder)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return True
+    return MODEL_JSON not in names and not any(is_candidate(folder / n) for n in names)
+
+
+def not_a_file_reason(path: Path) -> str:
+    """Why a path named like a model file is not one, with the fix."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return (
+                f"{path.name} is a symbolic link to {os.readlink(path)}, which does not exist. "
+                "Fix or remove the link."
+            )
+        return f"{path.name} cannot be read ({exc.strerror})."
+    if stat.S_ISDIR(mode):
+        return (
+            f"{path.name} is a folder, not a model file. A model folder holds its files and a "
+            "model.json; rename it without the .gguf ending."
+        )
+    kind = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket",
+            stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}  # fmt: skip
+    what = next((name for test, name in kind.items() if test(mode)), "not a regular file")
+    return f"{path.name} is {what}, not a model file. Put a real .gguf file here instead."

@@ -1,4 +1,9 @@
-"""The app factory: one FastAPI app per Services, routers mounted, guards and errors installed."""
+"""The app factory: one FastAPI app per Services, routers mounted, guards and errors installed.
+
+Middleware, outermost first: CORS (answers preflights from allowed origins and labels their
+responses), then the guard (`security.py`: Host, cross-site, API key, body limits) in front of
+every route, static files and docs included.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
 from hearth.server import downloads, health, imports, inference, models, running
+from hearth.server.docs import install_docs
 from hearth.server.errors import install_error_handlers
+from hearth.server.jsonbody import checked_body
 from hearth.server.security import GuardMiddleware
 from hearth.services import Services
 
@@ -38,11 +45,15 @@ def create_app(
                     log.exception("error during shutdown")
             await services.stop()
 
+    settings = services.settings
     app = FastAPI(
         title="Hearth",
         version=__version__,
         description="Local language models behind an OpenAI-compatible API.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from vendored assets, not a CDN
+        redoc_url=None,
+        dependencies=[Depends(checked_body)],  # JSON depth/surrogate limits on every body
     )
     app.state.services = services
     install_error_handlers(app)
@@ -52,12 +63,13 @@ def create_app(
     app.include_router(downloads.router)
     app.include_router(models.router)
     app.include_router(running.router)
-    app.add_middleware(GuardMiddleware, settings=services.settings)
-    if services.settings.cors_origins:
+    install_docs(app, api_key=bool(settings.api_key))
+    app.add_middleware(GuardMiddleware, settings=settings)
+    if settings.cors_origins:  # added last: outermost, so preflights never need the key
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=services.settings.cors_origins,
+            allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type"],
+            allow_headers=["authorization", "content-type", "x-api-key"],
         )
     return app

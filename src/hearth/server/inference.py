@@ -8,7 +8,6 @@ Each route loads the model on demand and streams the engine's answer back untouc
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from hearth.engines.params import KEEP_ALIVE_HELP, parse_keep_alive
 from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.server import jsonbody
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
@@ -42,11 +42,12 @@ def _doc(path: str) -> dict[str, Any]:
 
 
 def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
-    """The JSON body and its `keep_alive` (removed from the body)."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    """The JSON body and its `keep_alive` (removed from the body).
+
+    Parsed once, here, with the same limits as every other route (`jsonbody`: nesting depth,
+    lone surrogates), so hostile JSON is a 400 before it reaches an engine.
+    """
+    body = jsonbody.loads(raw)
     if not isinstance(body, dict):
         raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
     model = body.get("model")

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from hearth.errors import InvalidRequest
 from hearth.models.store import ModelEntry
 from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
+from hearth.server.sliced import SlicedResponse
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -31,7 +32,8 @@ def _json(body: Any, status: int = 200) -> Response:
 @router.get("/models", response_model=ModelList, responses=ERRORS)
 async def list_models(request: Request) -> Response:
     """List every model folder; broken ones carry status "invalid" and an error."""
-    return Response(_services(request).models_list_json(), media_type="application/json")
+    body = await _services(request).models_list_body()
+    return SlicedResponse(body, media_type="application/json")
 
 
 @router.get("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
@@ -54,7 +56,7 @@ def update_model(
     if not isinstance(patch, dict):
         raise InvalidRequest("The body must be a JSON object of model.json fields.")
     services = _services(request)
-    return _json(services.model_json(services.store.update(model_id, patch)))
+    return _json(services.model_json(services.update_model(model_id, patch)))
 
 
 @router.delete("/models/{model_id}", response_model=DeletedModel, responses=ERRORS)

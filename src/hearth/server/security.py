@@ -1,43 +1,159 @@
-"""Request guards, as one small ASGI middleware: Host allow-list and the optional API key.
+"""The front door: one ASGI middleware that checks every request before any route sees it.
+
+Checked in this order, for every path (routes added later are covered without a change here):
 
 - Host: a web page on evil.example can make a browser send requests to 127.0.0.1 by pointing
   its own DNS name there (DNS rebinding). Such requests carry `Host: evil.example`, so only
-  loopback names, the bound address and `allowed_hosts` are accepted.
-- API key: when set, every /v1 route needs `Authorization: Bearer <key>` (compared in constant
-  time). /health and /docs stay open: they reveal nothing about models.
+  loopback names, the bound address and `allowed_hosts` are accepted, and the header must be a
+  well-formed `name[:port]` or `[ipv6][:port]` (`localhost:evil.com` is not).
+- Cross-site: a page of another origin can send "simple" requests (a `text/plain` POST, an
+  `<img>` GET) that need no CORS preflight. A request is refused when its `Origin` is neither
+  Hearth's own nor in `cors_origins`, or when the browser labels it `Sec-Fetch-Site:
+  cross-site`/`same-site` (an `<img>` sends no Origin) without an allowed Origin.
+- API key: when set, everything but /health and the docs needs it, as `Authorization: Bearer
+  <key>` or `x-api-key: <key>` (Anthropic's clients), compared in constant time. /health then
+  tells a caller without the key only that the server is up.
+- Bodies: a POST/PUT/PATCH body declared as anything but JSON is 415 (a page can send form
+  and text types without a preflight). A body with no Content-Type at all passes to the route,
+  as scripts send it; a browser sends one only with an Origin, judged above. Bodies are capped
+  before they are read: inference routes at the `max_body_bytes` setting, everything else at
+  1 MiB. A Content-Length over the cap is refused at once; a chunked body is counted as the
+  route reads it and refused as soon as it passes the cap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.config import LOOPBACK_HOSTS, Settings
+from hearth.errors import (
+    CrossOriginRefused,
+    HearthError,
+    HostNotAllowed,
+    RequestTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+# Readable without the key: readiness and the API's own documentation (no model data).
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+PUBLIC_PREFIXES = ("/static/",)
+# Routes that take prompts (large bodies: long contexts, images). A prefix list, so the
+# dialects added later (Responses, Anthropic, Ollama) get the inference cap too.
+INFERENCE_PREFIXES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+)
+MANAGEMENT_MAX_BODY = 1024 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CROSS_SITE = frozenset({"cross-site", "same-site"})
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
+# name[:port] with a DNS-style name (or IPv4), or [ipv6][:port]; a port is 1 to 5 digits.
+_HOST_RE = re.compile(
+    r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+AUTHENTICATED = "hearth_authenticated"  # key in scope["state"]: did the caller show the key?
 
 
-def _host_name(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):
-        return value[: value.find("]") + 1] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+def parse_host(value: str) -> str | None:
+    """The host part of a Host header, lower-cased (`[::1]` keeps its brackets), or None when
+    the header is malformed: a bad port, stray characters, an unbracketed IPv6 literal."""
+    match = _HOST_RE.fullmatch(value.lower())
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and int(port) > 65535:
+        return None
+    ip6 = match.group("ip6")
+    if ip6 is None:
+        return match.group("name")
+    try:
+        ipaddress.IPv6Address(ip6)
+    except ValueError:
+        return None
+    return f"[{ip6}]"
+
+
+def _is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 class GuardMiddleware:
+    """Refuses, in one place, what no route should ever see; see the module docstring."""
+
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.api_key = settings.api_key.encode() if settings.api_key else None
+        self.api_key = _digest(settings.api_key.encode()) if settings.api_key else None
         allowed: set[str] = {h.lower() for h in LOOPBACK_HOSTS}
         allowed.update(h.lower() for h in settings.allowed_hosts)
         if settings.host not in ("0.0.0.0", "::", ""):
-            allowed.add(settings.host.lower())
+            host = settings.host.lower()
+            allowed.add(f"[{host.strip('[]')}]" if ":" in host else host)
         self.allowed_hosts = frozenset(allowed)
+        self.cors_origins = frozenset(o.lower().rstrip("/") for o in settings.cors_origins)
+        self.max_inference_body = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(_headers(scope["headers"]))
+        try:
+            limit = self._check(scope, headers)
+        except HearthError as refused:
+            await _reject(send, refused)
+            return
+        body = _LimitedBody(receive, send, limit, scope["path"])
+        try:
+            await self.app(scope, body.receive, body.send)
+        except RequestTooLarge as exc:  # raised by body.receive and not turned into a response
+            if not body.started:
+                await _reject(send, exc)
+
+    def _check(self, scope: Scope, headers: dict[str, str]) -> int:
+        """Raise the refusal for this request, or return the body cap that applies to it."""
+        path: str = scope["path"]
+        host = headers.get("host", "")
+        if not self._host_ok(host):
+            raise HostNotAllowed(
+                f"Host '{host[:100]}' is not allowed. Hearth answers only to loopback names; add "
+                "this name to the 'allowed_hosts' setting (HEARTH_ALLOWED_HOSTS) to allow it."
+            )
+        self._check_site(scope, headers, host)
+        authenticated = self.api_key is None or self._key_ok(headers)
+        scope.setdefault("state", {})[AUTHENTICATED] = authenticated
+        if not authenticated and not _is_public(path):
+            raise Unauthorized(
+                "Missing or wrong API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: "
+                "<key>') with the key set by --api-key or HEARTH_API_KEY."
+            )
+        return self._check_body(scope["method"], path, headers)
 
     def _host_ok(self, host: str) -> bool:
-        name = _host_name(host)
+        name = parse_host(host)
+        if name is None:
+            return False
         if name in self.allowed_hosts:
             return True
         try:
@@ -45,36 +161,115 @@ class GuardMiddleware:
         except ValueError:
             return False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(_headers(scope["headers"]))
-        host = headers.get("host", "")
-        if not self._host_ok(host):
-            await _reject(
-                send,
-                403,
-                f"Host '{host}' is not allowed. Hearth answers only to loopback names; add this "
-                "name to the 'allowed_hosts' setting (HEARTH_ALLOWED_HOSTS) to allow it.",
-                "host_not_allowed",
+    def _check_site(self, scope: Scope, headers: dict[str, str], host: str) -> None:
+        """Refuse a browser request made by a page of another origin (CSRF, drive-by GETs)."""
+        origin = headers.get("origin")
+        allowed = origin is not None and (
+            origin.lower().rstrip("/") in self.cors_origins
+            or origin.lower() == f"{scope['scheme']}://{host}".lower()
+        )
+        if origin is not None and not allowed:
+            raise CrossOriginRefused(
+                f"Requests from the web page at {origin[:100]!r} are refused: browsers may call "
+                "Hearth only from its own pages or from origins listed in the 'cors_origins' "
+                "setting (--cors-origin, HEARTH_CORS_ORIGINS)."
             )
-            return
-        if self.api_key is not None and scope["path"].startswith("/v1"):
-            auth = headers.get("authorization", "")
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), self.api_key
-            ):
-                await _reject(
-                    send,
-                    401,
-                    "Missing or wrong API key. Send 'Authorization: Bearer <key>' with the key "
-                    "set by --api-key or HEARTH_API_KEY.",
-                    "invalid_api_key",
-                )
-                return
-        await self.app(scope, receive, send)
+        site = headers.get("sec-fetch-site", "").lower()
+        if site in _CROSS_SITE and not allowed and not self._navigation(scope, headers):
+            raise CrossOriginRefused(
+                "A request made by another site's web page is refused (Sec-Fetch-Site: "
+                f"{site}). To call Hearth from a web page, list the page's origin in the "
+                "'cors_origins' setting (--cors-origin, HEARTH_CORS_ORIGINS)."
+            )
+
+    @staticmethod
+    def _navigation(scope: Scope, headers: dict[str, str]) -> bool:
+        """A link followed to the docs or /health: opens a page, changes nothing."""
+        return (
+            headers.get("sec-fetch-mode", "").lower() == "navigate"
+            and scope["method"] in _SAFE_METHODS
+            and _is_public(scope["path"])
+        )
+
+    def _key_ok(self, headers: dict[str, str]) -> bool:
+        assert self.api_key is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        candidates = [t for t in (bearer, headers.get("x-api-key")) if t]
+        # Digests of equal length: the comparison time says nothing about the key's length.
+        return any(
+            hmac.compare_digest(_digest(t.encode("latin-1")), self.api_key) for t in candidates
+        )
+
+    def _check_body(self, method: str, path: str, headers: dict[str, str]) -> int:
+        limit = (
+            self.max_inference_body if path.startswith(INFERENCE_PREFIXES) else MANAGEMENT_MAX_BODY
+        )
+        length = _content_length(headers)
+        has_body = (length or 0) > 0 or "transfer-encoding" in headers
+        content_type = headers.get("content-type")
+        if method in _BODY_METHODS and has_body and content_type and not _is_json(content_type):
+            raise UnsupportedMediaType(
+                f"The body's Content-Type is {content_type[:100]!r}; Hearth reads JSON only. "
+                "Send the body as JSON with 'Content-Type: application/json'."
+            )
+        if length is not None and length > limit:
+            raise _too_large(limit, path)
+        return limit
+
+
+class _LimitedBody:
+    """`receive` that counts body bytes and raises RequestTooLarge past the cap, and `send`
+    that closes the connection after such a refusal (the rest of the body is never read)."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int, path: str) -> None:
+        self._receive = receive
+        self._send = send
+        self.limit = limit
+        self.path = path
+        self.seen = 0
+        self.over = False
+        self.started = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.over = True
+                raise _too_large(self.limit, self.path)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if self.over:
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await self._send(message)
+
+
+def _too_large(limit: int, path: str) -> RequestTooLarge:
+    if path.startswith(INFERENCE_PREFIXES):
+        return RequestTooLarge(
+            f"The request body is larger than {limit} bytes, the limit set by 'max_body_bytes'. "
+            "Send a smaller body, or raise the limit in settings.json or HEARTH_MAX_BODY_BYTES."
+        )
+    return RequestTooLarge(
+        f"The request body is larger than {limit} bytes, the limit for management routes "
+        "(only inference routes take larger bodies, up to 'max_body_bytes'). Send a smaller body."
+    )
+
+
+def _content_length(headers: dict[str, str]) -> int | None:
+    try:
+        return int(headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[str, str]]:
@@ -82,24 +277,18 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[str, str]]:
         yield key.decode("latin-1").lower(), value.decode("latin-1")
 
 
-async def _reject(send: Send, status: int, message: str, code: str) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        }
-    ).encode()
+async def _reject(send: Send, refused: HearthError) -> None:
+    """Answer a refusal in OpenAI's error shape and close the connection: a body the client
+    may still be sending is never read."""
+    body = json.dumps(refused.to_openai()).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": refused.status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
             ],
         }
     )

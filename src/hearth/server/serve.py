@@ -1,4 +1,9 @@
-"""Run the API server: refuse unsafe binds, fail loudly on a taken port, then hand to uvicorn."""
+"""Run the API server: refuse unsafe binds, fail loudly on a taken port, then hand to uvicorn.
+
+The caller holds the home's lock (`hearth.instance.HomeInstance`) from before `serve` binds
+until after it returns, so a second server on the same home is told "home busy", not
+"port taken"; `serve` publishes the bound port in the home's server.json for the CLI.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import uvicorn
 
 from hearth.config import Settings
 from hearth.errors import HearthError
+from hearth.instance import HomeInstance
 from hearth.server.app import Hook, create_app
 from hearth.services import Services
 
@@ -32,12 +38,26 @@ class ServeError(HearthError):
     """The server cannot start; the message says why and what to do."""
 
 
+MIN_NETWORK_KEY_LENGTH = 16
+
+
 def check_bind_policy(settings: Settings) -> None:
-    if not settings.is_loopback() and not settings.api_key and not settings.insecure:
+    """Refuse to open Hearth to the network without a key, or with a key short enough to
+    guess (loopback-only servers may use any key: only local processes reach them)."""
+    if settings.is_loopback():
+        return
+    if not settings.api_key and not settings.insecure:
         raise ServeError(
             f"Refusing to serve on {settings.host} without an API key: anyone on your network "
             "could use your models. Set --api-key (or HEARTH_API_KEY), or pass --insecure if "
             "you really mean it."
+        )
+    if settings.api_key and len(settings.api_key) < MIN_NETWORK_KEY_LENGTH:
+        raise ServeError(
+            f"Refusing to serve on {settings.host} with an API key of {len(settings.api_key)} "
+            f"characters: beyond loopback a key must have at least {MIN_NETWORK_KEY_LENGTH}, "
+            'or someone on your network could guess it. Make one with `python -c "import '
+            'secrets; print(secrets.token_urlsafe(24))"`.'
         )
 
 
@@ -72,7 +92,9 @@ def serve(
     *,
     on_start: list[Hook] | None = None,
     on_stop: list[Hook] | None = None,
+    instance: HomeInstance | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM. With `instance` (the held home lock), publish server.json."""
     settings = services.settings
     check_bind_policy(settings)
     sock = bind_socket(settings)
@@ -85,6 +107,8 @@ def serve(
     )
     server = _Server(config)
     actual_port = sock.getsockname()[1]
+    if instance is not None:
+        instance.publish(settings.host, actual_port)
     log.info("Hearth home: %s", settings.home)
     log.info(
         "Serving the OpenAI-compatible API on http://%s:%d/v1 (docs at /docs)",
