@@ -223,6 +223,11 @@ def test_an_img_tag_cannot_start_a_download(server: ThreadedServer, home: Path) 
         link = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}
         assert http.get("/v1/models/download/c", headers=link).status_code == 403
         assert http.get("/docs", headers=link).status_code == 200  # a link to the docs works
+        old_browser = {"referer": "http://evil.example/page.html"}  # no Sec-Fetch-*, no Origin
+        r = http.get("/v1/models/download/c", headers=old_browser)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_refused"
+        own = {"referer": f"{server.url}/"}
+        assert http.get("/v1/models", headers=own).status_code == 200
         assert http.get("/v1/downloads").json()["data"] == []
 
 

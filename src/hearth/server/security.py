@@ -175,6 +175,17 @@ class GuardMiddleware:
                 "setting (--cors-origin, HEARTH_CORS_ORIGINS)."
             )
         site = headers.get("sec-fetch-site", "").lower()
+        if origin is None and not site and not _is_public(scope["path"]):
+            # An older browser sends neither header for an <img> or a link; its Referer still
+            # names the page that made the request.
+            referer = _origin_of(headers.get("referer", ""))
+            own = f"{scope['scheme']}://{host}".lower()
+            if referer and referer != own and referer not in self.cors_origins:
+                raise CrossOriginRefused(
+                    f"A request made by the web page at {referer[:100]!r} is refused. To call "
+                    "Hearth from a web page, list the page's origin in the 'cors_origins' "
+                    "setting (--cors-origin, HEARTH_CORS_ORIGINS)."
+                )
         if site in _CROSS_SITE and not allowed and not self._navigation(scope, headers):
             raise CrossOriginRefused(
                 "A request made by another site's web page is refused (Sec-Fetch-Site: "
@@ -259,6 +270,14 @@ def _too_large(limit: int, path: str) -> RequestTooLarge:
         f"The request body is larger than {limit} bytes, the limit for management routes "
         "(only inference routes take larger bodies, up to 'max_body_bytes'). Send a smaller body."
     )
+
+
+def _origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased; "" when it has none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.isalpha():
+        return ""
+    return f"{scheme}://{rest.split('/', 1)[0]}".lower()
 
 
 def _content_length(headers: dict[str, str]) -> int | None:
