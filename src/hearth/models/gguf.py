@@ -379,7 +379,7 @@ def _array(src: _Source, key: str, marks: list[int] | None) -> tuple[list[Scalar
     """Read or skip one array; keep it only when small and flat. Nesting: one level at most."""
     itype = _value_type(src, src.u32(), key)
     count = src.u64()
-    least = {_T.STRING: 8, _T.ARRAY: 12}.get(itype) or _FIXED[itype].size
+    least = {int(_T.STRING): 8, int(_T.ARRAY): 12}.get(itype) or _FIXED[itype].size
     if count * least > src.left():
         src.fail(
             f"truncated: array {key[:80]!r} claims {count} items; only {src.left()} bytes are left"

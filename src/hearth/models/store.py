@@ -265,12 +265,12 @@ class ModelStore:
             return True
         return any(e.id == model_id for e in self.list())
 
-    def _mark_duplicates(self, entries: list[ModelEntry]) -> list[ModelEntry]:
-        claims: dict[str, list[ModelEntry]] = {}
+    def _mark_duplicates(self, entries: Entries) -> Entries:
+        claims: dict[str, Entries] = {}
         for entry in entries:
             if entry.info is not None:
                 claims.setdefault(entry.id, []).append(entry)
-        out: list[ModelEntry] = []
+        out: Entries = []
         for entry in entries:
             rivals = claims.get(entry.id, [])
             if entry.info is not None and len(rivals) > 1:
@@ -317,10 +317,10 @@ class ModelStore:
         key = (dst.st_mtime_ns, dst.st_ino, *jkey)
         cached = self._cache.get(name)
         if cached and cached[0] == key:
-            entry = cached[1]
-            if entry.external:
-                self._resolve_files(entry)
-            return entry
+            hit = cached[1]
+            if hit.external:
+                self._resolve_files(hit)
+            return hit
         entry = self._read(Path(folder_path), has_json=bool(jkey))
         if entry is not None:
             self._cache[name] = (key, entry)

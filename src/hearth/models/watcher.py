@@ -167,7 +167,7 @@ class ModelsWatcher:
             state = self._readiness(path, path in complete)
             if state == "wait":
                 pending = True
-            elif state is not None:
+            elif isinstance(state, tuple):
                 ready.append((path, state[1]))
         models = [(p, i) for p, i in ready if not is_projector(p, i)]
         projectors = [p for p, i in ready if is_projector(p, i)]
