@@ -27,6 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.fault_server import GGUF_HEADER
+
 from hearth.downloads.transfer import DownloadFailed, download_file
 
 STATE = {"close_after": None, "sent": 0}
@@ -117,7 +121,8 @@ def _get(port: int, target: str) -> bytes:
 def make_file(path: Path, size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "wb") as fh:
-        block = b"GGUF" + os.urandom((16 << 20) - 4)
+        # A valid GGUF header (Hearth reads it before publishing the file), then random bytes.
+        block = GGUF_HEADER + os.urandom((16 << 20) - len(GGUF_HEADER))
         written = 0
         while written < size:
             piece = block[: size - written]

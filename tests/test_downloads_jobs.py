@@ -81,7 +81,8 @@ def test_subscribe_streams_snapshots_until_the_end(server: FaultServer, tmp_path
 def test_cancel_keeps_the_part_and_the_next_pull_resumes(
     server: FaultServer, tmp_path: Path
 ) -> None:
-    server.fault("/big.gguf", trickle=0.002, trickle_chunk=16 * 1024)
+    # ~1 s in all: the cancel surely lands mid-transfer even on a loaded machine
+    server.fault("/big.gguf", trickle=0.01, trickle_chunk=16 * 1024)
     files = specs(server, "big.gguf")
 
     async def main() -> tuple[JobSnapshot, JobSnapshot, Job]:
@@ -132,3 +133,24 @@ def test_overlapping_pulls_conflict_and_unknown_jobs_are_not_found(
         assert job.state == "cancelled"
 
     asyncio.run(main())
+
+
+def test_running_jobs_count_the_bytes_they_still_promise(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.fault("/p.gguf", trickle=0.01, trickle_chunk=16 * 1024)
+    files = specs(server, "p.gguf")
+
+    async def main() -> tuple[list[int], int]:
+        manager = DownloadManager(connections=1, **FAST)
+        job = manager.start("m", files, tmp_path)
+        seen = [manager.promised_bytes()]
+        async for snap in manager.subscribe(job.id):
+            if 0 < snap.done < SIZE:
+                seen.append(manager.promised_bytes())
+        return seen, manager.promised_bytes()
+
+    seen, after = asyncio.run(main())
+    assert seen[0] == SIZE  # a queued job already holds its whole size
+    assert all(0 <= s <= SIZE for s in seen) and min(seen) < SIZE
+    assert after == 0

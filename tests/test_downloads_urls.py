@@ -80,3 +80,43 @@ def test_redact_url_drops_credentials_and_query() -> None:
     assert redact_url("https://u:p@h.example:8443/a/b.gguf?sig=SECRET#x") == (
         "https://h.example:8443/a/b.gguf?…"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("model.json", "Hearth uses that name itself"),
+        ("Model.JSON", "Hearth uses that name itself"),
+        ("m.gguf.part", "Hearth uses that name itself"),
+        ("m.gguf.PART.json", "Hearth uses that name itself"),
+        (".env", "starts with a dot"),
+        ("a" * 246, "exceed the file system's 255-byte limit"),
+        ("é" * 123 + ".gguf", "exceed"),  # 251 bytes in UTF-8, though 128 characters
+        ("evil\u202efpp.gguf", "bidirectional"),
+        ("x\u200e.gguf", "bidirectional"),
+        ("x\u200f.gguf", "bidirectional"),
+        ("x\u2066y\u2069.gguf", "bidirectional"),
+        ("x\u200b.gguf", "invisible"),
+        ("x\x1b[31m.gguf", "control"),
+        ("x\x85.gguf", "control"),  # C1
+        ("x\x9b31m.gguf", "control"),  # C1 CSI
+        ("x\u2028.gguf", "control"),
+    ],
+)
+def test_reserved_long_and_disguised_names_are_refused(name: str, reason: str) -> None:
+    with pytest.raises(InvalidRequest, match="not a plain file name") as caught:
+        validate_filename(name)
+    assert reason in caught.value.message
+    assert caught.value.message.isprintable()
+    assert len(caught.value.message) < 400
+
+
+@pytest.mark.parametrize("name", ["a" * 245, "Qwen3-8B.Q4_K_M.gguf", "模型.gguf", "m.json", "part"])
+def test_plain_names_pass(name: str) -> None:
+    assert validate_filename(name) == name
+
+
+def test_url_file_names_cannot_be_hearths_own() -> None:
+    for url in ("https://h/x/model.json", "https://h/x/m.gguf.part", "https://h/%E2%80%AEx.gguf"):
+        with pytest.raises(InvalidRequest, match="not a plain file name"):
+            filename_from_url(url)

@@ -6,6 +6,7 @@ written."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -322,8 +323,6 @@ def test_temp_files_of_a_killed_writer_are_swept_at_start(home: Path) -> None:
 def test_a_fifo_or_folder_named_gguf_is_not_a_ready_model(
     server: ThreadedServer, home: Path
 ) -> None:
-    import os
-
     fifo_folder = make_model(home, "fifo", {})
     os.mkfifo(fifo_folder / "model.gguf")
     dir_folder = make_model(home, "dir", {})
@@ -333,8 +332,6 @@ def test_a_fifo_or_folder_named_gguf_is_not_a_ready_model(
 
 
 def test_things_named_gguf_that_are_not_files_are_import_errors(home: Path) -> None:
-    import os
-
     models = home / "models"
     os.mkfifo(models / "pipe.gguf")
     (models / "folder.gguf").mkdir()
@@ -349,3 +346,19 @@ def test_things_named_gguf_that_are_not_files_are_import_errors(home: Path) -> N
     assert "is a folder" in errors["folder.gguf"]
     assert "does not exist" in errors["dangling.gguf"]
     assert "character device" in errors["device.gguf"]
+
+
+def test_a_shared_model_json_cannot_paint_the_terminal(home: Path) -> None:
+    """Names and errors in `hearth models list` come from model.json: shown as text, never as
+    Rich markup or terminal escape codes."""
+    make_model(home, "painted", {"name": "[link=http://evil.example]click[/link]\x1b]8;;x\x07"},
+               {"m.gguf": FAKE_GGUF})  # fmt: skip
+    make_model(home, "broken", {"settings": {"binary": "[bold]\x1b[31mred"}})
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth", "--home", str(home), "models", "list"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[link=http://evil.example]click[/link]" in text

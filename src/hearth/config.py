@@ -50,6 +50,24 @@ class Settings(BaseModel):
     import_dirs: list[Path] = Field(
         default_factory=list, description="Folders besides the home that API imports may read."
     )
+    download_reserve_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="Free space downloads always leave on the disk of the home (bytes); a "
+        "download that would go below it stops with a clear error. Default 1 GiB.",
+    )
+    max_download_bytes: int = Field(
+        512 << 30,
+        ge=1,
+        description="Largest file a download may write when the server does not state a size "
+        "(bytes). Default 512 GiB.",
+    )
+    allow_private_redirects: bool = Field(
+        False,
+        description="Follow a download's redirect from a public address to a loopback, "
+        "link-local or private one (refused by default: a public server must not steer Hearth "
+        "into your network).",
+    )
     max_body_bytes: int = Field(
         DEFAULT_MAX_BODY_BYTES,
         ge=1024,

@@ -15,6 +15,7 @@ from typing import Any
 
 from hearth.coalesce import FreshRun
 from hearth.config import Settings, ensure_home
+from hearth.downloads.jobs import DownloadManager
 from hearth.downloads.pulls import Pulls
 from hearth.engines.manager import EngineManager
 from hearth.engines.orphans import sweep_orphans
@@ -53,7 +54,18 @@ class Services:
     def __post_init__(self) -> None:
         self.engines = EngineManager(self.settings, self.store)
         self.status_sources.append(self.engines.status)
-        self.pulls = Pulls(self.store)
+        settings = self.settings
+        manager = DownloadManager(
+            reserve_bytes=settings.download_reserve_bytes,
+            max_bytes=settings.max_download_bytes,
+            allow_private=settings.allow_private_redirects,
+        )
+        self.pulls = Pulls(
+            self.store,
+            manager,
+            reserve_bytes=settings.download_reserve_bytes,
+            allow_private=settings.allow_private_redirects,
+        )
         self.status_sources.append(self.pulls.status)
 
     @classmethod
@@ -89,6 +101,7 @@ class Services:
             self.watcher = None
         await self.engines.shutdown()  # no engine process outlives the server
         await self.pulls.manager.aclose()  # unfinished pulls keep their .part for a resume
+        self.pulls.close()
 
     def status_of(self, entry: ModelEntry) -> tuple[str, str | None]:
         """The live status: engines and downloads know more than the folder does."""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -23,10 +24,27 @@ from urllib.parse import quote, unquote, urlsplit
 CHUNK = 64 * 1024
 
 
+def _tiny_header() -> bytes:
+    """A valid GGUF v3 header: no tensors, one key (general.architecture = "llama")."""
+    key, value = b"general.architecture", b"llama"
+    return (
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 1)
+        + struct.pack("<Q", len(key)) + key + struct.pack("<I", 8)  # 8: string
+        + struct.pack("<Q", len(value)) + value
+    )  # fmt: skip
+
+
+GGUF_HEADER = _tiny_header()
+
+
 def gguf_bytes(size: int, seed: int = 0) -> bytes:
-    """Deterministic pseudo-random payload that starts with the GGUF magic."""
+    """Deterministic pseudo-random payload behind a valid GGUF header (Hearth reads it).
+
+    Below the header's own size it is the magic and random bytes, which is not a valid file.
+    """
     rng = random.Random(seed)
-    return b"GGUF" + rng.randbytes(max(0, size - 4))
+    head = GGUF_HEADER if size >= len(GGUF_HEADER) else b"GGUF"
+    return head + rng.randbytes(max(0, size - len(head)))
 
 
 def sha256(data: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.logging import RichHandler
 
-from hearth.cli.render import err_console
+from hearth.cli.render import err_console, shown
 from hearth.config import Settings, load_settings
 from hearth.errors import HearthError
 
@@ -43,7 +43,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except HearthError as exc:
-            err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+            err_console.print(f"[red]Error:[/red] {shown(exc.message, 4000)}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -9,7 +9,7 @@ import typer
 
 from hearth.cli.backend import connect
 from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
-from hearth.cli.render import console, human_size, models_table, transfer_progress
+from hearth.cli.render import console, human_size, models_table, shown, transfer_progress
 from hearth.services import Services
 
 app = typer.Typer(help="Manage the models in your home folder.", no_args_is_help=True)
@@ -35,7 +35,11 @@ def list_models(
     console.print(models_table(models))
     for m in models:
         if m.get("error"):
-            console.print(f"[red]{m['id']}[/red]: {m['error']}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[red]{shown(m['id'])}[/red]: {shown(m['error'], 4000)}",
+                highlight=False,
+                soft_wrap=True,
+            )
     for problem in backend.import_errors():
         colour = "yellow" if problem["state"] == "waiting" else "red"
         console.print(

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.progress import Progress, TaskID
 
 from hearth.cli.backend import server_for
 from hearth.cli.common import friendly_errors, settings_from
-from hearth.cli.render import console, err_console, transfer_progress
+from hearth.cli.render import console, err_console, shown, transfer_progress
 from hearth.config import Settings
+from hearth.downloads.jobs import DownloadManager
 from hearth.downloads.pulls import Pulls
+from hearth.errors import HearthError
+from hearth.models.links import FileRoots
 from hearth.models.store import ModelStore
 
 
@@ -32,7 +35,7 @@ class _Bars:
         for f in snap.get("files", []):
             task = self.tasks.get(f["filename"])
             if task is None:
-                task = self.progress.add_task(f["filename"], total=f["total"])
+                task = self.progress.add_task(shown(f["filename"], 80), total=f["total"])
                 self.tasks[f["filename"]] = task
             self.progress.update(task, completed=f["done"], total=f["total"])
 
@@ -42,20 +45,22 @@ def _finish(snap: dict[str, Any], model_id: str) -> None:
     if state == "completed":
         notes = [f["note"] for f in snap.get("files", []) if f.get("note")]
         for note in notes:
-            console.print(f"[yellow]note:[/yellow] {note}")
-        console.print(f"Pulled [bold]{model_id}[/bold]. Chat with it: `hearth run {model_id}`.")
+            console.print(f"[yellow]note:[/yellow] {shown(note)}", highlight=False)
+        name = shown(model_id)
+        console.print(f"Pulled [bold]{name}[/bold]. Chat with it: `hearth run {name}`.")
         return
     if state == "cancelled":
         err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
         raise typer.Exit(130)
-    err_console.print(f"[red]Error:[/red] {snap.get('error') or 'the download failed'}")
+    error = snap.get("error") or "the download failed"
+    err_console.print(f"[red]Error:[/red] {shown(error)}", highlight=False)
     raise typer.Exit(1)
 
 
 def _via_server(client: Any, source: str, model_id: str | None) -> None:
     body = client.request("POST", "/v1/models/pull", json={"source": source, "id": model_id})
     if body.get("id") is None:
-        console.print(f"[bold]{body['model_id']}[/bold] is already complete.")
+        console.print(f"[bold]{shown(body['model_id'])}[/bold] is already complete.")
         return
     job_id, snap = body["id"], body
     with transfer_progress() as progress:
@@ -77,10 +82,28 @@ def _via_server(client: Any, source: str, model_id: str | None) -> None:
 
 
 async def _locally(settings: Settings, source: str, model_id: str | None) -> None:
-    pulls = Pulls(ModelStore(settings.models_dir))
-    job = await pulls.pull(source, model_id)
+    manager = DownloadManager(
+        reserve_bytes=settings.download_reserve_bytes,
+        max_bytes=settings.max_download_bytes,
+        allow_private=settings.allow_private_redirects,
+    )
+    pulls = Pulls(
+        ModelStore(settings.models_dir, FileRoots(settings.home, settings.import_dirs)),
+        manager,
+        reserve_bytes=settings.download_reserve_bytes,
+        allow_private=settings.allow_private_redirects,
+    )
+    try:
+        await _follow(pulls, source, model_id)
+    finally:
+        await pulls.manager.aclose()
+        pulls.close()
+
+
+async def _follow(pulls: Pulls, source: str, model_id: str | None) -> None:
+    pulled, job = await pulls.pull_model(source, model_id)
     if job is None:
-        console.print(f"[bold]{model_id or source}[/bold] is already complete.")
+        console.print(f"[bold]{shown(pulled)}[/bold] is already complete.")
         return
     snap: dict[str, Any] = job.to_dict()
     with transfer_progress() as progress:
@@ -95,6 +118,12 @@ async def _locally(settings: Settings, source: str, model_id: str | None) -> Non
     _finish(snap, job.model_id)
 
 
+def _fail(exc: HearthError) -> NoReturn:
+    """Like `friendly_errors`, but the message may quote a server: print it made inert."""
+    err_console.print(f"[red]Error:[/red] {shown(exc.message)}", highlight=False)
+    raise typer.Exit(1) from None
+
+
 @friendly_errors
 def pull(
     ctx: typer.Context,
@@ -106,12 +135,14 @@ def pull(
     """Download a model, resumably and verified, with a progress bar per file."""
     settings = settings_from(ctx)
     client = server_for(settings)
-    if client is not None:
-        with client:
-            _via_server(client, source, model_id)
-        return
     try:
+        if client is not None:
+            with client:
+                _via_server(client, source, model_id)
+            return
         asyncio.run(_locally(settings, source, model_id))
+    except HearthError as exc:
+        _fail(exc)
     except KeyboardInterrupt:
         err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
         raise typer.Exit(130) from None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -48,9 +50,9 @@ def models_table(models: list[dict[str, Any]]) -> Table:
         status = m.get("status", "")
         style = STATUS_STYLE.get(status, "")
         table.add_row(
-            m["id"],
-            str(m.get("name") or ""),
-            str(m.get("format") or "-"),
+            shown(m["id"], 130),  # ids and names come from model.json: a stranger's text
+            shown(m.get("name") or "", 80),
+            shown(m.get("format") or "-", 20),
             human_size(m.get("size")),
             f"[{style}]{status}[/{style}]" if style else status,
         )
@@ -68,3 +70,18 @@ def transfer_progress(*, transient: bool = False) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+SHOWN_MAX = 300  # characters of server-supplied text shown on the terminal
+# C0 and C1 controls (escape codes, BEL, CR...) and the bidi/zero-width formatting characters
+# that can reorder or hide what a terminal shows.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def shown(text: object, limit: int = SHOWN_MAX) -> str:
+    """Text from a server (reason phrases, file names, errors) made inert for Rich and the
+    terminal: controls become spaces, Rich markup is escaped, and it is cut to `limit` chars."""
+    clean = _UNSAFE.sub(" ", str(text))
+    if len(clean) > limit:
+        clean = clean[: limit - 1] + "…"
+    return escape(clean)

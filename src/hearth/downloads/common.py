@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import shutil
@@ -11,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import httpx
-
 from hearth.errors import HearthError
 
 log = logging.getLogger("hearth.downloads.transfer")
 
 T = TypeVar("T")
+STALL_BYTES = 64 << 10  # a connection must move this much per stall window (see `ranges.py`)
+STALL_SECONDS = 60.0
 ProgressCallback = Callable[[int, int | None], None]
 
 
@@ -44,6 +45,12 @@ class ChecksumMismatch(DownloadFailed):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+class BodyTooLarge(DownloadFailed):
+    """A body of unstated size ran past `max_download_bytes`; the `.part` is deleted."""
+
+    code = "download_too_large"
 
 
 class DownloadCancelled(HearthError):
@@ -75,7 +82,15 @@ class Transient(Exception):
 
 
 class Restart(Exception):
-    """The server no longer serves the bytes we have (200 to a Range, new ETag): start over."""
+    """The server no longer serves the bytes we have (200 to a Range, new ETag): start over.
+
+    `ranges_ignored` tells a server that answers every Range with the whole (same) file from
+    one whose file changed, so the first is reported as "no range support", not as a change.
+    """
+
+    def __init__(self, message: str, *, ranges_ignored: bool = False) -> None:
+        super().__init__(message)
+        self.ranges_ignored = ranges_ignored
 
 
 class Unsatisfiable(Exception):
@@ -128,14 +143,27 @@ def content_range(value: str | None) -> tuple[int, int, int | None] | None:
         return None
 
 
-def body_length(resp: httpx.Response) -> int | None:
+def body_length(resp: Any, where: str) -> int | None:
+    """The body size a response states, None if it states none; refuse a malformed one.
+
+    A negative or non-numeric Content-Length once reached `ftruncate` and ended as a traceback;
+    it is a broken server, so the download stops with a clear error instead.
+    """
     value = resp.headers.get("content-length")
     if value is None or resp.headers.get("content-encoding", "identity") != "identity":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
+    value = value.strip()
+    if not value.isdigit() or not value.isascii():
+        raise DownloadFailed(
+            f"The server at {where} sent an invalid Content-Length (not a whole number of "
+            "bytes), so the download was refused. The server is misbehaving; try another mirror."
+        )
+    return int(value)
+
+
+def disk_full(exc: OSError) -> bool:
+    """ENOSPC or EDQUOT: the disk (or the user's quota) is full."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 async def unless_cancelled(work: Awaitable[T], cancel: CancelEvent | None, name: str) -> T:

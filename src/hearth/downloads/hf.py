@@ -1,6 +1,6 @@
 """Turn a Hugging Face reference (`OWNER/REPO[:QUANT]`) into the files to download.
 
-The repo listing comes from `huggingface_hub.HfApi.model_info(files_metadata=True)`, which gives
+The repo listing comes from the Hub API (`hub.list_repo`, bounded in time and size), which gives
 each file's size and LFS sha256. We pin the resolve URLs to the listed commit so a resumed pull
 fetches the same bytes even if the repo moves on.
 
@@ -14,16 +14,24 @@ error listing what the repo has.
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
-from hearth.downloads.transfer import DownloadFailed
-from hearth.downloads.urls import FileSpec, HfRef, parse_hf_ref, validate_filename
-from hearth.errors import Forbidden, InvalidRequest, NotFound
+from hearth.downloads.common import DownloadFailed
+from hearth.downloads.hub import HUB_TIMEOUT, MAX_LISTING_BYTES, list_repo
+from hearth.downloads.urls import (
+    FileSpec,
+    HfRef,
+    hub_auth_headers,
+    parse_hf_ref,
+    shown_name,
+    validate_filename,
+)
+from hearth.errors import InvalidRequest, NotFound
 
 DEFAULT_QUANT = "Q4_K_M"
 QUANT_ORDER: tuple[str, ...] = (
@@ -102,7 +110,7 @@ def pick_files(
                 groups[want] = hits
                 chosen = want
         if chosen is None:
-            available = ", ".join(known) or "none recognised"
+            available = listed(known) or "none recognised"
             raise NotFound(
                 f"The quantization {requested!r} is not in {repo_id}; available: {available}. "
                 f"Pull one of them, e.g. `{repo_id}:{known[0] if known else 'Q4_K_M'}`."
@@ -118,7 +126,7 @@ def pick_files(
         if len(models) > 1 and len({_SPLIT_RE.sub("", p) for p in models}) > 1:
             raise InvalidRequest(
                 f"{repo_id} has several GGUF files and no recognisable quantization tags: "
-                f"{', '.join(models)}. Download one by URL instead."
+                f"{listed(models)}. Download one by URL instead."
             )
     files = sorted(groups[chosen], key=lambda p: (_SPLIT_RE.sub("", p), _split_index(p)))
     _check_parts(repo_id, files)
@@ -135,19 +143,32 @@ def pick_files(
     return chosen, files, mmproj, note
 
 
+def listed(names: list[str], limit: int = 8) -> str:
+    """Names from a listing for a message: escaped, at most `limit`, then how many more.
+
+    A repo may list 100k files with hostile names; the message stays short and inert.
+    """
+    plain = (
+        n if n.isascii() and n.isprintable() and len(n) <= 80 else shown_name(n) for n in names
+    )
+    shown = ", ".join(itertools.islice(plain, limit))
+    more = len(names) - limit
+    return f"{shown} and {more:,} more" if more > 0 else shown
+
+
 def _check_parts(repo_id: str, files: list[str]) -> None:
     """A split model needs every part; more than one unsplit file means an ambiguous pick."""
     stems = {_SPLIT_RE.sub("", p) for p in files}
     if len(stems) > 1:
         raise InvalidRequest(
-            f"{repo_id} has several files for this quantization: {', '.join(files)}. "
+            f"{repo_id} has several files for this quantization: {listed(files)}. "
             "Download the one you want by URL instead."
         )
     match = _SPLIT_RE.search(files[0])
     if match:
         count = int(match.group(2))
         if sorted(_split_index(p) for p in files) != list(range(1, count + 1)):
-            raise NotFound(f"{repo_id} is missing parts of the split model {files[0]}.")
+            raise NotFound(f"{repo_id} is missing parts of the split model {shown_name(files[0])}.")
 
 
 def hf_endpoint() -> str:
@@ -164,65 +185,52 @@ def hf_token() -> str | None:
     return os.environ.get("HF_TOKEN") or get_token()
 
 
-def _list_repo(repo_id: str, revision: str, endpoint: str, token: str | None) -> tuple[str, dict]:
-    """Blocking Hub call: the commit sha and {path: (size, sha256)} of the repo's files."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    api = HfApi(endpoint=endpoint, token=token or False)
-    try:
-        info = api.model_info(repo_id, revision=revision, files_metadata=True)
-    except GatedRepoError:
-        raise Forbidden(
-            f"{repo_id} is gated: accept its terms on huggingface.co and set HF_TOKEN."
-        ) from None
-    except RepositoryNotFoundError:
-        raise NotFound(
-            f"The Hugging Face repo {repo_id} was not found (or it is private: set HF_TOKEN). "
-            "Check the OWNER/REPO spelling."
-        ) from None
-    except RevisionNotFoundError:
-        raise NotFound(f"The revision {revision!r} does not exist in {repo_id}.") from None
-    except (HfHubHTTPError, OSError) as exc:
-        raise DownloadFailed(
-            f"Could not list {repo_id} on {endpoint}: {type(exc).__name__}. "
-            "Check the network (or HF_ENDPOINT) and try again."
-        ) from None
-    files = {}
-    for sib in info.siblings or []:
-        sha = sib.lfs.sha256 if sib.lfs else None
-        size = sib.lfs.size if sib.lfs else sib.size
-        files[sib.rfilename] = (size, sha)
-    return info.sha or revision, files
-
-
 async def resolve_hf(
-    ref: HfRef | str, *, endpoint: str | None = None, token: str | None = None
+    ref: HfRef | str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    timeout: float = HUB_TIMEOUT,
+    max_listing_bytes: int = MAX_LISTING_BYTES,
+    allow_private: bool = False,
 ) -> HfResolution:
-    """Resolve a reference into FileSpecs with pinned resolve URLs, sizes, sha256 and headers."""
+    """Resolve a reference into FileSpecs with pinned resolve URLs, sizes, sha256 and headers.
+
+    The Hub call is bounded (`hub.list_repo`: `timeout` seconds in all, `max_listing_bytes`), and
+    the token goes only where `token_allowed` says: the Hub's exact origin.
+    """
     if isinstance(ref, str):
         parsed = parse_hf_ref(ref)
         if parsed is None:
             raise InvalidRequest(
-                f"{ref!r} is not a Hugging Face reference; use OWNER/REPO or OWNER/REPO:QUANT."
+                f"{shown_name(ref)} is not a Hugging Face reference; use OWNER/REPO or "
+                "OWNER/REPO:QUANT."
             )
         ref = parsed
     base = (endpoint or hf_endpoint()).rstrip("/")
     secret = token if token is not None else hf_token()
-    commit, listing = await asyncio.to_thread(_list_repo, ref.repo_id, ref.revision, base, secret)
+    commit, listing = await list_repo(
+        ref.repo_id, ref.revision, base, secret,
+        timeout=timeout, max_bytes=max_listing_bytes, allow_private=allow_private,
+    )  # fmt: skip
     quant, models, mmproj, note = pick_files(ref.repo_id, list(listing), ref.quant)
-    headers = {"Authorization": f"Bearer {secret}"} if secret else None
     specs: list[FileSpec] = []
     for path in [*models, *([mmproj] if mmproj else [])]:
         size, sha = listing[path]
-        name = validate_filename(PurePosixPath(path).name)
+        name = validate_filename(_checked_path(ref.repo_id, path).name)
         url = f"{base}/{ref.repo_id}/resolve/{commit}/{quote(path)}"
-        specs.append(FileSpec(url, name, size, sha, headers))
+        specs.append(FileSpec(url, name, size, sha, hub_auth_headers(url, secret, base)))
     if len({s.filename for s in specs}) != len(specs):
         raise InvalidRequest(f"{ref.repo_id} has two chosen files with the same name.")
     return HfResolution(ref.repo_id, commit, quant, specs, note)
+
+
+def _checked_path(repo_id: str, path: str) -> PurePosixPath:
+    """A repo path made only of plain names, so its resolve URL cannot climb out of the repo."""
+    parts = path.split("/")
+    if any(not part or part in (".", "..") or "\\" in part for part in parts):
+        raise DownloadFailed(
+            f"The Hub lists a file of {repo_id} with an unsafe path ({shown_name(path)}); "
+            "download the file you want by URL instead."
+        )
+    return PurePosixPath(path)

@@ -8,6 +8,8 @@ The server and CLI start a job with `DownloadManager.start(...)`, poll `get`/`li
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import logging
 import math
 import time
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 from hearth.downloads.transfer import DownloadCancelled, DownloadResult, download_file
 from hearth.downloads.urls import FileSpec, redact_url, validate_filename, validate_url
-from hearth.errors import Conflict, HearthError, NotFound
+from hearth.errors import Conflict, HearthError, InsufficientStorage, NotFound
 
 __all__ = ["DownloadManager", "FileProgress", "FileSpec", "Job", "JobSnapshot", "JobState"]
 
@@ -29,6 +31,8 @@ JobState = Literal["queued", "downloading", "verifying", "completed", "failed", 
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 SPEED_TAU = 3.0  # seconds: the smoothing window of the speed estimate
 KEEP_FINISHED = 100
+STOP_GRACE = 5.0  # seconds aclose() waits for jobs to wind down before leaving them behind
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,10 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         return self.snapshot().to_dict()
+
+    def remaining(self) -> int:
+        """Bytes still to come for the files whose size is known."""
+        return sum(max(0, t - d) for t, d in zip(self._total, self._done, strict=True) if t)
 
     async def wait(self) -> JobSnapshot:
         """Wait until the job reaches a terminal state; returns its last snapshot."""
@@ -225,6 +233,11 @@ class DownloadManager:
         job.cancel_event.set()
         return job
 
+    def promised_bytes(self) -> int:
+        """Bytes that unfinished jobs still expect to write (known sizes only): a new pull must
+        leave room for them, since preallocated `.part` files are sparse and take it later."""
+        return sum(j.remaining() for j in self._jobs.values() if not j.finished)
+
     def active_paths(self) -> set[Path]:
         """Final paths that an unfinished job is writing (for a model's 'downloading' status)."""
         return {p for j in self._jobs.values() if not j.finished for p in j.paths}
@@ -246,14 +259,24 @@ class DownloadManager:
     async def wait(self, job_id: str) -> JobSnapshot:
         return await self.get(job_id).wait()
 
-    async def aclose(self) -> None:
-        """Cancel every unfinished job and wait for them (keeps their `.part` files)."""
+    async def aclose(self, grace: float = STOP_GRACE) -> None:
+        """Cancel every unfinished job and wait for them (keeps their `.part` files).
+
+        Bounded: a job stuck in a blocking call gets its task cancelled after `grace` seconds,
+        so shutting the server down (SIGTERM) never waits on a server that does not answer.
+        """
         tasks = []
         for job in self._jobs.values():
             if not job.finished and job.task is not None:
                 job.cancel_event.set()
                 tasks.append(job.task)
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.finished]
@@ -276,7 +299,7 @@ class DownloadManager:
                         expected_sha256=spec.sha256,
                         headers=spec.headers,
                         cancel=job.cancel_event,
-                        progress=lambda d, t, i=index: job._progress(i, d, t),
+                        progress=functools.partial(job._progress, index),
                         **self._options,
                     )
                     job.results.append(result)
@@ -290,8 +313,13 @@ class DownloadManager:
             job._set("completed")
         except DownloadCancelled as exc:
             self._end(job, "cancelled", exc.message)
+        except InsufficientStorage as exc:
+            self._discard_current(job)
+            self._end(job, "failed", exc.message)
         except HearthError as exc:
             self._end(job, "failed", exc.message)
+        except OSError as exc:
+            self._end_os_error(job, exc)
         except asyncio.CancelledError:
             self._end(job, "cancelled", "The download was stopped (server shutting down).")
             raise
@@ -300,6 +328,34 @@ class DownloadManager:
             self._end(job, "failed", f"Unexpected error: {type(exc).__name__}: {exc}")
         finally:
             job._finished.set()
+
+    def _end_os_error(self, job: Job, exc: OSError) -> None:
+        """A full disk is final and frees what it took; other OS errors are reported plainly."""
+        if exc.errno in DISK_FULL:
+            self._discard_current(job)
+            message = (
+                f"The disk holding {job.dest_dir} is full ({exc.strerror}); the partial file was "
+                "deleted. Free some space and pull again."
+            )
+        else:
+            log.exception("download job %s failed", job.id)
+            message = f"Could not write the download in {job.dest_dir}: {exc.strerror or exc}."
+        self._end(job, "failed", message)
+
+    @staticmethod
+    def _discard_current(job: Job) -> None:
+        """Delete the `.part` (and its state file) of the file that was being written: after a
+        full disk, keeping it would only keep the disk full and the model `downloading`."""
+        index = len(job.results)
+        if index >= len(job.specs):
+            return
+        part = job.dest_dir / f"{job.specs[index].filename}.part"
+        state = part.with_name(part.name + ".json")
+        for path in (part, state, state.with_name(state.name + ".tmp")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                log.warning("could not delete %s", path)
 
     def _end(self, job: Job, state: JobState, message: str) -> None:
         job.error = message

@@ -10,47 +10,89 @@ verified, model.json is filled from the GGUF header exactly as an import would f
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hearth.downloads.common import disk_free, human
+from hearth.downloads.common import DownloadFailed, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
 from hearth.downloads.jobs import DownloadManager, Job
-from hearth.downloads.transfer import DISK_MARGIN
 from hearth.downloads.urls import (
     FileSpec,
     classify_source,
     filename_from_url,
+    hub_auth_headers,
     parse_hf_ref,
+    redact_url,
     validate_url,
 )
-from hearth.errors import Conflict, InsufficientStorage, InvalidRequest
+from hearth.errors import (
+    Conflict,
+    HearthError,
+    InsufficientStorage,
+    InvalidModelFile,
+    InvalidRequest,
+)
 from hearth.models.gguf import read_gguf_header
 from hearth.models.ids import id_from_filename, is_valid_id, readable_name, validate_model_id
 from hearth.models.importer import build_model_json, is_projector
 from hearth.models.store import ModelEntry, ModelStore
 
 StatusAnswer = tuple[str, str | None] | None
+HUB_DEADLINE = 60.0  # seconds for resolving a Hugging Face reference (listing + checks)
+MAX_ID_SUFFIX = 99  # model-2 ... model-99: past that the user should pick an id
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+RESERVE_BYTES = 1 << 30  # Settings.download_reserve_bytes's default: kept free on the disk
 
 
 class Pulls:
-    """Starts and tracks pulls for one home. Must be used from the server's event loop."""
+    """Starts and tracks pulls for one home. Must be used from the server's event loop.
 
-    def __init__(self, store: ModelStore, manager: DownloadManager | None = None) -> None:
+    File work (reading GGUF headers, rewriting model.json) runs on a small executor of its own,
+    never on asyncio's default pool: a stalled Hub call elsewhere must not keep a finished
+    download in `verifying`, and shutdown must not wait behind someone else's stuck thread.
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        manager: DownloadManager | None = None,
+        *,
+        reserve_bytes: int = RESERVE_BYTES,
+        hub_deadline: float = HUB_DEADLINE,
+        allow_private: bool = False,
+    ) -> None:
         self.store = store
         self.manager = manager or DownloadManager()
+        self.reserve_bytes = reserve_bytes
+        self.hub_deadline = hub_deadline
+        #: Follow the Hub's redirects into loopback/private addresses (allow_private_redirects).
+        self.allow_private = allow_private
         self._last_job: dict[str, Job] = {}
+        self._files = ThreadPoolExecutor(2, thread_name_prefix="hearth-pull-files")
+
+    def close(self) -> None:
+        """Stop the file executor (after the manager's jobs have ended)."""
+        self._files.shutdown(wait=False, cancel_futures=True)
 
     # ---- entry points ----------------------------------------------------------------
 
     async def pull(self, source: str, model_id: str | None = None) -> Job | None:
         """A model id (its sources), a URL, or an HF reference. None: nothing left to fetch."""
+        return (await self.pull_model(source, model_id))[1]
+
+    async def pull_model(self, source: str, model_id: str | None = None) -> tuple[str, Job | None]:
+        """Like `pull`, also naming the model the pull went to (a new `-2` id when another
+        model already has this file name from another source)."""
         kind = classify_source(source)
         if kind == "path":
             if model_id is None and _looks_like_id(source) and self._exists(source):
-                return self.download_model(source)
+                return source, self.download_model(source)
             raise InvalidRequest(
                 f"'{source}' is not a model id here, an http(s) URL, or a Hugging Face reference "
                 "(OWNER/REPO[:QUANT]). To add a file from this machine use `hearth models import`.",
@@ -59,7 +101,7 @@ class Pulls:
         if kind == "hf":
             ref = parse_hf_ref(source)
             assert ref is not None
-            resolution = await resolve_hf(ref)
+            resolution = await self._resolve(ref)
             specs = resolution.files
             note = resolution.note
         else:
@@ -67,9 +109,12 @@ class Pulls:
             specs = [FileSpec(url, filename_from_url(url), headers=_auth_for(url))]
             note = None
         first = next(s for s in specs if not is_projector(Path(s.filename), None))
-        new_id = model_id or id_from_filename(_split_stem(first.filename))
-        validate_model_id(new_id)
-        return self._start_new(new_id, specs, note)
+        if model_id is None:
+            base = id_from_filename(_split_stem(first.filename))
+            validate_model_id(base)
+            model_id = self._free_id(base, specs)
+        validate_model_id(model_id)
+        return model_id, self._start_new(model_id, specs, note)
 
     def download_model(self, model_id: str) -> Job | None:
         """Fetch the missing files of an existing model from its `sources`."""
@@ -102,6 +147,18 @@ class Pulls:
             )
         return self._start(entry.id, entry.folder, specs)
 
+    async def _resolve(self, ref: Any) -> Any:
+        """The Hub's answer within a deadline, so a Hub that never answers cannot hang the POST."""
+        try:
+            return await asyncio.wait_for(
+                resolve_hf(ref, allow_private=self.allow_private), self.hub_deadline
+            )
+        except TimeoutError:
+            raise DownloadFailed(
+                f"The Hugging Face Hub did not answer about {ref} within "
+                f"{self.hub_deadline:.0f} s. Check the network (or HF_ENDPOINT) and pull again."
+            ) from None
+
     # ---- status for GET /v1/models ----------------------------------------------------
 
     def status(self, entry: ModelEntry) -> StatusAnswer:
@@ -111,7 +168,9 @@ class Pulls:
         if not job.finished:
             return "downloading", None
         if job.state == "failed" and entry.status != "ready":
-            return entry.status, f"The last download failed: {job.error}"
+            # A `.part` left by a failed job would read as `downloading`: nothing is running.
+            status = "failed" if entry.status == "downloading" else entry.status
+            return status, f"The last download failed: {job.error}"
         return None
 
     # ---- internals -------------------------------------------------------------------
@@ -123,17 +182,45 @@ class Pulls:
             return False
         return True
 
+    def _same_source(self, model_id: str, specs: list[FileSpec]) -> bool | None:
+        """None: no model by that id. Else whether it is this pull (same files from the same
+        place), so pulling it again resumes rather than trusting whichever bytes came first."""
+        folder = self.store.models_dir / model_id
+        if not folder.exists() and not self.store.exists(model_id):
+            return None
+        if not (folder / "model.json").exists():
+            return False  # a folder being imported or left over: not ours to write into
+        entry = self.store.get(model_id)
+        if entry.info is None:
+            return False
+        have = {s.filename: source_key(s.url) for s in entry.info.sources}
+        want = {s.filename: source_key(s.url) for s in specs}
+        return have == want and None not in have.values()
+
+    def _free_id(self, base: str, specs: list[FileSpec]) -> str:
+        """`base`, or the first of `base-2`, `base-3`... that is free or already this pull."""
+        for n in range(1, MAX_ID_SUFFIX + 1):
+            candidate = base if n == 1 else f"{base}-{n}"
+            if n > 1 and not is_valid_id(candidate):
+                break
+            if self._same_source(candidate, specs) in (None, True):
+                return candidate
+        raise Conflict(
+            f"Models '{base}' to '{base}-{MAX_ID_SUFFIX}' already exist with other sources. "
+            'Pick an id for this one (--id / "id").'
+        )
+
     def _start_new(self, model_id: str, specs: list[FileSpec], note: str | None) -> Job | None:
         folder = self.store.models_dir / model_id
-        if (folder / "model.json").exists():
-            entry = self.store.get(model_id)
-            names = {s.filename for s in entry.info.sources} if entry.info else set()
-            if names != {s.filename for s in specs}:
-                raise Conflict(
-                    f"A model '{model_id}' already exists with other files. Pick another id "
-                    '(--id / "id"), or remove it first.'
-                )
+        same = self._same_source(model_id, specs)
+        if same is True:
             return self.download_model(model_id)
+        if same is False:
+            raise Conflict(
+                f"A model '{model_id}' already exists {self._describe(model_id)}; this pull "
+                f'is {_describe_specs(specs)}. Pick another id (--id / "id"), or remove it '
+                f"first (`hearth models rm {model_id}`)."
+            )
         projector = next((s for s in specs if is_projector(Path(s.filename), None)), None)
         raw: dict[str, Any] = {
             "id": model_id,
@@ -145,14 +232,38 @@ class Pulls:
             raw["description"] = note
         if projector is not None:
             raw["engine_parameters"] = {"mmproj": projector.filename}
-        self.store.create(model_id, raw)
+        with disk_errors(self.store.models_dir):
+            self.store.create(model_id, raw)
         return self._start(model_id, folder, specs)
 
+    def _describe(self, model_id: str) -> str:
+        """Where an existing model's files come from, for a Conflict message."""
+        try:
+            entry = self.store.get(model_id)
+        except HearthError:
+            return "(its folder cannot be read)"
+        sources = entry.info.sources if entry.info else []
+        urls = [redact_url(s.url) for s in sources if s.url]
+        if not urls:
+            return "with files of its own and no download source"
+        return f"with {sources[0].filename} from {urls[0]}" + (
+            f" (and {len(urls) - 1} more)" if len(urls) > 1 else ""
+        )
+
     def _start(self, model_id: str, folder: Path, specs: list[FileSpec]) -> Job:
-        _check_space(folder, specs)
+        _check_space(folder, specs, self.reserve_bytes + self.manager.promised_bytes())
 
         async def complete(job: Job) -> None:
-            await asyncio.to_thread(self._fill_from_header, model_id, job)
+            loop = asyncio.get_running_loop()
+            try:
+                with disk_errors(folder):
+                    await loop.run_in_executor(self._files, self._fill_from_header, model_id, job)
+            except InvalidModelFile:
+                # Never leave a file that does not read as GGUF under its final name: the
+                # model would be listed `ready`. The job fails with the reason instead.
+                for result in job.results:
+                    result.path.unlink(missing_ok=True)
+                raise
 
         job = self.manager.start(model_id, specs, folder, on_complete=complete)
         self._last_job[model_id] = job
@@ -198,32 +309,66 @@ class Pulls:
         self.store.update(model_id, patch)
 
 
-def _check_space(folder: Path, specs: list[FileSpec]) -> None:
-    """Refuse before starting when the sizes are known and the whole pull cannot fit."""
+def source_key(url: str | None) -> str | None:
+    """What makes two URLs the same source: no query or credentials, and a Hub `resolve/<rev>/`
+    revision left out (a repo's new commit is still that repo's file)."""
+    if not url:
+        return None
+    return re.sub(r"/resolve/[^/]+/", "/resolve/*/", redact_url(url))
+
+
+def _describe_specs(specs: list[FileSpec]) -> str:
+    more = f" (and {len(specs) - 1} more)" if len(specs) > 1 else ""
+    return f"{specs[0].filename} from {redact_url(specs[0].url)}{more}"
+
+
+@contextmanager
+def disk_errors(where: Path) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) while writing is a clear 507 naming the disk, never a 500."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise InsufficientStorage(
+            f"The disk holding {where} is full ({exc.strerror}). Free some space (e.g. `hearth "
+            "models rm` a model you no longer use) and pull again."
+        ) from None
+
+
+def _check_space(folder: Path, specs: list[FileSpec], reserve: int) -> None:
+    """Refuse before starting when the sizes are known and the whole pull cannot fit, next to
+    the bytes that running downloads have already been promised (`reserve` counts them)."""
     if any(s.size is None for s in specs):
         return  # checked per file once the server says how big it is
     needed = 0
     for spec in specs:
         part = folder / f"{spec.filename}.part"
-        have = part.stat().st_size if part.exists() else 0
+        have = _allocated(part)
         needed += max(0, (spec.size or 0) - have)
     free = disk_free(folder)
-    if needed + DISK_MARGIN > free:
+    if needed + reserve > free:
         raise InsufficientStorage(
-            f"Not enough disk space for this download: it needs {human(needed)} more (plus a "
-            f"{human(DISK_MARGIN)} margin) and {folder.parent} has {human(free)} free. Free some "
+            f"Not enough disk space for this download: it needs {human(needed)} more (plus "
+            f"{human(reserve)} kept free or promised to running downloads) and {folder.parent} "
+            f"has {human(free)} free. Free some "
             "space (e.g. `hearth models rm` a model you no longer use) and pull again."
         )
 
 
+def _allocated(path: Path) -> int:
+    """Bytes a `.part` really holds on disk: it is preallocated sparse, so its size is no guide."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0
+    return min(stat.st_size, getattr(stat, "st_blocks", stat.st_size // 512 + 1) * 512)
+
+
 def _auth_for(url: str) -> dict[str, str] | None:
-    """HF_TOKEN goes only to the Hugging Face endpoint (the one HF_ENDPOINT names)."""
-    token = hf_token()
-    if not token:
-        return None
-    host = urlsplit(url).hostname or ""
-    hf_hosts = {urlsplit(hf_endpoint()).hostname, "huggingface.co", "hf.co"}
-    return {"Authorization": f"Bearer {token}"} if host in hf_hosts else None
+    """HF_TOKEN goes only to the Hub's exact origin (scheme, host and port; `hub_auth_headers`
+    is the one rule), so another port on its host or plain http to it gets nothing."""
+    return hub_auth_headers(url, hf_token(), hf_endpoint())
 
 
 def _split_stem(filename: str) -> str:

@@ -60,16 +60,20 @@ def pump(
     stopper: Stopper,
     check_head: Callable[[bytes], None],
     tick: Callable[[], None],
+    limit: int,
 ) -> tuple[int, Transient | None]:
     """Worker thread: copy the body from `pos` until the range ends; returns (next offset, error).
 
     A network error or an early end is returned, not raised, so the caller retries from the
     bytes already landed. `check_head` sees the first bytes of the file (the GGUF magic check)
     and `tick` is called after each buffer (the caller rate-limits progress and sidecar saves).
+    A range of unknown size stops at offset `limit` (the caller's size and disk cap), which
+    costs no more per buffer than the known-size case.
     """
     buffer = memoryview(bytearray(BUFFER_BYTES))
-    while (seg.end is None or pos < seg.end) and not stopper.stopped:
-        want = BUFFER_BYTES if seg.end is None else min(BUFFER_BYTES, seg.end - pos)
+    end = seg.end if seg.end is not None else limit
+    while pos < end and not stopper.stopped:
+        want = min(BUFFER_BYTES, end - pos)
         try:
             count = resp.readinto(buffer[:want])
         except NETWORK_ERRORS as exc:

@@ -6,6 +6,7 @@ is the fast path and shares the headers and the status rules below.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import httpx
@@ -18,10 +19,10 @@ from hearth.downloads.common import (
     content_range,
 )
 from hearth.downloads.state import PartState
-from hearth.downloads.urls import redact_url
-from hearth.errors import InvalidRequest
+from hearth.downloads.urls import check_redirect, check_redirect_async, redact_url
 
 MAX_REDIRECTS = 10
+MAX_RETRY_AFTER = 300.0  # seconds; a larger Retry-After would hold a download slot
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -52,8 +53,15 @@ async def open_range(
     start: int | None,
     end: int | None,
     state: PartState | None,
+    *,
+    allow_private: bool = False,
 ) -> httpx.Response:
-    """GET with manual redirects (each hop must stay http/https); returns a 200/206 stream."""
+    """GET with manual redirects; returns a 200/206 stream.
+
+    Each hop must stay http/https and may not lead from a public address into loopback, link-local
+    or private ones unless `allow_private` (`check_redirect`). httpx drops Authorization when a
+    hop changes origin.
+    """
     headers = range_headers(extra_headers, start, end, state)
     request = client.build_request("GET", url, headers=headers)
     for _ in range(MAX_REDIRECTS + 1):
@@ -61,20 +69,27 @@ async def open_range(
             resp = await client.send(request, stream=True, follow_redirects=False)
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise Transient(f"{type(exc).__name__}: {exc}") from None
+        except httpx.InvalidURL:  # httpx builds the next hop inside send(): `javascript:...`
+            check_redirect(url, "")  # an unusable target: always refused, as unsafe_redirect
+            raise
         if not resp.is_redirect:
             return await check_status(resp, redact_url(url))
         await resp.aclose()
-        target = resp.next_request
-        if target is None or target.url.scheme not in ("http", "https"):
-            shown = redact_url(str(target.url)) if target is not None else "nowhere"
-            raise InvalidRequest(
-                f"Refused a redirect from {redact_url(url)} to {shown}: only http:// and https:// "
-                "downloads are allowed. Use a direct http(s) link to the file.",
-                param="url",
-                code="unsafe_redirect",
-            )
-        request = target
+        request = await _next_hop(resp, url, allow_private)
     raise DownloadFailed(f"Too many redirects for {redact_url(url)}; check the URL.")
+
+
+async def _next_hop(resp: httpx.Response, url: str, allow_private: bool) -> httpx.Request:
+    """The request a redirect asks for, once `check_redirect_async` allows its target."""
+    try:
+        target = resp.next_request
+    except (httpx.HTTPError, ValueError):
+        target = None  # a Location httpx cannot even parse
+    await check_redirect_async(
+        url, str(target.url) if target is not None else "", allow_private=allow_private
+    )
+    assert target is not None  # check_redirect refuses a missing target
+    return target
 
 
 async def check_status(resp: httpx.Response, where: str) -> httpx.Response:
@@ -87,19 +102,32 @@ async def check_status(resp: httpx.Response, where: str) -> httpx.Response:
 
 
 def status_error(code: int, reason: str, headers: Any, where: str) -> Exception | None:
-    """None for 200/206, else the exception to raise: Transient, Unsatisfiable or final."""
+    """None for 200/206, else the exception to raise: Transient, Unsatisfiable or final.
+
+    `reason` (the server's own phrase) is ignored on purpose: it is server bytes, which could carry
+    markup or escape codes into a terminal. Messages use the standard phrase for the code.
+    """
     if code in (200, 206):
         return None
     if code == 416:
         return Unsatisfiable()
+    status = f"{code} {standard_phrase(code)}".rstrip()
     if code in RETRY_STATUSES or code >= 500:
         retry_after = headers.get("retry-after", "")
-        wait = float(retry_after) if retry_after.isdigit() else None
-        return Transient(f"HTTP {code} {reason}", wait)
+        wait = min(float(retry_after), MAX_RETRY_AFTER) if retry_after.isdigit() else None
+        return Transient(f"HTTP {status}", wait)
     hint = "check the URL"
     if code in (401, 403):
         hint = "the file may need a token or accepted terms: set HF_TOKEN or check access"
-    return DownloadFailed(f"{code} {reason} for URL {where}; {hint}.")
+    return DownloadFailed(f"{status} for URL {where}; {hint}.")
+
+
+def standard_phrase(code: int) -> str:
+    """RFC 9110's phrase for a status code ('' for codes it does not name)."""
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
 
 
 def check_same_file(resp: Reply, pos: int, state: PartState) -> None:

@@ -31,6 +31,7 @@ class Segment:
     start: int
     end: int | None
     written: int = 0
+    arrived: int = 0  # httpx path: offset received so far (batches land later); not saved
 
     @property
     def pos(self) -> int:
@@ -109,8 +110,12 @@ class PartState:
 
 
 def save_state(path: Path, state: PartState) -> None:
-    """Write the sidecar atomically (temp file + rename) so a crash never leaves half a JSON."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write the sidecar atomically (temp file + rename) so a crash never leaves half a JSON.
+
+    The temp file has a short dot-name of its own: `<name>.part.json.tmp` outgrew the 255-byte
+    limit for names that `validate_filename` allows, and no downloaded file may start with a dot.
+    """
+    tmp = path.with_name(f".{hashlib.sha256(path.name.encode()).hexdigest()[:16]}.tmp")
     tmp.write_text(json.dumps(state.to_json()), encoding="utf-8")
     os.replace(tmp, path)
 

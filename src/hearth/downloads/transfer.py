@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ import httpx
 
 from hearth.downloads import common
 from hearth.downloads.common import (
+    STALL_SECONDS,
+    BodyTooLarge,
     CancelEvent,
     ChecksumMismatch,
     DownloadCancelled,
@@ -33,14 +36,15 @@ from hearth.downloads.common import (
     Restart,
     Unsatisfiable,
     body_length,
-    human,
     unless_cancelled,
 )
-from hearth.downloads.ranges import RangeFetcher, Response
+from hearth.downloads.ranges import RangeFetcher, Response, ranges_ignored
+from hearth.downloads.space import LEDGER, Claim
 from hearth.downloads.state import PartState, PartWriter, load_state, save_state
 from hearth.downloads.urls import redact_url, validate_filename, validate_url
 from hearth.downloads.wire import proxies_configured
 from hearth.errors import InsufficientStorage, InvalidModelFile
+from hearth.models.gguf import read_gguf_header
 
 __all__ = [
     "ChecksumMismatch",
@@ -74,6 +78,10 @@ async def download_file(
     timeout: float = 30.0,
     require_gguf: bool = True,
     client: httpx.AsyncClient | None = None,
+    reserve_bytes: int = 1 << 30,
+    max_bytes: int = 512 << 30,
+    allow_private: bool = False,
+    stall_seconds: float = STALL_SECONDS,
 ) -> DownloadResult:
     """Download `url` to `dest_dir/filename`, resuming any `.part` left by an earlier attempt.
 
@@ -84,6 +92,12 @@ async def download_file(
 
     Without `client` (and without a proxy in the environment) the body moves on worker threads
     over plain sockets (`wire.py`, `pump.py`); with one, every request goes through that client.
+
+    Hostile servers: a known size is claimed in the process-wide disk ledger (`space.py`) so
+    concurrent downloads cannot overcommit a disk; a body of unstated size stops at `max_bytes`
+    or before free space falls under `reserve_bytes`; a connection that moves less than 64 KiB
+    in `stall_seconds` is dropped and retried; a full disk is InsufficientStorage and leaves no
+    `.part`; redirects to private addresses need `allow_private` (or a private start URL).
     """
     url = validate_url(url)
     validate_filename(filename)
@@ -103,8 +117,11 @@ async def download_file(
         require_gguf=require_gguf,
         backoff=(retries, backoff, max_backoff),
         timeout=timeout,
+        stall_seconds=stall_seconds,
+        reserve_bytes=max(0, reserve_bytes),
+        max_bytes=max(1, max_bytes),
+        allow_private=allow_private,
     )
-    job.check_space(expected_size)
     if client is not None:
         return await unless_cancelled(job.run(client), cancel, filename)
     if not proxies_configured():
@@ -131,8 +148,16 @@ class _Transfer(RangeFetcher):
     require_gguf: bool
     backoff: tuple[int, float, float]
     timeout: float
+    stall_seconds: float
+    reserve_bytes: int
+    max_bytes: int
+    allow_private: bool
     received: int = 0
     total: int | None = None
+    no_ranges: bool = False  # the server answered a Range with the whole file
+    _allowed: int = 0  # the cap on a body of unknown size (see `ranges._cap`)
+    _claim: Claim | None = None
+    _claim_from: int = 0
     note: str | None = None
     restarted: bool = False
     resumed_from: int = 0
@@ -153,16 +178,24 @@ class _Transfer(RangeFetcher):
         return redact_url(self.url)
 
     def check_space(self, remaining: int | None) -> None:
-        """Refuse early when the remaining bytes plus a margin do not fit on the disk."""
-        if not remaining:
+        """Claim the remaining bytes in the disk ledger (replacing an earlier claim), or refuse.
+
+        The claim counts next to what the other running downloads to the same disk have yet
+        to write, so two that fit alone but not together are refused up front.
+        """
+        if not remaining or remaining < 0:
             return
-        free = common.disk_free(self.dest)
-        if remaining + DISK_MARGIN > free:
-            raise InsufficientStorage(
-                f"Not enough disk space in {self.dest} for {self.filename}: it needs "
-                f"{human(remaining + DISK_MARGIN)} (including a {human(DISK_MARGIN)} margin) "
-                f"but only {human(free)} is free. Free some space or move the models folder."
-            )
+        LEDGER.release(self._claim)
+        self._claim = None
+        self._claim = LEDGER.claim(self.dest, self.filename, remaining, DISK_MARGIN)
+        self._claim_from = self.received
+
+    def _bytes_on_disk(self) -> int:
+        """Space an earlier `.part` already takes (allocated blocks: preallocation is sparse)."""
+        try:
+            return self.part.stat().st_blocks * 512
+        except OSError:
+            return 0
 
     def _set_note(self, message: str) -> None:
         self.note = message if self.note is None else f"{self.note} {message}"
@@ -195,26 +228,47 @@ class _Transfer(RangeFetcher):
 
     async def run(self, client: httpx.AsyncClient | None) -> DownloadResult:
         """Run the download; `client` None selects the fast path (threads, plain sockets)."""
-        if client is None:
-            self._pool = ThreadPoolExecutor(self.connections + 1, "hearth-download")
+        # Own threads even for the httpx path (the GGUF check runs here): never the shared
+        # default pool, which a stalled download could otherwise exhaust for everyone.
+        self._pool = ThreadPoolExecutor(self.connections + 1, "hearth-download")
         try:
+            if self.expected_size is not None:  # here, so that the `finally` releases it
+                self.check_space(self.expected_size - self._bytes_on_disk())
             return await self._run(client)
+        except OSError as exc:
+            if not common.disk_full(exc):
+                raise
+            self._discard()
+            raise InsufficientStorage(
+                f"The disk holding {self.dest} is full: {self.filename} could not be written "
+                "and its partial file was deleted. Free some space and pull again."
+            ) from None
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)  # idle by now: run_blocking waits for its thread
+            LEDGER.release(self._claim)
+            self._claim = None
+            self._pool.shutdown(wait=True)  # idle by now: run_blocking waits for its thread
 
     async def _run(self, client: httpx.AsyncClient | None) -> DownloadResult:
         state = self._load()
         if state is not None:
             self.resumed_from = state.done
             log.info("resuming %s from byte %d", self.filename, self.resumed_from)
+        ignored = False
         for _ in range(MAX_RESTARTS + 1):
             try:
                 return await self._attempt(client, state)
             except Restart as exc:
-                self._set_note(f"{exc}; started over from byte 0.")
+                ignored = exc.ranges_ignored
+                self.no_ranges = self.no_ranges or ignored
+                why = " (the server ignores Range)" if ignored else ""
+                self._set_note(f"{exc}{why}; started over from byte 0.")
                 self.restarted = True
                 state = None
+        if ignored:
+            raise DownloadFailed(
+                f"The server at {self.where} cannot resume downloads (it ignores Range) and the "
+                f"connection dropped {MAX_RESTARTS + 1} times; try again later or use a mirror."
+            )
         raise DownloadFailed(
             f"The file at {self.where} changed {MAX_RESTARTS + 1} times during the download; "
             "try again later."
@@ -229,6 +283,7 @@ class _Transfer(RangeFetcher):
                 seg = next(s for s in state.segments if not s.complete)
                 first = await self._open_retrying(client, seg.pos, seg.end, state)
                 if first.status_code == 200:
+                    self.no_ranges = ranges_ignored(first, state)
                     self._set_note(
                         "The server sent the whole file instead of the missing part (the file "
                         "changed or the server ignores Range); started over from byte 0."
@@ -251,7 +306,7 @@ class _Transfer(RangeFetcher):
 
     def _plan(self, resp: Response) -> PartState:
         """Lay out a fresh download from a 200 response: check sizes and space, pick ranges."""
-        total = body_length(resp)
+        total = body_length(resp, self.where)
         if self.expected_size is not None and total is not None and total != self.expected_size:
             raise DownloadFailed(
                 f"The server reports {total} bytes for {self.where} but {self.expected_size} were "
@@ -260,17 +315,21 @@ class _Transfer(RangeFetcher):
         self.check_space(total or self.expected_size)
         ranges_ok = resp.headers.get("accept-ranges", "").lower() == "bytes"
         parts = 1
-        if ranges_ok and total is not None and total > self.min_range_size:
+        if ranges_ok and not self.no_ranges and total is not None and total > self.min_range_size:
             parts = min(self.connections, -(-total // self.min_range_size))
         etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
         self._discard()
         return PartState.fresh(self.where, etag, modified, total, parts)
 
     async def _transfer(
-        self, client: httpx.AsyncClient | None, state: PartState, first: Response, fresh: bool
+        self,
+        client: httpx.AsyncClient | None,
+        state: PartState,
+        first: Response | None,
+        fresh: bool,
     ) -> DownloadResult:
         self.total = state.total
-        self.received = state.done
+        self.received = self._claim_from = state.done  # the claim covers the bytes from here
         writer = PartWriter(self.part, state)
         ok = False
         try:
@@ -294,8 +353,8 @@ class _Transfer(RangeFetcher):
             size = writer.size()
             await writer.aclose()
             ok = True
-            return self._finish(min(size, state.done), digest)
-        except (InvalidModelFile, ChecksumMismatch, Restart):
+            return await self._finish(min(size, state.done), digest)
+        except (InvalidModelFile, ChecksumMismatch, Restart, BodyTooLarge, InsufficientStorage):
             ok = True
             await writer.aclose()
             self._discard()
@@ -315,8 +374,8 @@ class _Transfer(RangeFetcher):
                 if self.part.exists():
                     save_state(self.sidecar, state)
 
-    def _finish(self, size: int, digest: str) -> DownloadResult:
-        """Verify size and hash, then publish the file under its final name."""
+    async def _finish(self, size: int, digest: str) -> DownloadResult:
+        """Verify size, hash and the GGUF header, then publish the file under its final name."""
         wanted = self.expected_size if self.expected_size is not None else self.total
         if wanted is not None and size != wanted:
             self._discard()
@@ -333,11 +392,34 @@ class _Transfer(RangeFetcher):
                 expected=self.expected_sha256,
                 actual=digest,
             )
+        if self.require_gguf:
+            assert self._pool is not None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._pool, self._check_gguf)
         final = self.dest / self.filename
         os.replace(self.part, final)
         self.sidecar.unlink(missing_ok=True)
         log.info("downloaded %s (%d bytes, sha256 %s)", self.filename, size, digest)
         return DownloadResult(final, size, digest, self.resumed_from, self.restarted, self.note)
+
+    def _check_gguf(self) -> None:
+        """Read the GGUF header of the complete `.part` (bounded), before it gets its name.
+
+        A truncated, empty or zero-filled file must never sit under its final name, where the
+        model would be listed `ready`. Later parts of a split GGUF carry no architecture of
+        their own, so they get the structural check only (magic, version, counts).
+        """
+        try:
+            if _later_split_part(self.filename):
+                _check_split_part(self.part)
+            else:
+                read_gguf_header(self.part)
+        except InvalidModelFile as exc:
+            raise InvalidModelFile(
+                f"The file downloaded from {self.where} for {self.filename} is not a usable GGUF "
+                f"model, so it was deleted and not published. {exc.message}",
+                param="url",
+            ) from None
 
     async def _run_all(self, jobs: list[Any]) -> None:
         """Run the range workers; the first failure stops all of them."""
@@ -353,3 +435,25 @@ class _Transfer(RangeFetcher):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+def _later_split_part(filename: str) -> bool:
+    """`name-00002-of-00003.gguf` and on: parts after the first of a llama.cpp split."""
+    found = _SPLIT.search(filename)
+    return found is not None and int(found.group(1)) > 1
+
+
+def _check_split_part(path: Path) -> None:
+    """The fixed start of a GGUF: magic, a known version, counts that fit in the file."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        size = os.fstat(f.fileno()).st_size
+    if len(head) < 24 or head[:4] != b"GGUF":
+        raise InvalidModelFile(f"{path.name} is truncated or does not start with a GGUF header.")
+    version = int.from_bytes(head[4:8], "little")
+    kv_count = int.from_bytes(head[16:24], "little")
+    if version not in (2, 3) or kv_count * 13 > size:
+        raise InvalidModelFile(f"{path.name} has no valid GGUF header (version {version}).")

@@ -8,7 +8,13 @@ models folder or fetch from a non-HTTP scheme.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import ipaddress
 import re
+import socket
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -90,25 +96,60 @@ def validate_url(url: str) -> str:
     return url
 
 
+PART_SUFFIXES_BYTES = len(".part.json")  # the longest name Hearth derives from a file's name
+NAME_MAX_BYTES = 255  # NAME_MAX on ext4, APFS, NTFS (in UTF-16 units there, near enough)
+RESERVED_NAMES = frozenset({"model.json"})
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, bidi/zero-width, ...
+
+
+def shown_name(name: str, limit: int = 80) -> str:
+    """A server- or user-given name made safe to quote: quoted, unprintables escaped, cut short.
+
+    Bidi overrides, escape codes and newlines become visible `\\u202e`-style text, so a name can
+    neither reorder nor colour the message it appears in; ordinary letters (é, 模) stay readable.
+    """
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in name)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"'{text}'"
+
+
+def _filename_problem(name: str) -> str | None:
+    """Why `name` cannot be a file in a model folder, or None when it can."""
+    if not name or name in (".", ".."):
+        return "it is empty"
+    if "/" in name or "\\" in name or ".." in name:
+        return "it contains '/', '\\' or '..'"
+    if name.startswith("."):
+        return "it starts with a dot (hidden and reserved files)"
+    if name != name.strip():
+        return "it starts or ends with white space"
+    if any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in name):
+        return "it contains control, bidirectional or invisible characters"
+    lowered = name.casefold()
+    if lowered in RESERVED_NAMES or lowered.endswith((".part", ".part.json")):
+        return "Hearth uses that name itself (model.json, *.part, *.part.json)"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size + PART_SUFFIXES_BYTES > NAME_MAX_BYTES:
+        return (
+            f"it is {size} bytes long and Hearth's '.part.json' makes it exceed the file "
+            f"system's {NAME_MAX_BYTES}-byte limit"
+        )
+    return None
+
+
 def validate_filename(name: str) -> str:
-    """A file name must be one plain path component, so it can never escape the model folder."""
-    bad = (
-        not isinstance(name, str)
-        or not name
-        or name in (".", "..")
-        or "/" in name
-        or "\\" in name
-        or "\x00" in name
-        or ".." in name
-        or name.startswith(".")
-        or name != name.strip()
-        or any(ord(c) < 32 for c in name)
-        or len(name.encode("utf-8", "surrogatepass")) > 255
-    )
-    if bad:
+    """A file name must be one plain component that Hearth does not use itself.
+
+    It can never escape the model folder, hide, overwrite model.json or a download's state files,
+    outgrow the file system's name limit once `.part.json` is added, or disguise itself with
+    bidirectional overrides (U+202E) or control characters when shown.
+    """
+    problem = _filename_problem(name) if isinstance(name, str) else "it is not text"
+    if problem:
         raise InvalidRequest(
-            f"The file name {name!r} is not a plain file name (no '/', '\\', '..', NUL, leading "
-            "dot or control characters, at most 255 bytes); rename it, e.g. 'model-Q4_K_M.gguf'.",
+            f"The file name {shown_name(str(name))} is not a plain file name: {problem}. "
+            "Rename it (e.g. 'model-Q4_K_M.gguf'), or download it by a URL with a plain name.",
             param="filename",
         )
     return name
@@ -168,3 +209,140 @@ def classify_source(text: str) -> Literal["url", "hf", "path"]:
     if parse_hf_ref(stripped) is not None:
         return "hf"
     return "url" if has_scheme else "path"
+
+
+# ---- origins: where a token may go, where a redirect may lead ----------------------------------
+
+HF_DEFAULT_ORIGINS = (("https", "huggingface.co", 443), ("https", "hf.co", 443))
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for a malformed URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_internal_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, link-local, private, unspecified or otherwise not on the public internet."""
+    return not ip.is_global or ip.is_multicast
+
+
+def _is_local_literal(host: str) -> bool:
+    """A host that is certainly this machine or a private network without asking DNS."""
+    ip = _literal_ip(host)
+    return (
+        host == "localhost"
+        or host.endswith(".localhost")
+        or (ip is not None and _is_internal_ip(ip))
+    )
+
+
+def token_allowed(url: str, endpoint: str | None = None) -> bool:
+    """May HF_TOKEN travel to `url`? Only to the Hub's exact origin, never in clear text outside.
+
+    The Hub is https://huggingface.co (or https://hf.co) on port 443, or exactly the scheme, host
+    and port of the configured HF_ENDPOINT. Another port on the same host or plain http to it gets
+    nothing. Plain http is accepted only for an HF_ENDPOINT on this machine or a literal private
+    address (a local mirror or a test Hub); a name is not resolved here, so an http endpoint named
+    by a host name never receives the token: use https for a remote mirror.
+    """
+    target = origin_of(url)
+    if target is None:
+        return False
+    trusted = set(HF_DEFAULT_ORIGINS)
+    configured = origin_of(endpoint) if endpoint else None
+    if configured is not None:
+        trusted.add(configured)
+    if target not in trusted:
+        return False
+    return target[0] == "https" or _is_local_literal(target[1])
+
+
+def hub_auth_headers(url: str, token: str | None, endpoint: str | None) -> dict[str, str] | None:
+    """The Authorization header for `url` when `token_allowed`, else None (the one rule to use)."""
+    if not token or not token_allowed(url, endpoint):
+        return None
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _host_is_internal(host: str) -> bool:
+    """Does `host` (a literal or a name, resolved now) point at a non-public address?"""
+    ip = _literal_ip(host)
+    if ip is not None:
+        return _is_internal_ip(ip)
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the connection itself will fail, nothing can be reached
+    addresses = (_literal_ip(str(info[4][0])) for info in infos)
+    return any(ip is not None and _is_internal_ip(ip) for ip in addresses)
+
+
+def check_redirect(original_url: str, target_url: str, *, allow_private: bool = False) -> None:
+    """Refuse a redirect that leaves http(s), or leaves the public internet for an inner address.
+
+    A public URL must not be able to steer Hearth to loopback, link-local (cloud metadata) or
+    private addresses (SSRF). That is allowed only when the URL the user gave was already such an
+    address, or when `allow_private_redirects` is set. Names are resolved with getaddrinfo (a
+    blocking call: run it off the event loop for names); the connection resolves again, so this
+    stops redirects, not DNS rebinding. Messages never quote what the server sent.
+    """
+    target = origin_of(target_url)
+    shown = redact_url(original_url)
+    if target is None:
+        raise InvalidRequest(
+            f"Refused a redirect from {shown}: it leads to something other than an http:// or "
+            "https:// URL. Use a direct http(s) link to the file.",
+            param="url",
+            code="unsafe_redirect",
+        )
+    if allow_private or not _host_is_internal(target[1]):
+        return
+    start = origin_of(original_url)
+    if start is not None and _host_is_internal(start[1]):
+        return
+    raise InvalidRequest(
+        f"Refused a redirect from {shown} to a loopback, link-local or private address: a "
+        "public server may not send Hearth into your network. If you trust it, set "
+        "allow_private_redirects, or download from the final address directly.",
+        param="url",
+        code="unsafe_redirect",
+    )
+
+
+_DNS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hearth-redirect-dns")
+
+
+async def check_redirect_async(
+    original_url: str, target_url: str, *, allow_private: bool = False
+) -> None:
+    """`check_redirect` for the event loop: name lookups run on a small pool of Hearth's own.
+
+    Not asyncio's default executor, which a hung lookup could exhaust for everyone else.
+    """
+    target = origin_of(target_url)
+    if target is None or _literal_ip(target[1]) is not None:
+        check_redirect(original_url, target_url, allow_private=allow_private)
+        return
+    call = functools.partial(check_redirect, original_url, target_url, allow_private=allow_private)
+    await asyncio.get_running_loop().run_in_executor(_DNS_POOL, call)

@@ -22,16 +22,19 @@ import os
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 
 import httpx
 
 from hearth.downloads.common import DownloadFailed, Transient
 from hearth.downloads.request import MAX_REDIRECTS, status_error
-from hearth.downloads.urls import redact_url
+from hearth.downloads.urls import check_redirect, redact_url
 from hearth.errors import InvalidRequest
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: A partly filled buffer is returned after this long, so progress shows on a slow body.
+PARTIAL_AFTER = 0.25
 USER_AGENT = f"python-httpx/{httpx.__version__}"  # what the httpx path sends: one client to servers
 NETWORK_ERRORS = (OSError, http.client.HTTPException)  # OSError covers timeouts, resets and TLS
 
@@ -97,8 +100,40 @@ class WireResponse:
         self.conn, self._resp = conn, resp
 
     def readinto(self, buffer: memoryview) -> int:
-        """Fill `buffer` from the body; fewer bytes only at the end, 0 once it is over."""
-        return self._resp.readinto(buffer)
+        """Read what has arrived into `buffer` (at most one recv); 0 once the body is over.
+
+        `HTTPResponse.readinto` blocks until the whole buffer is full, so a slow body showed 0
+        bytes done for minutes and looked stalled. For bodies that are not chunked, one
+        `readinto1` returns as soon as bytes arrive (still straight into our buffer); the
+        remaining length is kept the way `http.client` keeps it. Chunked bodies (rare for model
+        files) go through `read1`, which decodes them and also returns early, at one extra copy.
+        """
+        resp = self._resp
+        if resp.fp is None:
+            return 0
+        if resp.chunked:
+            data = resp.read1(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        if resp.length is not None and len(buffer) > resp.length:
+            buffer = buffer[: resp.length]
+        # Fill the buffer (each pass through the caller's loop costs far more than a recv), but
+        # hand back what has arrived once PARTIAL_AFTER has passed, so a slow body shows progress.
+        size, total, deadline = len(buffer), 0, 0.0
+        while total < size:
+            count = resp.fp.readinto1(buffer[total:])
+            if count == 0:
+                break
+            total += count
+            if resp.length is not None:
+                resp.length -= count
+            if total < size:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + PARTIAL_AFTER
+                elif now >= deadline:
+                    break
+        return total
 
     def close(self) -> None:
         self._resp.close()
@@ -131,11 +166,19 @@ def _get(url: httpx.URL, headers: dict[str, str], timeout: float, stop: Stopper)
     return WireResponse(conn, resp, str(url))
 
 
-def open_wire(url: str, headers: dict[str, str], timeout: float, stop: Stopper) -> WireResponse:
+def open_wire(
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    stop: Stopper,
+    allow_private: bool = False,
+) -> WireResponse:
     """GET `url` (headers from `request.range_headers`), following checked redirects.
 
-    Runs in a worker thread. Returns a 200/206 response; raises Transient (network trouble,
-    5xx, 429), Unsatisfiable (416), DownloadFailed or InvalidRequest like `request.open_range`.
+    Runs in a worker thread (so `check_redirect` may resolve names). Returns a 200/206 response;
+    raises Transient (network trouble, 5xx, 429), Unsatisfiable (416), DownloadFailed or
+    InvalidRequest like `request.open_range`. A redirect from a public address to loopback,
+    link-local or private ones is refused unless `allow_private` (see `urls.check_redirect`).
     """
     where = redact_url(url)
     current = httpx.URL(url)
@@ -156,13 +199,14 @@ def open_wire(url: str, headers: dict[str, str], timeout: float, stop: Stopper) 
         resp.close()
         target = _redirect_target(current, location)
         if target is None or target.scheme not in ("http", "https"):
-            shown = redact_url(str(target)) if target is not None else "an invalid location"
             raise InvalidRequest(
-                f"Refused a redirect from {where} to {shown}: only http:// and https:// "
-                "downloads are allowed. Use a direct http(s) link to the file.",
+                f"Refused a redirect from {where} to a location that is not an http:// or "
+                "https:// URL: only http:// and https:// downloads are allowed. Use a direct "
+                "http(s) link to the file.",
                 param="url",
                 code="unsafe_redirect",
             )
+        check_redirect(url, str(target), allow_private=allow_private)
         if not _same_origin(current, target) and not _https_upgrade(current, target):
             sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
         current = target
@@ -173,12 +217,14 @@ def _redirect_target(base: httpx.URL, location: str) -> httpx.URL | None:
     """Resolve a Location header the way httpx does (relative, or absolute without a host)."""
     try:
         target = httpx.URL(location)
-    except httpx.InvalidURL:
+        if target.scheme and not target.host:
+            if target.scheme not in ("http", "https"):
+                return None  # javascript:, data:, mailto: ... never a download
+            target = target.copy_with(host=base.host)
+        if target.is_relative_url:
+            target = base.join(target)
+    except (httpx.InvalidURL, ValueError, TypeError):
         return None
-    if target.scheme and not target.host:
-        target = target.copy_with(host=base.host)
-    if target.is_relative_url:
-        target = base.join(target)
     return target
 
 

@@ -46,8 +46,8 @@ def _accepted(job: Job | None, model_id: str) -> Response:
 @router.post("/models/pull", status_code=202, responses=ERRORS)
 async def pull(body: PullRequest, request: Request) -> Response:
     """Start pulling a URL or a Hugging Face model; the model is listed at once as downloading."""
-    job = await _services(request).pulls.pull(body.source, body.id)
-    return _accepted(job, job.model_id if job else (body.id or body.source))
+    model_id, job = await _services(request).pulls.pull_model(body.source, body.id)
+    return _accepted(job, model_id)
 
 
 @router.post("/models/{model_id}/download", status_code=202, responses=ERRORS)
