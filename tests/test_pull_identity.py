@@ -176,7 +176,7 @@ def test_a_full_disk_fails_the_job_removes_the_part_and_the_next_pull_works(
     done = finished(live, r.json()["id"])
     assert done["state"] == "failed" and "disk space" in done["error"]
     assert not part.exists() and not part.with_name(part.name + ".json").exists()
-    assert model(live, "full")["status"] == "missing"
+    assert model(live, "full")["status"] == "failed"  # not stuck in `downloading`
     monkeypatch.undo()
     with live.http() as http:
         again = http.post("/v1/models/full/download")
@@ -351,19 +351,19 @@ def test_a_file_whose_header_fails_is_never_listed_ready(home: Path, body: bytes
     with FaultServer() as files:
         url = files.add("/bad-Q4_K_M.gguf", body)
 
-        async def main() -> tuple[str, str | None, str]:
+        async def main() -> tuple[str, str | None, str, str | None]:
             puller = Pulls(ModelStore(home / "models"), DownloadManager(require_gguf=False))
             try:
                 model_id, job = await puller.pull_model(url, "bad")
                 assert job is not None
                 snap = await job.wait()
                 entry = puller.store.get(model_id)
-                status, _ = puller.status(entry) or (entry.status, None)
-                return snap.state, snap.error, status
+                status, why = puller.status(entry) or (entry.status, None)
+                return snap.state, snap.error, status, why
             finally:
                 puller.close()
 
-        state, error, status = asyncio.run(main())
+        state, error, status, why = asyncio.run(main())
     assert state == "failed" and error and "GGUF" in error
-    assert status != "ready"
+    assert status == "failed" and why and "GGUF" in why
     assert not (home / "models" / "bad" / "bad-Q4_K_M.gguf").exists()

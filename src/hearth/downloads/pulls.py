@@ -168,9 +168,9 @@ class Pulls:
         if not job.finished:
             return "downloading", None
         if job.state == "failed" and entry.status != "ready":
-            # A `.part` left by a failed job would read as `downloading`: nothing is running.
-            status = "failed" if entry.status == "downloading" else entry.status
-            return status, f"The last download failed: {job.error}"
+            # Not `downloading` (a `.part` may be left, but nothing runs) nor a plain `missing`:
+            # say that the pull failed and why, until the next pull or the files arrive.
+            return "failed", f"The last download failed: {job.error} Pull it again to retry."
         return None
 
     # ---- internals -------------------------------------------------------------------
