@@ -167,6 +167,9 @@ def test_model_layers_cannot_name_a_program_or_unsafe_flags() -> None:
         merge_engine_params(None, {"extra_args": ["--log-file", "/tmp/x"]}, None)
     with pytest.raises(InvalidParameter, match="whole number"):
         merge_engine_params(None, {"extra_args": ["--seed", "$(id)"]}, None)
+    for flag, value in (("--threads-http", "999999"), ("-ub", "100000000"), ("-b", "-5")):
+        with pytest.raises(InvalidParameter, match="whole number from -1 to"):
+            merge_engine_params(None, {"extra_args": [flag, value]}, None)
     for path in ("/etc/passwd", "../other/x.gguf", "a/../../x", "x\x00y"):
         with pytest.raises(InvalidParameter, match="inside the model's folder"):
             merge_engine_params(None, {"mmproj": path}, None)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -362,3 +363,64 @@ def test_a_shared_model_json_cannot_paint_the_terminal(home: Path) -> None:
     assert out.returncode == 0, text
     assert "\x1b" not in text and "\x07" not in text
     assert "[link=http://evil.example]click[/link]" in text
+
+
+# ---- 6. Links planted in a shared folder are never followed ----------------------------------
+
+
+def test_a_planted_part_link_never_makes_a_download_write_elsewhere(
+    server: ThreadedServer, home: Path, tmp_path: Path
+) -> None:
+    from support.fault_server import FaultServer, gguf_bytes
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    body = gguf_bytes(300_000, 5)
+    with FaultServer() as files:
+        url = files.add("/m.gguf", body)
+        folder = make_model(home, "shared", {"sources": [{"filename": "m.gguf", "url": url}]})
+        (folder / "m.gguf.part").symlink_to(victim)
+        sidecar = {"version": 1, "url": url, "total": len(body), "segments": [[0, len(body), 8]]}
+        (folder / "m.gguf.part.json").write_text(json.dumps(sidecar))
+        with server.http() as http:
+            job = http.post("/v1/models/shared/download").json()
+            for _ in range(600):
+                job = http.get(f"/v1/downloads/{job['id']}").json()
+                if job["state"] in ("completed", "failed"):
+                    break
+                time.sleep(0.05)
+    assert victim.read_text() == "precious"
+    assert job["state"] == "completed", job
+    assert (folder / "m.gguf").read_bytes() == body and not (folder / "m.gguf").is_symlink()
+
+
+def test_links_out_of_a_model_folder_are_refused(
+    server: ThreadedServer, home: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"api_token": "SECRET-TOKEN"}))
+    linked_json = home / "models" / "json-link"
+    linked_json.mkdir(parents=True)
+    (linked_json / "model.json").symlink_to(secret)
+    outside = tmp_path / "outside.gguf"
+    outside.write_bytes(FAKE_GGUF)
+    folder = make_model(home, "projector", {}, {"m.gguf": FAKE_GGUF})
+    (folder / "d").symlink_to(tmp_path)
+    drop = home / "drop"
+    drop.mkdir()
+    (drop / "m-00001-of-00002.gguf").write_bytes(gguf_bytes())
+    (drop / "m-00002-of-00002.gguf").symlink_to(outside)
+    with server.http() as http:
+        item = http.get("/v1/models/json-link").json()
+        assert item["status"] == "invalid" and "SECRET-TOKEN" not in json.dumps(item)
+        r = http.post("/v1/models/projector/start", json={"mmproj": "d/outside.gguf"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "file_outside_folder"
+        before = (folder / "model.json").read_bytes()
+        r = http.patch("/v1/models/projector", json={"engine_parameters": {"mmproj": "d/x.gguf"}})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "engine_parameters.mmproj"
+        assert (folder / "model.json").read_bytes() == before
+        first_part = str(drop / "m-00001-of-00002.gguf")
+        r = http.post("/v1/models/import", json={"path": first_part, "mode": "link"})
+        assert r.status_code == 403, r.text  # its second part is a link to outside the home
+    links = home / "linked-files.json"
+    assert not links.exists() or str(outside) not in links.read_text()

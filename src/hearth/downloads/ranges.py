@@ -275,9 +275,9 @@ class RangeFetcher:
         """The first bytes of the file must be the GGUF magic (unless `require_gguf` is off)."""
         if self.require_gguf and head[:4] != GGUF_MAGIC[: len(head[:4])]:
             raise InvalidModelFile(
-                f"{self.where} is not a GGUF model file (it starts with {head[:4]!r}, not "
-                "b'GGUF'); the partial file was deleted. Check that the URL points at a "
-                ".gguf file and not at a web page.",
+                f"{self.where} is not a GGUF model file (it does not start with the GGUF "
+                "magic); the partial file was deleted. Check that the URL points at a .gguf "
+                "file and not at a web page.",
                 param="url",
             )
 

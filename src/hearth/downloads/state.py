@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
+import tempfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,9 +118,16 @@ def save_state(path: Path, state: PartState) -> None:
     The temp file has a short dot-name of its own: `<name>.part.json.tmp` outgrew the 255-byte
     limit for names that `validate_filename` allows, and no downloaded file may start with a dot.
     """
-    tmp = path.with_name(f".{hashlib.sha256(path.name.encode()).hexdigest()[:16]}.tmp")
-    tmp.write_text(json.dumps(state.to_json()), encoding="utf-8")
-    os.replace(tmp, path)
+    prefix = f".{hashlib.sha256(path.name.encode()).hexdigest()[:16]}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)  # O_EXCL: no link
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(state.to_json()))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def load_state(path: Path) -> PartState | None:
@@ -149,7 +159,13 @@ class PartWriter:
 
     def __init__(self, path: Path, state: PartState, *, max_pending: int = 16) -> None:
         self.state = state
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW, and a regular file with one name: a `.part` planted in a shared folder as a
+        # symlink or a hard link must never make a download write into someone else's file.
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(self.fd)
+            raise OSError(errno.EPERM, f"{path.name} is not a plain file of its own")
         self.hashed = 0
         self._sha = hashlib.sha256()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="hearth-download-write")

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +207,14 @@ class _Transfer(RangeFetcher):
             path.unlink(missing_ok=True)
 
     def _load(self) -> PartState | None:
-        """Pick up an earlier `.part` when its sidecar says it came from this URL."""
+        """Pick up an earlier `.part` when its sidecar says it came from this URL.
+
+        Only plain files count: a `.part` or sidecar that is a symlink (or has other names) may
+        have been planted in a shared folder, and is removed, never followed."""
+        for path in (self.part, self.sidecar):
+            if path.is_symlink() or (path.exists() and not _own_plain_file(path)):
+                self._set_note(f"{path.name} was not a plain file; removed it and started over.")
+                path.unlink(missing_ok=True)
         if not self.part.exists():
             self.sidecar.unlink(missing_ok=True)
             return None
@@ -457,3 +465,8 @@ def _check_split_part(path: Path) -> None:
     kv_count = int.from_bytes(head[16:24], "little")
     if version not in (2, 3) or kv_count * 13 > size:
         raise InvalidModelFile(f"{path.name} has no valid GGUF header (version {version}).")
+
+
+def _own_plain_file(path: Path) -> bool:
+    st = path.lstat()
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1

@@ -32,6 +32,14 @@ MODEL_SAFE_FLAGS: dict[str, bool] = {  # flag -> takes an integer value
     "-lv": True, "--verbosity": True, "--log-verbosity": True,
     "--no-mmap": False, "--no-warmup": False, "-kvu": False, "--kv-unified": False,
 }  # fmt: skip
+#: Bounds on those values: a model folder must not be able to ask for a million threads or a
+#: batch whose buffers fill the machine's memory.
+_CAPS: tuple[tuple[frozenset[str], int], ...] = (
+    (frozenset({"-tb", "--threads-batch", "--threads-http"}), 1024),
+    (frozenset({"-b", "--batch-size", "-ub", "--ubatch-size"}), 65536),
+    (frozenset({"-lv", "--verbosity", "--log-verbosity"}), 10),
+)
+_VALUE_CAP = 999_999_999  # seeds, --n-predict
 ENGINE_JSON_HINT = "engines/llama-cpp/engine.json in your Hearth home"
 USER_ONLY_WHY = (
     "names a program to run, which only your own {where} may do (a model folder, a pull, an "
@@ -74,10 +82,11 @@ def check_extra_args(args: list[str], *, trusted: bool, source: str) -> None:
             if value is None:
                 i += 1
                 value = args[i] if i < len(args) else ""
-            if not re.fullmatch(r"-?\d{1,9}", value):
+            top = next((cap for names, cap in _CAPS if name in names), _VALUE_CAP)
+            if not re.fullmatch(r"-?\d{1,9}", value) or not -1 <= int(value) <= top:
                 raise InvalidParameter(
-                    f"Engine parameter 'extra_args' in {source}: {name} needs a whole number; "
-                    f"got {value!r}.",
+                    f"Engine parameter 'extra_args' in {source}: {name} needs a whole number "
+                    f"from -1 to {top}; got {value[:40]!r}.",
                     param="extra_args",
                 )
         i += 1

@@ -269,11 +269,29 @@ class EngineManager:
             self._fail(entry, exc.message)
             raise
         if overrides:
-            return self.planner.plan(entry, dict(overrides))
+            planned = self.planner.plan(entry, dict(overrides))
+            self._check_files(entry, planned)
+            return planned
         loaded = self.scheduler.loaded_request(entry.id)
         if loaded is not None and loaded.payload.config_key == fresh.payload.config_key:
             return loaded
+        if loaded is None:
+            self._check_files(entry, fresh)  # about to launch: look at the files once more
         return fresh
+
+    def _check_files(self, entry: ModelEntry, req: LoadRequest) -> None:
+        """Right before a launch, every file the engine will open must still resolve where the
+        model may keep files: a symlink can change after the folder was read, and a start
+        request may name another projector. engine.json's own `mmproj` is the user's choice."""
+        params = req.payload.params
+        mmproj = params.get("mmproj")
+        trusted = self.planner.engine_layer_value(DEFAULT_ENGINE, "mmproj")
+        extra = [mmproj] if isinstance(mmproj, str) and mmproj != trusted else []
+        try:
+            self.store.check_launch(entry, extra)
+        except InvalidRequest as exc:
+            self._fail(entry, exc.message)
+            raise
 
     async def _load(self, entry: ModelEntry, req: LoadRequest, *, lease: bool) -> Any:
         try:

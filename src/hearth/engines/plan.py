@@ -102,6 +102,10 @@ class Planner:
         """engine.json's raw object ({} if absent), cached until the file changes."""
         return self._engine_layer(engine_id)[1]
 
+    def engine_layer_value(self, engine_id: str, key: str) -> Any:
+        """One value from engine.json as written (None when absent)."""
+        return self._engine_layer(engine_id)[1].get(key)
+
     def _engine_layer(self, engine_id: str) -> tuple[tuple[int, int] | None, dict[str, Any]]:
         path = self.engine_json_path(engine_id)
         try:

@@ -312,7 +312,7 @@ def _parse(src: _Source) -> GGUFInfo:
             )
         what, fix = _describe(head)
         raise InvalidModelFile(
-            f"{src.path} is not a GGUF model: it starts with bytes {head[:4]!r} ({what}). {fix}"
+            f"{src.path} is not a GGUF model ({what}). {fix}"  # never quote a stranger's bytes
         )
     src.at, src.where = 4, "the GGUF version"
     version = src.u32()

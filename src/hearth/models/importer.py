@@ -221,6 +221,9 @@ class Importer:
         if model_id is not None:
             validate_model_id(model_id)
         parts = self._split_parts(path)
+        if check_allowed:
+            for part in parts:  # every part: a sibling may be a link to anywhere
+                self._check_allowed(part)
         infos = [check_model_file(p) for p in parts]
         if is_projector(parts[0], infos[0]):
             raise InvalidRequest(

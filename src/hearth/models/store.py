@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 
 from hearth.errors import Conflict, InsufficientStorage, InvalidRequest, ModelNotFound
 from hearth.models.ids import validate_model_id
-from hearth.models.links import FileRoots
+from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
     ModelInfo,
     SchemaError,
@@ -333,6 +333,15 @@ class ModelStore:
             if not any(p.suffix.lower() in MODEL_SUFFIXES for p in _safe_iterdir(folder)):
                 return None  # not a model folder (yet)
             raw = {}
+        elif os.path.islink(path) and not is_inside(
+            os.path.realpath(path), os.path.realpath(folder)
+        ):
+            return self._invalid(
+                folder,
+                None,
+                f"{self._rel(path)} is a link to a file outside the model's folder, which a model "
+                "folder may not use (it could come from anyone). Replace it with a real file.",
+            )
         else:
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
@@ -397,13 +406,44 @@ class ModelStore:
                     name, f"'{name}' points outside the model's folder ({shown}). {fix}"
                 )
 
-    def _outside(self, entry: ModelEntry) -> Path | None:
+    def _refuse_links_out(self, folder: Path, info: ModelInfo, raw: dict[str, Any]) -> None:
+        """An edit whose files (sources, mmproj) resolve through a link to outside the folder is
+        refused before it is written, as loading would list it invalid."""
+        probe = ModelEntry(folder=folder, id=info.id, info=info, raw=raw, status="ready")
+        self._resolve_files(probe)
+        outside = self._outside(probe)
+        if outside is not None:
+            raise InvalidRequest(
+                f"{self._rel(outside)} leads to a file outside the model's folder, so this edit "
+                "could never load. Use a file inside the folder, `hearth models import FILE "
+                "--mode link`, or a folder in the 'import_dirs' setting.",
+                param="sources" if outside in probe.files else "engine_parameters.mmproj",
+            )
+
+    def check_launch(self, entry: ModelEntry, extra: Sequence[str]) -> None:
+        """Before an engine opens the model's files: each must resolve inside the folder (or
+        where the user allowed), now, not only when the folder was read. `extra` are file
+        names a start request adds (a projector), resolved beside the model file."""
+        model_path = entry.model_path
+        base = model_path.parent if model_path is not None else entry.folder
+        outside = self._outside(entry, [base / name for name in extra])
+        if outside is not None:
+            raise InvalidRequest(
+                f"Model '{entry.id}' would open {self._rel(outside)}, which leads outside the "
+                "model's folder. Model files live in the model's folder; to use a file where it "
+                "is, run `hearth models import FILE --mode link` or add its folder to the "
+                "'import_dirs' setting.",
+                param="model",
+                code="file_outside_folder",
+            )
+
+    def _outside(self, entry: ModelEntry, more: Sequence[Path] = ()) -> Path | None:
         """The first of the model's files that resolves outside where it may live (a symlink
         in a shared folder that leads to /etc/shadow, say), or None."""
         if entry.info is None or entry.info.is_remote:
             return None
         real_folder = os.path.realpath(entry.folder)
-        paths = list(entry.files)
+        paths = [*entry.files, *more]
         mmproj = entry.info.engine_parameters.get("mmproj")
         if isinstance(mmproj, str) and "\x00" not in mmproj:
             paths.append(entry.folder / mmproj)  # a projector the sources do not list
@@ -537,6 +577,7 @@ class ModelStore:
                 self.check_places(info, entry.folder)
             except SchemaError as exc:
                 raise InvalidRequest(exc.message, param=exc.field) from exc
+            self._refuse_links_out(entry.folder, info, merged)
             if check is not None:
                 check(info)
             write_json_atomic(path, merged)
