@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
+from support.waiting import job_done
 
 from hearth.config import load_settings
 from hearth.services import Services
@@ -383,12 +383,7 @@ def test_a_planted_part_link_never_makes_a_download_write_elsewhere(
         sidecar = {"version": 1, "url": url, "total": len(body), "segments": [[0, len(body), 8]]}
         (folder / "m.gguf.part.json").write_text(json.dumps(sidecar))
         with server.http() as http:
-            job = http.post("/v1/models/shared/download").json()
-            for _ in range(600):
-                job = http.get(f"/v1/downloads/{job['id']}").json()
-                if job["state"] in ("completed", "failed"):
-                    break
-                time.sleep(0.05)
+            job = job_done(server.url, http.post("/v1/models/shared/download").json()["id"])
     assert victim.read_text() == "precious"
     assert job["state"] == "completed", job
     assert (folder / "m.gguf").read_bytes() == body and not (folder / "m.gguf").is_symlink()

@@ -14,6 +14,7 @@ from conftest import make_model
 from support.fault_server import FaultServer, sha256
 from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
+from support.waiting import job_done as wait_job
 from support.waiting import wait_for
 from typer.testing import CliRunner
 
@@ -39,12 +40,7 @@ def live(home: Path) -> Iterator[ThreadedServer]:
 
 
 def job_done(live: ThreadedServer, job_id: str) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        with live.http() as http:
-            body = http.get(f"/v1/downloads/{job_id}").json()
-        return body if body["state"] in ("completed", "failed", "cancelled") else None
-
-    return wait_for(finished, what=f"job {job_id}")
+    return wait_job(live.url, job_id)
 
 
 def get_model(live: ThreadedServer, model_id: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from support.fault_server import FaultServer, sha256
 from support.gguf_factory import gguf_bytes
 from support.server import HearthProcess, ThreadedServer, free_port
 from support.silent_server import SilentServer
-from support.waiting import wait_for
+from support.waiting import job_done, wait_for
 
 from hearth.cli.render import SHOWN_MAX, shown
 from hearth.config import load_settings
@@ -60,12 +60,7 @@ def pull(live: ThreadedServer, source: str, model_id: str | None = None) -> http
 
 
 def finished(live: ThreadedServer, job_id: str) -> dict[str, Any]:
-    def state() -> dict[str, Any] | None:
-        with live.http() as http:
-            body = http.get(f"/v1/downloads/{job_id}").json()
-        return body if body["state"] in ("completed", "failed", "cancelled") else None
-
-    return wait_for(state, what=f"job {job_id}")
+    return job_done(live.url, job_id)
 
 
 def model(live: ThreadedServer, model_id: str) -> dict[str, Any]:
