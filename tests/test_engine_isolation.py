@@ -56,8 +56,8 @@ def srv(home: Path) -> Iterator[ThreadedServer]:
 
 def _engine_url_and_key(srv: ThreadedServer) -> tuple[str, dict[str, str]]:
     runner = srv.services.engines.scheduler.runner_for("smol")
-    assert runner is not None
-    return runner.base_url, runner.auth_headers
+    assert runner is not None and runner.first is not None
+    return runner.first.base_url, runner.first.auth_headers
 
 
 def test_hearth_answers_but_its_engine_refuses_everyone_else(srv: ThreadedServer) -> None:

@@ -18,7 +18,6 @@ import pytest
 from support.engines import FOREVER_LOADING, fake_engine, gone, until
 from support.smollm import smollm2_path
 
-from hearth.engines.base import Runner
 from hearth.engines.llamacpp import LlamaCppProcess
 from hearth.engines.params import merge_engine_params
 from hearth.engines.remote import RemoteEngine
@@ -47,7 +46,6 @@ def engine(params: dict[str, Any], tmp_path: Path, **kw: Any) -> LlamaCppProcess
 
 async def test_worker_serves_chat_and_streams_under_the_alias(tmp_path: Path) -> None:
     proc = engine({}, tmp_path)
-    assert isinstance(proc, Runner)
     t0 = time.monotonic()
     await proc.start()
     took = time.monotonic() - t0
@@ -83,7 +81,7 @@ async def test_worker_serves_chat_and_streams_under_the_alias(tmp_path: Path) ->
         remote = RemoteEngine.from_params(
             {"base_url": proc.base_url + "/v1", "model": "smol-test"}, model_id="alias-here"
         )
-        await remote.start(check=True)
+        await remote.check_reachable()
         body = remote.rewrite_body({**CHAT, "model": "alias-here"})
         up = await client.post(f"{remote.base_url}/chat/completions", json=body)
         assert up.json()["model"] == "smol-test"
@@ -222,6 +220,5 @@ async def test_binary_must_be_an_executable(tmp_path: Path) -> None:
 
 async def test_unreachable_remote_is_an_engine_error() -> None:
     remote = RemoteEngine.from_params({"base_url": "http://127.0.0.1:9/v1"}, model_id="m")
-    await remote.start()  # no check: nothing to do
     with pytest.raises(EngineError, match="not reachable"):
-        await remote.start(timeout=5, check=True)
+        await remote.check_reachable(timeout=5)

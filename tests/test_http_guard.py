@@ -392,7 +392,9 @@ def test_405_carries_allow_and_unknown_routes_are_plain_404s(
             r = http.get(path)
             assert r.status_code == 404, path
             assert r.json()["error"]["code"] == "not_found", path
-        assert http.get("/v1/models/a%2Fb/x").json()["error"]["code"] == "invalid_model_id"
+        # A bad id where a model route would be is a bad id; a path no id could route is a 404.
+        assert http.post("/v1/models/a%2Fb/start").json()["error"]["code"] == "invalid_model_id"
+        assert http.get("/v1/models/a%2Fb/x").json()["error"]["code"] == "not_found"
 
 
 # --- docs --------------------------------------------------------------------------------------

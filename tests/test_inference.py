@@ -244,7 +244,9 @@ def test_client_disconnect_cancels_the_generation(srv: ThreadedServer, http: htt
     # Closing the client's connection closed Hearth's to the engine: llama.cpp cancelled it.
     assert until(lambda: _cancels(log) == before + 1)
     slots = f"http://127.0.0.1:{engine['port']}/slots"
-    auth = srv.services.engines.scheduler.runner_for("smol-one").auth_headers  # engine's own key
+    runner = srv.services.engines.scheduler.runner_for("smol-one")
+    assert runner is not None and runner.first is not None
+    auth = runner.first.auth_headers  # the engine's own key
     assert until(lambda: httpx.get(slots, headers=auth).json()[0]["is_processing"] is False)
     # Same for a plain (non-streamed) request whose client gives up.
     with pytest.raises(httpx.ReadTimeout):

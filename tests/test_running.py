@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 from hearth.cli.main import app
 from hearth.cli.run import ChatSession
 from hearth.config import Settings, load_settings
-from hearth.engines.params import parse_keep_alive
 from hearth.server.serve import bind_socket
 from hearth.services import Services
 
@@ -76,21 +75,6 @@ def test_a_model_over_the_memory_budget_is_refused(home: Path) -> None:
         error = answer.json()["error"]
         assert error["code"] == "unavailable" and "memory_budget" in error["message"]
         assert running(http) == {}
-
-
-KEEP_ALIVES = [(300, 300), ("90", 90), ("5m", 300), ("1h30m", 5400), ("1.5s", 1.5), ("-1", -1),
-               (-5, -1), ("0", 0)]  # fmt: skip
-
-
-@pytest.mark.parametrize("value,seconds", KEEP_ALIVES)
-def test_keep_alive_values(value: object, seconds: float) -> None:
-    assert parse_keep_alive(value) == seconds
-
-
-@pytest.mark.parametrize("value", ["soon", "5x", "", True, None, [1], "1e999"])
-def test_keep_alive_rejects(value: object) -> None:
-    with pytest.raises(ValueError, match="duration"):
-        parse_keep_alive(value)
 
 
 def test_served_connections_send_without_nagle_delay(settings: Settings) -> None:

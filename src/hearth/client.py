@@ -1,4 +1,8 @@
-"""A typed client for Hearth's own API (the CLI uses it when a server is running)."""
+"""A typed client for Hearth's own API (the CLI uses it when a server is running).
+
+Errors come back as the server raised them: the body's `code` picks the class from
+`hearth.errors` (see `from_wire`), so callers catch ModelNotFound, not "a 404".
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,7 @@ from typing import Any
 
 import httpx
 
-from hearth.errors import (
-    Conflict,
-    EngineError,
-    Forbidden,
-    HearthError,
-    InsufficientStorage,
-    InvalidRequest,
-    NotFound,
-    RequestTooLarge,
-    Unauthorized,
-    Unavailable,
-    UnsupportedMediaType,
-)
-
-_BY_STATUS: dict[int, type[HearthError]] = {
-    400: InvalidRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    413: RequestTooLarge,
-    415: UnsupportedMediaType,
-    502: EngineError,
-    503: Unavailable,
-    507: InsufficientStorage,
-}
+from hearth.errors import from_wire
 
 
 class HearthClient:
@@ -49,15 +28,15 @@ class HearthClient:
         self.close()
 
     def _check(self, response: httpx.Response) -> Any:
+        """The body of a success; for an error, the HearthError its `code` names (ModelNotFound
+        for "model_not_found", ...), else the class of its HTTP status."""
         if response.is_success:
             return response.json()
         try:
-            error = response.json()["error"]
-            message, code = error["message"], error.get("code")
-        except (ValueError, KeyError, TypeError):
-            message, code = response.text or response.reason_phrase, None
-        cls = _BY_STATUS.get(response.status_code, HearthError)
-        raise cls(message, code=code)
+            body = response.json()
+        except ValueError:
+            body = None
+        raise from_wire(response.status_code, body, response.text or response.reason_phrase)
 
     def health(self, timeout: float = 2.0) -> dict[str, Any]:
         return self._check(self.http.get("/health", timeout=timeout))

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearth.errors import InvalidRequest
+from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive
 
 DEFAULT_HOME = "~/hearth"
 SETTINGS_FILE = "settings.json"
@@ -79,7 +80,9 @@ class Settings(BaseModel):
     memory_budget: int | None = Field(
         None, ge=0, description="Bytes of memory loaded models may use (default: available RAM)."
     )
-    keep_alive: float = Field(300.0, description="Seconds an idle model stays loaded.")
+    keep_alive: KeepAlive = Field(
+        300.0, description=f"How long an idle model stays loaded: {KEEP_ALIVE_HELP}."
+    )
     starter: bool = Field(
         True,
         description="On `hearth serve` with no models, install SmolLM2-135M-Instruct (98 MB).",
@@ -87,17 +90,6 @@ class Settings(BaseModel):
     insecure: bool = Field(False, description="Allow a non-loopback bind without an API key.")
     watch: bool = Field(True, description="Import model files dropped into models/ while serving.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
-
-    @field_validator("keep_alive", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        """Seconds, or a duration like "10m" (negative: never unload), as in requests."""
-        from hearth.engines.params import parse_keep_alive
-
-        try:
-            return parse_keep_alive(value)
-        except ValueError as exc:
-            raise ValueError(f"must be {exc}") from None
 
     @field_validator("cors_origins", "allowed_hosts", "import_dirs", mode="before")
     @classmethod

@@ -1,10 +1,17 @@
-"""Assemble a full Hearth process: services, background tasks, and the HTTP server."""
+"""Assemble a full Hearth process: services, background tasks, and the HTTP server.
+
+The faces start servers only through here: `hearth serve` (`run_server`) and the CLI commands
+that need a server when none runs (`serve_in_background`, for `hearth run`). Both take the
+home's lock before any start-up work, so `cli/` never reaches into `server/` itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from hearth.config import Settings
 from hearth.instance import HomeInstance
-from hearth.server.serve import serve
 from hearth.services import Services
 
 
@@ -15,9 +22,27 @@ def run_server(settings: Settings) -> None:
     trash, recovers interrupted imports): a second server must be refused before that, and
     before it binds, so its error says "home busy" rather than "port taken".
     """
+    from hearth.server.serve import serve
     from hearth.starter import install_on_start
 
     with HomeInstance(settings.home) as instance:
         services = Services.create(settings)
         # Engines stop in Services.stop (the app's lifespan), so Ctrl-C and SIGTERM leave none.
         serve(services, on_start=[install_on_start], instance=instance)
+
+
+@contextlib.contextmanager
+def serve_in_background(settings: Settings) -> Iterator[str]:
+    """Serve the home on a free loopback port in a thread of this process; yields its URL.
+
+    Like `run_server`, the home's lock is taken before `Services.create` runs: if another
+    process began serving the home meanwhile, that is a clear "home busy" error naming it,
+    never a second server. Its engines stop when the block ends.
+    """
+    from hearth.server.background import BackgroundServer
+
+    with (
+        HomeInstance(settings.home) as instance,
+        BackgroundServer(Services.create(settings), instance=instance) as url,
+    ):
+        yield url

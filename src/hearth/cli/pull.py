@@ -17,11 +17,8 @@ from hearth.cli.backend import server_for
 from hearth.cli.common import friendly_errors, settings_from
 from hearth.cli.render import console, err_console, shown, transfer_progress
 from hearth.config import Settings
-from hearth.downloads.jobs import DownloadManager
-from hearth.downloads.pulls import Pulls
 from hearth.errors import HearthError
-from hearth.models.links import FileRoots
-from hearth.models.store import ModelStore
+from hearth.services import Services
 
 
 class _Bars:
@@ -82,26 +79,17 @@ def _via_server(client: Any, source: str, model_id: str | None) -> None:
 
 
 async def _locally(settings: Settings, source: str, model_id: str | None) -> None:
-    manager = DownloadManager(
-        reserve_bytes=settings.download_reserve_bytes,
-        max_bytes=settings.max_download_bytes,
-        allow_private=settings.allow_private_redirects,
-    )
-    pulls = Pulls(
-        ModelStore(settings.models_dir, FileRoots(settings.home, settings.import_dirs)),
-        manager,
-        reserve_bytes=settings.download_reserve_bytes,
-        allow_private=settings.allow_private_redirects,
-    )
+    """No server: this process does what `hearth serve` would, through the same `Services`
+    (its start-up work included: home layout, interrupted deletes and imports finished)."""
+    services = Services.create(settings)
     try:
-        await _follow(pulls, source, model_id)
+        await _follow(services, source, model_id)
     finally:
-        await pulls.manager.aclose()
-        pulls.close()
+        await services.stop()
 
 
-async def _follow(pulls: Pulls, source: str, model_id: str | None) -> None:
-    pulled, job = await pulls.pull_model(source, model_id)
+async def _follow(services: Services, source: str, model_id: str | None) -> None:
+    pulled, job = await services.pull(source, model_id)
     if job is None:
         console.print(f"[bold]{shown(pulled)}[/bold] is already complete.")
         return
@@ -109,12 +97,11 @@ async def _follow(pulls: Pulls, source: str, model_id: str | None) -> None:
     with transfer_progress() as progress:
         bars = _Bars(progress)
         try:
-            async for s in pulls.manager.subscribe(job.id):
-                snap = s.to_dict()
+            async for s in services.download_progress(job.id):
+                snap = s
                 bars.update(snap)
         except asyncio.CancelledError:
-            pulls.manager.cancel(job.id)
-            snap = (await job.wait()).to_dict()
+            snap = await services.cancel_download(job.id)
     _finish(snap, job.model_id)
 
 

@@ -24,7 +24,7 @@ from hearth.cli.common import friendly_errors, settings_from
 from hearth.cli.render import console, err_console, human_size
 from hearth.client import HearthClient
 from hearth.config import Settings
-from hearth.errors import EngineError, HearthError
+from hearth.errors import EngineError, HearthError, from_wire
 
 Message = dict[str, str]
 Stream = Callable[[list[Message]], Iterator[str]]
@@ -72,8 +72,8 @@ def stream_chat(
             if data == "[DONE]":
                 return
             event = json.loads(data)
-            if event.get("error"):
-                raise EngineError(str(event["error"].get("message", event["error"])))
+            if event.get("error"):  # the engine failed mid-stream: its error, by code
+                raise from_wire(EngineError.status, event, str(event["error"]))
             for choice in event.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
@@ -82,29 +82,19 @@ def stream_chat(
 
 @contextlib.contextmanager
 def session_client(settings: Settings) -> Iterator[HearthClient]:
-    """The home's running server's client, or one for a server started here for this session.
-
-    The server started here takes the home's lock before anything else (so `Services.create`
-    runs under it): if another process began serving the home meanwhile, that is a clear
-    "home busy" error naming it, never a second server.
-    """
+    """The home's running server's client, or one for a server started here for this session
+    (`hearth.runtime.serve_in_background`: it holds the home's lock like `hearth serve`)."""
     running = server_for(settings)
     if running is not None:
         with running:
             yield running
         return
-    from hearth.instance import HomeInstance
-    from hearth.server.background import BackgroundServer
-    from hearth.services import Services
+    from hearth.runtime import serve_in_background
 
     err_console.print(
         "[dim]No server runs for this home; serving one in this process until you leave.[/dim]"
     )
-    with (
-        HomeInstance(settings.home) as instance,
-        BackgroundServer(Services.create(settings), instance=instance) as url,
-        HearthClient(url, settings.api_key) as client,
-    ):
+    with serve_in_background(settings) as url, HearthClient(url, settings.api_key) as client:
         yield client
 
 
@@ -214,7 +204,26 @@ def running_table(models: list[dict[str, Any]], now: float | None = None) -> Tab
             str(m.get("requests_served", 0)),
             unloads,
         )
+        _replica_rows(table, m.get("replicas") or [])
     return table
+
+
+def _replica_rows(table: Table, replicas: list[dict[str, Any]]) -> None:
+    """One indented row per engine process of a model that has several."""
+    if len(replicas) < 2:
+        return
+    for r in replicas:
+        active = r.get("active_requests") or 0
+        table.add_row(
+            f"  replica {r.get('index', '?')}",
+            str(r.get("status", "-")),
+            str(r.get("pid") or "-"),
+            str(r.get("port") or "-"),
+            "",
+            "",
+            str(r.get("requests_served", 0)),
+            f"busy ({active})" if active else "",
+        )
 
 
 @friendly_errors
@@ -222,7 +231,7 @@ def ps(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table."),
 ) -> None:
-    """List loaded models: pid, port, memory, uptime, requests, when each unloads."""
+    """List loaded models: pid, port, memory, uptime, requests, when each unloads, replicas."""
     client = server_for(settings_from(ctx))
     if client is None:
         console.print(f"{NO_SERVER} Start one with `hearth serve`.")

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from hearth.errors import HearthError
+# The download errors live in the one error tree; imported here for the download code.
+from hearth.errors import BodyTooLarge, ChecksumMismatch, DownloadCancelled, DownloadFailed
+
+__all__ = [
+    "BodyTooLarge",
+    "ChecksumMismatch",
+    "DownloadCancelled",
+    "DownloadFailed",
+]
 
 log = logging.getLogger("hearth.downloads.transfer")
 
@@ -27,38 +35,6 @@ class CancelEvent(Protocol):
 
     def is_set(self) -> bool: ...
     async def wait(self) -> Any: ...
-
-
-class DownloadFailed(HearthError):
-    """The transfer failed (network, server, integrity). New here: a HearthError, HTTP 502."""
-
-    status = 502
-    code = "download_failed"
-
-
-class ChecksumMismatch(DownloadFailed):
-    """The finished file's sha256 differs from the one the source promised."""
-
-    code = "checksum_mismatch"
-
-    def __init__(self, message: str, *, expected: str, actual: str) -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
-
-
-class BodyTooLarge(DownloadFailed):
-    """A body of unstated size ran past `max_download_bytes`; the `.part` is deleted."""
-
-    code = "download_too_large"
-
-
-class DownloadCancelled(HearthError):
-    """The caller cancelled; the `.part` and its sidecar are kept so the next pull resumes."""
-
-    status = 409
-    type = "invalid_request_error"
-    code = "download_cancelled"
 
 
 @dataclass(frozen=True)

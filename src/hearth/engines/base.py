@@ -1,49 +1,15 @@
-"""What every engine runner offers a scheduler, and small helpers the runners share.
-
-`Runner` is structural (a Protocol), so the scheduler's tests can use fakes and the local
-llama.cpp process and a remote OpenAI-compatible upstream look the same to it.
-"""
+"""Small helpers every engine kind shares: a log ring, redaction of secrets, a free port."""
 
 from __future__ import annotations
 
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Protocol, runtime_checkable
 
 LOG_TAIL_BYTES = 16 * 1024
 _SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|auth|credential)", re.I)
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 REDACTED = "***"
-
-
-@runtime_checkable
-class Runner(Protocol):
-    """One started model as a scheduler sees it; every method is safe to call in any state."""
-
-    @property
-    def alive(self) -> bool: ...
-
-    @property
-    def base_url(self) -> str:
-        """Where to send OpenAI-style requests, without a trailing slash (e.g. .../v1 prefix
-        is the caller's business: llama-server answers on both /v1/... and /...)."""
-        ...
-
-    @property
-    def load_seconds(self) -> float | None: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def wait_exit(self) -> int | None:
-        """Return once the runner has stopped or died (its exit code, None if unknown)."""
-        ...
-
-    def rss_bytes(self) -> int: ...
-
-    def log_tail(self, max_bytes: int = LOG_TAIL_BYTES) -> str: ...
 
 
 class LogRing:

@@ -1,9 +1,10 @@
 """The engine manager: which process serves a model, and the way a request gets to it.
 
-It ties the pieces together: the store says what a model is, the planner turns it into a
-`LoadRequest` (parameters, fingerprint, memory), the scheduler decides what stays loaded, a
-`SupervisedProcess` runs llama.cpp, and the proxy carries requests to it. Routes and the CLI
-call only this class.
+It ties the pieces together: the store says what a model is, the model's engine kind
+(engines/registry.py) says how to run it, the planner turns both into a `LoadRequest`
+(parameters, fingerprint, memory), the scheduler decides what stays loaded, a `ReplicaSet` of
+`EngineProcess`es runs it (one per replica) and picks a replica per request, and the proxy
+carries requests there. The service layer calls only this class.
 
 Failures show up where people look: a model whose engine failed to start or died is listed
 with status "failed" and the reason (with the engine's last output) until it starts again,
@@ -19,14 +20,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from hearth.config import Settings
-from hearth.engines.llamacpp import LlamaCppProcess
-from hearth.engines.plan import LaunchSpec, Planner
+from hearth.engines import registry
+from hearth.engines.plan import Planner
+from hearth.engines.process import EngineProcess
 from hearth.engines.proxy import Proxy, Upstream, prepare_body
+from hearth.engines.registry import LaunchSpec
 from hearth.engines.remote import RemoteEngine
+from hearth.engines.replicas import Replica, ReplicaSet
 from hearth.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
 from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
@@ -34,94 +37,52 @@ from hearth.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 
 log = logging.getLogger(__name__)
 
-_DEATH_TAIL = 2000
-
-
-class SupervisedProcess(LlamaCppProcess):
-    """A llama.cpp child that reports its own unexpected death, so the model is marked failed
-    (and restarted by the next request) even when no request is running at the time."""
-
-    def __init__(
-        self,
-        spec: LaunchSpec,
-        *,
-        on_ready: Callable[[SupervisedProcess], None],
-        on_death: Callable[[SupervisedProcess], None],
-        registry_dir: Path | None = None,
-    ) -> None:
-        super().__init__(
-            spec.model_path,
-            spec.params,
-            alias=spec.model_id,
-            log_path=spec.log_path,
-            registry_dir=registry_dir,
-        )
-        self.spec = spec
-        self._on_ready = on_ready
-        self._on_death = on_death
-        self._watch: asyncio.Task[None] | None = None
-        self.crashed = False  # stays true after the scheduler's clean-up stop() of the corpse
-
-    async def start(self, timeout: float | None = None) -> None:
-        await super().start(timeout)
-        self._on_ready(self)
-        self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
-
-    async def _watch_exit(self) -> None:
-        await self.wait_exit()
-        if self.unexpected_exit:
-            self.crashed = True
-            self._on_death(self)
-
-    def death_reason(self) -> str:
-        tail = self.log_tail(_DEATH_TAIL).rstrip()
-        where = f" Full log: {self.log_path}." if self.log_path else ""
-        return (
-            f"The llama.cpp engine for '{self.alias}' exited unexpectedly with code "
-            f"{self.returncode}; the next request starts it again.{where} "
-            f"Last engine output:\n{tail}"
-        )
-
 
 @dataclass
 class LocalTarget:
-    """A leased local engine, for the proxy."""
+    """One request's replica of a leased local model, for the proxy."""
 
-    manager: EngineManager
-    lease: Lease[SupervisedProcess]
+    lease: Lease[ReplicaSet]
+    replica: Replica
+    process: EngineProcess
     headers: dict[str, str] = field(default_factory=dict)
     remote: bool = False
 
     @property
-    def runner(self) -> SupervisedProcess:
-        return self.lease.runner
+    def prefix(self) -> str:
+        return self.process.kind.api_prefix
 
     @property
     def url(self) -> str:
-        return f"{self.runner.base_url}/v1"
+        return f"{self.process.base_url}{self.prefix}"
 
     @property
     def address(self) -> tuple[str, int]:
-        return self.runner.host, int(self.runner.port or 0)
+        return self.process.host, int(self.process.port or 0)
+
+    @property
+    def auth_head(self) -> bytes:
+        return self.process.auth_head
 
     def release(self) -> None:
+        if not self.lease.released:
+            self.lease.runner.release(self.replica)
         self.lease.release()
 
     async def failure(self, exc: Exception) -> EngineError:
-        runner = self.runner
+        proc = self.process
         with contextlib.suppress(TimeoutError):  # a killed child is reaped within milliseconds
-            await asyncio.wait_for(runner.wait_exit(), 1.0)
-        if runner.crashed or runner.unexpected_exit:
-            self.manager._died(runner)
-            return EngineError(runner.death_reason())
-        if runner.returncode is not None:
+            await asyncio.wait_for(proc.wait_exit(), 1.0)
+        if proc.crashed or proc.unexpected_exit:
+            return self.lease.runner.failure(proc)
+        if proc.returncode is not None:
             return EngineError(
-                f"The engine for '{runner.alias}' was stopped (unloaded or deleted) during the "
+                f"The engine for '{proc.alias}' was stopped (unloaded or deleted) during the "
                 "request. Send it again to load the model anew."
             )
         return EngineError(
-            f"Lost the connection to the engine for '{runner.alias}' ({type(exc).__name__}: "
-            f"{exc}). Try again; if it persists, see {runner.log_path}."
+            f"Lost the connection to the engine for '{proc.alias}' ({type(exc).__name__}: "
+            f"{exc}). Try again; if it persists, see {proc.log_path}."
         )
 
 
@@ -130,6 +91,7 @@ class RemoteTarget:
     engine: RemoteEngine
     headers: dict[str, str]
     remote: bool = True
+    prefix: str = ""
 
     @property
     def url(self) -> str:
@@ -156,7 +118,7 @@ class EngineManager:
         self.settings = settings
         self.store = store
         self.planner = Planner(settings.engines_dir, settings.logs_dir)
-        self.scheduler: Scheduler[SupervisedProcess] = Scheduler(
+        self.scheduler: Scheduler[ReplicaSet] = Scheduler(
             self._make_runner,
             max_loaded_models=settings.max_loaded_models,
             memory_budget_bytes=settings.memory_budget,
@@ -187,20 +149,29 @@ class EngineManager:
 
     # ---- the runner factory and its callbacks ---------------------------------------------
 
-    def _make_runner(self, req: LoadRequest) -> SupervisedProcess:
-        self.planner.rotate_log(req.payload.log_path)
-        return SupervisedProcess(
-            req.payload,
-            on_ready=self._ready,
-            on_death=self._died,
-            registry_dir=self.registry_dir,
+    def _make_runner(self, req: LoadRequest) -> ReplicaSet:
+        spec: LaunchSpec = req.payload
+        kind = registry.local_kind(spec.kind)
+        if kind is None:
+            raise EngineError(f"The engine kind {spec.kind!r} is no longer installed.")
+        return ReplicaSet(kind, spec, make_process=self._make_process, on_death=self._died)
+
+    def _make_process(
+        self, spec: LaunchSpec, index: int, on_exit: Callable[[EngineProcess], None]
+    ) -> EngineProcess:
+        """One replica's process: replica 0 logs to <id>.log, replica k to <id>.k.log."""
+        log_path = spec.log_path
+        if index:
+            log_path = log_path.with_name(f"{spec.model_id}.{index}.log")
+        self.planner.rotate_log(log_path)
+        kind = registry.local_kind(spec.kind)
+        assert kind is not None
+        return EngineProcess(
+            kind, spec, log_path=log_path, registry_dir=self.registry_dir, on_exit=on_exit
         )
 
-    def _ready(self, runner: SupervisedProcess) -> None:
-        self._failed.pop(runner.alias, None)
-
-    def _died(self, runner: SupervisedProcess) -> None:
-        """Forget a dead engine (once), so the model reads failed and the next request restarts."""
+    def _died(self, runner: ReplicaSet) -> None:
+        """Forget a dead model (once), so it reads failed and the next request restarts it."""
         model_id = runner.alias
         if self.scheduler.runner_for(model_id) is not runner:
             return  # already handled, or an older instance
@@ -262,7 +233,9 @@ class EngineManager:
     def _plan(self, entry: ModelEntry, overrides: Mapping[str, Any] | None = None) -> LoadRequest:
         """Plan a load. Without overrides, a loaded instance whose files have not changed since
         is reused as it is (with any overrides it was started with)."""
-        self.planner.ensure_engine_json(DEFAULT_ENGINE)
+        assert entry.info is not None
+        if entry.info.engine == DEFAULT_ENGINE:
+            self.planner.ensure_engine_json(DEFAULT_ENGINE)
         try:
             fresh = self.planner.plan(entry)
         except InvalidParameter as exc:
@@ -285,7 +258,8 @@ class EngineManager:
         request may name another projector. engine.json's own `mmproj` is the user's choice."""
         params = req.payload.params
         mmproj = params.get("mmproj")
-        trusted = self.planner.engine_layer_value(DEFAULT_ENGINE, "mmproj")
+        assert entry.info is not None
+        trusted = self.planner.engine_layer_value(entry.info.engine, "mmproj")
         extra = [mmproj] if isinstance(mmproj, str) and mmproj != trusted else []
         try:
             self.store.check_launch(entry, extra)
@@ -295,12 +269,14 @@ class EngineManager:
 
     async def _load(self, entry: ModelEntry, req: LoadRequest, *, lease: bool) -> Any:
         try:
-            if lease:
-                return await self.scheduler.acquire(req)
-            return await self.scheduler.load(req)
+            loaded: Any = (
+                await self.scheduler.acquire(req) if lease else await self.scheduler.load(req)
+            )
         except EngineError as exc:
             self._fail(entry, exc.message)
             raise
+        self._failed.pop(entry.id, None)
+        return loaded
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -322,21 +298,22 @@ class EngineManager:
             )
             return await self.proxy.send(remote, path, content)
         req = self._plan(entry)
-        if path == "embeddings" and not req.payload.params.get("embedding"):
-            raise InvalidParameter(
-                f"Model '{entry.id}' is not set up for embeddings. Set engine_parameters "
-                '"embedding": true (and "pooling": "mean" for a chat model), e.g. '
-                f"`hearth models edit {entry.id} engine_parameters.embedding=true`, or use an "
-                "embedding model.",
-                param="model",
-                code="embeddings_not_enabled",
-            )
+        spec: LaunchSpec = req.payload
+        kind = registry.local_kind(spec.kind)
+        assert kind is not None
+        kind.check_request(spec, path)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
         content = prepare_body(
             body, path=path, model_parameters=info.model_parameters, remote=False
         )
-        target = LocalTarget(self, await self._load(entry, req, lease=True))
+        lease: Lease[ReplicaSet] = await self._load(entry, req, lease=True)
+        try:
+            replica, process = await lease.runner.route(body)
+        except BaseException:
+            lease.release()
+            raise
+        target = LocalTarget(lease, replica, process)
         try:
             return await self.proxy.send(target, path, content)
         except BaseException:
@@ -356,13 +333,13 @@ class EngineManager:
         assert entry.info is not None
         if entry.info.is_remote:
             engine = self._remote(entry)
-            await engine.start(check=True)
+            await engine.check_reachable()
             return {"id": entry.id, "object": "running_model", "status": "running",
                     "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip
         req = self._plan(entry, overrides)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
-        info: LoadedInfo[SupervisedProcess] = await self._load(entry, req, lease=False)
+        info: LoadedInfo[ReplicaSet] = await self._load(entry, req, lease=False)
         return running_json(info)
 
     async def stop(self, model_id: str, *, force: bool = False) -> bool:
@@ -382,14 +359,14 @@ class EngineManager:
         await self.proxy.aclose()
 
 
-def running_json(info: LoadedInfo[SupervisedProcess]) -> dict[str, Any]:
-    """One loaded model as GET /v1/running shows it."""
+def running_json(info: LoadedInfo[ReplicaSet]) -> dict[str, Any]:
+    """One loaded model as GET /v1/running shows it (pid and port: its first replica's)."""
     runner = info.runner
     return {
         "id": info.model_id,
         "object": "running_model",
         "status": info.state,
-        "engine": DEFAULT_ENGINE,
+        "engine": runner.spec.kind,
         "pid": runner.pid,
         "port": runner.port,
         "memory": runner.rss_bytes(),
@@ -402,6 +379,8 @@ def running_json(info: LoadedInfo[SupervisedProcess]) -> dict[str, Any]:
         "expires_at": info.expires_at,
         "engine_parameters": runner.spec.params,
         "log": str(runner.log_path) if runner.log_path else None,
+        "replica_routing": runner.spec.routing,
+        "replicas": runner.replicas_json(),
     }
 
 

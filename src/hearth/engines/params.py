@@ -13,7 +13,6 @@ flags ask for ctx_len × n_parallel cells (the most common surprise with llama-s
 from __future__ import annotations
 
 import difflib
-import re
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,7 +24,11 @@ from hearth.engines.flags import (
     check_extra_args,
     plain_relative_path,
 )
+from hearth.engines.registry import COMMON
 from hearth.errors import InvalidParameter
+from hearth.keepalive import KEEP_ALIVE_HELP, parse_keep_alive
+
+__all__ = ["KEEP_ALIVE_HELP", "parse_keep_alive"]  # their home is hearth.keepalive
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 FLASH_ATTN = ("on", "off", "auto")
@@ -111,38 +114,6 @@ def _flash_attn(value: Any) -> str:
         raise ValueError("on, off, auto, true or false") from None
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-KEEP_ALIVE_HELP = 'seconds or a duration like "30s", "5m", "1h30m" (0 unloads at once, -1 never)'
-
-
-def parse_keep_alive(value: Any) -> float:
-    """How long a model stays loaded once idle, Ollama-style: 300, "300", "5m", "1h30m", -1.
-
-    Negative means never unload (returned as -1.0); 0 means unload right after each request.
-    """
-    if isinstance(value, bool):
-        raise ValueError(KEEP_ALIVE_HELP)
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        sign = -1.0 if text.startswith("-") else 1.0
-        body = text.lstrip("+-")
-        try:
-            seconds = sign * float(body)
-        except ValueError:
-            parts = _DURATION.findall(body)
-            if not body or "".join(n + u for n, u in parts) != body:
-                raise ValueError(KEEP_ALIVE_HELP) from None
-            seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError(KEEP_ALIVE_HELP)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise ValueError(KEEP_ALIVE_HELP)
-    return -1.0 if seconds < 0 else seconds
-
-
 def _args(value: Any) -> list[str]:
     if isinstance(value, str):
         try:
@@ -177,7 +148,7 @@ COERCE: dict[str, Callable[[Any], Any]] = {
     "ai_prompt": _str,
     "binary": _path,
     "extra_args": _args,
-    "keep_alive": parse_keep_alive,  # Hearth's scheduler, not a flag: never changes the launch
+    **COMMON,  # keep_alive, replicas, replica_routing: Hearth's scheduling, never a flag
 }
 KNOWN = frozenset(COERCE) | INFORMATIONAL
 
@@ -266,6 +237,11 @@ def merge_engine_params(
     layers = ((base, engine_source, True), (model, model_source, False))
     for layer, source, trusted in (*layers, (request, request_source, False)):
         merged.update(validate_engine_params(layer, source, trusted=trusted))
+    return fold_cache_type(merged)
+
+
+def fold_cache_type(merged: dict[str, Any]) -> dict[str, Any]:
+    """Jan's `cache_type` sets both `cache_type_k` and `cache_type_v` unless those are set."""
     cache_type = merged.pop("cache_type", None)
     if cache_type is not None:
         merged.setdefault("cache_type_k", cache_type)

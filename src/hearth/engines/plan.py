@@ -1,11 +1,13 @@
 """From a model record to what to launch: merged parameters, fingerprints, memory, remotes.
 
-Engine parameters come in layers, later wins (merging and validation live in `params.py`):
+Engine parameters come in layers, later wins (the model's engine kind validates and merges
+them: engines/registry.py, and params.py for llama.cpp):
 
-    params.DEFAULTS < engines/<engine>/engine.json < model.json engine_parameters < start body
+    kind defaults < engines/<engine>/engine.json < model.json engine_parameters < start body
 
-`keep_alive` rides in the same layers (so engine.json can set it for every model) but is a
-scheduling choice: it never changes the launch, so it is kept out of the fingerprint.
+`keep_alive`, `replicas` and `replica_routing` ride in the same layers (so engine.json can set
+them for every model) but are scheduling choices: keep_alive never changes the launch, so it
+is kept out of the fingerprint; replicas multiply the memory estimate.
 
 Two hashes per plan: the *fingerprint* (every flag the engine gets; a loaded model with another
 fingerprint is restarted once idle) and the *config key* (only the files: engine.json and
@@ -19,17 +21,19 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth.engines import params as P
+from hearth.engines import registry
+from hearth.engines.registry import LaunchSpec
 from hearth.engines.remote import RemoteEngine
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.models.ids import is_valid_id
 from hearth.models.schema import DEFAULT_ENGINE
 from hearth.models.store import ModelEntry, write_json_atomic
-from hearth.scheduler import LoadRequest, estimate_model_memory
+from hearth.scheduler import LoadRequest
+
+__all__ = ["LaunchSpec", "Planner"]
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +49,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
     "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
 }
-#: Bytes per KV-cache element for llama.cpp cache types (block formats include their scales).
-_CACHE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.0625, "q5_1": 0.75}
-_CACHE_BYTES |= {"q5_0": 0.6875, "q4_1": 0.625, "q4_0": 0.5625, "iq4_nl": 0.5625}
 _LOG_ROTATE_BYTES = 8 << 20
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """What the runner factory needs to start one local model (a LoadRequest's payload)."""
-
-    model_id: str
-    model_path: Path
-    params: dict[str, Any]  # merged engine parameters, without keep_alive
-    config_key: str
-    log_path: Path
 
 
 def _digest(value: Any) -> str:
@@ -74,7 +64,6 @@ class Planner:
         self.engines_dir = engines_dir
         self.logs_dir = logs_dir
         self._engine_json: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-        self._shapes: dict[tuple[str, int, int], dict[str, int | None]] = {}
         # id -> (the store's entry object, engine.json's key, plan): the store hands out the
         # same entry object until the model's folder or model.json changes.
         self._plans: dict[str, tuple[ModelEntry, tuple[int, int] | None, LoadRequest]] = {}
@@ -97,10 +86,6 @@ class Planner:
             write_json_atomic(path, DEFAULT_ENGINE_JSON)
             log.info("wrote default engine parameters to %s", path)
         self._ensured.add(engine_id)
-
-    def engine_params(self, engine_id: str = DEFAULT_ENGINE) -> dict[str, Any]:
-        """engine.json's raw object ({} if absent), cached until the file changes."""
-        return self._engine_layer(engine_id)[1]
 
     def engine_layer_value(self, engine_id: str, key: str) -> Any:
         """One value from engine.json as written (None when absent)."""
@@ -157,7 +142,9 @@ class Planner:
         Memoized while neither the model's record nor engine.json changes: this runs on
         every request.
         """
-        base_key, base = self._engine_layer(DEFAULT_ENGINE)
+        assert entry.info is not None
+        engine = entry.info.engine
+        base_key, base = self._engine_layer(engine)
         if not overrides:
             cached = self._plans.get(entry.id)
             if cached is not None and cached[0] is entry and cached[1] == base_key:
@@ -173,28 +160,36 @@ class Planner:
         info = entry.info
         model_path = entry.model_path
         assert info is not None and model_path is not None
+        kind = registry.local_kind(info.engine)
+        if kind is None:
+            raise unknown_engine(entry, info.engine)
         rel = f"models/{entry.folder.name}/model.json"
-        merged = P.merge_engine_params(
-            base,
-            info.engine_parameters,
-            overrides,
-            engine_source=str(self.engine_json_path(DEFAULT_ENGINE)),
-            model_source=f"{rel} engine_parameters",
+        merged = kind.merge(
+            [
+                (base, str(self.engine_json_path(info.engine)), True),
+                (info.engine_parameters, f"{rel} engine_parameters", False),
+                (overrides, "the request body", False),
+            ]
         )
         keep_alive = merged.pop("keep_alive", None)
-        config_key = _digest([str(model_path), base, info.engine_parameters])
+        replicas = int(merged.pop("replicas", 1))
+        routing = str(merged.pop("replica_routing", "prefix"))
         spec = LaunchSpec(
             model_id=entry.id,
             model_path=model_path,
             params=merged,
-            config_key=config_key,
+            config_key=_digest([str(model_path), base, info.engine_parameters]),
             log_path=self.logs_dir / f"{entry.id}.log",
+            kind=kind.name,
+            replicas=replicas,
+            routing=routing,
         )
+        one = kind.estimate_memory(model_path, entry.size, merged)
         return LoadRequest(
             model_id=entry.id,
-            memory_bytes=self.estimate_memory(entry, merged),
+            memory_bytes=one * replicas,  # every replica holds its own weights and cache
             keep_alive=keep_alive,
-            fingerprint=_digest([str(model_path), merged]),
+            fingerprint=_digest([str(model_path), kind.name, merged, replicas, routing]),
             payload=spec,
         )
 
@@ -206,53 +201,6 @@ class Planner:
                 os.replace(path, path.with_suffix(".log.1"))
         except OSError:
             pass
-
-    def estimate_memory(self, entry: ModelEntry, merged: dict[str, Any]) -> int:
-        shape = self._shape(entry.model_path) if entry.model_path else {}
-        kinds = (merged.get("cache_type_k", "f16"), merged.get("cache_type_v", "f16"))
-        cache_bytes = sum(_CACHE_BYTES.get(k, 2.0) for k in kinds) / 2
-        return estimate_model_memory(
-            entry.size,
-            ctx_len=int(merged["ctx_len"]),
-            n_parallel=int(merged["n_parallel"]),
-            cache_type_bytes=cache_bytes,
-            **shape,
-        )
-
-    def _shape(self, path: Path) -> dict[str, int | None]:
-        """n_layer/n_embd/n_head/n_head_kv from the GGUF header, cached per file version."""
-        try:
-            st = path.stat()
-        except OSError:
-            return {}
-        key = (str(path), st.st_mtime_ns, st.st_size)
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = _read_shape(path)
-            self._shapes[key] = shape
-        return shape
-
-
-def _read_shape(path: Path) -> dict[str, int | None]:
-    from hearth.models.gguf import read_gguf_header  # local: only needed once per file
-
-    try:
-        head = read_gguf_header(path)
-    except Exception as exc:  # the engine will report a bad file better; estimate without it
-        log.debug("no GGUF shape for %s: %s", path, exc)
-        return {}
-    meta, arch = head.metadata, head.architecture
-
-    def num(key: str) -> int | None:
-        value = meta.get(f"{arch}.{key}")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    return {
-        "n_layer": head.block_count,
-        "n_embd": head.embedding_length,
-        "n_head": num("attention.head_count"),
-        "n_head_kv": num("attention.head_count_kv"),
-    }
 
 
 # ---- remote models ----------------------------------------------------------------------

@@ -58,6 +58,11 @@ class Target(Protocol):
     remote: bool
 
     @property
+    def prefix(self) -> str:
+        """Where a local engine's OpenAI-style routes live ("/v1")."""
+        ...
+
+    @property
     def url(self) -> str:
         """Base URL ending in /v1 (a remote's; a local engine's is host and port)."""
         ...
@@ -71,13 +76,9 @@ class Target(Protocol):
 
 
 def engine_auth(target: Target) -> bytes:
-    """The header line that carries a local engine's per-launch key (b"" if it has none).
-
-    Engines accept requests only with the key their `LlamaCppProcess` made for them; a target
-    hands it over as `auth_head`, or through its `runner` (the manager's LocalTarget)."""
-    auth = getattr(target, "auth_head", None)
-    if auth is None:
-        auth = getattr(getattr(target, "runner", None), "auth_head", b"")
+    """The header line that carries a local engine's per-launch key (b"" if it has none):
+    engines accept requests only with the key their `EngineProcess` made for them."""
+    auth = getattr(target, "auth_head", b"")
     return auth if isinstance(auth, bytes) else b""
 
 
@@ -175,7 +176,7 @@ class Proxy:
             if not target.remote:
                 host, port = target.address
                 response = await self.local.post(
-                    host, port, f"/v1/{path}", content, headers, engine_auth(target)
+                    host, port, f"{target.prefix}/{path}", content, headers, engine_auth(target)
                 )
                 return Upstream(target, response)
             client = self.remote_client()

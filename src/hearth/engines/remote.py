@@ -1,4 +1,4 @@
-"""The `openai-compatible` engine: a model served by someone else's OpenAI-style API.
+"""The `openai-compatible` engine kind: a model served by someone else's OpenAI-style API.
 
 engine_parameters: {"base_url": "https://api.example.com/v1", "api_key_env": "EXAMPLE_KEY",
 "model": "upstream-model-name"}. The key is read from the named environment variable each
@@ -7,17 +7,17 @@ time headers are built, so it is never stored in Hearth's files, objects or logs
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import httpx
 
-from hearth.engines.base import LOG_TAIL_BYTES
+from hearth.engines.registry import EngineKind, register
 from hearth.errors import EngineError, InvalidParameter
 
 KNOWN = ("base_url", "api_key_env", "model")
@@ -25,7 +25,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class RemoteEngine:
-    """An upstream OpenAI-compatible server, shaped like a `Runner` (always alive)."""
+    """One remote model's upstream: where its requests go and the headers they carry."""
 
     def __init__(
         self, *, base_url: str, model: str, api_key_env: str | None = None, alias: str = ""
@@ -34,8 +34,6 @@ class RemoteEngine:
         self.upstream_model = model
         self.api_key_env = api_key_env
         self.alias = alias
-        self.load_seconds: float | None = 0.0
-        self._closed = asyncio.Event()
 
     @classmethod
     def from_params(
@@ -109,18 +107,11 @@ class RemoteEngine:
         key = os.environ.get(self.api_key_env or "") if self.api_key_env else None
         return [key] if key else []
 
-    # -- Runner -----------------------------------------------------------------------------
-    @property
-    def alive(self) -> bool:
-        return True
-
-    async def start(self, timeout: float = 10.0, *, check: bool = False) -> None:
-        """Nothing to start; with `check`, GET {base_url}/models to see the upstream answer.
+    async def check_reachable(self, timeout: float = 10.0) -> None:
+        """GET {base_url}/models to see the upstream answer (an explicit start does this).
 
         Any HTTP answer counts as reachable (a 401 still proves the URL is right).
         """
-        if not check:
-            return
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
                 await client.get(f"{self.base_url}/models", headers=self.headers())
@@ -130,15 +121,17 @@ class RemoteEngine:
                 f"{type(exc).__name__}. Check base_url and your network."
             ) from None
 
-    async def stop(self) -> None:
-        self._closed.set()
 
-    async def wait_exit(self) -> int | None:
-        await self._closed.wait()
-        return None
+class RemoteKind(EngineKind):
+    """Someone else's OpenAI-compatible server: no process, no local memory. Which server is
+    configured per engine name in engines/<name>/engine.json (or a built-in profile); a model
+    names only the engine and the upstream `model`."""
 
-    def rss_bytes(self) -> int:
+    name: ClassVar[str] = "openai-compatible"
+    local: ClassVar[bool] = False
+
+    def estimate_memory(self, model_path: Path | None, size: int, params: Mapping[str, Any]) -> int:
         return 0
 
-    def log_tail(self, max_bytes: int = LOG_TAIL_BYTES) -> str:
-        return ""
+
+KIND = register(RemoteKind())

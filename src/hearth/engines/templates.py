@@ -43,10 +43,8 @@ PROMPT = "{prompt}"
 _SPECIAL = re.compile(r"^(<[^<>\s]+>|\[/?[A-Z_]+\])")
 
 
-class UnsafeChatTemplate(InvalidParameter, SecurityError):
-    """A chat template tried to reach Python internals; both a 400 and a Jinja SecurityError."""
-
-    message: str = ""  # shadows TemplateError.message (a read-only property)
+# A chat template tried to reach Python internals: both a 400 and a Jinja SecurityError.
+from hearth.errors import UnsafeChatTemplate  # noqa: E402  (one error tree: errors.py)
 
 
 def _lit(text: str) -> str:

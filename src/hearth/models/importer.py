@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from hearth.errors import Conflict, Forbidden, InvalidModelFile, InvalidRequest
 from hearth.models.gguf import GGUFInfo, read_gguf_header, sniff_format
@@ -39,7 +39,6 @@ from hearth.models.store import (
 )
 
 STAGING_PREFIX = ".importing-"
-Mode = Literal["move", "copy", "link"]
 MODES: tuple[str, ...] = ("move", "copy", "link")
 DEFAULT_CTX_CAP = 8192
 MODEL_SUFFIXES = (".gguf", ".bin", ".ggml")
@@ -453,14 +452,6 @@ def _copy_with_progress(src: Path, target: Path, progress: Progress | None) -> N
 def _remove_empty(folder: Path) -> None:
     with contextlib.suppress(OSError):
         folder.rmdir()
-
-
-def file_signature(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
 
 
 def open_for_writing(path: Path) -> bool | None:

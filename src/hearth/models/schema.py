@@ -29,15 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from hearth.models.ids import is_valid_id
 
 DEFAULT_ENGINE = "llama-cpp"
-ENGINE_ALIASES = {
-    "nitro": DEFAULT_ENGINE,
-    "llama-cpp": DEFAULT_ENGINE,
-    "llama.cpp": DEFAULT_ENGINE,
-    "llama_cpp": DEFAULT_ENGINE,
-    "llamacpp": DEFAULT_ENGINE,
-    "cortex.llamacpp": DEFAULT_ENGINE,
-    "cortex": DEFAULT_ENGINE,
-}
 # spec field -> the name Jan's files used for it
 JAN_ALIASES = {"engine_parameters": "settings", "model_parameters": "parameters"}
 
@@ -65,22 +56,6 @@ _MODEL_TYPES: dict[str, type] = {
     "presence_penalty": float,
     "repeat_penalty": float,
     "seed": int,
-}
-_SPEC_KEYS = {
-    "id",
-    "object",
-    "name",
-    "owned_by",
-    "version",
-    "created",
-    "description",
-    "format",
-    "engine",
-    "engine_parameters",
-    "model_parameters",
-    "metadata",
-    "assets",
-    "sources",
 }
 _JAN_KEYS = {"settings", "parameters", "source_url", "source"}
 
@@ -127,7 +102,10 @@ class ModelInfo(BaseModel):
 
     @property
     def is_remote(self) -> bool:
-        return self.format == "api" or self.engine not in (DEFAULT_ENGINE,)
+        """Served by someone else's server: not an engine kind installed to run locally."""
+        from hearth.engines.registry import is_local  # the registry knows the kinds
+
+        return self.format == "api" or not is_local(self.engine)
 
 
 def _coerce(value: Any, kind: type, field: str) -> Any:
@@ -259,7 +237,7 @@ def _check_engine(info: ModelInfo) -> None:
     """What could never load is refused here, so a PATCH is refused before it is written and a
     file on disk is listed invalid, with the same message."""
     from hearth.engines.flags import ENGINE_JSON_HINT
-    from hearth.engines.params import validate_engine_params
+    from hearth.engines.registry import local_kind
     from hearth.errors import InvalidParameter
 
     if not is_valid_id(info.engine):
@@ -291,8 +269,10 @@ def _check_engine(info: ModelInfo) -> None:
                 "'engine_parameters.model' must be the upstream model name (a string).",
             )
         return
+    kind = local_kind(info.engine)
+    assert kind is not None  # not remote
     try:
-        validate_engine_params(params, "engine_parameters", unknown="keep")
+        kind.validate_layer(params, "engine_parameters", unknown="keep")
     except InvalidParameter as exc:
         field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
         hint = ENGINE_JSON_HINT.replace("llama-cpp", info.engine)
@@ -303,17 +283,18 @@ def check_new_engine_parameters(patch: dict[str, Any], info: ModelInfo) -> None:
     """An edit may not add an engine parameter the engine does not know (a typo like
     `ctx_lenn` would otherwise say "updated" and fail at the next start). Names already in
     the file, perhaps written by another tool, are kept as they are."""
-    from hearth.engines.params import validate_engine_params
+    from hearth.engines.registry import local_kind
     from hearth.errors import InvalidParameter
 
-    if info.is_remote:
+    kind = local_kind(info.engine)
+    if kind is None or info.is_remote:
         return
     for key in ("engine_parameters", "settings"):
         layer = patch.get(key)
         if not isinstance(layer, dict):
             continue
         try:
-            validate_engine_params(layer, "the edit's engine_parameters")
+            kind.validate_layer(layer, "the edit's engine_parameters")
         except InvalidParameter as exc:
             field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
             raise SchemaError(field, exc.message) from None
@@ -349,7 +330,9 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
     if data.get("engine") is None:
         data.pop("engine", None)
     elif isinstance(data["engine"], str):
-        data["engine"] = ENGINE_ALIASES.get(data["engine"].lower(), data["engine"])
+        from hearth.engines.registry import canonical_name  # kinds know their Jan names
+
+        data["engine"] = canonical_name(data["engine"])
     data["engine_parameters"] = _coerce_params(
         data.get("engine_parameters"), _ENGINE_TYPES, "engine_parameters"
     )
@@ -422,8 +405,3 @@ def merge_patch(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
             out[target] = _rfc7396(out.get(target), value)
     return out
 
-
-def known_and_unknown(raw: dict[str, Any]) -> tuple[set[str], set[str]]:
-    keys = set(raw)
-    known = keys & (_SPEC_KEYS | _JAN_KEYS)
-    return known, keys - known

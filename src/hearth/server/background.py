@@ -1,6 +1,7 @@
 """A Hearth server on a free loopback port in a thread of this process.
 
-For CLI commands that need a server when none runs (`hearth run`): the same app and lifespan
+For CLI commands that need a server when none runs (`hearth run`, through
+`hearth.runtime.serve_in_background`: the CLI never imports `server/`): the same app and lifespan
 as `hearth serve`, so its engines stop when it does. It serves the home as fully as
 `hearth serve` does, so it holds the same home lock and publishes the same server.json: other
 CLI commands find it, and a `hearth serve` started meanwhile is told the home is busy.

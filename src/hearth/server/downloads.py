@@ -46,14 +46,14 @@ def _accepted(job: Job | None, model_id: str) -> Response:
 @router.post("/models/pull", status_code=202, responses=ERRORS)
 async def pull(body: PullRequest, request: Request) -> Response:
     """Start pulling a URL or a Hugging Face model; the model is listed at once as downloading."""
-    model_id, job = await _services(request).pulls.pull_model(body.source, body.id)
+    model_id, job = await _services(request).pull(body.source, body.id)
     return _accepted(job, model_id)
 
 
 @router.post("/models/{model_id}/download", status_code=202, responses=ERRORS)
 async def download(model_id: str, request: Request) -> Response:
     """Fetch the missing files of a model from its `sources` (resuming any `.part`)."""
-    return _accepted(_services(request).pulls.download_model(model_id), model_id)
+    return _accepted(_services(request).download(model_id), model_id)
 
 
 @router.get(
@@ -61,29 +61,27 @@ async def download(model_id: str, request: Request) -> Response:
 )
 async def download_jan(model_id: str, request: Request) -> Response:
     """Jan's spelling of POST /v1/models/{id}/download."""
-    return _accepted(_services(request).pulls.download_model(model_id), model_id)
+    return _accepted(_services(request).download(model_id), model_id)
 
 
 @router.get("/downloads")
 async def list_downloads(request: Request) -> dict[str, Any]:
     """Every download job of this server run: progress, speed, ETA, state, error."""
-    jobs = _services(request).pulls.manager.list()
-    return {"object": "list", "data": [{"object": "download", **j.to_dict()} for j in jobs]}
+    jobs = _services(request).downloads()
+    return {"object": "list", "data": [{"object": "download", **job} for job in jobs]}
 
 
 @router.get("/downloads/{job_id}", responses=ERRORS)
 async def get_download(job_id: str, request: Request) -> Response:
     """One job; with `Accept: text/event-stream`, a stream of progress events until it ends."""
-    manager = _services(request).pulls.manager
-    job = manager.get(job_id)
+    services = _services(request)
+    job = services.get_download(job_id)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return Response(
-            json.dumps({"object": "download", **job.to_dict()}), media_type="application/json"
-        )
+        return _download_json(job)
 
     async def events() -> AsyncIterator[bytes]:
-        async for snap in manager.subscribe(job_id):
-            data = json.dumps({"object": "download", **snap.to_dict()})
+        async for snap in services.download_progress(job_id):
+            data = json.dumps({"object": "download", **snap})
             yield f"event: progress\ndata: {data}\n\n".encode()
         yield b"event: end\ndata: [DONE]\n\n"
 
@@ -95,9 +93,8 @@ async def get_download(job_id: str, request: Request) -> Response:
 @router.delete("/downloads/{job_id}", responses=ERRORS)
 async def cancel_download(job_id: str, request: Request) -> Response:
     """Cancel a job; its `.part` files stay, so pulling the model again resumes."""
-    manager = _services(request).pulls.manager
-    job = manager.cancel(job_id)
-    snap = await job.wait()
-    return Response(
-        json.dumps({"object": "download", **snap.to_dict()}), media_type="application/json"
-    )
+    return _download_json(await _services(request).cancel_download(job_id))
+
+
+def _download_json(job: dict[str, Any]) -> Response:
+    return Response(json.dumps({"object": "download", **job}), media_type="application/json")

@@ -1,33 +1,71 @@
-"""The one place errors become HTTP: OpenAI's `{"error": {message, type, param, code}}`."""
+"""The one place errors become HTTP: OpenAI's `{"error": {message, type, param, code}}`.
+
+Everything that answers with an error goes through `error_body`: the exception handlers
+below (Hearth's own errors, FastAPI's validation errors, Starlette's 404/405, the backstops)
+and the security middleware, which refuses requests before any route runs (`send_error`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import Match
+from starlette.types import Send
 
-from hearth.errors import HearthError, InvalidModelId, InvalidRequest
+from hearth.errors import (
+    HearthError,
+    InvalidModelId,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
 from hearth.models.ids import validate_model_id
 from hearth.server import jsonbody
 
 log = logging.getLogger("hearth.server")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_MODELS = "/v1/models/"
 
 
-def error_response(
-    status: int, message: str, type_: str, code: str | None, param: str | None = None
-) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+def error_body(exc: HearthError) -> bytes:
+    """The error as UTF-8 JSON; text that UTF-8 cannot hold (a lone surrogate quoted from the
+    request) is written escaped rather than failing the error itself."""
+    try:
+        text = json.dumps(exc.to_openai(), ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(exc.to_openai(), separators=(",", ":")).encode("ascii")
 
 
-def _hearth_response(exc: HearthError) -> JSONResponse:
-    return JSONResponse(exc.to_openai(), status_code=exc.status)
+def error_response(exc: HearthError, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        error_body(exc), exc.status, headers=dict(headers or {}), media_type="application/json"
+    )
+
+
+async def send_error(send: Send, exc: HearthError) -> None:
+    """Answer with `exc` straight on the ASGI channel and close the connection (the security
+    middleware: a body the client may still be sending is never read)."""
+    body = error_body(exc)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _body_error(cause: Exception) -> HearthError:
@@ -43,21 +81,39 @@ def _body_error(cause: Exception) -> HearthError:
     )
 
 
-def _bad_model_id(request: Request) -> InvalidModelId | None:
-    """For an unrouted path under /v1/models/, the error of an invalid id in it (such as
-    'a%2Fb', which decodes to a slash), so it reads as a bad id, not as a missing route.
+def _routed(request: Request, path: str) -> bool:
+    """Does some route, for any method, answer `path`?"""
+    return any(
+        route.matches({**request.scope, "path": path, "method": method})[0] == Match.FULL
+        for method in _METHODS
+        for route in request.app.router.routes
+    )
 
-    Judged on the raw path's first segment: /v1/models/<valid-id>/nope is a plain 404.
+
+def _bad_model_id(request: Request) -> InvalidModelId | None:
+    """For an unrouted path that would be a model route but for its id (such as 'a%2Fb',
+    which decodes to a slash and so splits the path), the error of that id.
+
+    Judged on the raw path's first segment after /v1/models/, and only when the same path with
+    a valid id in its place is routed: /v1/models/a%2Fb/start is a bad id, /v1/models/a%2Fb/x
+    (no such route whatever the id) is a plain 404, as is /v1/models/<valid-id>/nope.
     """
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    rest = raw.decode("latin-1").removeprefix("/v1/models/")
-    if rest == raw.decode("latin-1") or not rest:
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    if not raw.startswith(_MODELS) or raw == _MODELS:
         return None
+    first, sep, rest = raw.removeprefix(_MODELS).partition("/")
     try:
-        validate_model_id(unquote(rest.split("/", 1)[0]))
+        validate_model_id(unquote(first))
     except InvalidModelId as bad:
-        return bad
+        return bad if _routed(request, f"{_MODELS}m{sep}{unquote(rest)}") else None
     return None
+
+
+def _no_route(request: Request) -> NotFound:
+    return NotFound(
+        f"No route {request.method} {request.url.path}: Hearth has no such endpoint. See /docs "
+        "for the API's routes (model routes are /v1/models/{id}, /v1/models/{id}/start, ...)."
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -76,57 +132,60 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed) or "GET, HEAD"
 
 
+def _http_error(request: Request, exc: StarletteHTTPException) -> HearthError:
+    """Starlette's own HTTP errors (no route, wrong method, unreadable body) as Hearth's."""
+    if isinstance(exc.__cause__, Exception) and exc.status_code == 400:
+        return _body_error(exc.__cause__)
+    if exc.status_code == 404:
+        return _bad_model_id(request) or _no_route(request)
+    if exc.status_code == 405:
+        return MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.url.path}; it takes "
+            f"{_allowed_methods(request)}. See /docs for the API."
+        )
+    error = HearthError(str(exc.detail), code=None)
+    error.status = exc.status_code
+    error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return error
+
+
 def install_error_handlers(app: FastAPI) -> None:
     _install_backstops(app)
 
     @app.exception_handler(HearthError)
-    async def _hearth(_: Request, exc: HearthError) -> JSONResponse:
-        return _hearth_response(exc)
+    async def _hearth(_: Request, exc: HearthError) -> Response:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
         where = f"'{param}': " if param else ""
         return error_response(
-            400,
-            f"Invalid request: {where}{first.get('msg')}. See /docs for the expected shape.",
-            "invalid_request_error",
-            "invalid_request",
-            param,
+            InvalidRequest(
+                f"Invalid request: {where}{first.get('msg')}. See /docs for the expected shape.",
+                param=param,
+            )
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc.__cause__, Exception) and exc.status_code == 400:
-            return _hearth_response(_body_error(exc.__cause__))
-        if exc.status_code == 404 and (bad := _bad_model_id(request)) is not None:
-            return _hearth_response(bad)
-        if exc.status_code == 404:
-            message = f"No route {request.method} {request.url.path}. See /docs for the API."
-            code = "not_found"
-        elif exc.status_code == 405:
-            message = f"Method {request.method} is not allowed on {request.url.path}."
-            code = "method_not_allowed"
-        else:
-            message, code = str(exc.detail), None
-        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        response = error_response(exc.status_code, message, type_, code)
-        response.headers.update(exc.headers or {})  # 401's WWW-Authenticate, ...
-        if exc.status_code == 405:
-            response.headers["allow"] = _allowed_methods(request)
-        return response
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        error = _http_error(request, exc)
+        headers = dict(exc.headers or {})  # 401's WWW-Authenticate, ...
+        if error.status == 405:  # Starlette's Allow names one route's methods: all of them
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+            headers["allow"] = _allowed_methods(request)
+        return error_response(error, headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(
-            500,
-            f"Internal error: {type(exc).__name__}: {exc}. This is a bug in Hearth; the server "
-            "log has the details.",
-            "server_error",
-            "internal_error",
+            HearthError(
+                f"Internal error: {type(exc).__name__}: {exc}. This is a bug in Hearth; the "
+                "server log has the details."
+            )
         )
 
 
@@ -134,14 +193,14 @@ def _install_backstops(app: FastAPI) -> None:
     """Bad input that got past the body checks still answers 400, never 500."""
 
     @app.exception_handler(RecursionError)
-    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
         """Backstop: input nested past what some step could walk (the body parsers refuse
         nesting first, so reaching this means a path they do not cover)."""
         log.warning("RecursionError on %s %s: refused as bad input", request.method, request.url)
-        return _hearth_response(jsonbody.too_deep())
+        return error_response(jsonbody.too_deep())
 
     @app.exception_handler(UnicodeEncodeError)
-    async def _unencodable(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+    async def _unencodable(request: Request, exc: UnicodeEncodeError) -> Response:
         """Backstop: text that cannot be written as UTF-8 (a lone surrogate) came in."""
         log.warning("%s on %s %s: refused as bad input", exc, request.method, request.url)
-        return _hearth_response(jsonbody.lone_surrogate())
+        return error_response(jsonbody.lone_surrogate())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -47,16 +48,13 @@ def _services(request: Request) -> Services:
 )
 def import_model(body: ImportRequest, request: Request) -> Response:
     """Import a model file; reads only paths inside the home or the `import_dirs` setting."""
-    services = _services(request)
-    from pathlib import Path
-
-    entry = services.importer.import_path(
+    model = _services(request).import_model(
         Path(body.path), model_id=body.id, mode=body.mode, check_allowed=True
     )
-    return Response(json.dumps(services.model_json(entry)), 201, media_type="application/json")
+    return Response(json.dumps(model), 201, media_type="application/json")
 
 
 @router.get("/import/errors", response_model=ImportErrorList)
 def import_errors(request: Request) -> dict[str, Any]:
     """Files in models/ that were not imported, and why (or which split part is awaited)."""
-    return {"object": "list", "data": _services(request).importer.errors.list()}
+    return {"object": "list", "data": _services(request).import_errors()}

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from hearth.engines.params import KEEP_ALIVE_HELP, parse_keep_alive
-from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.errors import InvalidRequest
+from hearth.keepalive import keep_alive_param
 from hearth.server import jsonbody
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
@@ -57,14 +57,7 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
             param="model",
         )
     keep_alive = body.pop("keep_alive", None)
-    if keep_alive is None:
-        return body, None
-    try:
-        return body, parse_keep_alive(keep_alive)
-    except ValueError:
-        raise InvalidParameter(
-            f"'keep_alive' must be {KEEP_ALIVE_HELP}; got {keep_alive!r}.", param="keep_alive"
-        ) from None
+    return body, None if keep_alive is None else keep_alive_param(keep_alive)
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -94,7 +87,8 @@ async def unless_disconnected(request: Request, step: Awaitable[T]) -> tuple[boo
 async def proxy(request: Request, path: str) -> Response:
     body, keep_alive = parse_body(await request.body())
     services: Services = request.app.state.services
-    ok, upstream = await unless_disconnected(request, services.engines.open(path, body, keep_alive))
+    opening = services.open_inference(path, body, keep_alive)
+    ok, upstream = await unless_disconnected(request, opening)
     if not ok or upstream is None:
         return Response(status_code=CLIENT_CLOSED)
     if upstream.is_event_stream:

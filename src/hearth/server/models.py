@@ -6,10 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from hearth.errors import InvalidRequest
-from hearth.models.store import ModelEntry
 from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
 from hearth.server.sliced import SlicedResponse
 from hearth.services import Services
@@ -38,8 +35,7 @@ async def list_models(request: Request) -> Response:
 
 @router.get("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
 def retrieve_model(model_id: str, request: Request) -> Response:
-    services = _services(request)
-    return _json(services.model_json(services.store.get(model_id)))
+    return _json(_services(request).get_model(model_id))
 
 
 @router.patch("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
@@ -53,24 +49,11 @@ def update_model(
     ),
 ) -> Response:
     """Merge-update model.json: validated, written atomically, unknown fields kept."""
-    if not isinstance(patch, dict):
-        raise InvalidRequest("The body must be a JSON object of model.json fields.")
-    services = _services(request)
-    return _json(services.model_json(services.update_model(model_id, patch)))
+    return _json(_services(request).update_model(model_id, patch))
 
 
 @router.delete("/models/{model_id}", response_model=DeletedModel, responses=ERRORS)
 async def delete_model(model_id: str, request: Request) -> Response:
     """Delete the model's folder (stopping its engine first). A linked original file outside
     the home is never deleted."""
-    services = _services(request)
-    entry = services.store.get(model_id)
-    await services.engines.stop(entry.id, force=True)
-    await run_in_threadpool(_delete, services, entry)
-    return _json({"id": entry.id, "object": "model", "deleted": True})
-
-
-def _delete(services: Services, entry: ModelEntry) -> None:
-    for hook in services.extras.get("before_delete", []):
-        hook(entry)
-    services.store.delete(entry.id)
+    return _json(await _services(request).delete_model(model_id))

@@ -10,8 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 
-from hearth.engines.params import KEEP_ALIVE_HELP, parse_keep_alive
-from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
@@ -31,23 +29,6 @@ def _services(request: Request) -> Services:
     return request.app.state.services
 
 
-async def _start(model_id: str, request: Request, body: dict[str, Any] | None) -> dict[str, Any]:
-    if body is not None and not isinstance(body, dict):
-        raise InvalidRequest(
-            'The body must be a JSON object of engine parameters, like {"ctx_len": 4096}.'
-        )
-    params = dict(body or {})
-    keep_alive = params.pop("keep_alive", None)
-    if keep_alive is not None:
-        try:
-            keep_alive = parse_keep_alive(keep_alive)
-        except ValueError:
-            raise InvalidParameter(
-                f"'keep_alive' must be {KEEP_ALIVE_HELP}; got {keep_alive!r}.", param="keep_alive"
-            ) from None
-    return await _services(request).engines.start(model_id, params, keep_alive)
-
-
 @router.post("/models/{model_id}/start", responses=ERRORS)
 async def start_model(
     model_id: str, request: Request, body: dict[str, Any] | None = _START_BODY
@@ -57,22 +38,14 @@ async def start_model(
     Already loaded with the same settings: answers at once. Loaded with other settings: it is
     restarted once its in-flight requests finish.
     """
-    return await _start(model_id, request, body)
+    return await _services(request).start_model(model_id, body)
 
 
 @router.put("/models/{model_id}/start", responses=ERRORS, include_in_schema=False)
 async def start_model_put(
     model_id: str, request: Request, body: dict[str, Any] | None = _START_BODY
 ) -> dict[str, Any]:
-    return await _start(model_id, request, body)
-
-
-async def _stop(model_id: str, request: Request, force: bool) -> dict[str, Any]:
-    services = _services(request)
-    stopped = await services.engines.stop(model_id, force=force)
-    entry = services.store.get(model_id)
-    status, _ = services.status_of(entry)
-    return {"id": entry.id, "object": "model", "stopped": stopped, "status": status}
+    return await _services(request).start_model(model_id, body)
 
 
 _FORCE = Query(False, description="Stop now, failing in-flight requests, not after them.")
@@ -82,16 +55,16 @@ _FORCE = Query(False, description="Stop now, failing in-flight requests, not aft
 async def stop_model(model_id: str, request: Request, force: bool = _FORCE) -> dict[str, Any]:
     """Unload a model: its in-flight requests finish first (unless force), then the engine
     stops. `stopped` is false if it was not loaded."""
-    return await _stop(model_id, request, force)
+    return await _services(request).stop_model(model_id, force=force)
 
 
 @router.put("/models/{model_id}/stop", responses=ERRORS, include_in_schema=False)
 async def stop_model_put(model_id: str, request: Request, force: bool = _FORCE) -> dict[str, Any]:
-    return await _stop(model_id, request, force)
+    return await _services(request).stop_model(model_id, force=force)
 
 
 @router.get("/running")
 async def running(request: Request) -> dict[str, Any]:
     """Loaded models, most recently used first: pid, port, memory (RSS bytes), since, load
     time, requests served, active requests, keep_alive and when it expires (unix seconds)."""
-    return {"object": "list", "data": _services(request).engines.running()}
+    return {"object": "list", "data": _services(request).running()}

@@ -33,19 +33,6 @@ class DeletedModel(BaseModel):
     deleted: bool = True
 
 
-class ModelPatch(BaseModel):
-    """Fields to merge into model.json (RFC 7396: objects merge, null removes a field)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = None
-    description: str | None = None
-    engine: str | None = None
-    engine_parameters: dict[str, Any] | None = None
-    model_parameters: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-
-
 class ErrorBody(BaseModel):
     message: str
     type: str

@@ -19,6 +19,9 @@ Checked in this order, for every path (routes added later are covered without a 
   before they are read: inference routes at the `max_body_bytes` setting, everything else at
   1 MiB. A Content-Length over the cap is refused at once; a chunked body is counted as the
   route reads it and refused as soon as it passes the cap.
+
+Refusals are Hearth errors (`hearth.errors`), written by the same writer as every other error
+(`hearth.server.errors.send_error`), so a client cannot tell the guard's from a route's.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import re
 from collections.abc import Iterable
 
@@ -41,6 +43,7 @@ from hearth.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from hearth.server.errors import send_error
 
 # Readable without the key: readiness and the API's own documentation (no model data).
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
@@ -122,14 +125,14 @@ class GuardMiddleware:
         try:
             limit = self._check(scope, headers)
         except HearthError as refused:
-            await _reject(send, refused)
+            await send_error(send, refused)
             return
         body = _LimitedBody(receive, send, limit, scope["path"])
         try:
             await self.app(scope, body.receive, body.send)
         except RequestTooLarge as exc:  # raised by body.receive and not turned into a response
             if not body.started:
-                await _reject(send, exc)
+                await send_error(send, exc)
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> int:
         """Raise the refusal for this request, or return the body cap that applies to it."""
@@ -294,21 +297,3 @@ def _digest(key: bytes) -> bytes:
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> Iterable[tuple[str, str]]:
     for key, value in raw:
         yield key.decode("latin-1").lower(), value.decode("latin-1")
-
-
-async def _reject(send: Send, refused: HearthError) -> None:
-    """Answer a refusal in OpenAI's error shape and close the connection: a body the client
-    may still be sending is never read."""
-    body = json.dumps(refused.to_openai()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": refused.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

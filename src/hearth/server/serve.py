@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from hearth.config import Settings
-from hearth.errors import HearthError
+from hearth.errors import ServeError
 from hearth.instance import HomeInstance
 from hearth.server.app import Hook, create_app
 from hearth.services import Services
@@ -32,10 +32,6 @@ class _Server(uvicorn.Server):
         with super().capture_signals():
             yield
             self._captured_signals.clear()
-
-
-class ServeError(HearthError):
-    """The server cannot start; the message says why and what to do."""
 
 
 MIN_NETWORK_KEY_LENGTH = 16

@@ -1,0 +1,232 @@
+"""The one service layer: everything a face (HTTP route, CLI command) may do to a Hearth home.
+
+Routes and commands are thin translations into these methods, so each operation has one
+implementation: deleting a model stops its engine first whether the DELETE came over HTTP or
+from `hearth models rm` on a home with no server; a pull from the CLI does the same start-up
+work (`Services.create`) as `hearth serve`. Answers are the API's JSON objects, which both faces
+show. Nothing here is a module-level global, so tests build as many instances as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hearth.config import Settings, ensure_home
+from hearth.downloads.jobs import DownloadManager, Job
+from hearth.downloads.pulls import Pulls
+from hearth.engines.manager import EngineManager
+from hearth.engines.orphans import sweep_orphans
+from hearth.engines.proxy import Upstream
+from hearth.errors import InvalidRequest
+from hearth.keepalive import keep_alive_param
+from hearth.models.import_errors import ImportErrors
+from hearth.models.importer import Importer, Progress
+from hearth.models.links import FileRoots
+from hearth.models.store import ModelEntry, ModelStore
+from hearth.models.watcher import ModelsWatcher
+from hearth.services.listing import ModelLists
+
+log = logging.getLogger("hearth")
+
+# A status source answers (status, error) for a model, or None to defer to the next one.
+StatusSource = Callable[[ModelEntry], tuple[str, str | None] | None]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: ModelStore
+    importer: Importer
+    status_sources: list[StatusSource] = field(default_factory=list)
+    watcher: ModelsWatcher | None = None
+    engines: EngineManager = field(init=False)
+    pulls: Pulls = field(init=False)
+    lists: ModelLists = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.engines = EngineManager(self.settings, self.store)
+        self.status_sources.append(self.engines.status)
+        settings = self.settings
+        manager = DownloadManager(
+            reserve_bytes=settings.download_reserve_bytes,
+            max_bytes=settings.max_download_bytes,
+            allow_private=settings.allow_private_redirects,
+        )
+        self.pulls = Pulls(
+            self.store,
+            manager,
+            reserve_bytes=settings.download_reserve_bytes,
+            allow_private=settings.allow_private_redirects,
+        )
+        self.status_sources.append(self.pulls.status)
+        self.lists = ModelLists(self.store, self.status_of)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        """The start-up work every process that works on a home does first: create what is
+        missing, finish deletes and imports a crash interrupted."""
+        ensure_home(settings)
+        roots = FileRoots(settings.home, settings.import_dirs)
+        store = ModelStore(settings.models_dir, roots)
+        store.sweep_trash()
+        errors = ImportErrors(settings.logs_dir / "import-errors.json")
+        importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
+        importer.recover_staging()
+        return cls(settings=settings, store=store, importer=importer)
+
+    async def start(self) -> None:
+        """Background work of a serving process: the drop-in watcher (and its start-up scan).
+
+        First, engines a killed Hearth left running are stopped (their process groups were
+        recorded at launch; a live Hearth's are left alone)."""
+        for record in await asyncio.to_thread(sweep_orphans, self.engines.registry_dir):
+            log.warning(
+                "stopped an engine left running by a Hearth that was killed: model %s, "
+                "process group %s",
+                record.model_id,
+                record.pgid,
+            )
+        if self.settings.watch and self.watcher is None:
+            self.watcher = ModelsWatcher(self.importer)
+            await asyncio.to_thread(self.watcher.start)
+
+    async def stop(self) -> None:
+        """Stop everything this instance runs: no engine process outlives it, and unfinished
+        pulls keep their `.part` for a resume."""
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.stop)
+            self.watcher = None
+        await self.engines.shutdown()
+        await self.pulls.manager.aclose()
+        self.pulls.close()
+
+    # ---- models: list, get, edit, delete ---------------------------------------------------
+
+    def status_of(self, entry: ModelEntry) -> tuple[str, str | None]:
+        """The live status: engines and downloads know more than the folder does."""
+        if entry.info is not None:
+            for source in self.status_sources:
+                answer = source(entry)
+                if answer is not None:
+                    return answer
+        return entry.status, entry.error
+
+    def model_json(self, entry: ModelEntry) -> dict[str, Any]:
+        status, error = self.status_of(entry)
+        return entry.to_api(status, error)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every model folder, broken ones included (status "invalid" and an error)."""
+        return [self.model_json(entry) for entry in self.store.list()]
+
+    async def models_list_body(self) -> bytes:
+        """GET /v1/models's body, from a scan that keeps the event loop responsive and is
+        shared by concurrent requests (see `listing.py`)."""
+        return await self.lists.shared_body()
+
+    def get_model(self, model_id: str) -> dict[str, Any]:
+        return self.model_json(self.store.get(model_id))
+
+    def update_model(self, model_id: str, patch: Any) -> dict[str, Any]:
+        """Merge `patch` into model.json (RFC 7396: objects merge, null removes a field):
+        refused, with nothing written, unless the result could load, including an engine
+        name that names a configured engine."""
+        if not isinstance(patch, dict):
+            raise InvalidRequest("The body must be a JSON object of model.json fields.")
+        entry = self.store.update(model_id, patch, check=self.engines.check_engine)
+        return self.model_json(entry)
+
+    async def delete_model(self, model_id: str) -> dict[str, Any]:
+        """Stop the model's engine (failing its in-flight requests), then delete its folder. A
+        file imported by reference, or a folder that is a symlink, is never deleted."""
+        entry = self.store.get(model_id)
+        await self.engines.stop(entry.id, force=True)
+        await asyncio.to_thread(self.store.delete, entry.id)
+        return {"id": entry.id, "object": "model", "deleted": True}
+
+    # ---- engines: start, stop, running ------------------------------------------------------
+
+    async def start_model(self, model_id: str, body: Any = None) -> dict[str, Any]:
+        """Load a model now, answering once it serves. `body`: engine parameters for this load
+        over engine.json and model.json, and `keep_alive`; None uses the model's own."""
+        if body is not None and not isinstance(body, dict):
+            raise InvalidRequest(
+                'The body must be a JSON object of engine parameters, like {"ctx_len": 4096}.'
+            )
+        params = dict(body or {})
+        raw = params.pop("keep_alive", None)
+        keep_alive = None if raw is None else keep_alive_param(raw)
+        return await self.engines.start(model_id, params, keep_alive)
+
+    async def stop_model(self, model_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Unload a model: in-flight requests finish first unless `force`. `stopped` is False
+        when it was not loaded."""
+        stopped = await self.engines.stop(model_id, force=force)
+        entry = self.store.get(model_id)
+        status, _ = self.status_of(entry)
+        return {"id": entry.id, "object": "model", "stopped": stopped, "status": status}
+
+    async def open_inference(
+        self, path: str, body: dict[str, Any], keep_alive: float | None
+    ) -> Upstream:
+        """An OpenAI inference request (`path` such as "chat/completions") sent to the model's
+        engine, loading it on demand; the answer streams back untouched (the hot path)."""
+        return await self.engines.open(path, body, keep_alive)
+
+    def running(self) -> list[dict[str, Any]]:
+        """Loaded models, most recently used first."""
+        return self.engines.running()
+
+    # ---- files in: pull, download, import ---------------------------------------------------
+
+    async def pull(self, source: str, model_id: str | None = None) -> tuple[str, Job | None]:
+        """Start fetching a URL, a Hugging Face reference or an existing model's sources: the
+        model it goes to, and its job (None when every file is already there)."""
+        return await self.pulls.pull_model(source, model_id)
+
+    def download(self, model_id: str) -> Job | None:
+        """Fetch the missing files of a model from its `sources` (resuming any `.part`)."""
+        return self.pulls.download_model(model_id)
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """Every download job of this run: progress, speed, ETA, state, error."""
+        return [job.to_dict() for job in self.pulls.manager.list()]
+
+    def get_download(self, job_id: str) -> dict[str, Any]:
+        return self.pulls.manager.get(job_id).to_dict()
+
+    async def download_progress(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
+        """A job's snapshots as it moves, until it ends (the last one is its final state)."""
+        async for snap in self.pulls.manager.subscribe(job_id):
+            yield snap.to_dict()
+
+    async def cancel_download(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job and answer its final state; its `.part` files stay, so pulling the
+        model again resumes."""
+        job = self.pulls.manager.cancel(job_id)
+        return (await job.wait()).to_dict()
+
+    def import_model(
+        self,
+        path: Path,
+        *,
+        model_id: str | None = None,
+        mode: str = "copy",
+        progress: Progress | None = None,
+        check_allowed: bool = False,
+    ) -> dict[str, Any]:
+        """Import a model file (copy, move or link). `check_allowed`: only from the home or an
+        `import_dirs` folder, for callers who do not own the machine's files (the API)."""
+        entry = self.importer.import_path(
+            path, model_id=model_id, mode=mode, progress=progress, check_allowed=check_allowed
+        )
+        return self.model_json(entry)
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """Files in models/ that were not imported, and why (or which split part is awaited)."""
+        return self.importer.errors.list()
