@@ -236,7 +236,7 @@ def test_client_disconnect_cancels_the_generation(srv: ThreadedServer, http: htt
     engine = running(http)["smol-one"]
     log, before = Path(engine["log"]), _cancels(Path(engine["log"]))
     with (
-        httpx.Client(base_url=srv.url) as c,
+        httpx.Client(base_url=srv.url, timeout=60) as c,
         c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as resp,
     ):
         lines = resp.iter_lines()
