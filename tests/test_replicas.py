@@ -129,3 +129,18 @@ def test_two_llama_cpp_replicas_serve_one_model(srv: ThreadedServer) -> None:
         assert http.post("/v1/models/smol-two/stop").status_code == 200
         assert "smol-two" not in running(http)
     assert until(lambda: all(gone(pid) for pid in pids), 15)
+
+
+def test_a_free_slot_is_not_busy() -> None:
+    """With 4 slots per replica, a follow-up keeps its warm replica while a slot is free there,
+    and moves only when it would wait for one while another replica has room."""
+    router = Router("prefix", slots=4)
+    replicas = _replicas(0, 0)
+    turn1 = prefix_of({"messages": _turns("hi")})
+    home = router.choose(replicas, turn1)
+    other = replicas[1 - home.index]
+    turn2 = prefix_of({"messages": _turns("hi", "hello", "more")})
+    home.active = 3  # three running there, none on the other: a slot is still free
+    assert router.choose(replicas, turn2) is home
+    home.active = 4  # full: the request would wait there
+    assert router.choose(replicas, turn2) is other

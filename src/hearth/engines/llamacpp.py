@@ -231,6 +231,9 @@ class LlamaCppKind(EngineKind):
             **shape,
         )
 
+    def slots(self, params: Mapping[str, Any]) -> int:
+        return int(params.get("n_parallel", P.DEFAULTS["n_parallel"]))
+
     def check_request(self, spec: LaunchSpec, path: str) -> None:
         if path == "embeddings" and not spec.params.get("embedding"):
             model = spec.model_id

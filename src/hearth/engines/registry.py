@@ -170,6 +170,10 @@ class EngineKind:
         """Refuse (a HearthError naming the fix) a request this launch cannot serve, such as
         embeddings from a model that was not started for them. `path`: "chat/completions"..."""
 
+    def slots(self, params: Mapping[str, Any]) -> int:
+        """Requests one process serves at once (replica routing counts free slots)."""
+        return 1
+
     # ---- launching (local kinds) --------------------------------------------------------------
 
     def check_files(self, spec: LaunchSpec) -> None:

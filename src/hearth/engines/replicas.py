@@ -8,8 +8,11 @@ against the memory budget (the planner multiplies the estimate).
 Routing (`replica_routing`):
 - "least-busy": the running replica with the fewest requests in flight (ties rotate).
 - "prefix" (default): the same, except that a conversation's follow-up turn goes to the
-  replica that served its earlier turn while that replica is not busier than the least busy
-  one: its prompt cache holds the shared prefix, so the engine skips most of the prefill.
+  replica that served its earlier turn while that replica is not busier than the others: its
+  prompt cache holds the shared prefix, so the engine skips most of the prefill. Busy means
+  a request would wait there for a free slot (a llama.cpp server runs `n_parallel` requests
+  at once), so a follow-up keeps its cache while its replica has a free slot, and goes to
+  the least busy replica only when it would queue behind others there.
   A follow-up is recognised by hashes of the request's message list at each message
   boundary (or of a completion prompt at each 256-character boundary), remembered for the
   most recent requests only.
@@ -115,9 +118,12 @@ def prefix_of(body: dict[str, Any]) -> Prefix:
 class Router:
     """Chooses a replica for each request (see the module docstring)."""
 
-    def __init__(self, mode: str = "prefix", capacity: int = AFFINITY_CAPACITY) -> None:
+    def __init__(
+        self, mode: str = "prefix", capacity: int = AFFINITY_CAPACITY, slots: int = 1
+    ) -> None:
         self.mode = mode
         self.capacity = capacity
+        self.slots = max(slots, 1)  # requests one replica runs at once (llama.cpp: n_parallel)
         self._owner: OrderedDict[bytes, int] = OrderedDict()
         self._turn = itertools.count()
 
@@ -128,12 +134,20 @@ class Router:
         chosen: Replica | None = None
         if self.mode == "prefix":
             owner = self._affine(prefix)
-            chosen = next((r for r in running if r.index == owner and r.active <= least), None)
+            fewest_waiting = min(self._waiting(r) for r in running)
+            chosen = next(
+                (r for r in running if r.index == owner and self._waiting(r) <= fewest_waiting),
+                None,
+            )
         if chosen is None:
             idle = [r for r in running if r.active == least]
             chosen = idle[next(self._turn) % len(idle)]
         self._remember(prefix, chosen.index)
         return chosen
+
+    def _waiting(self, replica: Replica) -> int:
+        """How busy a replica is for a new request: how many would wait for a free slot."""
+        return max(0, replica.active + 1 - self.slots)
 
     def _affine(self, prefix: Prefix) -> int | None:
         """The replica that served the longest earlier prefix of this request, if any."""
@@ -171,7 +185,7 @@ class ReplicaSet:
         self.spec = spec
         self.alias = spec.model_id
         self.replicas = [Replica(i) for i in range(max(spec.replicas, 1))]
-        self.router = Router(spec.routing)
+        self.router = Router(spec.routing, slots=kind.slots(spec.params))
         self.crashed = False
         self._make_process = make_process
         self._on_death = on_death
