@@ -459,3 +459,10 @@ def test_fuzz_mutated_valid_header(
     finally:
         tracemalloc.stop()
     assert peak < 2 << 20, f"reading a {os.path.getsize(path)}-byte file peaked at {peak} bytes"
+
+
+def test_the_value_types_kept_here_are_gguf_pys() -> None:
+    """The reader keeps the format's value types itself (importing gguf imports numpy)."""
+    from hearth.models.gguf import GGUFValueType as Local
+
+    assert {t.name: int(t) for t in Local} == {t.name: int(t) for t in VT}

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import Conflict
-from hearth.models.store import write_json_atomic
 
 log = logging.getLogger("hearth")
 
@@ -176,6 +175,8 @@ class HomeInstance:
         """Write server.json for the bound port; it never holds the api key."""
         if self._fd is None:
             raise RuntimeError("publish() before acquire()")
+        from hearth.models.store import write_json_atomic  # the server's stack, not the CLI's
+
         server = RunningServer(
             pid=os.getpid(), host=host, port=port, url=connect_url(host, port), started=time.time()
         )

@@ -10,16 +10,14 @@ publishes itself there, for servers embedded in another program.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.client import HearthClient
-from hearth.config import Settings
 from hearth.errors import HearthError, Unavailable
 from hearth.instance import RunningServer, running_server
-from hearth.services import Services
+
+if TYPE_CHECKING:
+    from hearth.config import Settings
 
 #: A published server holds the home: wait a little for it to answer rather than bypass it.
 PUBLISHED_HEALTH_TIMEOUT = 5.0
@@ -39,6 +37,8 @@ class LocalBackend:
     """The home's folder, through the same `Services` methods the server's routes call."""
 
     def __init__(self, settings: Settings) -> None:
+        from hearth.services import Services  # the store, downloads and engines: only here
+
         self.services = Services.create(settings)
         self.where = f"home {settings.home} (no server running)"
 
@@ -52,6 +52,8 @@ class LocalBackend:
         return self.services.update_model(model_id, patch)
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
+        import asyncio
+
         return asyncio.run(self.services.delete_model(model_id))
 
     def import_errors(self) -> list[dict[str, Any]]:
@@ -88,9 +90,10 @@ def _published(settings: Settings, server: RunningServer) -> RemoteBackend:
     client = RemoteBackend(server.url, settings.api_key)
     try:
         client.health(timeout=PUBLISHED_HEALTH_TIMEOUT)
-    except (httpx.HTTPError, HearthError, ValueError) as exc:
+    except (HearthError, ValueError) as exc:
         client.close()
-        why = exc.message if isinstance(exc, HearthError) else str(exc) or type(exc).__name__
+        cause = exc.__cause__ or exc  # unreachable: the socket's reason, not the client's text
+        why = cause.message if isinstance(cause, HearthError) else str(cause)
         raise Unavailable(
             f"The Hearth server of the home {settings.home} (pid {server.pid}, {server.url}) "
             f"does not answer ({why}). Wait until it has finished starting, or stop it "
@@ -105,7 +108,7 @@ def _configured(settings: Settings) -> RemoteBackend | None:
     client = RemoteBackend(settings.base_url, settings.api_key)
     try:
         info = client.health()
-    except (httpx.HTTPError, HearthError, ValueError):
+    except (HearthError, ValueError):
         client.close()
         return None
     if not isinstance(info, dict) or info.get("home") != str(settings.home):

@@ -1,29 +1,41 @@
-"""Shared CLI plumbing: settings from the global options, logging, friendly errors."""
+"""Shared CLI plumbing: settings from the global options, logging, friendly errors.
+
+Every module of `hearth.cli` imports only typer and `hearth.errors` at its top: what a command
+needs (settings, Rich, the client, the services, the server) it imports when it runs, so that
+`hearth --help` loads almost nothing and `hearth ps` loads neither the store nor the engines
+(tests/test_cli_imports.py checks it).
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.logging import RichHandler
 
-from hearth.cli.render import err_console, shown
-from hearth.config import Settings, load_settings
 from hearth.errors import HearthError
+
+if TYPE_CHECKING:
+    from hearth.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
+    from hearth.config import load_settings
+
     home = (ctx.obj or {}).get("home") if ctx.obj else None
     return load_settings(home=home, flags=flags)
 
 
 def setup_logging(level: str = "info") -> None:
     """Rich output on a terminal; plain, unwrapped lines when logs go to a file or a pipe."""
+    from rich.logging import RichHandler
+
+    from hearth.cli.render import err_console
+
     if err_console.is_terminal:
         handler: logging.Handler = RichHandler(console=err_console, show_path=False)
         fmt = "%(message)s"
@@ -43,6 +55,8 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except HearthError as exc:
+            from hearth.cli.render import err_console, shown
+
             err_console.print(f"[red]Error:[/red] {shown(exc.message, 4000)}", highlight=False)
             raise typer.Exit(1) from None
 

@@ -14,6 +14,9 @@ app = typer.Typer(
     help="Hearth: run language models on your own computer behind an OpenAI-compatible API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's plain help: Typer's Rich help imports rich.markdown, markdown-it and pygments,
+    # which would double the time `hearth --help` (or any usage error) takes.
+    rich_markup_mode=None,
 )
 app.add_typer(models.app, name="models")
 app.command("pull")(pull.pull)

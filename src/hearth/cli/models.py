@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 
-from hearth.cli.backend import connect
 from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
-from hearth.cli.render import console, human_size, models_table, shown, transfer_progress
-from hearth.services import Services
 
-app = typer.Typer(help="Manage the models in your home folder.", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the models in your home folder.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("list")
@@ -22,6 +21,9 @@ def list_models(
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table."),
 ) -> None:
     """List models: id, name, format, size, status."""
+    from hearth.cli.backend import connect
+    from hearth.cli.render import console, models_table, shown
+
     backend = connect(settings_from(ctx))
     models = backend.list_models()
     if as_json:
@@ -52,6 +54,9 @@ def list_models(
 @friendly_errors
 def show(ctx: typer.Context, model_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Show one model's full record (model.json with defaults, files, status)."""
+    from hearth.cli.backend import connect
+    from hearth.cli.render import console
+
     backend = connect(settings_from(ctx))
     console.print_json(json.dumps(backend.get_model(model_id)))
 
@@ -72,6 +77,9 @@ def edit(
     for text in assignments:
         path, value = parse_assignment(text)
         nest(path, value, patch)
+    from hearth.cli.backend import connect
+    from hearth.cli.render import console
+
     backend = connect(settings_from(ctx))
     updated = backend.update_model(model_id, patch)
     console.print(f"Updated [bold]{updated['id']}[/bold].")
@@ -85,6 +93,9 @@ def remove(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete models (their folders). Linked original files are never deleted."""
+    from hearth.cli.backend import connect
+    from hearth.cli.render import console
+
     backend = connect(settings_from(ctx))
     for model_id in model_ids:
         model = backend.get_model(model_id)
@@ -112,6 +123,9 @@ def import_model(
 
     Runs on this machine directly (the path is yours to give), whether or not a server runs.
     """
+    from hearth.cli.render import console, human_size, transfer_progress
+    from hearth.services import Services
+
     services = Services.create(settings_from(ctx))
     with transfer_progress(transient=True) as bar:
         task = bar.add_task(f"{mode} {path.name}", total=None)

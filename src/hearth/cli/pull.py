@@ -6,19 +6,20 @@ in this process. Ctrl-C cancels and keeps the `.part` files: run the same comman
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.progress import Progress, TaskID
 
-from hearth.cli.backend import server_for
 from hearth.cli.common import friendly_errors, settings_from
-from hearth.cli.render import console, err_console, shown, transfer_progress
-from hearth.config import Settings
 from hearth.errors import HearthError
-from hearth.services import Services
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from hearth.client import HearthClient
+    from hearth.config import Settings
+    from hearth.services import Services
 
 
 class _Bars:
@@ -29,6 +30,8 @@ class _Bars:
         self.tasks: dict[str, TaskID] = {}
 
     def update(self, snap: dict[str, Any]) -> None:
+        from hearth.cli.render import shown
+
         for f in snap.get("files", []):
             task = self.tasks.get(f["filename"])
             if task is None:
@@ -38,6 +41,8 @@ class _Bars:
 
 
 def _finish(snap: dict[str, Any], model_id: str) -> None:
+    from hearth.cli.render import console, err_console, shown
+
     state = snap.get("state")
     if state == "completed":
         notes = [f["note"] for f in snap.get("files", []) if f.get("note")]
@@ -54,7 +59,9 @@ def _finish(snap: dict[str, Any], model_id: str) -> None:
     raise typer.Exit(1)
 
 
-def _via_server(client: Any, source: str, model_id: str | None) -> None:
+def _via_server(client: HearthClient, source: str, model_id: str | None) -> None:
+    from hearth.cli.render import console, shown, transfer_progress
+
     body = client.request("POST", "/v1/models/pull", json={"source": source, "id": model_id})
     if body.get("id") is None:
         console.print(f"[bold]{shown(body['model_id'])}[/bold] is already complete.")
@@ -63,11 +70,8 @@ def _via_server(client: Any, source: str, model_id: str | None) -> None:
     with transfer_progress() as progress:
         bars = _Bars(progress)
         try:
-            with client.http.stream(
-                "GET",
-                f"/v1/downloads/{job_id}",
-                headers={"Accept": "text/event-stream"},
-                timeout=None,
+            with client.stream(
+                "GET", f"/v1/downloads/{job_id}", headers={"Accept": "text/event-stream"}
             ) as stream:
                 for line in stream.iter_lines():
                     if line.startswith("data: {"):
@@ -81,6 +85,8 @@ def _via_server(client: Any, source: str, model_id: str | None) -> None:
 async def _locally(settings: Settings, source: str, model_id: str | None) -> None:
     """No server: this process does what `hearth serve` would, through the same `Services`
     (its start-up work included: home layout, interrupted deletes and imports finished)."""
+    from hearth.services import Services
+
     services = Services.create(settings)
     try:
         await _follow(services, source, model_id)
@@ -89,6 +95,10 @@ async def _locally(settings: Settings, source: str, model_id: str | None) -> Non
 
 
 async def _follow(services: Services, source: str, model_id: str | None) -> None:
+    import asyncio
+
+    from hearth.cli.render import console, shown, transfer_progress
+
     pulled, job = await services.pull(source, model_id)
     if job is None:
         console.print(f"[bold]{shown(pulled)}[/bold] is already complete.")
@@ -107,6 +117,8 @@ async def _follow(services: Services, source: str, model_id: str | None) -> None
 
 def _fail(exc: HearthError) -> NoReturn:
     """Like `friendly_errors`, but the message may quote a server: print it made inert."""
+    from hearth.cli.render import err_console, shown
+
     err_console.print(f"[red]Error:[/red] {shown(exc.message)}", highlight=False)
     raise typer.Exit(1) from None
 
@@ -120,6 +132,10 @@ def pull(
     model_id: str | None = typer.Option(None, "--id", help="Model id for a new model."),
 ) -> None:
     """Download a model, resumably and verified, with a progress bar per file."""
+    import asyncio
+
+    from hearth.cli.backend import server_for
+
     settings = settings_from(ctx)
     client = server_for(settings)
     try:
@@ -131,5 +147,7 @@ def pull(
     except HearthError as exc:
         _fail(exc)
     except KeyboardInterrupt:
+        from hearth.cli.render import err_console
+
         err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
         raise typer.Exit(130) from None

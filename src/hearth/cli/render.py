@@ -1,21 +1,16 @@
-"""Terminal output: tables and sizes."""
+"""Terminal output: tables and sizes (imported when a command runs, not for `--help`)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -43,6 +38,8 @@ def human_size(n: int | None) -> str:
 
 
 def models_table(models: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     for column in ("ID", "NAME", "FORMAT", "SIZE", "STATUS"):
         table.add_column(column, justify="right" if column == "SIZE" else "left")
@@ -61,6 +58,15 @@ def models_table(models: list[dict[str, Any]]) -> Table:
 
 def transfer_progress(*, transient: bool = False) -> Progress:
     """Bars for byte transfers (copies, downloads): name, bar, bytes, speed, time left."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -13,18 +13,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
-from rich.table import Table
 
-from hearth.cli.backend import server_for
 from hearth.cli.common import friendly_errors, settings_from
-from hearth.cli.render import console, err_console, human_size
-from hearth.client import HearthClient
-from hearth.config import Settings
 from hearth.errors import EngineError, HearthError, from_wire
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from hearth.client import HearthClient
+    from hearth.config import Settings
 
 Message = dict[str, str]
 Stream = Callable[[list[Message]], Iterator[str]]
@@ -60,11 +60,8 @@ def stream_chat(
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
-    timeout = httpx.Timeout(30.0, read=None)
-    with client.http.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as resp:
-        if resp.status_code != 200:
-            resp.read()
-            client._check(resp)  # raises the API's error with its message
+    # the API's error, with its message, is raised before the stream starts
+    with client.stream("POST", "/v1/chat/completions", json=body, timeout=30.0) as resp:
         for line in resp.iter_lines():
             if not line.startswith("data:"):
                 continue
@@ -84,6 +81,10 @@ def stream_chat(
 def session_client(settings: Settings) -> Iterator[HearthClient]:
     """The home's running server's client, or one for a server started here for this session
     (`hearth.runtime.serve_in_background`: it holds the home's lock like `hearth serve`)."""
+    from hearth.cli.backend import server_for
+    from hearth.cli.render import err_console
+    from hearth.client import HearthClient
+
     running = server_for(settings)
     if running is not None:
         with running:
@@ -111,6 +112,8 @@ def _read_line(interactive: bool) -> str | None:
 def _reply(
     session: ChatSession, text: str, stream: Callable[[list[Message]], Iterator[str]]
 ) -> None:
+    from hearth.cli.render import err_console
+
     try:
         for piece in session.ask(text, stream):
             sys.stdout.write(piece)
@@ -138,6 +141,8 @@ def run(
     ),
 ) -> None:
     """Chat with a model in the terminal (streams the reply; /clear, /exit)."""
+    from hearth.cli.render import err_console
+
     settings = settings_from(ctx)
     interactive = sys.stdin.isatty() and prompt is None
     with session_client(settings) as client:
@@ -181,6 +186,10 @@ def _ago(seconds: float) -> str:
 
 
 def running_table(models: list[dict[str, Any]], now: float | None = None) -> Table:
+    from rich.table import Table
+
+    from hearth.cli.render import human_size
+
     now = time.time() if now is None else now
     table = Table(show_edge=False, header_style="bold")
     for column in ("ID", "STATUS", "PID", "PORT", "MEMORY", "UP", "REQUESTS", "UNLOADS"):
@@ -232,6 +241,9 @@ def ps(
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table."),
 ) -> None:
     """List loaded models: pid, port, memory, uptime, requests, when each unloads, replicas."""
+    from hearth.cli.backend import server_for
+    from hearth.cli.render import console
+
     client = server_for(settings_from(ctx))
     if client is None:
         console.print(f"{NO_SERVER} Start one with `hearth serve`.")
@@ -253,6 +265,9 @@ def stop(
     force: bool = typer.Option(False, "--force", help="Do not wait for in-flight requests."),
 ) -> None:
     """Unload models now (their in-flight requests finish first unless --force)."""
+    from hearth.cli.backend import server_for
+    from hearth.cli.render import console
+
     client = server_for(settings_from(ctx))
     if client is None:
         console.print(NO_SERVER)

@@ -330,7 +330,10 @@ def check_redirect(original_url: str, target_url: str, *, allow_private: bool = 
     )
 
 
-_DNS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hearth-redirect-dns")
+@functools.cache
+def _dns_pool() -> ThreadPoolExecutor:
+    """Made on the first lookup, not at import."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="hearth-redirect-dns")
 
 
 async def check_redirect_async(
@@ -345,4 +348,4 @@ async def check_redirect_async(
         check_redirect(original_url, target_url, allow_private=allow_private)
         return
     call = functools.partial(check_redirect, original_url, target_url, allow_private=allow_private)
-    await asyncio.get_running_loop().run_in_executor(_DNS_POOL, call)
+    await asyncio.get_running_loop().run_in_executor(_dns_pool(), call)

@@ -5,7 +5,10 @@ it, and GGUF parsing has produced real CVEs (llama.cpp, Ollama). The importer ru
 download from anywhere, so this reader uses small buffered reads (no mmap, never the whole file),
 checks every count and length against the bytes left in the file *before* allocating, enforces
 hard caps and a wall-clock limit, and turns every problem into `InvalidModelFile` whose message
-names the file, the problem and the fix. The `gguf` package is used only for its constants.
+names the file, the problem and the fix. The `gguf` package is used only for its constants:
+the value types (fixed by the format, kept here) and the tensor types' block sizes and the file
+types' names, which grow with llama.cpp and so are borrowed from it, imported on the first
+header read (it imports numpy: importing this module must not, see `hearth.cli`).
 
 Policies:
 - `metadata` keeps every scalar key plus arrays of at most 64 items (as lists). Bigger arrays
@@ -20,15 +23,16 @@ Policies:
 
 from __future__ import annotations
 
+import enum
+import functools
 import io
 import os
 import stat
 import struct
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NoReturn
-
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 from hearth.errors import InvalidModelFile
 
@@ -56,6 +60,34 @@ _FIX_CONVERT = (
     "or download a .gguf build of the model."
 )
 _LEGACY = {b"lmgg": "GGML", b"fmgg": "GGMF", b"tjgg": "GGJT"}  # LE uint32 'ggml' 'ggmf' 'ggjt'
+
+
+class GGUFValueType(enum.IntEnum):
+    """The metadata value types of the GGUF format (gguf-py's enum of the same name)."""
+
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+@functools.cache
+def _ggml() -> ModuleType:
+    """gguf-py, for GGML_QUANT_SIZES, GGMLQuantizationType and LlamaFileType."""
+    import gguf
+
+    return gguf
+
+
 _T = GGUFValueType
 _FIXED: dict[int, struct.Struct] = {
     t: struct.Struct("<" + c)
@@ -435,6 +467,8 @@ def _tensors(
     """Walk the tensor infos: parameters, elements per type, data extent, tensors per type."""
     if count * 24 > src.left():  # name length + n_dims + type + offset
         src.fail(f"truncated: header claims {count} tensors but the file ends at byte {src.size}")
+    ggml = _ggml()
+    sizes = ggml.GGML_QUANT_SIZES
     names: set[bytes] = set()
     elements: dict[int, int] = {}
     tensors_by_type: dict[int, int] = {}
@@ -462,9 +496,9 @@ def _tensors(
             if d < 1 or n > INT64_MAX:
                 src.fail(f"tensor {name!r} has invalid dimensions {list(dims)}")
         ttype = src.u32()
-        if ttype not in GGML_QUANT_SIZES:
+        if ttype not in sizes:
             src.fail(f"tensor {name!r} has unknown type {ttype}", "Update Hearth's gguf package.")
-        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        block, type_size = sizes[ggml.GGMLQuantizationType(ttype)]
         if dims and dims[0] % block:
             src.fail(f"tensor {name!r}: dimension {dims[0]} is not a multiple of {block}")
         offset = src.u64()
@@ -479,15 +513,16 @@ def _tensors(
 
 def _quantization(file_type: int | None, elements: dict[int, int]) -> str | None:
     """llama.cpp's name for general.file_type, else the type holding the most weights."""
+    ggml = _ggml()
     try:
-        name = LlamaFileType(file_type).name if file_type is not None else "GUESSED"
+        name = ggml.LlamaFileType(file_type).name if file_type is not None else "GUESSED"
     except ValueError:
         name = "GUESSED"
     if name != "GUESSED":
         return name.removeprefix("MOSTLY_").removeprefix("ALL_")
     if not elements:
         return None
-    return GGMLQuantizationType(max(elements, key=elements.__getitem__)).name
+    return ggml.GGMLQuantizationType(max(elements, key=elements.__getitem__)).name
 
 
 def _token_at(src: _Source, marks: list[int], count: int, index: int | None) -> str | None:
@@ -554,7 +589,7 @@ def _finish(
         alignment=alignment,
         header_bytes=header_bytes,
         data_bytes=data_end,
-        tensor_types={GGMLQuantizationType(t).name: c for t, c in by_type.items()},
+        tensor_types={_ggml().GGMLQuantizationType(t).name: c for t, c in by_type.items()},
         metadata=meta,
         array_lengths=src.arrays,
     )
