@@ -3,7 +3,8 @@ requests for every route, and not one server error (5xx) among them.
 
 Bounded (a time budget and a number of examples per route) and seeded, so a run is repeatable.
 The home holds a model folder, so id routes see both hits and misses; pulls and downloads go to
-a closed loopback port or a name that does not resolve, never the network."""
+a closed loopback port or a name that does not resolve, never the network; a bare name (an Ollama
+name) goes to a loopback registry that has no models, so it is a 404 rather than a 502."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from conftest import make_model
+from support.fault_server import FaultServer
 from support.server import HearthProcess, free_port
 
 
@@ -21,8 +23,12 @@ def test_no_generated_request_makes_a_server_error(home: Path) -> None:
     # (an engine that fails to start is a 502, which this check would count).
     source = {"filename": "m.gguf", "url": "https://x.invalid/m.gguf"}
     make_model(home, "m", {"description": "a model to poke at", "sources": [source]})
-    env = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
-    with HearthProcess(home, "--no-starter", env=env) as server:
+    registry = FaultServer()  # answers 404 to every manifest
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HEARTH_OLLAMA_REGISTRY": registry.base,
+    }
+    with registry, HearthProcess(home, "--no-starter", env=env) as server:
         run = subprocess.run(
             [
                 str(Path(sys.executable).with_name("schemathesis")), "run",

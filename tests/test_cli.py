@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import FAKE_GGUF, make_model
+from support.cli import CliRunner
 from support.server import HearthProcess, ThreadedServer
-from typer.testing import CliRunner
 
-from hearth.cli.main import app
+from hearth.cli.main import main as app
 
 runner = CliRunner()
 

@@ -51,3 +51,38 @@ def test_bad_settings_say_which_and_where(
     with pytest.raises(InvalidRequest) as info:
         load_settings(home=tmp_path, env=env)
     assert fragment in info.value.message
+
+
+def test_server_address_follows_the_settings_precedence(tmp_path: Path) -> None:
+    """The CLI's pydantic-free reader agrees with load_settings on host, port and key."""
+    from hearth.address import server_address
+
+    (tmp_path / "settings.json").write_text(
+        json.dumps({"port": 2000, "host": "::1", "api_key": "from-file", "keep_alive": "5m"}),
+        encoding="utf-8",
+    )
+    for env in ({}, {"HEARTH_PORT": "3000"}, {"HEARTH_API_KEY": "from-env", "HEARTH_HOST": ""}):
+        light, full = server_address(tmp_path, env), load_settings(home=tmp_path, env=env)
+        assert (light.host, light.port, light.api_key) == (full.host, full.port, full.api_key)
+        assert light.base_url == full.base_url and light.home == full.home
+    assert server_address(tmp_path, {}).base_url == "http://[::1]:2000"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"port": "eighty"}', "Setting 'port' is invalid"),
+        ('{"port": 70000}', "Setting 'port' is invalid"),
+        ('{"api_key": 5}', "Setting 'api_key' is invalid"),
+        ("{nope", "is not valid JSON"),
+        ("[1]", "must hold a JSON object"),
+    ],
+)
+def test_server_address_hands_odd_values_to_the_full_loader(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    from hearth.address import server_address
+
+    (tmp_path / "settings.json").write_text(content, encoding="utf-8")
+    with pytest.raises(InvalidRequest, match=message):
+        server_address(tmp_path, {})

@@ -278,7 +278,11 @@ def test_the_api_key_covers_every_route_but_health_and_docs(home: Path) -> None:
         for path in ("/v1/models", "/v1/running", "/api/tags", "/", "/v1/nope", "/metrics"):
             r = http.get(path)
             assert r.status_code == 401, path
-            assert r.json()["error"]["code"] == "invalid_api_key"
+            error = r.json()["error"]
+            if path.startswith("/api/"):  # Ollama's dialect: the message as a string
+                assert "API key" in error, path
+            else:
+                assert error["code"] == "invalid_api_key"
         r = http.post("/v1/chat/completions", json={"model": "m"})
         assert r.status_code == 401
         assert http.get("/health").json() == {"status": "ok"}
@@ -291,7 +295,7 @@ def test_the_api_key_covers_every_route_but_health_and_docs(home: Path) -> None:
             assert http.get(path).status_code == 200, path
         assert http.get("/v1/models", headers={"x-api-key": KEY}).status_code == 200
         tags = http.get("/api/tags", headers={"authorization": f"Bearer {KEY}"})
-        assert tags.status_code == 404 and tags.json()["error"]["code"] == "not_found"
+        assert tags.status_code == 200 and tags.json() == {"models": []}
         schema = http.get("/openapi.json").json()
         assert {"bearer", "x-api-key"} <= set(schema["components"]["securitySchemes"])
 

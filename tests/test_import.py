@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import CliRunner
 from support.gguf_factory import raw_gguf, write_gguf
 from support.server import ThreadedServer
 from support.smollm import smollm2_path
 from support.waiting import wait_for
-from typer.testing import CliRunner
 
-from hearth.cli.main import app as cli_app
+from hearth.cli.main import main as cli_app
 from hearth.config import load_settings
 from hearth.models.ids import id_from_filename, unique_id
 from hearth.models.importer import _copy_with_progress, split_name
@@ -366,7 +366,7 @@ def test_cli_import_modes(home: Path, tmp_path: Path) -> None:
     assert code == 1 and "notes.gguf" in out
     assert (originals / "notes.gguf").read_text() == "hello"
     code, out = cli(home, "models", "import", str(originals / "x.gguf"), "--mode", "teleport")
-    assert code == 1 and "mode must be one of" in out
+    assert code == 2 and "invalid choice: 'teleport'" in out  # a usage error, before any work
 
 
 def test_copy_reports_progress_and_leaves_no_half_file(tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 from conftest import make_model
+from support.cli import CliRunner
 from support.fault_server import FaultServer, sha256
 from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
 from support.waiting import job_done as wait_job
 from support.waiting import wait_for
-from typer.testing import CliRunner
 
-from hearth.cli.main import app as cli_app
+from hearth.cli.main import main as cli_app
 from hearth.config import load_settings
 from hearth.services import Services
 
@@ -241,11 +241,66 @@ def test_bad_pulls_fail_clearly_and_never_list_ready(
         assert r.status_code == 202, r.text
         done = job_done(live, r.json()["id"])
     assert done["state"] == "failed" and fragment in done["error"]
+    folder = home / "models" / "bad"
+    if setup != "sha-mismatch":
+        # No model data arrived (an HTML page is refused at its first bytes): the model this
+        # pull created goes (the job keeps the error), rather than a `missing` model nobody
+        # asked for staying in every list.
+        wait_for(lambda: not folder.exists(), timeout=10)
+        with live.http() as http:
+            assert http.get("/v1/models/bad").status_code == 404
+            job = http.get(f"/v1/downloads/{done['id']}").json()
+        assert job["state"] == "failed" and fragment in job["error"]
+        return
     item = get_model(live, "bad")
     assert item["status"] == "failed" and fragment in item["error"]  # the pull failed, and why
-    folder = home / "models" / "bad"
-    assert (folder / "model.json").exists()  # the model folder is kept
+    # The model was there before this download: it is kept, with why it failed.
+    assert (folder / "model.json").exists()
     assert [p.name for p in folder.iterdir() if p.name.endswith((".gguf", ".part"))] == []
+
+
+def test_a_pull_that_failed_after_some_bytes_keeps_its_model_to_resume(
+    live: ThreadedServer, files: FaultServer, home: Path
+) -> None:
+    """The other side of removing a model whose pull got nothing: bytes that arrived are kept
+    (model.json and the `.part`), so pulling again resumes instead of starting over."""
+    path = "/m/model-Q4_K_M.gguf"
+    files.fault(path, close_after=300_000, times=1)
+    files.fault(path, status=404, times=None)  # then the file is gone: the job fails
+    with live.http() as http:
+        r = http.post("/v1/models/pull", json={"source": files.url(path), "id": "half"})
+        assert r.status_code == 202, r.text
+        done = job_done(live, r.json()["id"])
+    assert done["state"] == "failed" and "404" in done["error"]
+    time.sleep(0.3)  # the removal of an empty pull, were it to happen, runs right after
+    folder = home / "models" / "half"
+    parts = [p for p in folder.iterdir() if p.name.endswith(".part")]
+    assert (folder / "model.json").exists() and parts and parts[0].stat().st_size >= 300_000
+    files.clear_faults()
+    with live.http() as http:
+        again = http.post("/v1/models/pull", json={"source": "half"}).json()
+    assert job_done(live, again["id"])["state"] == "completed"
+    assert get_model(live, "half")["status"] == "ready"
+    assert files.bytes_sent(path) < len(MODEL) + 300_000 + 64 * 1024  # resumed, not restarted
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "http://hub.invalid"])
+def test_an_offline_hub_is_a_clear_error_not_a_bug(
+    live: ThreadedServer, home: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """No network (refused, or a name that does not resolve): the error says so, names the
+    Hub and HF_ENDPOINT, is not a 500, and leaves no model behind."""
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with live.http() as http:
+        r = http.post("/v1/models/pull", json={"source": "someone/Some-Model-GGUF"})
+    message = r.json()["error"]["message"]
+    assert 400 <= r.status_code < 600 and r.status_code != 500, r.text
+    assert "Check the network (or HF_ENDPOINT)" in message and "bug" not in message
+    assert not (home / "models").exists() or list((home / "models").iterdir()) == []
+    result = CliRunner(env={"HF_ENDPOINT": endpoint}).invoke(
+        cli_app, ["--home", str(home / "offline"), "pull", "someone/Some-Model-GGUF"]
+    )
+    assert result.exit_code == 1 and "Check the network" in result.output, result.output
 
 
 def test_disk_space_is_checked_before_starting(

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import CliRunner
 from support.engines import add_smol, gone, running, until
 from support.server import ThreadedServer
 from support.smollm import cache_dir
-from typer.testing import CliRunner
 
-from hearth.cli.main import app
+from hearth.cli.main import main as app
 from hearth.config import load_settings
 from hearth.engines.replicas import Prefix, Replica, Router, prefix_of
 from hearth.services import Services

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from support.cli import CliRunner
 from support.engines import add_smol, gone, running, status, until
 from support.server import HearthProcess, ThreadedServer
-from typer.testing import CliRunner
 
-from hearth.cli.main import app
+from hearth.cli.main import main as app
 from hearth.cli.run import ChatSession
 from hearth.config import Settings, load_settings
 from hearth.server.serve import bind_socket

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import CliRunner
 from support.engines import add_smol, gone
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
-from typer.testing import CliRunner
 
-from hearth.cli.main import app as cli_app
+from hearth.cli.main import main as cli_app
 from hearth.config import load_settings
 from hearth.services import Services
 

@@ -1,3 +1,3 @@
 from hearth.cli.main import app
 
-app(prog_name="hearth")
+app()

@@ -11,7 +11,6 @@ settings.json, which lives inside it).
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,11 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hearth.address import SETTINGS_FILE, base_url, read_settings_file, resolve_home
 from hearth.errors import InvalidRequest
 from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive
 
-DEFAULT_HOME = "~/hearth"
-SETTINGS_FILE = "settings.json"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -76,6 +74,11 @@ class Settings(BaseModel):
         "embeddings, ...) accept; a larger one gets 413 before it is read. Env "
         "HEARTH_MAX_BODY_BYTES; default 32 MiB. Management routes accept 1 MiB.",
     )
+    ollama_registry: str = Field(
+        "https://registry.ollama.ai",
+        description="Registry that `hearth pull NAME[:TAG]` fetches Ollama library models from "
+        "(an OCI-style /v2 API). Env HEARTH_OLLAMA_REGISTRY; point it at a mirror if you have one.",
+    )
     max_loaded_models: int = Field(3, ge=1, description="Models kept loaded at once.")
     memory_budget: int | None = Field(
         None, ge=0, description="Bytes of memory loaded models may use (default: available RAM)."
@@ -112,10 +115,7 @@ class Settings(BaseModel):
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return base_url(self.host, self.port)
 
     def is_loopback(self) -> bool:
         if self.host in LOOPBACK_HOSTS:
@@ -124,12 +124,6 @@ class Settings(BaseModel):
             return ipaddress.ip_address(self.host.strip("[]")).is_loopback
         except ValueError:
             return False
-
-
-def resolve_home(flag: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    raw = flag or env.get("HEARTH_HOME") or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
@@ -143,22 +137,6 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def _file_layer(home: Path) -> dict[str, Any]:
-    path = home / SETTINGS_FILE
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidRequest(
-            f"{path} is not valid JSON ({exc}). Fix the file or remove it to use the defaults."
-        ) from exc
-    if not isinstance(data, dict):
-        raise InvalidRequest(f'{path} must hold a JSON object like {{"port": 1337}}.')
-    data.pop("home", None)
-    return data
-
-
 def load_settings(
     home: str | Path | None = None,
     flags: Mapping[str, Any] | None = None,
@@ -168,7 +146,7 @@ def load_settings(
     env = os.environ if env is None else env
     resolved_home = resolve_home(home, env)
     merged: dict[str, Any] = {}
-    merged.update(_file_layer(resolved_home))
+    merged.update(read_settings_file(resolved_home))
     merged.update(_env_layer(env))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     try:

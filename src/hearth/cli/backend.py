@@ -10,6 +10,7 @@ publishes itself there, for servers embedded in another program.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.client import HearthClient
@@ -17,6 +18,7 @@ from hearth.errors import HearthError, Unavailable
 from hearth.instance import RunningServer, running_server
 
 if TYPE_CHECKING:
+    from hearth.address import ServerAddress
     from hearth.config import Settings
 
 #: A published server holds the home: wait a little for it to answer rather than bypass it.
@@ -69,7 +71,7 @@ class RemoteBackend(HearthClient):
         return self.request("GET", "/v1/models/import/errors")["data"]
 
 
-def server_for(settings: Settings) -> RemoteBackend | None:
+def server_for(settings: ServerAddress | Settings) -> RemoteBackend | None:
     """The running Hearth server for this home: the one its server.json names, if live.
 
     The api key still comes from settings (flag, HEARTH_API_KEY, settings.json): server.json
@@ -81,7 +83,7 @@ def server_for(settings: Settings) -> RemoteBackend | None:
     return _configured(settings)
 
 
-def _published(settings: Settings, server: RunningServer) -> RemoteBackend:
+def _published(settings: ServerAddress | Settings, server: RunningServer) -> RemoteBackend:
     """The home's live server; one that does not answer is an error, never bypassed.
 
     Working on the folder behind its back, or starting a second server for the home (what
@@ -103,7 +105,7 @@ def _published(settings: Settings, server: RunningServer) -> RemoteBackend:
     return client
 
 
-def _configured(settings: Settings) -> RemoteBackend | None:
+def _configured(settings: ServerAddress | Settings) -> RemoteBackend | None:
     """A server at the configured address that says it serves this home (an embedded one)."""
     client = RemoteBackend(settings.base_url, settings.api_key)
     try:
@@ -117,5 +119,6 @@ def _configured(settings: Settings) -> RemoteBackend | None:
     return client
 
 
-def connect(settings: Settings) -> Backend:
-    return server_for(settings) or LocalBackend(settings)
+def connect(address: ServerAddress, settings: Callable[[], Settings]) -> Backend:
+    """The home's server, else its folder (full settings are read only in that case)."""
+    return server_for(address) or LocalBackend(settings())

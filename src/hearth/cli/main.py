@@ -1,79 +1,89 @@
-"""The `hearth` command."""
+"""The `hearth` command: the parser, and dispatch to the command modules."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import typer
+import argparse
+import sys
+from typing import NoReturn
 
 from hearth import __version__
-from hearth.cli import models, pull, run
-from hearth.cli.common import friendly_errors, settings_from, setup_logging
+from hearth.cli import derive, info, models, pull, run, search
+from hearth.cli.common import command, global_options, run_handler, settings_from, setup_logging
 
-app = typer.Typer(
-    help="Hearth: run language models on your own computer behind an OpenAI-compatible API.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Click's plain help: Typer's Rich help imports rich.markdown, markdown-it and pygments,
-    # which would double the time `hearth --help` (or any usage error) takes.
-    rich_markup_mode=None,
-)
-app.add_typer(models.app, name="models")
-app.command("pull")(pull.pull)
+DESCRIPTION = "Hearth: run language models on your own computer behind an OpenAI-compatible API."
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"hearth {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    ctx: typer.Context,
-    home: Path | None = typer.Option(
-        None, "--home", envvar="HEARTH_HOME", help="Home folder (default ~/hearth)."
-    ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
-) -> None:
-    ctx.obj = {"home": home}
-
-
-@app.command()
-@friendly_errors
-def serve(
-    ctx: typer.Context,
-    host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
-    port: int | None = typer.Option(None, help="Port (default 1337)."),
-    api_key: str | None = typer.Option(None, "--api-key", help="Require this bearer key on /v1."),
-    cors_origin: list[str] | None = typer.Option(
-        None, "--cors-origin", help="Allowed browser origin (repeatable)."
-    ),
-    insecure: bool | None = typer.Option(
-        None, "--insecure", help="Allow a non-loopback bind without a key."
-    ),
-    log_level: str | None = typer.Option(None, "--log-level", help="debug, info, warning, error."),
-    starter: bool | None = typer.Option(
-        None,
-        "--starter/--no-starter",
-        help="With no models yet, install SmolLM2-135M-Instruct (98 MB) first (default: on).",
-    ),
-) -> None:
+def serve(args: argparse.Namespace) -> None:
     """Serve the API on 127.0.0.1:1337."""
     from hearth.runtime import run_server
 
     settings = settings_from(
-        ctx,
-        host=host,
-        port=port,
-        api_key=api_key,
-        cors_origins=cors_origin or None,
-        insecure=insecure,
-        log_level=log_level,
-        starter=starter,
+        args,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        cors_origins=args.cors_origin,
+        insecure=args.insecure,
+        log_level=args.log_level,
+        starter=args.starter,
     )
     setup_logging(settings.log_level)
-    run_server(settings)
+    from hearth.cli.render import err_console, starter_bar
+
+    run_server(settings, starter_display=starter_bar if err_console.is_terminal else None)
 
 
-run.register(app)  # hearth run / ps / stop
+def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = command(sub, "serve", serve, parents=[common])
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 1337)")
+    parser.add_argument("--api-key", help="require this bearer key on /v1")
+    parser.add_argument(
+        "--cors-origin", action="append", help="allowed browser origin (repeatable)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback bind without a key",
+    )
+    parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument(
+        "--starter",
+        action=argparse.BooleanOptionalAction,
+        help="with no models yet, install SmolLM2-135M-Instruct (98 MB) first (default: on)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = global_options()
+    parser = argparse.ArgumentParser(prog="hearth", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    parser.add_argument(
+        "--home", metavar="PATH", help="home folder (default: HEARTH_HOME, else ~/hearth)"
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_serve(sub, common)
+    run.add_commands(sub, common)  # run, load, ps, stop
+    pull.add_commands(sub, common)
+    search.add_commands(sub, common)
+    models.add_commands(sub, common)  # ls, rm and models ...
+    info.add_commands(sub, common)  # show
+    derive.add_commands(sub, common)  # cp, create
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command; the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler_parser = getattr(args, "help_of", None)
+    if handler_parser is not None or not hasattr(args, "handler"):
+        (handler_parser or parser).print_help()
+        return 0
+    return run_handler(parser, args)
+
+
+def app() -> NoReturn:
+    """The console script."""
+    sys.exit(main())

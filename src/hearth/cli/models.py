@@ -1,142 +1,170 @@
-"""`hearth models ...`: list, show, edit, remove (and import, see importer)."""
+"""`hearth models ...`: list, show, edit, remove, import (`hearth ls` is `models list`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from hearth.cli.common import friendly_errors, nest, parse_assignment, settings_from
-
-app = typer.Typer(
-    help="Manage the models in your home folder.", no_args_is_help=True, rich_markup_mode=None
+from hearth.cli.common import (
+    address_from,
+    command,
+    confirm,
+    nest,
+    parse_assignment,
+    settings_from,
 )
 
+if TYPE_CHECKING:
+    from hearth.cli.backend import Backend
+    from hearth.cli.output import Table
 
-@app.command("list")
-@friendly_errors
-def list_models(
-    ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON instead of a table."),
-) -> None:
-    """List models: id, name, format, size, status."""
+
+def _connect(args: argparse.Namespace) -> Backend:
     from hearth.cli.backend import connect
-    from hearth.cli.render import console, models_table, shown
 
-    backend = connect(settings_from(ctx))
-    models = backend.list_models()
-    if as_json:
-        console.print_json(json.dumps(models))
-        return
-    if not models and not backend.import_errors():
-        console.print(
-            "No models yet. Drop a .gguf into the models/ folder, or `hearth models import PATH`."
+    return connect(address_from(args), lambda: settings_from(args))
+
+
+def models_table(models: list[dict[str, Any]]) -> Table:
+    from hearth.cli.output import STATUS_STYLE, Table, human_size
+
+    table = Table("ID", "NAME", "FORMAT", "SIZE", "STATUS", right=["SIZE"])
+    for m in models:
+        status = str(m.get("status", ""))
+        table.add_row(
+            m["id"],
+            (m.get("name") or "")[:80],
+            m.get("format") or "-",
+            human_size(m.get("size")),
+            status,
+            styles=[None, None, None, None, STATUS_STYLE.get(status)],
         )
+    return table
+
+
+def list_models(args: argparse.Namespace) -> None:
+    """List models: id, name, format, size, status."""
+    from hearth.cli.output import clean, echo, paint
+
+    backend = _connect(args)
+    models = backend.list_models()
+    if args.as_json:
+        echo(json.dumps(models, indent=2))
         return
-    console.print(models_table(models))
+    problems = backend.import_errors()
+    if not models and not problems:
+        echo("No models yet. Drop a .gguf into the models/ folder, or `hearth models import PATH`.")
+        return
+    models_table(models).print()
     for m in models:
         if m.get("error"):
-            console.print(
-                f"[red]{shown(m['id'])}[/red]: {shown(m['error'], 4000)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    for problem in backend.import_errors():
-        colour = "yellow" if problem["state"] == "waiting" else "red"
-        console.print(
-            f"[{colour}]not imported[/{colour}] {problem['path']}: {problem['error']}",
-            highlight=False,
-        )
+            echo(f"{paint(clean(m['id']), 'red')}: {clean(m['error'], 4000)}")
+    for problem in problems:
+        label = paint("not imported", "yellow" if problem["state"] == "waiting" else "red")
+        echo(f"{label} {clean(problem['path'])}: {clean(problem['error'], 4000)}")
 
 
-@app.command("show")
-@friendly_errors
-def show(ctx: typer.Context, model_id: str = typer.Argument(..., metavar="ID")) -> None:
+def show(args: argparse.Namespace) -> None:
     """Show one model's full record (model.json with defaults, files, status)."""
-    from hearth.cli.backend import connect
-    from hearth.cli.render import console
+    from hearth.cli.output import echo
 
-    backend = connect(settings_from(ctx))
-    console.print_json(json.dumps(backend.get_model(model_id)))
+    echo(json.dumps(_connect(args).get_model(args.model_id), indent=2))
 
 
-@app.command("edit")
-@friendly_errors
-def edit(
-    ctx: typer.Context,
-    model_id: str = typer.Argument(..., metavar="ID"),
-    assignments: list[str] = typer.Argument(
-        ...,
-        metavar="KEY=VALUE...",
-        help="e.g. name='My model' engine_parameters.ctx_len=4096; value null removes",
-    ),
-) -> None:
-    """Change model.json fields (values are JSON, else text). Other fields are kept."""
+def edit(args: argparse.Namespace) -> None:
+    """Change model.json fields (values are JSON, else text). Other fields are kept.
+
+    e.g. hearth models edit ID name='My model' engine_parameters.ctx_len=4096
+    The value null removes a field.
+    """
     patch: dict = {}
-    for text in assignments:
+    for text in args.assignments:
         path, value = parse_assignment(text)
         nest(path, value, patch)
-    from hearth.cli.backend import connect
-    from hearth.cli.render import console
+    from hearth.cli.output import clean, echo, paint
 
-    backend = connect(settings_from(ctx))
-    updated = backend.update_model(model_id, patch)
-    console.print(f"Updated [bold]{updated['id']}[/bold].")
+    updated = _connect(args).update_model(args.model_id, patch)
+    echo(f"Updated {paint(clean(updated['id']), 'bold')}.")
 
 
-@app.command("rm")
-@friendly_errors
-def remove(
-    ctx: typer.Context,
-    model_ids: list[str] = typer.Argument(..., metavar="ID..."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-) -> None:
+def remove(args: argparse.Namespace) -> None:
     """Delete models (their folders). Linked original files are never deleted."""
-    from hearth.cli.backend import connect
-    from hearth.cli.render import console
+    from hearth.cli.output import clean, echo, paint
 
-    backend = connect(settings_from(ctx))
-    for model_id in model_ids:
+    backend = _connect(args)
+    for model_id in args.model_ids:
         model = backend.get_model(model_id)
-        if not yes and not typer.confirm(f"Delete {model_id} ({model.get('name')})?"):
+        question = f"Delete {clean(model_id)} ({clean(model.get('name'))})?"
+        if not args.yes and not confirm(question):
             continue
         backend.delete_model(model_id)
-        console.print(f"Deleted [bold]{model_id}[/bold].")
+        echo(f"Deleted {paint(clean(model_id), 'bold')}.")
 
 
-@app.command("import")
-@friendly_errors
-def import_model(
-    ctx: typer.Context,
-    path: Path = typer.Argument(..., help="A .gguf file (any part of a split model)."),
-    model_id: str | None = typer.Option(
-        None, "--id", help="Model id (default: from the file name)."
-    ),
-    mode: str = typer.Option(
-        "copy",
-        "--mode",
-        help="copy (a hard link when on the same disk), move (rename), or link (use it in place).",
-    ),
-) -> None:
+def import_model(args: argparse.Namespace) -> None:
     """Import a model file into the home folder, with model.json filled from its header.
 
     Runs on this machine directly (the path is yours to give), whether or not a server runs.
     """
+    from pathlib import Path
+
     from hearth.cli.render import console, human_size, transfer_progress
     from hearth.services import Services
 
-    services = Services.create(settings_from(ctx))
+    path, mode = Path(args.path), args.mode
+    services = Services.create(settings_from(args))
     with transfer_progress(transient=True) as bar:
         task = bar.add_task(f"{mode} {path.name}", total=None)
 
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        model = services.import_model(path, model_id=model_id, mode=mode, progress=progress)
+        model = services.import_model(path, model_id=args.id, mode=mode, progress=progress)
     meta = model.get("metadata") or {}
     console.print(
         f"Imported [bold]{model['id']}[/bold] ({mode}): {meta.get('architecture', '?')}, "
         f"{meta.get('quantization', '?')}, context {meta.get('context_length', '?')}, "
         f"{human_size(model.get('size'))}."
+    )
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the API's JSON, not a table"
+    )
+
+
+def _removing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_ids", nargs="+", metavar="ID")
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`hearth ls` (alias `list`), `hearth rm` and the `hearth models` group."""
+    _json_flag(command(sub, "ls", list_models, parents=[common], aliases=["list"]))
+    _removing(command(sub, "rm", remove, parents=[common]))
+    group: argparse.ArgumentParser = sub.add_parser(
+        "models",
+        help="Manage the models in your home folder",
+        description="Manage the models in your home folder (`hearth ls` is `hearth models list`).",
+        parents=[common],
+    )
+    group.set_defaults(help_of=group)
+    verbs = group.add_subparsers(title="commands", metavar="COMMAND")
+    _json_flag(command(verbs, "list", list_models, parents=[common]))
+    command(verbs, "show", show, parents=[common]).add_argument("model_id", metavar="ID")
+    editing = command(verbs, "edit", edit, parents=[common])
+    editing.add_argument("model_id", metavar="ID")
+    editing.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    _removing(command(verbs, "rm", remove, parents=[common]))
+    importing = command(verbs, "import", import_model, parents=[common])
+    importing.add_argument("path", help="a .gguf file (any part of a split model)")
+    importing.add_argument("--id", help="model id (default: from the file name)")
+    importing.add_argument(
+        "--mode",
+        choices=["copy", "move", "link"],
+        default="copy",
+        help="copy (a hard link when on the same disk; the default), move (rename), "
+        "or link (use the file in place)",
     )

@@ -6,12 +6,11 @@ in this process. Ctrl-C cancels and keeps the `.part` files: run the same comman
 
 from __future__ import annotations
 
+import argparse
 import json
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from hearth.cli.common import friendly_errors, settings_from
+from hearth.cli.common import Exit, address_from, command, fail, settings_from
 from hearth.errors import HearthError
 
 if TYPE_CHECKING:
@@ -53,10 +52,9 @@ def _finish(snap: dict[str, Any], model_id: str) -> None:
         return
     if state == "cancelled":
         err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
-        raise typer.Exit(130)
+        raise Exit(130)
     error = snap.get("error") or "the download failed"
-    err_console.print(f"[red]Error:[/red] {shown(error)}", highlight=False)
-    raise typer.Exit(1)
+    raise fail(error)
 
 
 def _via_server(client: HearthClient, source: str, model_id: str | None) -> None:
@@ -115,39 +113,34 @@ async def _follow(services: Services, source: str, model_id: str | None) -> None
     _finish(snap, job.model_id)
 
 
-def _fail(exc: HearthError) -> NoReturn:
-    """Like `friendly_errors`, but the message may quote a server: print it made inert."""
-    from hearth.cli.render import err_console, shown
-
-    err_console.print(f"[red]Error:[/red] {shown(exc.message)}", highlight=False)
-    raise typer.Exit(1) from None
-
-
-@friendly_errors
-def pull(
-    ctx: typer.Context,
-    source: str = typer.Argument(
-        ..., help="A model id (fetch its sources), an https URL of a .gguf, or OWNER/REPO[:QUANT]."
-    ),
-    model_id: str | None = typer.Option(None, "--id", help="Model id for a new model."),
-) -> None:
+def pull(args: argparse.Namespace) -> None:
     """Download a model, resumably and verified, with a progress bar per file."""
     import asyncio
 
     from hearth.cli.backend import server_for
 
-    settings = settings_from(ctx)
-    client = server_for(settings)
+    source, model_id = args.source, args.id
+    client = server_for(address_from(args))
     try:
         if client is not None:
             with client:
                 _via_server(client, source, model_id)
             return
-        asyncio.run(_locally(settings, source, model_id))
+        asyncio.run(_locally(settings_from(args), source, model_id))
     except HearthError as exc:
-        _fail(exc)
+        raise fail(exc.message) from None
     except KeyboardInterrupt:
         from hearth.cli.render import err_console
 
         err_console.print("Cancelled. The partial files are kept: run the same command to resume.")
-        raise typer.Exit(130) from None
+        raise Exit(130) from None
+
+
+def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = command(sub, "pull", pull, parents=[common])
+    parser.add_argument(
+        "source",
+        help="a model id (fetch its sources), an https URL of a .gguf, or OWNER/REPO[:QUANT] "
+        "on Hugging Face",
+    )
+    parser.add_argument("--id", help="model id for a new model")

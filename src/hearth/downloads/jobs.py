@@ -134,6 +134,10 @@ class Job:
         """Bytes still to come for the files whose size is known."""
         return sum(max(0, t - d) for t, d in zip(self._total, self._done, strict=True) if t)
 
+    def bytes_done(self) -> int:
+        """Bytes of the job's files on disk so far (resumed ones included)."""
+        return sum(self._done)
+
     async def wait(self) -> JobSnapshot:
         """Wait until the job reaches a terminal state; returns its last snapshot."""
         await self._finished.wait()

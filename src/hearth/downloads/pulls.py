@@ -1,4 +1,5 @@
-"""Pulls: turn "download this model" (a model id, a URL, a Hugging Face reference) into jobs.
+"""Pulls: turn "download this model" (a model id, a URL, a Hugging Face reference, an Ollama
+name) into jobs.
 
 The model folder and a model.json naming the sources are written *before* any byte arrives, so
 the model is listed at once as `downloading`, the drop-in importer leaves the folder alone, and
@@ -10,7 +11,9 @@ verified, model.json is filled from the GGUF header exactly as an import would f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hearth.downloads.common import DownloadFailed, disk_free, human
+from hearth.downloads.blobs import reuse_known_blobs
+from hearth.downloads.common import DownloadFailed, DownloadResult, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
 from hearth.downloads.jobs import DownloadManager, Job
+from hearth.downloads.ollama import OllamaPlan, resolve_ollama
 from hearth.downloads.urls import (
     FileSpec,
     classify_source,
@@ -41,13 +46,18 @@ from hearth.errors import (
 from hearth.models.gguf import read_gguf_header
 from hearth.models.ids import id_from_filename, is_valid_id, readable_name, validate_model_id
 from hearth.models.importer import build_model_json, is_projector
+from hearth.models.names import OllamaRef, ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore
 
 StatusAnswer = tuple[str, str | None] | None
+
+log = logging.getLogger("hearth")
 HUB_DEADLINE = 60.0  # seconds for resolving a Hugging Face reference (listing + checks)
 MAX_ID_SUFFIX = 99  # model-2 ... model-99: past that the user should pick an id
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 RESERVE_BYTES = 1 << 30  # Settings.download_reserve_bytes's default: kept free on the disk
+OLLAMA_REGISTRY = "https://registry.ollama.ai"  # Settings.ollama_registry's default
+MAX_BYTES = 512 << 30  # Settings.max_download_bytes's default
 
 
 class Pulls:
@@ -66,14 +76,19 @@ class Pulls:
         reserve_bytes: int = RESERVE_BYTES,
         hub_deadline: float = HUB_DEADLINE,
         allow_private: bool = False,
+        ollama_registry: str = OLLAMA_REGISTRY,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self.store = store
+        self.ollama_registry = ollama_registry
+        self.max_bytes = max_bytes  # the largest file a manifest may ask for
         self.manager = manager or DownloadManager()
         self.reserve_bytes = reserve_bytes
         self.hub_deadline = hub_deadline
         #: Follow the Hub's redirects into loopback/private addresses (allow_private_redirects).
         self.allow_private = allow_private
         self._last_job: dict[str, Job] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self._files = ThreadPoolExecutor(2, thread_name_prefix="hearth-pull-files")
 
     def close(self) -> None:
@@ -88,14 +103,27 @@ class Pulls:
 
     async def pull_model(self, source: str, model_id: str | None = None) -> tuple[str, Job | None]:
         """Like `pull`, also naming the model the pull went to (a new `-2` id when another
-        model already has this file name from another source)."""
+        model already has this file name from another source).
+
+        Which source is meant, in order: an `ollama://`, `ollama.com/` or `registry.ollama.ai/`
+        prefix is Ollama; a model id of this home is that model; an http(s) URL or
+        `[hf.co/]OWNER/REPO[:QUANT]` is what it was before; a bare `NAME[:TAG]` is a name in
+        Ollama's library (see `hearth.models.names`); the rest (`./x`, `/x`, `x.gguf`) is a
+        local path, refused with a pointer to `hearth models import`.
+        """
+        ollama = parse_ollama_ref(source)
+        if ollama is not None and ollama.explicit:
+            return await self._pull_ollama(ollama, model_id)
         kind = classify_source(source)
         if kind == "path":
             if model_id is None and _looks_like_id(source) and self._exists(source):
                 return source, self.download_model(source)
+            if ollama is not None:  # whatever the server's working folder holds
+                return await self._pull_ollama(ollama, model_id)
             raise InvalidRequest(
-                f"'{source}' is not a model id here, an http(s) URL, or a Hugging Face reference "
-                "(OWNER/REPO[:QUANT]). To add a file from this machine use `hearth models import`.",
+                f"'{source}' is not a model id here, an http(s) URL, a Hugging Face reference "
+                "(OWNER/REPO[:QUANT]) or an Ollama name (NAME[:TAG], ollama.com/OWNER/NAME:TAG). "
+                "To add a file from this machine use `hearth models import`.",
                 param="source",
             )
         if kind == "hf":
@@ -146,6 +174,39 @@ class Pulls:
                 param="sources",
             )
         return self._start(entry.id, entry.folder, specs)
+
+    async def _pull_ollama(self, ref: OllamaRef, model_id: str | None) -> tuple[str, Job | None]:
+        """Resolve the manifest, create the model, link blobs the home already has, then fetch
+        the rest. File names come from the name's id (`<id>.gguf`), whatever id the model gets,
+        so pulling the same name again finds the same files."""
+        base = ollama_model_id(ref)
+        plan: OllamaPlan = await resolve_ollama(
+            ref, base, registry=self.ollama_registry, max_bytes=self.max_bytes,
+            timeout=self.hub_deadline, allow_private=self.allow_private,
+        )  # fmt: skip
+        specs = plan.files
+        model_id = validate_model_id(model_id or self._free_id(base, specs))
+        created = self._same_source(model_id, specs) is not True
+        if created:
+            self._create(model_id, specs, None, plan.model_json)
+        entry = self.store.get(model_id)
+        loop = asyncio.get_running_loop()
+        with disk_errors(entry.folder):
+            reused = await loop.run_in_executor(
+                self._files, reuse_known_blobs, self.store, entry.folder, specs
+            )
+        job = self.download_model(model_id)
+        if job is not None and created:
+            self._forget_if_nothing_arrives(model_id, job)
+        if job is None and reused:  # nothing to download: fill model.json as a download would
+            try:
+                with disk_errors(entry.folder):
+                    await loop.run_in_executor(self._files, self._fill, model_id, [])
+            except InvalidModelFile:
+                for name in reused:
+                    (entry.folder / name).unlink(missing_ok=True)
+                raise
+        return model_id, job
 
     async def _resolve(self, ref: Any) -> Any:
         """The Hub's answer within a deadline, so a Hub that never answers cannot hang the POST."""
@@ -211,11 +272,44 @@ class Pulls:
         )
 
     def _start_new(self, model_id: str, specs: list[FileSpec], note: str | None) -> Job | None:
-        folder = self.store.models_dir / model_id
-        same = self._same_source(model_id, specs)
-        if same is True:
+        if self._same_source(model_id, specs) is True:
             return self.download_model(model_id)
-        if same is False:
+        self._create(model_id, specs, note)
+        job = self._start(model_id, self.store.models_dir / model_id, specs)
+        self._forget_if_nothing_arrives(model_id, job)
+        return job
+
+    def _forget_if_nothing_arrives(self, model_id: str, job: Job) -> None:
+        """Remove the model this pull created if the pull fails before any byte arrived (a
+        typo in a URL, an offline machine): a `missing` model nobody asked for would stay in
+        every list. A pull that got data keeps its folder and `.part` files, to resume."""
+
+        async def watch() -> None:
+            snap = await job.wait()
+            if snap.state != "failed" or job.bytes_done() > 0:
+                return
+            folder = self.store.models_dir / model_id
+            kept = {"model.json"}
+            if any(p.name not in kept and p.stat().st_size > 0 for p in folder.glob("*")):
+                return
+            with contextlib.suppress(HearthError, OSError):
+                self.store.delete(model_id)
+                log.info("Removed '%s': its pull failed before any data arrived.", model_id)
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    def _create(
+        self,
+        model_id: str,
+        specs: list[FileSpec],
+        note: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the new model's model.json naming its sources (Conflict if the id is taken);
+        `extra`: more fields (an Ollama pull's parameters and metadata)."""
+        if self._same_source(model_id, specs) is False:
             raise Conflict(
                 f"A model '{model_id}' already exists {self._describe(model_id)}; this pull "
                 f'is {_describe_specs(specs)}. Pick another id (--id / "id"), or remove it '
@@ -230,11 +324,13 @@ class Pulls:
         }
         if note:
             raw["description"] = note
+        for key, value in (extra or {}).items():
+            raw[key] = value
         if projector is not None:
-            raw["engine_parameters"] = {"mmproj": projector.filename}
+            engine = {**raw.get("engine_parameters", {}), "mmproj": projector.filename}
+            raw["engine_parameters"] = engine
         with disk_errors(self.store.models_dir):
             self.store.create(model_id, raw)
-        return self._start(model_id, folder, specs)
 
     def _describe(self, model_id: str) -> str:
         """Where an existing model's files come from, for a Conflict message."""
@@ -257,7 +353,7 @@ class Pulls:
             loop = asyncio.get_running_loop()
             try:
                 with disk_errors(folder):
-                    await loop.run_in_executor(self._files, self._fill_from_header, model_id, job)
+                    await loop.run_in_executor(self._files, self._fill, model_id, job.results)
             except InvalidModelFile:
                 # Never leave a file that does not read as GGUF under its final name: the
                 # model would be listed `ready`. The job fails with the reason instead.
@@ -269,11 +365,11 @@ class Pulls:
         self._last_job[model_id] = job
         return job
 
-    def _fill_from_header(self, model_id: str, job: Job) -> None:
+    def _fill(self, model_id: str, done: list[DownloadResult]) -> None:
         """Record what we now know (sizes, hashes, the GGUF header) in model.json."""
         entry = self.store.get(model_id)
         assert entry.info is not None
-        results = {r.path.name: r for r in job.results}
+        results = {r.path.name: r for r in done}
         sources = []
         for source in entry.info.sources:
             item = source.model_dump(exclude_none=True)

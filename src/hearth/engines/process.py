@@ -37,9 +37,8 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import httpx
 import psutil
 
 from hearth.engines.base import LOG_TAIL_BYTES, LogRing, free_port, looks_secret, redact_args
@@ -47,6 +46,9 @@ from hearth.engines.orphans import forget_engine, record_engine
 from hearth.engines.registry import EngineKind, LaunchSpec
 from hearth.engines.worker import KEY_ENV, PARENT_ENV, is_loopback
 from hearth.errors import EngineError
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: validating a model.json loads this module's kind
 
 _PORT_IN_USE = re.compile(r"address already in use|couldn't bind|failed to bind", re.I)
 _TAIL_FOR_ERRORS = 4000
@@ -302,6 +304,8 @@ class EngineProcess:
         last_progress = t0
         seen_output, seen_cpu = self._ring.total, self._cpu_seconds()
         url = f"{self.base_url}{self.kind.health_path}"
+        import httpx
+
         async with httpx.AsyncClient(
             timeout=2.0, trust_env=False, headers=self.auth_headers
         ) as client:
@@ -340,6 +344,8 @@ class EngineProcess:
                     await asyncio.wait_for(self._exited.wait(), 0.1)
 
     async def _require_key(self, client: httpx.AsyncClient) -> None:
+        import httpx
+
         """Refuse an engine that serves a caller without this launch's key (say a llama-server
         too old to read LLAMA_API_KEY): anything on this machine could use it around Hearth."""
         try:

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-import httpx
-
 from hearth.engines.registry import EngineKind, register
 from hearth.errors import EngineError, InvalidParameter
 
@@ -112,6 +110,8 @@ class RemoteEngine:
 
         Any HTTP answer counts as reachable (a 401 still proves the URL is right).
         """
+        import httpx  # here, not at the top: validating a model.json loads this module
+
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
                 await client.get(f"{self.base_url}/models", headers=self.headers())

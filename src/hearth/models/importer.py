@@ -233,6 +233,8 @@ class Importer:
         base = split_name(parts[0].name)
         stem = base.prefix if base else parts[0].name
         inside_models = path.parent == self.models_dir
+        if model_id is None and not inside_models:
+            self._refuse_duplicate(path, parts[0])
         if model_id is not None:
             if self.store.exists(model_id):
                 raise Conflict(
@@ -381,6 +383,41 @@ class Importer:
         return self.store.update(entry.id, patch)
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def _refuse_duplicate(self, given: Path, first: Path) -> None:
+        """An import of a file some model already holds is refused, naming that model: a second
+        import without `--id` is almost always a mistake (it used to make an `x-2` copy).
+
+        The same file: the same inode (the file itself, a hard-linked copy, a linked import),
+        or the same name, size and modification time (the importer's own copy onto another
+        disk keeps them). Contents are not hashed: that would read gigabytes for each import.
+        Drops into models/ are not asked: the watcher imports what is put there."""
+        owner = self.holder_of(first)
+        if owner is not None:
+            raise Conflict(
+                f"{given.name} is already imported as '{owner}'. To import it again, give it a "
+                f"new id (`hearth models import {given} --id NEW`; over the API, the `id` field).",
+                code="already_imported",
+            )
+
+    def holder_of(self, path: Path) -> str | None:
+        """The id of a model whose files include `path`'s (see `_refuse_duplicate`)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        for entry in self.store.list():
+            for held in entry.files:
+                try:
+                    other = os.stat(held)
+                except OSError:
+                    continue
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    return entry.id
+                copied = (held.name, other.st_size, other.st_mtime_ns)
+                if copied == (path.name, st.st_size, st.st_mtime_ns):
+                    return entry.id
+        return None
 
     def _check_allowed(self, path: Path) -> None:
         real = Path(os.path.realpath(path))

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
-from hearth.server import downloads, health, imports, inference, models, running
+from hearth.server import downloads, health, imports, inference, models, ollama, running
 from hearth.server.docs import install_docs
 from hearth.server.errors import install_error_handlers
 from hearth.server.jsonbody import checked_body
@@ -63,6 +63,7 @@ def create_app(
     app.include_router(downloads.router)
     app.include_router(models.router)
     app.include_router(running.router)
+    app.include_router(ollama.router)  # Ollama's API (/api/*) and the liveness probe at /
     install_docs(app, api_key=bool(settings.api_key))
     app.add_middleware(GuardMiddleware, settings=settings)
     if settings.cors_origins:  # added last: outermost, so preflights never need the key

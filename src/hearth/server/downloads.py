@@ -20,7 +20,8 @@ router = APIRouter(prefix="/v1", tags=["downloads"])
 class PullRequest(BaseModel):
     source: str = Field(
         description="An http(s) URL of a .gguf, a Hugging Face reference "
-        "(OWNER/REPO[:QUANT] or hf.co/OWNER/REPO[:QUANT]), or an existing model's id."
+        "(OWNER/REPO[:QUANT] or hf.co/OWNER/REPO[:QUANT]), an Ollama name (NAME[:TAG], or "
+        "ollama.com/OWNER/NAME[:TAG]), or an existing model's id."
     )
     id: str | None = Field(None, description="Model id (default: from the file name).")
 
@@ -45,7 +46,7 @@ def _accepted(job: Job | None, model_id: str) -> Response:
 
 @router.post("/models/pull", status_code=202, responses=ERRORS)
 async def pull(body: PullRequest, request: Request) -> Response:
-    """Start pulling a URL or a Hugging Face model; the model is listed at once as downloading."""
+    """Start pulling a URL, a Hugging Face or an Ollama model; listed at once as downloading."""
     model_id, job = await _services(request).pull(body.source, body.id)
     return _accepted(job, model_id)
 

@@ -3,6 +3,10 @@
 Everything that answers with an error goes through `error_body`: the exception handlers
 below (Hearth's own errors, FastAPI's validation errors, Starlette's 404/405, the backstops)
 and the security middleware, which refuses requests before any route runs (`send_error`).
+
+The shape follows the path's dialect: under `/api/` (Ollama's API) an error is Ollama's
+`{"error": "<message>"}` with the same status, because Ollama's clients read `error` as a
+string; everything else gets OpenAI's object. One writer, two shapes, chosen by path only.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
@@ -32,28 +37,45 @@ from hearth.server import jsonbody
 log = logging.getLogger("hearth.server")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _MODELS = "/v1/models/"
+OLLAMA_PREFIX = "/api/"
 
 
-def error_body(exc: HearthError) -> bytes:
+def is_ollama_path(path: str) -> bool:
+    """Is `path` part of Ollama's API (errors there are `{"error": "..."}`)?"""
+    return path.startswith(OLLAMA_PREFIX)
+
+
+def error_payload(exc: HearthError, path: str = "") -> dict[str, Any]:
+    """The error object in the dialect of `path`."""
+    return {"error": exc.message} if is_ollama_path(path) else exc.to_openai()
+
+
+def error_body(exc: HearthError, path: str = "") -> bytes:
     """The error as UTF-8 JSON; text that UTF-8 cannot hold (a lone surrogate quoted from the
     request) is written escaped rather than failing the error itself."""
+    payload = error_payload(exc, path)
     try:
-        text = json.dumps(exc.to_openai(), ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(exc.to_openai(), separators=(",", ":")).encode("ascii")
+        return json.dumps(payload, separators=(",", ":")).encode("ascii")
 
 
-def error_response(exc: HearthError, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    exc: HearthError, headers: Mapping[str, str] | None = None, path: str = ""
+) -> Response:
     return Response(
-        error_body(exc), exc.status, headers=dict(headers or {}), media_type="application/json"
+        error_body(exc, path),
+        exc.status,
+        headers=dict(headers or {}),
+        media_type="application/json",
     )
 
 
-async def send_error(send: Send, exc: HearthError) -> None:
+async def send_error(send: Send, exc: HearthError, path: str = "") -> None:
     """Answer with `exc` straight on the ASGI channel and close the connection (the security
     middleware: a body the client may still be sending is never read)."""
-    body = error_body(exc)
+    body = error_body(exc, path)
     await send(
         {
             "type": "http.response.start",
@@ -153,11 +175,11 @@ def install_error_handlers(app: FastAPI) -> None:
     _install_backstops(app)
 
     @app.exception_handler(HearthError)
-    async def _hearth(_: Request, exc: HearthError) -> Response:
-        return error_response(exc)
+    async def _hearth(request: Request, exc: HearthError) -> Response:
+        return error_response(exc, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
@@ -166,7 +188,8 @@ def install_error_handlers(app: FastAPI) -> None:
             InvalidRequest(
                 f"Invalid request: {where}{first.get('msg')}. See /docs for the expected shape.",
                 param=param,
-            )
+            ),
+            path=request.url.path,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -176,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status == 405:  # Starlette's Allow names one route's methods: all of them
             headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
             headers["allow"] = _allowed_methods(request)
-        return error_response(error, headers)
+        return error_response(error, headers, path=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -185,7 +208,8 @@ def install_error_handlers(app: FastAPI) -> None:
             HearthError(
                 f"Internal error: {type(exc).__name__}: {exc}. This is a bug in Hearth; the "
                 "server log has the details."
-            )
+            ),
+            path=request.url.path,
         )
 
 
@@ -197,10 +221,10 @@ def _install_backstops(app: FastAPI) -> None:
         """Backstop: input nested past what some step could walk (the body parsers refuse
         nesting first, so reaching this means a path they do not cover)."""
         log.warning("RecursionError on %s %s: refused as bad input", request.method, request.url)
-        return error_response(jsonbody.too_deep())
+        return error_response(jsonbody.too_deep(), path=request.url.path)
 
     @app.exception_handler(UnicodeEncodeError)
     async def _unencodable(request: Request, exc: UnicodeEncodeError) -> Response:
         """Backstop: text that cannot be written as UTF-8 (a lone surrogate) came in."""
         log.warning("%s on %s %s: refused as bad input", exc, request.method, request.url)
-        return error_response(jsonbody.lone_surrogate())
+        return error_response(jsonbody.lone_surrogate(), path=request.url.path)

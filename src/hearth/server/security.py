@@ -125,14 +125,14 @@ class GuardMiddleware:
         try:
             limit = self._check(scope, headers)
         except HearthError as refused:
-            await send_error(send, refused)
+            await send_error(send, refused, scope["path"])
             return
         body = _LimitedBody(receive, send, limit, scope["path"])
         try:
             await self.app(scope, body.receive, body.send)
         except RequestTooLarge as exc:  # raised by body.receive and not turned into a response
             if not body.started:
-                await send_error(send, exc)
+                await send_error(send, exc, scope["path"])
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> int:
         """Raise the refusal for this request, or return the body cap that applies to it."""

@@ -14,22 +14,24 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.config import Settings, ensure_home
-from hearth.downloads.jobs import DownloadManager, Job
-from hearth.downloads.pulls import Pulls
-from hearth.engines.manager import EngineManager
-from hearth.engines.orphans import sweep_orphans
-from hearth.engines.proxy import Upstream
 from hearth.errors import InvalidRequest
 from hearth.keepalive import keep_alive_param
 from hearth.models.import_errors import ImportErrors
 from hearth.models.importer import Importer, Progress
 from hearth.models.links import FileRoots
 from hearth.models.store import ModelEntry, ModelStore
-from hearth.models.watcher import ModelsWatcher
 from hearth.services.listing import ModelLists
+
+if TYPE_CHECKING:
+    from hearth.downloads.jobs import Job
+    from hearth.downloads.pulls import Pulls
+    from hearth.engines.manager import EngineManager
+    from hearth.engines.proxy import Upstream
+    from hearth.models.watcher import ModelsWatcher
+    from hearth.services.derive import ModelChanges
 
 log = logging.getLogger("hearth")
 
@@ -39,32 +41,54 @@ StatusSource = Callable[[ModelEntry], tuple[str, str | None] | None]
 
 @dataclass
 class Services:
+    """The engines and the downloader are built on first use (and their modules imported
+    then): `hearth models list` with no server reads the folder without loading httpx, the
+    download stack or the engine manager, and a process that never loaded or pulled anything
+    has no status to add to the folder's."""
+
     settings: Settings
     store: ModelStore
     importer: Importer
     status_sources: list[StatusSource] = field(default_factory=list)
     watcher: ModelsWatcher | None = None
-    engines: EngineManager = field(init=False)
-    pulls: Pulls = field(init=False)
     lists: ModelLists = field(init=False, repr=False)
+    _engines: EngineManager | None = field(default=None, init=False, repr=False)
+    _pulls: Pulls | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.engines = EngineManager(self.settings, self.store)
-        self.status_sources.append(self.engines.status)
-        settings = self.settings
-        manager = DownloadManager(
-            reserve_bytes=settings.download_reserve_bytes,
-            max_bytes=settings.max_download_bytes,
-            allow_private=settings.allow_private_redirects,
-        )
-        self.pulls = Pulls(
-            self.store,
-            manager,
-            reserve_bytes=settings.download_reserve_bytes,
-            allow_private=settings.allow_private_redirects,
-        )
-        self.status_sources.append(self.pulls.status)
         self.lists = ModelLists(self.store, self.status_of)
+
+    @property
+    def engines(self) -> EngineManager:
+        if self._engines is None:
+            from hearth.engines.manager import EngineManager
+
+            self._engines = EngineManager(self.settings, self.store)
+            self.status_sources.append(self._engines.status)
+        return self._engines
+
+    @property
+    def pulls(self) -> Pulls:
+        if self._pulls is None:
+            from hearth.downloads.jobs import DownloadManager
+            from hearth.downloads.pulls import Pulls
+
+            settings = self.settings
+            manager = DownloadManager(
+                reserve_bytes=settings.download_reserve_bytes,
+                max_bytes=settings.max_download_bytes,
+                allow_private=settings.allow_private_redirects,
+            )
+            self._pulls = Pulls(
+                self.store,
+                manager,
+                reserve_bytes=settings.download_reserve_bytes,
+                allow_private=settings.allow_private_redirects,
+                ollama_registry=settings.ollama_registry,
+                max_bytes=settings.max_download_bytes,
+            )
+            self.status_sources.append(self._pulls.status)
+        return self._pulls
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -84,6 +108,9 @@ class Services:
 
         First, engines a killed Hearth left running are stopped (their process groups were
         recorded at launch; a live Hearth's are left alone)."""
+        from hearth.engines.orphans import sweep_orphans
+        from hearth.models.watcher import ModelsWatcher
+
         for record in await asyncio.to_thread(sweep_orphans, self.engines.registry_dir):
             log.warning(
                 "stopped an engine left running by a Hearth that was killed: model %s, "
@@ -101,9 +128,11 @@ class Services:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)
             self.watcher = None
-        await self.engines.shutdown()
-        await self.pulls.manager.aclose()
-        self.pulls.close()
+        if self._engines is not None:
+            await self._engines.shutdown()
+        if self._pulls is not None:
+            await self._pulls.manager.aclose()
+            self._pulls.close()
 
     # ---- models: list, get, edit, delete ---------------------------------------------------
 
@@ -182,11 +211,31 @@ class Services:
         """Loaded models, most recently used first."""
         return self.engines.running()
 
+    # ---- models made from others: copy, create (Ollama's /api/copy, /api/create; hearth cp) --
+
+    async def copy_model(
+        self, source_id: str, new_id: str, changes: ModelChanges | None = None
+    ) -> dict[str, Any]:
+        """A new model sharing the source's files (hard links); Conflict if new_id exists."""
+        from hearth.services.derive import copy_model
+
+        return await copy_model(self, source_id, new_id, changes)
+
+    async def create_model_from_file(
+        self, path: Path, new_id: str, changes: ModelChanges | None = None
+    ) -> dict[str, Any]:
+        """Import a GGUF (from the home or import_dirs only: a request names it) as new_id,
+        then apply `changes`."""
+        from hearth.services.derive import create_from_file
+
+        return await create_from_file(self, path, new_id, changes)
+
     # ---- files in: pull, download, import ---------------------------------------------------
 
     async def pull(self, source: str, model_id: str | None = None) -> tuple[str, Job | None]:
-        """Start fetching a URL, a Hugging Face reference or an existing model's sources: the
-        model it goes to, and its job (None when every file is already there)."""
+        """Start fetching a URL, a Hugging Face reference, an Ollama name (`llama3.2`,
+        `qwen2.5:0.5b`, `ollama.com/OWNER/NAME:TAG`) or an existing model's sources: the model
+        it goes to, and its job (None when every file is already there)."""
         return await self.pulls.pull_model(source, model_id)
 
     def download(self, model_id: str) -> Job | None:

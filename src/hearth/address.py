@@ -1,0 +1,116 @@
+"""Where the home's server listens and the key it wants, read without pydantic.
+
+Commands that only talk to a running server (`hearth ps`, `stop`, `ls`, ...) need three
+settings: the home (to find its server.json), the configured address (for a server embedded in
+another program) and the api key. Validating every setting with pydantic costs such a command
+more time than its whole round trip, so this module reads just those, with the same precedence as
+`hearth.config.load_settings` (defaults < settings.json < HEARTH_* environment < flags), and
+hands anything it cannot read plainly to the full loader, whose error says what to fix.
+
+`hearth.config` uses the same home resolution and settings.json reader, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from hearth.errors import InvalidRequest
+
+DEFAULT_HOME = "~/hearth"
+SETTINGS_FILE = "settings.json"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 1337
+
+
+def resolve_home(flag: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """--home, else HEARTH_HOME, else ~/hearth (settings.json lives inside it, so not there)."""
+    env = os.environ if env is None else env
+    raw = flag or env.get("HEARTH_HOME") or DEFAULT_HOME
+    return Path(raw).expanduser().resolve()
+
+
+def read_settings_file(home: Path) -> dict[str, Any]:
+    """The user's settings.json as a dict ({} when absent), or a clear error."""
+    path = home / SETTINGS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidRequest(
+            f"{path} is not valid JSON ({exc}). Fix the file or remove it to use the defaults."
+        ) from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest(f'{path} must hold a JSON object like {{"port": 1337}}.')
+    data.pop("home", None)
+    return data
+
+
+def base_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server bound to host:port at."""
+    host = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class ServerAddress(NamedTuple):
+    """What a client needs to find and call the home's server (a NamedTuple: `dataclasses`
+    imports `inspect`, ~15 ms of every command's start-up)."""
+
+    home: Path
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_key: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return base_url(self.host, self.port)
+
+
+def server_address(
+    home: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> ServerAddress:
+    """host, port and api_key by the settings' precedence; odd values go to the full loader."""
+    env = os.environ if env is None else env
+    resolved = resolve_home(home, env)
+    merged = {k: v for k, v in read_settings_file(resolved).items() if k in _FIELDS}
+    for name in _FIELDS:
+        value = env.get(f"HEARTH_{name.upper()}")
+        if value:
+            merged[name] = value
+    plain = _plain(merged)
+    if plain is None:  # let pydantic say precisely what is wrong (or coerce what is fine)
+        from hearth.config import load_settings
+
+        full = load_settings(home=resolved, env=env)
+        return ServerAddress(resolved, full.host, full.port, full.api_key)
+    return ServerAddress(resolved, **plain)
+
+
+_FIELDS = ("host", "port", "api_key")
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any] | None:
+    """The values as ServerAddress fields when they are plainly valid, else None."""
+    out: dict[str, Any] = {}
+    host, port, key = values.get("host"), values.get("port"), values.get("api_key")
+    if host is not None:
+        if not isinstance(host, str):
+            return None
+        out["host"] = host
+    if port is not None:
+        if isinstance(port, str) and port.isdecimal():
+            port = int(port)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            return None
+        out["port"] = port
+    if key is not None:
+        if not isinstance(key, str):
+            return None
+        out["api_key"] = key
+    return out

@@ -1,0 +1,74 @@
+"""What a model can do, from what its files say: Ollama's `capabilities` list.
+
+Ollama's clients (Open WebUI, editor plugins) read `capabilities` from /api/show to decide what
+to offer: a chat box, an image button, a tool picker, a "think" toggle. The answer is derived
+here once, purely, from facts Hearth already has (the GGUF header's architecture and chat
+template, and the model's engine parameters), so the Ollama face, the CLI's `show` and the
+tool-calling work all say the same thing:
+
+    completion  the model generates text (every architecture but encoder-only embedders)
+    embedding   `engine_parameters.embedding` is on, or the architecture only embeds
+    vision      a projector is attached (`engine_parameters.mmproj`)
+    tools       the chat template renders `tools` (llama.cpp then parses tool calls)
+    thinking    the chat template knows a reasoning block (`<think>`, `enable_thinking`, ...)
+
+The template checks are textual on purpose: rendering a stranger's template to find out would
+execute it, and llama.cpp's own detection works on the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: Architectures that only embed: no text generation, whatever the engine parameters say.
+EMBEDDING_ARCHITECTURES = frozenset(
+    {
+        "bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "t5encoder",
+        "modern-bert",
+        "neo-bert",
+        "gte",
+        "xlm-roberta",
+    }
+)
+ORDER = ("completion", "embedding", "vision", "tools", "thinking")
+_TOOLS = re.compile(r"\btools\b|tool_call")
+_THINKING = re.compile(r"<think>|enable_thinking|reasoning_content|\bthinking\b|<\|channel\|>")
+
+
+def capabilities(
+    *,
+    architecture: str | None,
+    chat_template: str | None,
+    engine_parameters: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The capabilities, in Ollama's order, of a model with these facts."""
+    params = engine_parameters or {}
+    arch = (architecture or "").lower()
+    template = chat_template or ""
+    found: set[str] = set()
+    if arch not in EMBEDDING_ARCHITECTURES:
+        found.add("completion")
+    if arch in EMBEDDING_ARCHITECTURES or _truthy(params.get("embedding")):
+        found.add("embedding")
+    mmproj = params.get("mmproj")
+    if isinstance(mmproj, str) and mmproj:
+        found.add("vision")
+    if "completion" in found and _TOOLS.search(template):
+        found.add("tools")
+    if "completion" in found and _THINKING.search(template):
+        found.add("thinking")
+    return [name for name in ORDER if name in found]
+
+
+def _truthy(value: Any) -> bool:
+    """model.json values may be written as strings (Jan's files): "true" counts as on."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -1,0 +1,249 @@
+"""Hearth's models as Ollama describes models: names, details, /api/tags, /api/show, /api/ps.
+
+Names: Hearth id `x` is Ollama's `x:latest`; a model pulled by an Ollama name keeps that name
+(model.json `metadata.ollama.name`, e.g. `qwen2.5:0.5b` for the id `qwen2.5-0.5b`). A name a
+client sends resolves, in order, to: the id itself; the id without `:latest`; the id the
+Ollama name maps to (`hearth.models.names`: `qwen2.5:0.5b` -> `qwen2.5-0.5b`); a model whose
+recorded Ollama name it is (`hf.co/OWNER/REPO:QUANT` after an /api/pull).
+
+Details come from model.json's `metadata` (filled at import from the GGUF header) and, where
+it lacks them (a model.json written by hand), from the header itself, read once per file
+version (bounded reader, `models/gguf.py`) and cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth.errors import HearthError, InvalidModelId, NotFound
+from hearth.models.capabilities import capabilities
+from hearth.models.gguf import GGUFInfo, read_gguf_header
+from hearth.models.ids import is_valid_id
+from hearth.models.names import ollama_model_id, parse_ollama_ref
+from hearth.models.store import ModelEntry
+from hearth.server.ollama.translate import rfc3339
+from hearth.services import Services
+
+LATEST = ":latest"
+#: model_parameters -> Ollama's PARAMETER names, for /api/show's `parameters` text.
+PARAMETER_NAMES = {"max_tokens": "num_predict"}
+_HIDDEN_KEYS = ("tokenizer.chat_template",)  # shown as `template` instead
+
+
+def model_missing(name: str) -> NotFound:
+    """Ollama's own words for an unknown model, plus how to fix it in Hearth."""
+    return NotFound(
+        f'model "{name[:200]}" not found, try pulling it first (POST /api/pull or '
+        f"`hearth pull {name[:200]}`; GET /api/tags lists the models here)",
+        param="model",
+        code="model_not_found",
+    )
+
+
+@dataclass
+class Facts:
+    """What Ollama's details need about one model's file."""
+
+    architecture: str | None = None
+    parameter_count: int | None = None
+    size_label: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    chat_template: str | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- names --------------------------------------------------------------------------------
+
+
+def ollama_name(entry: ModelEntry) -> str:
+    """The name Ollama's clients see: the recorded Ollama name, else `<id>:latest`."""
+    recorded = _recorded_name(entry)
+    if recorded:
+        return recorded if ":" in recorded.rsplit("/", 1)[-1] else recorded + LATEST
+    return entry.id + LATEST
+
+
+def _recorded_name(entry: ModelEntry) -> str | None:
+    meta = entry.info.metadata if entry.info is not None else {}
+    ollama = meta.get("ollama") if isinstance(meta, dict) else None
+    name = ollama.get("name") if isinstance(ollama, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    ref = parse_ollama_ref(name)
+    if ref is not None and ollama_model_id(ref) != entry.id:
+        return None  # a copy keeps its source's metadata: its own id is its name
+    return name
+
+
+def candidates(name: str) -> list[str]:
+    """Ids `name` may stand for, most literal first."""
+    found = [name]
+    if name.lower().endswith(LATEST):
+        found.append(name[: -len(LATEST)])
+    with contextlib.suppress(HearthError):
+        found.append(ollama_model_id(name))
+    return [c for c in dict.fromkeys(found) if is_valid_id(c)]
+
+
+def resolve(services: Services, name: str) -> ModelEntry:
+    """The model a client's name means, or Ollama's 404 ("model ... not found")."""
+    store = services.store
+    for model_id in candidates(name):
+        try:
+            if store.exists(model_id):
+                return store.get(model_id)
+        except InvalidModelId:
+            continue
+    wanted = {name.lower(), (name + LATEST).lower()}
+    for entry in store.list():
+        recorded = _recorded_name(entry) if entry.info is not None else None
+        if recorded and recorded.lower() in wanted:
+            return entry
+    raise model_missing(name)
+
+
+def new_id(name: str) -> str:
+    """The id a new model (/api/copy, /api/create) gets for an Ollama name."""
+    if name.lower().endswith(LATEST):
+        name = name[: -len(LATEST)]
+    if is_valid_id(name) and ":" not in name:
+        return name
+    return ollama_model_id(name)
+
+
+# ---- facts and details --------------------------------------------------------------------
+
+
+def facts(entry: ModelEntry, *, header: bool = False) -> Facts:
+    """The model's facts from its metadata, reading the GGUF header for what is missing (or
+    always, with `header`, for /api/show's model_info)."""
+    meta = entry.info.metadata if entry.info is not None else {}
+    out = Facts(
+        architecture=_str(meta.get("architecture")),
+        parameter_count=_int(meta.get("parameter_count")),
+        size_label=_str(meta.get("size_label")),
+        quantization=_str(meta.get("quantization")),
+        context_length=_int(meta.get("context_length")),
+        chat_template=_str(meta.get("chat_template")),
+    )
+    path = entry.model_path
+    complete = out.architecture and out.quantization and out.parameter_count
+    if path is None or (complete and not header):
+        return out
+    info = _header(str(path))
+    if info is None:
+        return out
+    out.architecture = out.architecture or info.architecture
+    out.parameter_count = out.parameter_count or info.parameter_count
+    out.size_label = out.size_label or info.size_label
+    out.quantization = out.quantization or info.quantization
+    out.context_length = out.context_length or info.context_length
+    out.chat_template = out.chat_template or info.chat_template
+    out.header = {k: v for k, v in info.metadata.items() if k not in _HIDDEN_KEYS}
+    return out
+
+
+def _header(path: str) -> GGUFInfo | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _cached_header(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_header(path: str, mtime_ns: int, size: int) -> GGUFInfo | None:
+    """One read per file version (the key changes when the file does)."""
+    try:
+        return read_gguf_header(path)
+    except (HearthError, OSError, ValueError):
+        return None
+
+
+def parameter_size(fact: Facts) -> str:
+    """ "135M", "7.2B": the GGUF's size label, else the count written as Ollama writes it."""
+    if fact.size_label:
+        return fact.size_label
+    count = fact.parameter_count or 0
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return (
+                f"{count / scale:.1f}{unit}"
+                if count < scale * 100
+                else f"{count / scale:.0f}{unit}"
+            )
+    return str(count)
+
+
+def details(entry: ModelEntry, fact: Facts) -> dict[str, Any]:
+    family = fact.architecture or ""
+    remote = entry.info is not None and entry.info.is_remote
+    return {
+        "parent_model": "",
+        "format": "api" if remote else "gguf",
+        "family": family,
+        "families": [family] if family else None,
+        "parameter_size": "" if remote else parameter_size(fact),
+        "quantization_level": fact.quantization or "",
+    }
+
+
+def model_capabilities(entry: ModelEntry, fact: Facts) -> list[str]:
+    params = entry.info.engine_parameters if entry.info is not None else {}
+    return capabilities(
+        architecture=fact.architecture, chat_template=fact.chat_template, engine_parameters=params
+    )
+
+
+def digest(entry: ModelEntry) -> str:
+    """A stable 64-hex id of the model's content: its files' recorded sha256s when known, else
+    their names, sizes and times (never reads the weights)."""
+    parts = [entry.id]
+    for path in entry.files:
+        try:
+            st = path.stat()
+            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(path.name)
+    if entry.info is not None:
+        parts += [s.sha256 or "" for s in entry.info.sources]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def modified_at(entry: ModelEntry) -> str:
+    try:
+        return rfc3339((entry.folder / "model.json").stat().st_mtime)
+    except OSError:
+        return rfc3339(entry.info.created if entry.info is not None else 0)
+
+
+def listed(entry: ModelEntry) -> bool:
+    """/api/tags lists models that can answer: complete files, or a remote engine."""
+    return entry.info is not None and entry.status == "ready"
+
+
+def tag(entry: ModelEntry) -> dict[str, Any]:
+    """One model as /api/tags lists it."""
+    name = ollama_name(entry)
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": modified_at(entry),
+        "size": entry.size,
+        "digest": digest(entry),
+        "details": details(entry, facts(entry)),
+    }
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

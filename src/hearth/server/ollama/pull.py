@@ -1,0 +1,79 @@
+"""POST /api/pull: Hearth's pull, reported as Ollama's status lines.
+
+    {"status": "pulling manifest"}
+    {"status": "pulling <digest>", "digest": "sha256:...", "total": N, "completed": n}  (repeated)
+    {"status": "verifying sha256 digest"}
+    {"status": "writing manifest"}
+    {"status": "success"}
+
+A failure is an `{"error": "..."}` line (the `ollama` client raises it as ResponseError). The
+name is anything `hearth pull` takes; a name that already is a model here fetches that model's
+missing files (none: straight to "success"). A model pulled from Hugging Face by an Ollama
+client's name (`hf.co/OWNER/REPO:QUANT`) records that name, so the client finds it by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hearth.downloads.jobs import Job
+from hearth.errors import HearthError
+from hearth.models.names import parse_ollama_ref
+from hearth.server.ollama import catalog
+from hearth.services import Services
+
+
+def _source(services: Services, name: str) -> str:
+    """What to hand `Services.pull`: an existing model's id, else the name as sent."""
+    try:
+        return catalog.resolve(services, name).id
+    except HearthError:
+        return name
+
+
+def _label(job: Job, index: int) -> str:
+    spec = job.specs[index]
+    return f"sha256:{spec.sha256}" if spec.sha256 else spec.filename
+
+
+async def _progress(services: Services, job: Job) -> AsyncIterator[dict[str, Any]]:
+    async for snap in services.download_progress(job.id):
+        for index, item in enumerate(snap["files"]):
+            digest = _label(job, index)
+            yield {
+                "status": f"pulling {digest.removeprefix('sha256:')[:12]}",
+                "digest": digest,
+                "total": int(item["total"] or 0),
+                "completed": int(item["done"] or 0),
+            }
+
+
+def _record_name(services: Services, model_id: str, name: str) -> None:
+    """Remember the name a client pulled by when it is no Ollama library name (hf.co/...)."""
+    if parse_ollama_ref(name) is not None or name == model_id:
+        return
+    with contextlib.suppress(HearthError):  # the model works under its id regardless
+        services.update_model(model_id, {"metadata": {"ollama": {"name": name}}})
+
+
+async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, Any]]:
+    """Ollama's status lines for pulling `name` (an error ends them with an `error` line)."""
+    yield {"status": "pulling manifest"}
+    try:
+        model_id, job = await services.pull(_source(services, name))
+    except HearthError as exc:
+        yield {"error": exc.message, "status_code": exc.status}
+        return
+    if job is not None:
+        async for item in _progress(services, job):
+            yield item
+        final = await job.wait()
+        if final.state != "completed":
+            yield {"error": final.error or f"the pull ended {final.state}", "status_code": 502}
+            return
+    yield {"status": "verifying sha256 digest"}
+    yield {"status": "writing manifest"}
+    _record_name(services, model_id, name)
+    yield {"status": "success"}
