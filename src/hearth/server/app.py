@@ -15,7 +15,17 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
-from hearth.server import downloads, health, imports, inference, models, ollama, running
+from hearth.server import (
+    anthropic,
+    downloads,
+    health,
+    imports,
+    inference,
+    models,
+    ollama,
+    responses,
+    running,
+)
 from hearth.server.docs import install_docs
 from hearth.server.errors import install_error_handlers
 from hearth.server.jsonbody import checked_body
@@ -59,6 +69,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(inference.router)  # early: routes are matched in order, per request
+    app.include_router(anthropic.router)  # Anthropic's Messages (/v1/messages)
+    app.include_router(responses.router)  # OpenAI's Responses API, translated to chat
     app.include_router(imports.router)
     app.include_router(downloads.router)
     app.include_router(models.router)
@@ -71,6 +83,14 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "x-api-key"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-api-key",
+                # Anthropic's SDK in a browser sends these (/v1/messages); Hearth ignores them
+                "anthropic-version",
+                "anthropic-beta",
+                "anthropic-dangerous-direct-browser-access",
+            ],
         )
     return app

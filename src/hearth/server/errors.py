@@ -6,7 +6,10 @@ and the security middleware, which refuses requests before any route runs (`send
 
 The shape follows the path's dialect: under `/api/` (Ollama's API) an error is Ollama's
 `{"error": "<message>"}` with the same status, because Ollama's clients read `error` as a
-string; everything else gets OpenAI's object. One writer, two shapes, chosen by path only.
+string; under `/v1/messages` (Anthropic's Messages API) it is Anthropic's
+`{"type": "error", "error": {"type", "message"}}`, its `type` chosen by status
+(`ANTHROPIC_TYPES`), which Anthropic's SDK turns into its matching exception classes;
+everything else gets OpenAI's object. One writer, three shapes, chosen by path only.
 """
 
 from __future__ import annotations
@@ -45,8 +48,34 @@ def is_ollama_path(path: str) -> bool:
     return path.startswith(OLLAMA_PREFIX)
 
 
+ANTHROPIC_PATH = "/v1/messages"
+#: HTTP status -> Anthropic's error type (any other 4xx: invalid_request_error, 5xx: api_error).
+ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+def is_anthropic_path(path: str) -> bool:
+    """Is `path` part of Anthropic's Messages API (/v1/messages, /v1/messages/count_tokens)?"""
+    return path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/")
+
+
+def anthropic_error(exc: HearthError) -> dict[str, Any]:
+    """Anthropic's error shape for `exc`, typed by its status."""
+    fallback = "invalid_request_error" if exc.status < 500 else "api_error"
+    kind = ANTHROPIC_TYPES.get(exc.status, fallback)
+    return {"type": "error", "error": {"type": kind, "message": exc.message}}
+
+
 def error_payload(exc: HearthError, path: str = "") -> dict[str, Any]:
     """The error object in the dialect of `path`."""
+    if is_anthropic_path(path):
+        return anthropic_error(exc)
     return {"error": exc.message} if is_ollama_path(path) else exc.to_openai()
 
 

@@ -1,0 +1,105 @@
+"""`POST /v1/responses`: OpenAI's Responses API, translated at the face.
+
+The Responses body becomes a chat-completions body (`translate.call`) sent through the same
+service call as /v1/chat/completions (`Services.open_inference`: load on demand, keep_alive,
+engine selection), and the engine's answer comes back as a Response object, or as Responses
+events when `stream` is true (`stream.py`). llama.cpp serves /v1/responses itself, but going
+through the chat path means Hearth's own chat features (errors, keep_alive, tool handling)
+apply once for every dialect.
+
+Hearth keeps nothing: `store` is accepted and echoed, but there is no response to fetch,
+continue (`previous_response_id`) or delete later; those answer 400/404 saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hearth.errors import EngineError, HearthError, NotFound, from_wire
+from hearth.server import jsonbody
+from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
+from hearth.server.responses.stream import Events, events
+from hearth.server.responses.translate import call, new_id, response
+from hearth.server.schemas import ERRORS
+from hearth.services import Services
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+
+_EXAMPLE = {
+    "model": "smollm2-135m-instruct",
+    "instructions": "Answer in one sentence.",
+    "input": "Say hello in French.",
+}
+_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True, "example": _EXAMPLE}
+            }
+        },
+    }
+}
+
+
+async def _engine_error(upstream: Any) -> HearthError:
+    """The engine's refusal (4xx/5xx JSON) as a Hearth error, written in OpenAI's shape."""
+    content = await upstream.read()
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    return from_wire(upstream.status_code, parsed, "The engine refused the request.")
+
+
+@router.post("/responses", responses=ERRORS, openapi_extra=_DOC)
+async def create_response(request: Request) -> Response:
+    """OpenAI's Responses API (streamed as Responses events with "stream": true)."""
+    translated = call(jsonbody.loads(await request.body()))
+    services: Services = request.app.state.services
+    opening = services.open_inference("chat/completions", translated.body, translated.keep_alive)
+    ok, upstream = await unless_disconnected(request, opening)
+    if not ok or upstream is None:
+        return Response(status_code=CLIENT_CLOSED)
+    if upstream.status_code != 200:
+        raise await _engine_error(upstream)
+    response_id, created = new_id("resp"), int(time.time())
+    if upstream.is_event_stream:
+        state = Events(translated, response_id, created)
+        return StreamingResponse(
+            events(upstream.stream(), state),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    ok, content = await unless_disconnected(request, upstream.read())
+    if not ok or content is None:
+        return Response(status_code=CLIENT_CLOSED)
+    try:
+        reply = json.loads(content)
+    except ValueError as bad:
+        raise EngineError(f"The engine answered with something other than JSON: {bad}") from bad
+    return JSONResponse(response(translated, reply, response_id, created))
+
+
+def _not_stored(response_id: str) -> NotFound:
+    return NotFound(
+        f"No response '{response_id[:80]}': Hearth does not store responses. Keep the Response "
+        "you got and send the conversation as input items in the next request."
+    )
+
+
+@router.get("/responses/{response_id}", responses=ERRORS)
+async def get_response(response_id: str) -> Response:
+    """Hearth stores no responses: there is nothing to fetch."""
+    raise _not_stored(response_id)
+
+
+@router.delete("/responses/{response_id}", responses=ERRORS)
+async def delete_response(response_id: str) -> Response:
+    """Hearth stores no responses: there is nothing to delete."""
+    raise _not_stored(response_id)

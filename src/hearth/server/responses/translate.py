@@ -1,0 +1,474 @@
+"""OpenAI's Responses API <-> chat completions, as pure functions (no I/O).
+
+`POST /v1/responses` is a translation at the face: `call` turns a Responses body into the
+chat-completions body the engine gets (so Hearth's chat path, its errors and keep_alive apply
+once, for both dialects), and `response` turns the engine's chat completion into a Response
+object. The streamed form is in `stream.py`, built from the same pieces.
+
+Everything in a request is a stranger's data: only the fields below reach the engine, each
+type-checked and bounded; fields Hearth does not act on (`user`, `reasoning`, `truncation`,
+...) are ignored; anything that needs state Hearth does not keep (`previous_response_id`,
+`conversation`, `item_reference`) is a 400 that says to send the whole conversation instead.
+
+Two mappings the engine forces: a named `tool_choice` becomes "required" with only that tool
+in the list (llama.cpp takes tool_choice as a string only), and `developer` messages become
+`system` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.keepalive import keep_alive_param
+
+MAX_ITEMS = 4096  # input items in one request
+MAX_TOOLS = 128
+MAX_METADATA = 16  # OpenAI's own limits on metadata: 16 pairs, 64-char keys, 512-char values
+MAX_KEY, MAX_VALUE = 64, 512
+ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
+NOT_STORED = (
+    "Hearth does not store responses, so '{field}' cannot be used: send the whole conversation "
+    "as input items instead (earlier messages, function_call and function_call_output items)."
+)
+
+
+def new_id(prefix: str) -> str:
+    """An id in OpenAI's style (`resp_...`, `msg_...`, `fc_...`): unique, never reused."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+@dataclass
+class Call:
+    """One Responses request, translated: the chat body and what the answer echoes back."""
+
+    name: str  # the model as the client named it
+    body: dict[str, Any]  # the chat-completions body for the engine
+    stream: bool = False
+    keep_alive: float | None = None
+    echo: dict[str, Any] = field(default_factory=dict)  # request fields a Response repeats
+
+
+# ---- small readers ------------------------------------------------------------------------
+
+
+def _bad(message: str, param: str) -> InvalidParameter:
+    return InvalidParameter(message, param=param)
+
+
+def _str(value: Any, param: str, *, empty: bool = True) -> str:
+    if not isinstance(value, str) or (not empty and not value):
+        raise _bad(f"'{param}' must be a {'' if empty else 'non-empty '}string.", param)
+    return value
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _bad(f"'{key}' must be a number.", key)
+    if not low <= value <= high:
+        raise _bad(f"'{key}' must be between {low:g} and {high:g}.", key)
+    return float(value)
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(f"'{key}' must be true or false.", key)
+    return value
+
+
+def _max_output_tokens(body: dict[str, Any]) -> int | None:
+    value = body.get("max_output_tokens")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad("'max_output_tokens' must be a positive integer.", "max_output_tokens")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, str]:
+    """Echoed back untouched; bounded as OpenAI bounds it."""
+    if value is None:
+        return {}
+    ok = isinstance(value, dict) and len(value) <= MAX_METADATA
+    ok = ok and all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_KEY and len(v) <= MAX_VALUE
+        for k, v in value.items()
+    )
+    if not ok:
+        raise _bad(
+            f"'metadata' must be an object of at most {MAX_METADATA} string pairs (keys up to "
+            f"{MAX_KEY} characters, values up to {MAX_VALUE}).",
+            "metadata",
+        )
+    return dict(value)
+
+
+# ---- input items -> chat messages ---------------------------------------------------------
+
+
+def _part(part: Any, where: str) -> dict[str, Any]:
+    """One content part -> a chat content part (text or image_url)."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind in ("input_text", "output_text", "text", "refusal"):
+        key = "refusal" if kind == "refusal" else "text"
+        return {"type": "text", "text": _str(part.get(key), f"{where}.{key}")}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str) or not url.startswith("data:image/"):
+            raise _bad(
+                "Hearth takes images as an 'image_url' holding a data: URL "
+                "(data:image/png;base64,...): it fetches no URLs for a request, and file_id "
+                "needs OpenAI's file store.",
+                f"{where}.image_url",
+            )
+        return {"type": "image_url", "image_url": {"url": url}}
+    raise _bad(
+        f"Unsupported content part type {json.dumps(kind)[:60]}: Hearth takes input_text, "
+        "input_image and (in assistant messages) output_text.",
+        f"{where}.type",
+    )
+
+
+def _content(value: Any, role: str, where: str) -> str | list[dict[str, Any]]:
+    """A message's content: a string, or parts (joined into one string for non-user roles,
+    since chat templates expect text there)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _bad("A message's 'content' must be a string or a list of parts.", where)
+    parts = [_part(p, f"{where}[{i}]") for i, p in enumerate(value)]
+    if role == "user":
+        return parts
+    if any(p["type"] != "text" for p in parts):
+        raise _bad(f"Images can only be sent in user messages, not {role} ones.", where)
+    return "".join(p["text"] for p in parts)
+
+
+def _output_text(value: Any, where: str) -> str:
+    """A function_call_output's `output`: a string, or text parts joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(str(_part(p, f"{where}[{i}]").get("text", "")) for i, p in enumerate(value))
+    raise _bad("'output' must be a string or a list of input_text parts.", where)
+
+
+def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    return {
+        "id": _str(item.get("call_id"), f"{where}.call_id", empty=False),
+        "type": "function",
+        "function": {
+            "name": _str(item.get("name"), f"{where}.name", empty=False),
+            "arguments": _str(item.get("arguments", ""), f"{where}.arguments"),
+        },
+    }
+
+
+def _item(item: Any, where: str, messages: list[dict[str, Any]]) -> None:
+    """Append one input item to `messages` (function calls join the assistant turn)."""
+    if not isinstance(item, dict):
+        raise _bad("Each input item must be an object.", where)
+    kind = item.get("type", "message")
+    if kind == "message":
+        role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
+        if role is None:
+            raise _bad("A message's 'role' must be user, system, developer or assistant.", where)
+        messages.append({"role": role, "content": _content(item.get("content"), role, where)})
+    elif kind == "function_call":
+        call = _function_call(item, where)
+        last = messages[-1] if messages else None
+        if last is not None and last["role"] == "assistant":
+            last.setdefault("tool_calls", []).append(call)
+        else:
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+    elif kind == "function_call_output":
+        call_id = _str(item.get("call_id"), f"{where}.call_id", empty=False)
+        text = _output_text(item.get("output"), f"{where}.output")
+        messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+    elif kind == "reasoning":
+        return  # a reasoning model's earlier thoughts: chat templates have no place for them
+    elif kind == "item_reference":
+        raise _bad(NOT_STORED.format(field="item_reference"), f"{where}.type")
+    else:
+        raise _bad(
+            f"Unsupported input item type {json.dumps(kind)[:60]}: Hearth takes message, "
+            "function_call and function_call_output items.",
+            f"{where}.type",
+        )
+
+
+def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """`instructions` and `input` as chat messages."""
+    out: list[dict[str, Any]] = []
+    instructions = body.get("instructions")
+    if instructions is not None:
+        out.append({"role": "system", "content": _str(instructions, "instructions")})
+    given = body.get("input")
+    if isinstance(given, str):
+        out.append({"role": "user", "content": given})
+    elif isinstance(given, list):
+        if len(given) > MAX_ITEMS:
+            raise _bad(f"'input' may hold at most {MAX_ITEMS} items.", "input")
+        for i, item in enumerate(given):
+            _item(item, f"input[{i}]", out)
+    elif given is not None:
+        raise _bad("'input' must be a string or a list of items.", "input")
+    if not any(m["role"] != "system" for m in out):
+        raise _bad("Give the model something to answer: 'input' is missing or empty.", "input")
+    return out
+
+
+# ---- tools, tool_choice, text.format ------------------------------------------------------
+
+
+def _tool(tool: Any, where: str) -> dict[str, Any]:
+    """A flat Responses function tool -> the chat shape (and the echoed Response shape)."""
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        raise _bad(
+            f"Unsupported tool type {json.dumps(kind)[:60]}: Hearth runs function tools only "
+            "(built-in tools such as web_search need OpenAI's servers).",
+            where,
+        )
+    function: dict[str, Any] = {"name": _str(tool.get("name"), f"{where}.name", empty=False)}
+    if tool.get("description") is not None:
+        function["description"] = _str(tool["description"], f"{where}.description")
+    parameters = tool.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise _bad("A tool's 'parameters' must be a JSON schema object.", f"{where}.parameters")
+    function["parameters"] = parameters or {"type": "object", "properties": {}}
+    if tool.get("strict") is not None:
+        function["strict"] = _flag(tool, "strict", False)
+    return function
+
+
+def tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+    """(chat tools, chat tool_choice) from the Responses `tools` and `tool_choice`."""
+    given = body.get("tools") or []
+    if not isinstance(given, list) or len(given) > MAX_TOOLS:
+        raise _bad(f"'tools' must be a list of at most {MAX_TOOLS} function tools.", "tools")
+    functions = [_tool(t, f"tools[{i}]") for i, t in enumerate(given)]
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("auto", "none", "required"):
+        chosen: Any = choice
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        name = _str(choice.get("name"), "tool_choice.name", empty=False)
+        functions = [f for f in functions if f["name"] == name]
+        if not functions:
+            raise _bad(f"tool_choice names '{name[:64]}', which is not in 'tools'.", "tool_choice")
+        chosen = "required"  # the engine takes strings only: "required" of the one tool
+    else:
+        raise _bad(
+            '\'tool_choice\' must be "auto", "none", "required" or '
+            '{"type": "function", "name": "..."}.',
+            "tool_choice",
+        )
+    return [{"type": "function", "function": f} for f in functions], chosen
+
+
+def response_format(text: Any) -> dict[str, Any] | None:
+    """`text.format` -> the chat `response_format` (None for plain text)."""
+    if text is None:
+        return None
+    fmt = text.get("format") if isinstance(text, dict) else None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if fmt is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema" and isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+        schema: dict[str, Any] = {"name": str(fmt.get("name") or "format")[:64]}
+        schema["schema"] = fmt["schema"]
+        if isinstance(fmt.get("strict"), bool):
+            schema["strict"] = fmt["strict"]
+        return {"type": "json_schema", "json_schema": schema}
+    raise _bad(
+        '\'text.format\' must be {"type": "text"}, {"type": "json_object"} or '
+        '{"type": "json_schema", "name": "...", "schema": {...}}.',
+        "text.format",
+    )
+
+
+# ---- the request --------------------------------------------------------------------------
+
+
+def _refuse_stored(body: dict[str, Any]) -> None:
+    for key in ("previous_response_id", "conversation", "prompt"):
+        if body.get(key) is not None:
+            raise _bad(NOT_STORED.format(field=key), key)
+
+
+def call(body: Any) -> Call:
+    """A Responses request body -> the chat-completions call (see the module docstring)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(
+            'Name the model to use: add "model": "<id>" (GET /v1/models lists the ids).',
+            param="model",
+        )
+    _refuse_stored(body)
+    chat: dict[str, Any] = {"model": name, "messages": messages(body)}
+    functions, choice = tools(body)
+    if functions:
+        chat["tools"] = functions
+        chat["parallel_tool_calls"] = _flag(body, "parallel_tool_calls", True)
+    if choice is not None:
+        chat["tool_choice"] = choice
+    limits = {
+        "temperature": _number(body, "temperature", 0, 2),
+        "top_p": _number(body, "top_p", 0, 1),
+    }
+    chat.update({k: v for k, v in limits.items() if v is not None})
+    max_tokens = _max_output_tokens(body)
+    if max_tokens is not None:
+        chat["max_tokens"] = max_tokens
+    fmt = response_format(body.get("text"))
+    if fmt is not None:
+        chat["response_format"] = fmt
+    stream = _flag(body, "stream", False)
+    if stream:
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    raw_keep = body.get("keep_alive")
+    keep_alive = None if raw_keep is None else keep_alive_param(raw_keep)
+    echo = _echo(body, functions, max_tokens, limits)
+    return Call(name, chat, stream=stream, keep_alive=keep_alive, echo=echo)
+
+
+def _echo(
+    body: dict[str, Any],
+    functions: list[dict[str, Any]],
+    max_tokens: int | None,
+    limits: dict[str, float | None],
+) -> dict[str, Any]:
+    """The request's own settings, as a Response repeats them (validated copies only)."""
+    choice = body.get("tool_choice")
+    instructions = body.get("instructions")
+    fmt = body.get("text", {}).get("format") if isinstance(body.get("text"), dict) else None
+    return {
+        "instructions": instructions,
+        "max_output_tokens": max_tokens,
+        "metadata": _metadata(body.get("metadata")),
+        "parallel_tool_calls": _flag(body, "parallel_tool_calls", True),
+        "store": _flag(body, "store", True),
+        "temperature": limits["temperature"],
+        "text": {"format": fmt if isinstance(fmt, dict) else {"type": "text"}},
+        "tool_choice": choice if choice is not None else "auto",
+        "tools": [{"type": "function", "strict": False, **t["function"]} for t in functions],
+        "top_p": limits["top_p"],
+    }
+
+
+# ---- the answer ---------------------------------------------------------------------------
+
+
+def usage(raw: Any) -> dict[str, Any] | None:
+    """Chat usage -> Responses usage (input/output/total tokens and their details)."""
+    if not isinstance(raw, dict):
+        return None
+    prompt = int(raw.get("prompt_tokens") or 0)
+    completion = int(raw.get("completion_tokens") or 0)
+    details = raw.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": int(cached or 0), "cache_write_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": int(raw.get("total_tokens") or prompt + completion),
+    }
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": content if status == "completed" else [],
+    }
+
+
+def call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def envelope(
+    call: Call, response_id: str, created: int, status: str = "in_progress"
+) -> dict[str, Any]:
+    """A Response object without output (what `response.created` carries)."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "model": call.name,
+        "output": [],
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "truncation": "disabled",
+        "usage": None,
+        "user": None,
+        **call.echo,
+    }
+
+
+def finished(
+    base: dict[str, Any], output: list[dict[str, Any]], finish_reason: Any, raw_usage: Any
+) -> dict[str, Any]:
+    """The final Response: status from the finish reason, output items, usage."""
+    cut = finish_reason == "length"
+    return {
+        **base,
+        "status": "incomplete" if cut else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "output": output,
+        "usage": usage(raw_usage),
+    }
+
+
+def response(call: Call, reply: Any, response_id: str, created: int) -> dict[str, Any]:
+    """A whole chat completion (the engine's answer) -> a Response object."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else {}
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        output.append(message_item(new_id("msg"), text))
+    for tool_call in message.get("tool_calls") or []:
+        function = tool_call.get("function") or {}
+        output.append(
+            call_item(
+                new_id("fc"),
+                str(tool_call.get("id") or new_id("call")),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        )
+    base = envelope(call, response_id, created)
+    return finished(base, output, choice.get("finish_reason"), reply.get("usage"))
