@@ -10,63 +10,31 @@ event, which the `anthropic` client raises.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from hearth.server.anthropic.translate import Assembler, Event
+from hearth.server.engine_events import engine_chunks, engine_error, sse
+
+__all__ = ["SSE", "error_event", "events", "sse"]
 
 SSE = "text/event-stream"
-
-
-def sse(event: Event) -> bytes:
-    """One event as Anthropic writes it: an `event:` line naming its type, then its data."""
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 def error_event(message: str, kind: str = "api_error") -> Event:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def _payloads(buffer: bytearray) -> list[bytes]:
-    """Complete `data:` payloads in `buffer` (consumed); a partial line stays for later."""
-    end = buffer.rfind(b"\n")
-    if end < 0:
-        return []
-    complete = bytes(buffer[: end + 1])
-    del buffer[: end + 1]
-    return [raw[5:].strip() for raw in complete.split(b"\n") if raw.startswith(b"data:")]
-
-
-def _chunk(payload: bytes) -> dict[str, Any] | None:
-    if not payload or payload == b"[DONE]":
-        return None
-    try:
-        chunk = json.loads(payload)
-    except ValueError:
-        return None
-    return chunk if isinstance(chunk, dict) else None
-
-
 async def events(chunks: AsyncIterator[bytes], reply: Assembler) -> AsyncIterator[Event]:
     """Anthropic's events for an engine stream, `message_start` to `message_stop`."""
     for event in reply.start():
         yield event
-    buffer = bytearray()
-    async for raw in chunks:
-        buffer += raw
-        for payload in _payloads(buffer):
-            chunk = _chunk(payload)
-            if chunk is None:
-                continue
-            error = chunk.get("error")
-            if error:
-                text = error.get("message") if isinstance(error, dict) else str(error)
-                yield error_event(str(text or "the engine failed"))
-                return
-            for event in reply.feed(chunk):
-                yield event
+    async for chunk in engine_chunks(chunks):
+        error = engine_error(chunk)
+        if error is not None:
+            yield error_event(error)
+            return
+        for event in reply.feed(chunk):
+            yield event
         if reply.done:
             break
     for event in reply.finish_events():

@@ -12,10 +12,10 @@ raises as APIError.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hearth.server.engine_events import engine_chunks, engine_error, sse
 from hearth.server.responses.translate import (
     Call,
     call_item,
@@ -151,48 +151,16 @@ class Events:
         return self._event("error", code="engine_error", message=message, param=None, error=error)
 
 
-def sse(event: Event) -> bytes:
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
-
-
-def _payloads(buffer: bytearray) -> list[bytes]:
-    """Complete `data:` payloads in `buffer` (consumed); a partial line stays for later."""
-    end = buffer.rfind(b"\n")
-    if end < 0:
-        return []
-    complete = bytes(buffer[: end + 1])
-    del buffer[: end + 1]
-    return [raw[5:].strip() for raw in complete.split(b"\n") if raw.startswith(b"data:")]
-
-
-def _chunk(payload: bytes) -> dict[str, Any] | None:
-    if not payload or payload == b"[DONE]":
-        return None
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
 async def events(chunks: AsyncIterator[bytes], state: Events) -> AsyncIterator[bytes]:
     """The Responses event stream for an engine's chat-completion event stream."""
     for event in state.start():
         yield sse(event)
-    buffer = bytearray()
-    async for raw in chunks:
-        buffer += raw
-        for payload in _payloads(buffer):
-            chunk = _chunk(payload)
-            if chunk is None:
-                continue
-            error = chunk.get("error")
-            if error:
-                text = error.get("message") if isinstance(error, dict) else str(error)
-                yield sse(state.failed(str(text or "the engine failed")))
-                return
-            for event in state.feed(chunk):
-                yield sse(event)
+    async for chunk in engine_chunks(chunks):
+        error = engine_error(chunk)
+        if error is not None:
+            yield sse(state.failed(error))
+            return
+        for event in state.feed(chunk):
+            yield sse(event)
     for event in state.finish():
         yield sse(event)
