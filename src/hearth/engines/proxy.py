@@ -108,6 +108,26 @@ def sse_error(error: HearthError) -> bytes:
     return b"data: " + json.dumps(error.to_openai(), ensure_ascii=False).encode() + b"\n\n"
 
 
+class Answer(Protocol):
+    """What an inference request returns to a face: an engine's response passed through
+    (`Upstream`) or one Hearth composed from engine responses (`services/composed.py`)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def is_event_stream(self) -> bool: ...
+
+    async def read(self) -> bytes: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
 class Upstream:
     """One engine response. Exactly one of `read()` or `stream()` consumes it; both release
     the target's lease and close the connection when done, however they end."""
@@ -175,8 +195,10 @@ class Proxy:
         try:
             if not target.remote:
                 host, port = target.address
+                # "/apply-template": llama.cpp's own routes live outside its OpenAI prefix
+                where = path if path.startswith("/") else f"{target.prefix}/{path}"
                 response = await self.local.post(
-                    host, port, f"{target.prefix}/{path}", content, headers, engine_auth(target)
+                    host, port, where, content, headers, engine_auth(target)
                 )
                 return Upstream(target, response)
             client = self.remote_client()

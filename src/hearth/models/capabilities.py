@@ -67,6 +67,39 @@ def capabilities(
     return [name for name in ORDER if name in found]
 
 
+#: Jan's prompt formats: Hearth converts them to a chat template that has no place for tools.
+_JAN_TEMPLATE_KEYS = ("prompt_template", "system_prompt", "user_prompt", "ai_prompt")
+
+
+def effective_template(gguf_template: str | None, engine_parameters: Mapping[str, Any]) -> str:
+    """The chat template the engine will use: the user's `engine_parameters.chat_template`,
+    else the one converted from Jan's prompt format (no tools), else the GGUF's own."""
+    override = engine_parameters.get("chat_template")
+    if isinstance(override, str) and override:
+        return override
+    if any(engine_parameters.get(key) for key in _JAN_TEMPLATE_KEYS):
+        return ""
+    return gguf_template or ""
+
+
+def record_capabilities(info: Any) -> list[str]:
+    """The model record's `capabilities` (a `ModelInfo`), from what import recorded of the GGUF
+    (`metadata.architecture`, `metadata.chat_template`) and the engine parameters: no file is
+    read, so listing thousands of models stays a scan of their model.json files. A remote
+    model answers what its upstream can: text, with tools passed through."""
+    if info.is_remote:
+        return ["completion", "tools"]
+    meta = info.metadata if isinstance(info.metadata, Mapping) else {}
+    params = info.engine_parameters
+    arch = meta.get("architecture")
+    template = meta.get("chat_template")
+    return capabilities(
+        architecture=arch if isinstance(arch, str) else None,
+        chat_template=effective_template(template if isinstance(template, str) else None, params),
+        engine_parameters=params,
+    )
+
+
 def _truthy(value: Any) -> bool:
     """model.json values may be written as strings (Jan's files): "true" counts as on."""
     if isinstance(value, str):

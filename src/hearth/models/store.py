@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from hearth.errors import Conflict, InsufficientStorage, InvalidRequest, ModelNotFound
+from hearth.models.capabilities import record_capabilities
 from hearth.models.ids import validate_model_id
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
@@ -89,6 +90,7 @@ class ModelEntry:
             }
         else:
             body = self.info.model_dump(mode="json", exclude_none=False)
+            body["capabilities"] = record_capabilities(self.info)
         body["size"] = self.size
         body["status"] = status
         if error:

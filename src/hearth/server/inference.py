@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from hearth.engines.events import engine_refusal
 from hearth.errors import InvalidRequest
 from hearth.keepalive import keep_alive_param
 from hearth.server import jsonbody
@@ -91,6 +92,8 @@ async def proxy(request: Request, path: str) -> Response:
     ok, upstream = await unless_disconnected(request, opening)
     if not ok or upstream is None:
         return Response(status_code=CLIENT_CLOSED)
+    if upstream.status_code >= 400:  # the engine's refusal, in OpenAI's shape
+        raise engine_refusal(upstream.status_code, await upstream.read(), str(body["model"]))
     if upstream.is_event_stream:
         return StreamingResponse(
             upstream.stream(),

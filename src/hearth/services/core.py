@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from hearth.downloads.jobs import Job
     from hearth.downloads.pulls import Pulls
     from hearth.engines.manager import EngineManager
-    from hearth.engines.proxy import Upstream
+    from hearth.engines.proxy import Answer
     from hearth.models.watcher import ModelsWatcher
     from hearth.services.derive import ModelChanges
 
@@ -202,10 +202,13 @@ class Services:
 
     async def open_inference(
         self, path: str, body: dict[str, Any], keep_alive: float | None
-    ) -> Upstream:
+    ) -> Answer:
         """An OpenAI inference request (`path` such as "chat/completions") sent to the model's
-        engine, loading it on demand; the answer streams back untouched (the hot path)."""
-        return await self.engines.open(path, body, keep_alive)
+        engine, loading it on demand. A plain request's answer streams back untouched (the hot
+        path); forced tool calls, `n` and legacy completions are composed (`inference.py`)."""
+        from hearth.services.inference import Inference
+
+        return await Inference(self.store, self.engines).open(path, body, keep_alive)
 
     def running(self) -> list[dict[str, Any]]:
         """Loaded models, most recently used first."""

@@ -19,8 +19,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hearth.engines.proxy import Upstream
-from hearth.errors import EngineError, HearthError, InvalidRequest, from_wire
+from hearth.engines.events import engine_refusal
+from hearth.engines.proxy import Answer as Upstream
+from hearth.errors import EngineError, HearthError, InvalidRequest
 from hearth.server import jsonbody
 from hearth.server.anthropic.stream import SSE, events, sse
 from hearth.server.anthropic.translate import Assembler, Call, count_body, messages_call
@@ -59,12 +60,7 @@ async def _open(request: Request, call: Call, body: dict[str, Any]) -> Upstream 
     if not ok or upstream is None:
         return None
     if upstream.status_code != 200:
-        content = await upstream.read()
-        try:
-            parsed = json.loads(content)
-        except ValueError:
-            parsed = None
-        raise from_wire(upstream.status_code, parsed, "The engine refused the request.")
+        raise engine_refusal(upstream.status_code, await upstream.read(), str(body["model"]))
     return upstream
 
 

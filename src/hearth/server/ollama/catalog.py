@@ -14,15 +14,11 @@ version (bounded reader, `models/gguf.py`) and cached.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.errors import HearthError, InvalidModelId, NotFound
-from hearth.models.capabilities import capabilities
-from hearth.models.gguf import GGUFInfo, read_gguf_header
+from hearth.models.facts import Facts, facts
 from hearth.models.ids import is_valid_id
 from hearth.models.names import ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry
@@ -32,7 +28,6 @@ from hearth.services import Services
 LATEST = ":latest"
 #: model_parameters -> Ollama's PARAMETER names, for /api/show's `parameters` text.
 PARAMETER_NAMES = {"max_tokens": "num_predict"}
-_HIDDEN_KEYS = ("tokenizer.chat_template",)  # shown as `template` instead
 
 
 def model_missing(name: str) -> NotFound:
@@ -43,19 +38,6 @@ def model_missing(name: str) -> NotFound:
         param="model",
         code="model_not_found",
     )
-
-
-@dataclass
-class Facts:
-    """What Ollama's details need about one model's file."""
-
-    architecture: str | None = None
-    parameter_count: int | None = None
-    size_label: str | None = None
-    quantization: str | None = None
-    context_length: int | None = None
-    chat_template: str | None = None
-    header: dict[str, Any] = field(default_factory=dict)
 
 
 # ---- names --------------------------------------------------------------------------------
@@ -120,52 +102,6 @@ def new_id(name: str) -> str:
 # ---- facts and details --------------------------------------------------------------------
 
 
-def facts(entry: ModelEntry, *, header: bool = False) -> Facts:
-    """The model's facts from its metadata, reading the GGUF header for what is missing (or
-    always, with `header`, for /api/show's model_info)."""
-    meta = entry.info.metadata if entry.info is not None else {}
-    out = Facts(
-        architecture=_str(meta.get("architecture")),
-        parameter_count=_int(meta.get("parameter_count")),
-        size_label=_str(meta.get("size_label")),
-        quantization=_str(meta.get("quantization")),
-        context_length=_int(meta.get("context_length")),
-        chat_template=_str(meta.get("chat_template")),
-    )
-    path = entry.model_path
-    complete = out.architecture and out.quantization and out.parameter_count
-    if path is None or (complete and not header):
-        return out
-    info = _header(str(path))
-    if info is None:
-        return out
-    out.architecture = out.architecture or info.architecture
-    out.parameter_count = out.parameter_count or info.parameter_count
-    out.size_label = out.size_label or info.size_label
-    out.quantization = out.quantization or info.quantization
-    out.context_length = out.context_length or info.context_length
-    out.chat_template = out.chat_template or info.chat_template
-    out.header = {k: v for k, v in info.metadata.items() if k not in _HIDDEN_KEYS}
-    return out
-
-
-def _header(path: str) -> GGUFInfo | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _cached_header(path, st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_header(path: str, mtime_ns: int, size: int) -> GGUFInfo | None:
-    """One read per file version (the key changes when the file does)."""
-    try:
-        return read_gguf_header(path)
-    except (HearthError, OSError, ValueError):
-        return None
-
-
 def parameter_size(fact: Facts) -> str:
     """ "135M", "7.2B": the GGUF's size label, else the count written as Ollama writes it."""
     if fact.size_label:
@@ -192,13 +128,6 @@ def details(entry: ModelEntry, fact: Facts) -> dict[str, Any]:
         "parameter_size": "" if remote else parameter_size(fact),
         "quantization_level": fact.quantization or "",
     }
-
-
-def model_capabilities(entry: ModelEntry, fact: Facts) -> list[str]:
-    params = entry.info.engine_parameters if entry.info is not None else {}
-    return capabilities(
-        architecture=fact.architecture, chat_template=fact.chat_template, engine_parameters=params
-    )
 
 
 def digest(entry: ModelEntry) -> str:
@@ -239,11 +168,3 @@ def tag(entry: ModelEntry) -> dict[str, Any]:
         "digest": digest(entry),
         "details": details(entry, facts(entry)),
     }
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

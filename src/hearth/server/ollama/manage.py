@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hearth import __version__
 from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.models.facts import model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines
@@ -72,7 +73,7 @@ def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
         "template": fact.chat_template or "",
         "details": catalog.details(entry, fact),
         "model_info": info,
-        "capabilities": catalog.model_capabilities(entry, fact),
+        "capabilities": model_capabilities(entry, fact),
         "modified_at": catalog.modified_at(entry),
     }
     if isinstance(meta.get("system_prompt"), str):

@@ -20,8 +20,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hearth.errors import HearthError, InvalidParameter, InvalidRequest, from_wire
+from hearth.engines.events import engine_refusal
+from hearth.errors import HearthError, InvalidParameter, InvalidRequest
 from hearth.keepalive import keep_alive_param
+from hearth.models.facts import model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
 from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
@@ -94,7 +96,7 @@ async def _load(services: Services, entry: ModelEntry, num_ctx: int | None) -> i
 
 def _check_capabilities(entry: ModelEntry, call: Call) -> None:
     """Refuse what the model cannot do with Ollama's 400s, before anything loads."""
-    caps = catalog.model_capabilities(entry, catalog.facts(entry))
+    caps = model_capabilities(entry, catalog.facts(entry))
     if call.images and "vision" not in caps:
         raise InvalidParameter(
             f'"{call.name}" does not support images (no vision projector: add one with '
@@ -107,14 +109,9 @@ def _check_capabilities(entry: ModelEntry, call: Call) -> None:
         call.body.pop("chat_template_kwargs", None)
 
 
-async def _upstream_error(upstream: Any) -> HearthError:
+async def _upstream_error(upstream: Any, model: str) -> HearthError:
     """The engine's refusal (4xx/5xx JSON) as a Hearth error, written in Ollama's shape."""
-    content = await upstream.read()
-    try:
-        parsed = json.loads(content)
-    except ValueError:
-        parsed = None
-    return from_wire(upstream.status_code, parsed, "The engine refused the request.")
+    return engine_refusal(upstream.status_code, await upstream.read(), model)
 
 
 async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool) -> Response:
@@ -129,7 +126,7 @@ async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool
         return Response(status_code=CLIENT_CLOSED)
     reply = Reply(call.name, chat=chat)
     if upstream.status_code != 200:
-        raise await _upstream_error(upstream)
+        raise await _upstream_error(upstream, entry.id)
     if upstream.is_event_stream:
         lines = ndjson(upstream.stream(), reply, started_ns=started, load_ns=load_ns)
         return StreamingResponse(lines, media_type=NDJSON, headers={"cache-control": "no-cache"})
@@ -214,7 +211,7 @@ async def _embed(request: Request, *, legacy: bool) -> Embedded:
     if not ok or upstream is None:
         return None
     if upstream.status_code != 200:
-        raise await _upstream_error(upstream)
+        raise await _upstream_error(upstream, entry.id)
     reply = json.loads(await upstream.read())
     vectors = [item.get("embedding") for item in reply.get("data") or []]
     usage = dict(reply.get("usage") or {})

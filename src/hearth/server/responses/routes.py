@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from hearth.errors import EngineError, HearthError, NotFound, from_wire
+from hearth.engines.events import engine_refusal
+from hearth.errors import EngineError, NotFound
 from hearth.server import jsonbody
 from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
 from hearth.server.responses.stream import Events, events
@@ -47,15 +47,6 @@ _DOC = {
 }
 
 
-async def _engine_error(upstream: Any) -> HearthError:
-    """The engine's refusal (4xx/5xx JSON) as a Hearth error, written in OpenAI's shape."""
-    content = await upstream.read()
-    try:
-        parsed = json.loads(content)
-    except ValueError:
-        parsed = None
-    return from_wire(upstream.status_code, parsed, "The engine refused the request.")
-
 
 @router.post("/responses", responses=ERRORS, openapi_extra=_DOC)
 async def create_response(request: Request) -> Response:
@@ -67,7 +58,9 @@ async def create_response(request: Request) -> Response:
     if not ok or upstream is None:
         return Response(status_code=CLIENT_CLOSED)
     if upstream.status_code != 200:
-        raise await _engine_error(upstream)
+        raise engine_refusal(
+            upstream.status_code, await upstream.read(), str(translated.body["model"])
+        )
     response_id, created = new_id("resp"), int(time.time())
     if upstream.is_event_stream:
         state = Events(translated, response_id, created)

@@ -1,0 +1,206 @@
+"""Inference requests: the byte pass-through, and what Hearth adds where the engine falls short.
+
+A plain request goes to the engine untouched and its answer comes back byte for byte (the hot
+path, `engines/proxy.py`). Only a request that needs more is looked at more closely:
+
+- checks the engine would get wrong: an image for a model without a vision projector (llama.cpp
+  answers 500), `dimensions` it cannot honour (silently ignored), `tools` for a template that
+  cannot show them to the model (silently dropped);
+- `tool_choice` "required" or a named function, enforced (`toolcalls.py`);
+- `n` > 1 (`choices.py`), and legacy completions in the legacy shape (`legacy.py`).
+
+Remote engines (OpenAI-compatible upstreams) do all of this themselves: their requests pass
+through as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from hearth.engines.events import engine_chunks
+from hearth.engines.proxy import Answer
+from hearth.errors import InvalidParameter
+from hearth.models.capabilities import effective_template
+from hearth.models.facts import facts, model_capabilities
+from hearth.models.store import ModelEntry
+from hearth.services import toolcalls
+from hearth.services.choices import choice_count, open_choices
+from hearth.services.composed import Composed, as_events, checked, dumps, once
+from hearth.services.legacy import LegacyShape, legacy_options, legacy_stream
+
+if TYPE_CHECKING:
+    from hearth.engines.manager import EngineManager
+    from hearth.models.store import ModelStore
+
+IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
+
+
+def needs_a_look(path: str, body: Mapping[str, Any]) -> bool:
+    """Whether a request may need more than the pass-through (cheap: no model lookup)."""
+    if path == "chat/completions":
+        return "tools" in body or "n" in body or _has_images(body.get("messages"))
+    return path == "completions" or (path == "embeddings" and "dimensions" in body)
+
+
+def _has_images(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in IMAGE_PARTS:
+                    return True
+    return False
+
+
+class Inference:
+    """Opens inference requests for one store and its engines."""
+
+    def __init__(self, store: ModelStore, engines: EngineManager) -> None:
+        self.store = store
+        self.engines = engines
+
+    async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Answer:
+        if not needs_a_look(path, body):
+            return await self.engines.open(path, body, keep_alive)
+        entry = self.store.get(str(body["model"]))
+        if entry.info is None or entry.info.is_remote:
+            return await self.engines.open(path, body, keep_alive)  # its errors, or upstream's
+        self._check(entry, path, body)
+        n = choice_count(body) if path != "embeddings" else 1
+        if n > 1:
+
+            async def one(choice: dict[str, Any]) -> Answer:
+                return await self._open_one(entry, path, choice, keep_alive)
+
+            return await open_choices(one, body, n, model=entry.id)
+        return await self._open_one(entry, path, body, keep_alive)
+
+    async def _open_one(
+        self, entry: ModelEntry, path: str, body: dict[str, Any], keep_alive: float | None
+    ) -> Answer:
+        if path == "completions":
+            return await self._legacy(entry, body, keep_alive)
+        if path == "chat/completions" and body.get("tools"):
+            tools = toolcalls.function_tools(body)
+            forced = toolcalls.forced_tools(body, tools)
+            if forced:
+                return await self._forced_call(entry, body, forced, keep_alive)
+        return await self.engines.open(path, body, keep_alive)
+
+    # ---- checks ------------------------------------------------------------------------------
+
+    def _check(self, entry: ModelEntry, path: str, body: dict[str, Any]) -> None:
+        """Refuse, before anything loads, what this model cannot do."""
+        if path == "embeddings":
+            self._check_dimensions(entry, body)
+            return
+        if path != "chat/completions":
+            return
+        caps = model_capabilities(entry)
+        if "vision" not in caps and _has_images(body.get("messages")):
+            raise InvalidParameter(
+                f"Model '{entry.id}' cannot read images: it has no vision projector. Attach "
+                "one with engine_parameters.mmproj (the model's mmproj-*.gguf, in its folder), "
+                "e.g. `hearth models edit "
+                f"{entry.id} engine_parameters.mmproj=mmproj.gguf`, or send text only.",
+                param="messages",
+                code="images_not_supported",
+            )
+        if body.get("tools") and "tools" not in caps:
+            if body.get("tool_choice") == "none":  # no call wanted: the tools are moot
+                body.pop("tools")
+                body.pop("tool_choice")
+                return
+            raise InvalidParameter(
+                f"Model '{entry.id}''s chat template has no place for tools, so the model would "
+                "never see them. Give it a template that renders `tools` (the one its makers "
+                "publish for tool use, e.g. a Hermes/Qwen2.5 or Llama 3.1 template) in "
+                "engine_parameters.chat_template, or send the request without tools.",
+                param="tools",
+                code="tools_not_supported",
+            )
+
+    def _check_dimensions(self, entry: ModelEntry, body: dict[str, Any]) -> None:
+        """`dimensions` is honoured when it is the model's own size; shortening embeddings
+        is only meaningful for models trained for it, which a GGUF does not say."""
+        wanted = body.pop("dimensions")
+        size = facts(entry).embedding_length
+        if wanted is None or (size is not None and wanted == size):
+            return
+        own = f"its embeddings have {size} dimensions" if size else "its size is unknown"
+        raise InvalidParameter(
+            f"Model '{entry.id}' cannot shorten its embeddings to dimensions={wanted!r}: {own}. "
+            "Leave dimensions out (or set it to the model's own size).",
+            param="dimensions",
+            code="dimensions_not_supported",
+        )
+
+    # ---- answers Hearth composes ------------------------------------------------------------
+
+    async def _legacy(
+        self, entry: ModelEntry, body: dict[str, Any], keep_alive: float | None
+    ) -> Answer:
+        echo, top_wanted = legacy_options(body)
+        shape = LegacyShape(echo, top_wanted=top_wanted)
+        answer = await checked(await self.engines.open("completions", body, keep_alive), entry.id)
+        if answer.is_event_stream:
+            chunks = legacy_stream(engine_chunks(answer.stream()), shape)
+            return Composed(as_events(chunks), event_stream=True, under=[answer])
+        content = await answer.read()
+        whole = shape.rewrite(json.loads(content))
+        return Composed(once(dumps(whole)), event_stream=False, under=[answer])
+
+    async def _forced_call(
+        self,
+        entry: ModelEntry,
+        body: dict[str, Any],
+        tools: list[dict[str, Any]],
+        keep_alive: float | None,
+    ) -> Answer:
+        """A call the model must make: the prompt rendered with the tools by the engine, then
+        continued under the call's JSON schema (see `toolcalls.py`)."""
+        assert entry.info is not None
+        name = tools[0]["function"]["name"] if len(tools) == 1 else None
+        template = effective_template(facts(entry).chat_template, entry.info.engine_parameters)
+        prompt = await self._render(entry, body, keep_alive)
+        request = {k: v for k, v in body.items() if k not in toolcalls.NOT_FORWARDED}
+        if "max_completion_tokens" in body and "max_tokens" not in body:
+            request["max_tokens"] = body["max_completion_tokens"]
+        request["prompt"] = prompt + toolcalls.call_prefix(template, name)
+        request["json_schema"] = (
+            toolcalls.arguments_schema(tools[0]) if name else toolcalls.call_schema(tools)
+        )
+        opened = await self.engines.open("completions", request, keep_alive)
+        answer = await checked(opened, entry.id)
+        reader = toolcalls.CallReader(name)
+        if not body.get("stream"):
+            whole = toolcalls.whole_answer(json.loads(await answer.read()), reader)
+            return Composed(once(dumps(whole)), event_stream=False, under=[answer])
+        options = body.get("stream_options")
+        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = engine_chunks(answer.stream())
+        chunks = toolcalls.stream_answer(events, reader, include_usage=usage)
+        return Composed(as_events(chunks), event_stream=True, under=[answer])
+
+    async def _render(
+        self, entry: ModelEntry, body: dict[str, Any], keep_alive: float | None
+    ) -> str:
+        """The prompt the engine's template makes of the conversation and its tools."""
+        keys = ("model", "messages", "tools", "chat_template_kwargs")
+        request = {k: body[k] for k in keys if k in body}
+        answer = await checked(
+            await self.engines.open("/apply-template", request, keep_alive), entry.id
+        )
+        rendered = json.loads(await answer.read())
+        prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+        if not isinstance(prompt, str):
+            raise InvalidParameter(
+                f"Model '{entry.id}''s engine could not render the tools into its prompt.",
+                param="tools",
+            )
+        return prompt
+

@@ -1,0 +1,149 @@
+"""Pure logic of the answers Hearth composes (forced tool calls, `n`, legacy completions) and
+of the engine-error rewrite; the end-to-end behaviour is in test_tool_calls.py and
+test_inference_exact.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hearth.engines.events import engine_refusal
+from hearth.errors import EngineError, InvalidParameter
+from hearth.services.choices import choice_bodies, choice_count, merge_whole
+from hearth.services.inference import needs_a_look
+from hearth.services.legacy import legacy_logprobs, legacy_options
+from hearth.services.toolcalls import (
+    CallReader,
+    arguments_schema,
+    call_prefix,
+    call_schema,
+    forced_tools,
+    function_tools,
+)
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": CITY}}
+TIME = {"type": "function", "function": {"name": "get_time"}}
+
+
+def _pieces(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({min(c, len(text)) for c in cuts})
+    edges = [0, *points, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(edges)]
+
+
+@given(
+    args=st.dictionaries(st.text(max_size=5), st.text(max_size=8), max_size=3),
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=8),
+    spaces=st.sampled_from(["", " ", "\n  "]),
+)
+def test_call_reader_gets_name_and_arguments_however_the_text_is_cut(
+    args: dict[str, str], cuts: list[int], spaces: str
+) -> None:
+    arguments = json.dumps(args)
+    text = f'{spaces}{{"name":{spaces}"get_weather",{spaces}"arguments": {arguments}{spaces}}}'
+    reader = CallReader(None)
+    streamed = "".join(reader.feed(piece) for piece in _pieces(text, cuts)) + reader.finish()
+    assert reader.name == "get_weather"
+    assert json.loads(streamed) == args
+    assert json.loads(reader.arguments) == args
+
+
+def test_call_reader_for_a_named_function_streams_everything() -> None:
+    reader = CallReader("f")
+    assert reader.feed('{"a": ') + reader.feed("1}") + reader.finish() == '{"a": 1}'
+    assert reader.name == "f" and reader.arguments == '{"a": 1}'
+
+
+def test_call_reader_cut_before_the_name_has_no_call() -> None:
+    reader = CallReader(None)
+    assert reader.feed('{"na') == "" and reader.finish() == ""
+    assert reader.name is None and reader.text == '{"na'
+
+
+def test_forced_tools() -> None:
+    tools = function_tools({"tools": [WEATHER, TIME]})
+    assert forced_tools({"tool_choice": "required"}, tools) == tools
+    assert forced_tools({"tool_choice": "auto"}, tools) == []
+    assert forced_tools({}, tools) == []
+    named = {"tool_choice": {"type": "function", "function": {"name": "get_time"}}}
+    assert forced_tools(named, tools) == [TIME]
+    assert forced_tools({"tool_choice": {"type": "function", "name": "get_time"}}, tools) == [TIME]
+    with pytest.raises(InvalidParameter):
+        forced_tools({"tool_choice": {"type": "function", "function": {"name": "x"}}}, tools)
+    with pytest.raises(InvalidParameter):
+        function_tools({"tools": [{"type": "function"}]})
+
+
+def test_schemas_close_objects_and_name_the_function() -> None:
+    assert arguments_schema(WEATHER)["additionalProperties"] is False
+    assert arguments_schema(TIME) == {"type": "object"}
+    one = call_schema([WEATHER])
+    assert one["properties"]["name"] == {"const": "get_weather"}
+    assert len(call_schema([WEATHER, TIME])["anyOf"]) == 2
+
+
+def test_call_prefix_follows_the_template() -> None:
+    assert call_prefix("... <tool_call> ...", None) == "<tool_call>\n"
+    assert call_prefix('<tool_call>{\\"name\\": x, \\"arguments\\": y}', "f") == (
+        '<tool_call>\n{"name": "f", "arguments": '
+    )
+    assert call_prefix('{"name": function name, "parameters": dict}', "f") == (
+        '{"name": "f", "parameters": '
+    )
+
+
+def test_needs_a_look_leaves_plain_requests_alone() -> None:
+    plain = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert not needs_a_look("chat/completions", plain)
+    assert needs_a_look("chat/completions", {**plain, "tools": []})
+    assert needs_a_look("chat/completions", {**plain, "n": 2})
+    image = [{"type": "image_url", "image_url": {"url": "data:,"}}]
+    assert needs_a_look("chat/completions", {"messages": [{"role": "user", "content": image}]})
+    assert needs_a_look("completions", {"prompt": "x"})
+    assert not needs_a_look("embeddings", {"input": "x"})
+    assert needs_a_look("embeddings", {"input": "x", "dimensions": 3})
+
+
+def test_choices() -> None:
+    with pytest.raises(InvalidParameter):
+        choice_count({"n": 0})
+    assert choice_count({"n": 1}) == 1
+    bodies = choice_bodies({"seed": 5, "stream": True}, 3)
+    assert [b["seed"] for b in bodies] == [5, 6, 7]
+    assert all(b["stream_options"] == {"include_usage": True} for b in bodies)
+    usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    merged = merge_whole(
+        [{"id": "a", "choices": [{"index": 0, "text": "x"}], "usage": usage}] * 2
+    )
+    assert [c["index"] for c in merged["choices"]] == [0, 1]
+    assert merged["usage"] == {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16}
+
+
+def test_legacy_logprobs() -> None:
+    content = [
+        {"token": " a", "logprob": -1.0, "top_logprobs": [{"token": " a", "logprob": -1.0}]},
+        {"token": "bc", "logprob": -2.0, "top_logprobs": []},
+    ]
+    legacy, end = legacy_logprobs({"content": content}, 0, top_wanted=True)
+    assert legacy == {"tokens": [" a", "bc"], "token_logprobs": [-1.0, -2.0],
+                      "top_logprobs": [{" a": -1.0}, {}], "text_offset": [0, 2]}  # fmt: skip
+    assert end == 4
+    with pytest.raises(InvalidParameter):
+        legacy_options({"prompt": ["a"], "echo": True})
+    assert legacy_options({"prompt": "p", "echo": True}) == ("p", False)
+
+
+def test_engine_refusals_get_string_codes_and_a_fix() -> None:
+    numeric = json.dumps({"error": {"code": 400, "message": "bad field", "type": "x"}}).encode()
+    error = engine_refusal(400, numeric, "m")
+    assert error.status == 400 and error.code == "invalid_request" and "bad field" in error.message
+    ctx = {"error": {"code": 400, "message": "too long", "type": "exceed_context_size_error"}}
+    error = engine_refusal(400, json.dumps(ctx).encode(), "m")
+    assert error.code == "context_length_exceeded" and "ctx_len" in error.message
+    assert isinstance(engine_refusal(500, b"not json", "m"), EngineError)
+    assert engine_refusal(501, b"{}", "m").status == 400
