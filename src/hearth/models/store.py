@@ -90,12 +90,23 @@ class ModelEntry:
             }
         else:
             body = self.info.model_dump(mode="json", exclude_none=False)
-            body["capabilities"] = record_capabilities(self.info)
+            body["capabilities"] = self._capabilities()
         body["size"] = self.size
         body["status"] = status
         if error:
             body["error"] = error
         return body
+
+    def _capabilities(self) -> list[str]:
+        """From what import recorded of the GGUF; a model.json written by hand (or by Jan)
+        has no such record, so its header is read (once per file version, `facts.py`)."""
+        assert self.info is not None
+        meta = self.info.metadata
+        if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
+            return record_capabilities(self.info)
+        from hearth.models.facts import model_capabilities  # it imports this module
+
+        return model_capabilities(self)
 
     def to_api_json(self, status: str | None = None, error: str | None = None) -> str:
         """`to_api` as compact JSON, memoized: listing 1,000 unchanged models re-encodes none."""
