@@ -165,9 +165,7 @@ def test_a_bad_cache_is_ignored(home: Path, spy: Spy, content: bytes) -> None:
     assert ls(home) == good and spy.loads[-1] is True
 
 
-def test_a_hostile_cache_with_the_right_fingerprint_prints_inert_text(
-    home: Path, spy: Spy
-) -> None:
+def test_a_hostile_cache_with_the_right_fingerprint_prints_inert_text(home: Path, spy: Spy) -> None:
     """A cache is the user's own file, but its text still goes through the cleaner."""
     make_model(home, "alpha", {"name": "Alpha"}, {"alpha.gguf": FAKE_GGUF})
     time.sleep(0.1)
