@@ -131,8 +131,11 @@ def test_import_errors_come_and_go_with_their_files(home: Path, spy: Spy) -> Non
     assert "not imported" not in check(home, spy)
 
 
-def test_right_after_a_change_no_cache_is_written(home: Path, spy: Spy) -> None:
+def test_right_after_a_change_no_cache_is_written(
+    home: Path, spy: Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Racy: a file as new as the listing may change again within its timestamp's tick."""
+    monkeypatch.setattr(listcache, "RACY_MARGIN_NS", 2_000_000_000)  # the real one
     make_model(home, "alpha", {"name": "Alpha"}, {"alpha.gguf": FAKE_GGUF})
     ls(home)
     assert spy.saves == [False]

@@ -53,7 +53,7 @@ CACHE_FILE = "models-list.json"
 DISABLE_ENV = "HEARTH_NO_LIST_CACHE"
 RACY_MARGIN_NS = 2_000_000_000
 MAX_BYTES = 8 << 20  # a cache larger than this is not read (a list of 1,000 models is ~200 KB)
-#: The home's files a list reads besides models/ (settings, linked files, import errors).
+#: The home's files a list reads (settings, linked files, import errors) and models/ itself.
 HOME_FILES = ("settings.json", "linked-files.json", "logs/import-errors.json", "models")
 #: Source folders (under the hearth package) whose modules shape a list.
 CODE_DIRS = ("", "models", "services", "cli")
@@ -69,7 +69,8 @@ def cache_path(home: str) -> str:
 
 
 def enabled() -> bool:
-    return not os.environ.get(DISABLE_ENV)
+    """False with HEARTH_NO_LIST_CACHE set (to anything but 0): lists always validate."""
+    return os.environ.get(DISABLE_ENV, "0") in ("", "0")
 
 
 class _Stats:
@@ -82,9 +83,10 @@ class _Stats:
         self.newest = max(self.newest, st.st_mtime_ns, st.st_ctime_ns)
         return [st.st_mode, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
-    def of(self, path: str, *, follow: bool = True) -> Key:
+    def of(self, path: str) -> Key:
+        """The key of what `path` leads to (links followed), None where nothing is."""
         try:
-            return self.key(os.stat(path, follow_symlinks=follow))
+            return self.key(os.stat(path))
         except (OSError, ValueError):
             return None
 
@@ -210,11 +212,11 @@ def save(home: str, started_ns: int, models: Rows, problems: Rows, outside: list
     if not enabled():
         return False
     problem_paths = [str(p.get("path")) for p in problems]
-    print_, newest = fingerprint(home, outside, problem_paths)
+    now, newest = fingerprint(home, outside, problem_paths)
     if newest >= started_ns - RACY_MARGIN_NS:
         return False
     body = {
-        "fingerprint": print_,
+        "fingerprint": now,
         "outside": outside,
         "models": [{k: m.get(k) for k in ROW_KEYS if k in m} for m in models],
         "problems": [{k: p.get(k) for k in PROBLEM_KEYS if k in p} for p in problems],
