@@ -13,7 +13,8 @@ What a list depends on, and so the fingerprint (each path's mode, inode, device,
 ctime in ns; ctime changes on every write and chmod and cannot be set back):
 
 - the home (resolved), Hearth's version, this cache's format, the HEARTH_* environment (as a
-  digest: it may hold a key) and the source files of the listing code (an edited checkout);
+  digest: it may hold a key), the source files of the listing code (an edited checkout) and the
+  folders of the import path (an engine plugin installed or removed);
 - settings.json (import_dirs), linked-files.json (files linked in place), logs/import-errors.json
   (files that were not imported) and, for each of those, whether the file still exists;
 - models/ and every folder in it that the store would read, with each entry of that folder
@@ -38,6 +39,7 @@ import contextlib
 import json
 import os
 import stat
+import sys
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -56,7 +58,7 @@ MAX_BYTES = 8 << 20  # a cache larger than this is not read (a list of 1,000 mod
 #: The home's files a list reads (settings, linked files, import errors) and models/ itself.
 HOME_FILES = ("settings.json", "linked-files.json", "logs/import-errors.json", "models")
 #: Source folders (under the hearth package) whose modules shape a list.
-CODE_DIRS = ("", "models", "services", "cli")
+CODE_DIRS = ("", "models", "services", "cli", "engines")
 ROW_KEYS = ("id", "name", "format", "size", "status", "error")
 PROBLEM_KEYS = ("path", "state", "error")
 
@@ -124,6 +126,10 @@ def _env_digest() -> str:
 
 
 def _code(stats: _Stats) -> list[Any]:
+    """The listing code: Hearth's modules that validate a model (an edited checkout shows), and
+    the import path's folders, where installing or removing a package (an engine plugin, which
+    decides whether a model's `engine` is valid) adds or removes a folder."""
+    places = [[p, stats.of(p)] for p in sys.path[1:] if p]  # [0]: the script's or the cwd
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out: list[Any] = []
     for sub in CODE_DIRS:
@@ -133,7 +139,7 @@ def _code(stats: _Stats) -> list[Any]:
         except OSError:
             names = []
         out += [[sub, n, stats.of(os.path.join(folder, n))] for n in names]
-    return out
+    return [places, out]
 
 
 def fingerprint(home: str, outside: Iterable[str], problems: Iterable[str]) -> tuple[Any, int]:
