@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,20 @@ def test_home_is_accepted_before_and_after_the_command(tmp_path: Path) -> None:
         assert f"only-in-{expected}" in done.stdout, (args, done.stdout)
         other = "first" if expected == "second" else "second"
         assert f"only-in-{other}" not in done.stdout, args
+
+
+def test_a_cached_offline_list_loads_neither_pydantic_nor_the_store(home: Path) -> None:
+    """No server, nothing changed since the last list: the list cache answers (cli/listcache.py)
+    with plain columns, without pydantic, the settings, the store or even the HTTP client."""
+    (home / "models" / "alpha").mkdir()
+    (home / "models" / "alpha" / "model.json").write_text('{"name": "Alpha"}', encoding="utf-8")
+    (home / "models" / "alpha" / "alpha.gguf").write_bytes(b"GGUF" + b"\0" * 20)
+    env = {"HEARTH_HOME": str(home)}
+    fast_margin = "from hearth.cli import listcache; listcache.RACY_MARGIN_NS = 50_000_000"
+    time.sleep(0.1)  # older than that margin: the first list may write the cache
+    code, slow, modules = loaded(f"{fast_margin}\n{hearth('ls')[0]}", hearth("ls")[1], env=env)
+    assert code == 0 and "hearth.models.store" in modules, slow
+    assert os.path.exists(home / ".cache" / "models-list.json")
+    code, fast, modules = loaded(*hearth("ls"), env=env)
+    assert code == 0 and fast == slow and "Alpha" in fast
+    assert offenders(modules, (*HEAVY, "rich", "http")) == []

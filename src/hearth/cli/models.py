@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from hearth.cli.common import (
@@ -45,14 +46,42 @@ def models_table(models: list[dict[str, Any]]) -> Table:
 
 def list_models(args: argparse.Namespace) -> None:
     """List models: id, name, format, size, status."""
-    from hearth.cli.output import clean, echo, paint
+    from hearth.cli.backend import LocalBackend, server_for
+    from hearth.cli.output import echo
 
-    backend = _connect(args)
-    models = backend.list_models()
+    address = address_from(args)
+    remote = server_for(address)
+    if remote is not None:
+        models = remote.list_models()
+        if args.as_json:
+            echo(json.dumps(models, indent=2))
+        else:
+            print_listing(models, remote.import_errors())
+        return
+    from hearth.cli import listcache
+
+    home = str(address.home)
+    cached = None if args.as_json else listcache.load(home)
+    if cached is not None:  # nothing it depends on changed: no pydantic, no store
+        print_listing(*cached)
+        return
+    local = LocalBackend(settings_from(args))
+    started = time.time_ns()
+    models = local.list_models()
     if args.as_json:
         echo(json.dumps(models, indent=2))
         return
-    problems = backend.import_errors()
+    problems = local.import_errors()
+    print_listing(models, problems)
+    if listcache.enabled():
+        listcache.save(home, started, models, problems, listcache.outside_paths(local.services))
+
+
+def print_listing(models: list[dict[str, Any]], problems: list[dict[str, Any]]) -> None:
+    """The table, then why each invalid model is invalid and which files were not imported
+    (from a server, the folder, or the list cache: the same rows print the same)."""
+    from hearth.cli.output import clean, echo, paint
+
     if not models and not problems:
         echo("No models yet. Drop a .gguf into the models/ folder, or `hearth models import PATH`.")
         return

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hearth.engines import params as P
-from hearth.engines.process import EngineProcess
 from hearth.engines.registry import EngineKind, Launch, LaunchSpec, Unknown, register
 from hearth.engines.worker import KEY_ENV
 from hearth.errors import EngineError, InvalidParameter
@@ -112,8 +111,6 @@ def require_gguf(path: Path, what: str = "model file") -> None:
             f"signature), so no engine was started. {fix}",
             code="invalid_model_file",
         )
-
-
 
 
 # ---- memory --------------------------------------------------------------------------------
@@ -298,40 +295,56 @@ def mmproj_path(spec: LaunchSpec) -> Path:
 KIND = register(LlamaCppKind())
 
 
-class LlamaCppProcess(EngineProcess):
-    """One llama.cpp process for a model file and merged parameters, without a planner:
-    for tests and benchmarks that start an engine directly."""
+def __getattr__(name: str) -> Any:
+    """`LlamaCppProcess`, built on first use: its base, `engines.process`, imports asyncio and
+    psutil (~40 ms), which the registry (and so `hearth models list` with no server) never needs."""
+    if name != "LlamaCppProcess":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    cls = _process_class()
+    globals()[name] = cls
+    return cls
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        params: Mapping[str, Any],
-        *,
-        alias: str,
-        log_path: str | Path | None = None,
-        host: str = "127.0.0.1",
-        start_timeout: float = 300.0,
-        stall_timeout: float = 60.0,
-        env: Mapping[str, str] | None = None,
-        registry_dir: str | Path | None = None,
-    ) -> None:
-        log_file = Path(log_path) if log_path is not None else None
-        spec = LaunchSpec(
-            model_id=alias,
-            model_path=Path(model_path),
-            params=dict(params),
-            config_key="",
-            log_path=log_file or Path(os.devnull),
-        )
-        super().__init__(
-            KIND,
-            spec,
-            log_path=log_file,
-            host=host,
-            start_timeout=start_timeout,
-            stall_timeout=stall_timeout,
-            env=env,
-            registry_dir=registry_dir,
-        )
-        self.model_path = spec.model_path
-        self.params = spec.params
+
+def _process_class() -> type:
+    from hearth.engines.process import EngineProcess
+
+    class LlamaCppProcess(EngineProcess):
+        """One llama.cpp process for a model file and merged parameters, without a planner:
+        for tests and benchmarks that start an engine directly."""
+
+        def __init__(
+            self,
+            model_path: str | Path,
+            params: Mapping[str, Any],
+            *,
+            alias: str,
+            log_path: str | Path | None = None,
+            host: str = "127.0.0.1",
+            start_timeout: float = 300.0,
+            stall_timeout: float = 60.0,
+            env: Mapping[str, str] | None = None,
+            registry_dir: str | Path | None = None,
+        ) -> None:
+            log_file = Path(log_path) if log_path is not None else None
+            spec = LaunchSpec(
+                model_id=alias,
+                model_path=Path(model_path),
+                params=dict(params),
+                config_key="",
+                log_path=log_file or Path(os.devnull),
+            )
+            super().__init__(
+                KIND,
+                spec,
+                log_path=log_file,
+                host=host,
+                start_timeout=start_timeout,
+                stall_timeout=stall_timeout,
+                env=env,
+                registry_dir=registry_dir,
+            )
+            self.model_path = spec.model_path
+            self.params = spec.params
+
+    LlamaCppProcess.__qualname__ = "LlamaCppProcess"
+    return LlamaCppProcess
