@@ -141,3 +141,43 @@ def test_engine_refusal_has_a_string_code(srv: ThreadedServer) -> None:
     error = response.json()["error"]
     assert isinstance(error["code"], str) and error["type"] == "invalid_request_error"
     assert "max_tokens" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "param"),
+    [
+        ("completions", {"n": 2, "echo": True, "logprobs": 1}, "echo"),
+        ("chat/completions", {"n": 2, "stream": True, "stream_options": "x"}, "stream_options"),
+        ("chat/completions", {"n": 2, "stream": 1}, "stream"),
+    ],
+)
+def test_bad_fields_with_n_are_400s(
+    srv: ThreadedServer, path: str, extra: dict[str, object], param: str
+) -> None:
+    body = {"model": "smol", "max_tokens": 2, **extra}
+    body.update({"prompt": "hi"} if path == "completions" else {"messages": ASK})
+    with srv.http() as http:
+        response = http.post(f"/v1/{path}", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_several_prompts_are_several_choices(client: openai.OpenAI) -> None:
+    answer = client.completions.create(model="smol", prompt=["One", "Two"], max_tokens=2)
+    assert answer.id.startswith("cmpl-")
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert all(c.text for c in answer.choices)
+
+
+def test_a_client_leaving_n_streams_frees_the_engine(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="smol", messages=ASK, n=2, max_tokens=400, stream=True  # type: ignore[arg-type]
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    again = client.with_options(timeout=60).chat.completions.create(
+        model="smol", messages=ASK, max_tokens=2  # type: ignore[arg-type]
+    )
+    assert again.choices[0].message.content

@@ -4,8 +4,10 @@ test_inference_exact.py."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,9 +15,9 @@ from hypothesis import strategies as st
 
 from hearth.engines.events import engine_refusal
 from hearth.errors import EngineError, InvalidParameter
-from hearth.services.choices import choice_bodies, choice_count, merge_whole
+from hearth.services.choices import choice_bodies, choice_count, merge_whole, open_choices
 from hearth.services.inference import needs_a_look
-from hearth.services.legacy import legacy_logprobs, legacy_options
+from hearth.services.legacy import legacy_logprobs, legacy_options, merge_prompts
 from hearth.services.toolcalls import (
     CallReader,
     arguments_schema,
@@ -147,3 +149,97 @@ def test_engine_refusals_get_string_codes_and_a_fix() -> None:
     assert error.code == "context_length_exceeded" and "ctx_len" in error.message
     assert isinstance(engine_refusal(500, b"not json", "m"), EngineError)
     assert engine_refusal(501, b"{}", "m").status == 400
+
+
+class _FakeAnswer:
+    """An engine answer of `count` SSE chunks, recording whether it was closed."""
+
+    status_code = 200
+    content_type = "text/event-stream"
+    is_event_stream = True
+    remote = False
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.closed = False
+
+    async def read(self) -> bytes:
+        return b""
+
+    async def stream(self) -> Any:
+        for i in range(self.count):
+            chunk = {"id": "x", "choices": [{"index": 0, "delta": {"content": str(i)}}]}
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_streamed_choices_end_and_close_when_the_client_stops_reading() -> None:
+    """A client that leaves after a few events: every choice's engine answer is closed and
+    nothing waits forever on the full queue (a regression: pumps blocked in `finally`)."""
+    answers: list[_FakeAnswer] = []
+
+    async def open_one(body: dict[str, Any]) -> Any:
+        answers.append(_FakeAnswer(500))
+        return answers[-1]
+
+    async def scenario() -> None:
+        composed = await open_choices(open_one, {"stream": True}, 3, model="m")
+        stream = composed.stream()
+        for _ in range(3):
+            await stream.__anext__()
+        await asyncio.sleep(0.05)  # the pumps fill the queue meanwhile
+        await asyncio.wait_for(stream.aclose(), timeout=2)
+
+    asyncio.run(scenario())
+    assert len(answers) == 3 and all(a.closed for a in answers)
+
+
+def test_streamed_choices_interleave_and_finish() -> None:
+    async def open_one(body: dict[str, Any]) -> Any:
+        return _FakeAnswer(3)
+
+    async def scenario() -> bytes:
+        composed = await open_choices(open_one, {"stream": True}, 2, model="m")
+        return await asyncio.wait_for(composed.read(), timeout=2)
+
+    events = asyncio.run(scenario()).split(b"\n\n")
+    indices = [json.loads(e[6:])["choices"][0]["index"] for e in events if e.startswith(b"data: {")]
+    assert sorted(indices) == [0, 0, 0, 1, 1, 1] and events[-2] == b"data: [DONE]"
+
+
+def test_a_failing_choice_is_its_own_error_not_a_500() -> None:
+    async def open_one(body: dict[str, Any]) -> Any:
+        raise InvalidParameter("bad", param="echo")
+
+    with pytest.raises(InvalidParameter):
+        asyncio.run(open_choices(open_one, {}, 2, model="m"))
+
+
+def test_stream_options_must_be_an_object() -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        choice_bodies({"stream": True, "stream_options": "x"}, 2)
+    assert caught.value.param == "stream_options"
+
+
+def test_several_tools_keep_their_defs_resolvable() -> None:
+    def tool(name: str) -> dict[str, Any]:
+        point = {"type": "object", "properties": {"x": {"type": "number"}}}
+        params = {"type": "object", "properties": {"p": {"$ref": "#/$defs/Point"}},
+                  "$defs": {"Point": point}}  # fmt: skip
+        return {"type": "function", "function": {"name": name, "parameters": params}}
+
+    schema = call_schema([tool("a"), tool("b")])
+    assert set(schema["$defs"]) == {"t0_Point", "t1_Point"}
+    refs = [o["properties"]["arguments"]["properties"]["p"]["$ref"] for o in schema["anyOf"]]
+    assert refs == ["#/$defs/t0_Point", "#/$defs/t1_Point"]
+
+
+def test_several_prompts_merge_into_one_legacy_answer() -> None:
+    usage = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    merged = merge_prompts([{"id": "a", "choices": [{"index": 0, "text": t}], "usage": usage}
+                            for t in ("x", "y")])  # fmt: skip
+    assert [(c["index"], c["text"]) for c in merged["choices"]] == [(0, "x"), (1, "y")]
+    assert merged["usage"] == {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}

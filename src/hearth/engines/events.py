@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from hearth.errors import EngineError, HearthError, InvalidRequest
+from hearth.errors import EngineError, HearthError, InvalidRequest, from_wire
 
 
 def _payloads(buffer: bytearray) -> list[bytes]:
@@ -83,12 +83,14 @@ def engine_refusal(status: int, content: bytes, model: str) -> HearthError:
             f"Model '{model}' cannot do this: {text or 'not supported by its engine'}.",
             code="not_supported",
         )
-    if 400 <= status < 500:
+    if status in (400, 422):
         return InvalidRequest(
             f"The engine refused the request: {text or f'HTTP {status}'}. Fix the field it names "
             "and send it again.",
             code="invalid_request",
         )
+    if status < 500 or status == 503:  # not found, too large, busy...: keep what it said
+        return from_wire(status, {"error": {"message": f"The engine answered: {text}"}}, text)
     return EngineError(
         f"Model '{model}''s engine failed: {text or f'HTTP {status}'}. Try again; if it "
         f"persists, the engine's log in <home>/logs/ says why (GET /v1/running names it).",

@@ -121,6 +121,11 @@ class Answer(Protocol):
     @property
     def is_event_stream(self) -> bool: ...
 
+    @property
+    def remote(self) -> bool:
+        """From an OpenAI-compatible upstream: its errors are already in OpenAI's shape."""
+        ...
+
     async def read(self) -> bytes: ...
 
     def stream(self) -> AsyncIterator[bytes]: ...
@@ -148,6 +153,10 @@ class Upstream:
     @property
     def is_event_stream(self) -> bool:
         return self.status_code == 200 and self.content_type.startswith("text/event-stream")
+
+    @property
+    def remote(self) -> bool:
+        return self.target.remote
 
     async def read(self) -> bytes:
         try:

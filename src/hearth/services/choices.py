@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Any
+
+import anyio
 
 from hearth.engines.events import engine_chunks
 from hearth.engines.proxy import Answer
@@ -36,29 +39,51 @@ def choice_count(body: dict[str, Any]) -> int:
     return n
 
 
-def choice_bodies(body: dict[str, Any], n: int) -> list[dict[str, Any]]:
+def choice_bodies(body: dict[str, Any], n: int, default_seed: Any = None) -> list[dict[str, Any]]:
+    """One body per choice. Seeds step by one from the request's seed (else the model's
+    default), so seeded choices differ and stay reproducible."""
+    seed = body.get("seed", default_seed)
+    seeded = isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
     bodies = []
     for i in range(n):
         one = dict(body)
-        seed = one.get("seed")
-        if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        if seeded:
             one["seed"] = seed + i
         if one.get("stream"):
-            one["stream_options"] = {**(one.get("stream_options") or {}), "include_usage": True}
+            one["stream_options"] = {**stream_options(one), "include_usage": True}
         bodies.append(one)
     return bodies
 
 
-async def open_choices(open_one: Opener, body: dict[str, Any], n: int, *, model: str) -> Composed:
+def stream_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's `stream_options`, checked (a client's typo must be a 400, not a 500)."""
+    options = body.get("stream_options")
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InvalidParameter(
+            'stream_options must be an object such as {"include_usage": true}.',
+            param="stream_options",
+        )
+    return options
+
+
+def include_usage(body: Mapping[str, Any]) -> bool:
+    """Whether a streamed answer ends with a usage chunk (OpenAI's `include_usage`)."""
+    return bool(stream_options(body).get("include_usage"))
+
+
+async def open_choices(
+    open_one: Opener, body: dict[str, Any], n: int, *, model: str, default_seed: Any = None
+) -> Composed:
     """One answer with `n` choices, each from its own engine request."""
-    bodies = choice_bodies(body, n)
+    bodies = choice_bodies(body, n, default_seed)
     if not body.get("stream"):
         answers = await _read_all(open_one, bodies, model)
         return Composed(once(dumps(merge_whole(answers))), event_stream=False, under=[])
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    usage = include_usage(body)
     first = await checked(await open_one(bodies[0]), model)
-    merged = merged_stream(open_one, first, bodies[1:], model=model, include_usage=include_usage)
+    merged = merged_stream(open_one, first, bodies[1:], model=model, include_usage=usage)
     return Composed(merged, event_stream=True, under=[first])
 
 
@@ -67,9 +92,14 @@ async def _read_all(open_one: Opener, bodies: list[dict[str, Any]], model: str) 
         answer = await checked(await open_one(body), model)
         return json.loads(await answer.read())
 
-    async with asyncio.TaskGroup() as group:  # one failure cancels the others
-        tasks = [group.create_task(read(body)) for body in bodies]
-    return [task.result() for task in tasks]
+    tasks = [asyncio.ensure_future(read(body)) for body in bodies]
+    try:
+        return list(await asyncio.gather(*tasks))  # the first failure is raised as it is
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def merge_whole(answers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,16 +134,24 @@ async def merged_stream(
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=64)
 
     async def pump(index: int, body: dict[str, Any] | None) -> None:
+        """One choice's events into the queue, then its end (None). Cancelled, it puts
+        nothing more: the reader is gone, and a full queue would block it forever."""
+        answer = first if body is None else None
         try:
-            answer = first if body is None else await checked(await open_one(body), model)
-            async for chunk in engine_chunks(answer.stream()):
-                await queue.put((index, chunk))
+            if answer is None:
+                answer = await checked(await open_one(body or {}), model)
+            async with aclosing(engine_chunks(answer.stream())) as chunks:
+                async for chunk in chunks:
+                    await queue.put((index, chunk))
+            await queue.put((index, None))
         except HearthError as exc:
             await queue.put((index, exc.to_openai()))
-        except Exception as exc:  # the engine went away mid-answer
+        except Exception as exc:  # the engine went away mid-answer (not a cancellation)
             await queue.put((index, EngineError(f"A choice failed: {exc}").to_openai()))
         finally:
-            await queue.put((index, None))
+            if answer is not None:
+                with anyio.CancelScope(shield=True):
+                    await answer.close()
 
     tasks = [asyncio.create_task(pump(0, None))]
     tasks += [asyncio.create_task(pump(i + 1, body)) for i, body in enumerate(rest)]

@@ -26,9 +26,9 @@ from hearth.models.capabilities import effective_template
 from hearth.models.facts import facts, model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.services import toolcalls
-from hearth.services.choices import choice_count, open_choices
+from hearth.services.choices import choice_count, include_usage, open_choices
 from hearth.services.composed import Composed, as_events, checked, dumps, once
-from hearth.services.legacy import LegacyShape, legacy_options, legacy_stream
+from hearth.services.legacy import LegacyShape, legacy_options, legacy_stream, merge_prompts
 
 if TYPE_CHECKING:
     from hearth.engines.manager import EngineManager
@@ -40,7 +40,8 @@ IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 def needs_a_look(path: str, body: Mapping[str, Any]) -> bool:
     """Whether a request may need more than the pass-through (cheap: no model lookup)."""
     if path == "chat/completions":
-        return "tools" in body or "n" in body or _has_images(body.get("messages"))
+        many = "n" in body and not (type(body["n"]) is int and body["n"] == 1)
+        return "tools" in body or many or _has_images(body.get("messages"))
     return path == "completions" or (path == "embeddings" and "dimensions" in body)
 
 
@@ -64,6 +65,7 @@ class Inference:
         self.engines = engines
 
     async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Answer:
+        """The engine's answer to `body`, passed through or composed (see the module)."""
         if not needs_a_look(path, body):
             return await self.engines.open(path, body, keep_alive)
         entry = self.store.get(str(body["model"]))
@@ -76,7 +78,8 @@ class Inference:
             async def one(choice: dict[str, Any]) -> Answer:
                 return await self._open_one(entry, path, choice, keep_alive)
 
-            return await open_choices(one, body, n, model=entry.id)
+            seed = entry.info.model_parameters.get("seed")
+            return await open_choices(one, body, n, model=entry.id, default_seed=seed)
         return await self._open_one(entry, path, body, keep_alive)
 
     async def _open_one(
@@ -94,7 +97,12 @@ class Inference:
     # ---- checks ------------------------------------------------------------------------------
 
     def _check(self, entry: ModelEntry, path: str, body: dict[str, Any]) -> None:
-        """Refuse, before anything loads, what this model cannot do."""
+        """Refuse, before anything loads, what this model cannot do. Also takes out of `body`
+        what the engine must not see: `dimensions` once checked, tools with `tool_choice`
+        "none" on a template that cannot show them."""
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):  # the engine reads 1 as false
+            raise InvalidParameter("stream must be true or false.", param="stream")
         if path == "embeddings":
             self._check_dimensions(entry, body)
             return
@@ -150,9 +158,10 @@ class Inference:
         if answer.is_event_stream:
             chunks = legacy_stream(engine_chunks(answer.stream()), shape)
             return Composed(as_events(chunks), event_stream=True, under=[answer])
-        content = await answer.read()
-        whole = shape.rewrite(json.loads(content))
-        return Composed(once(dumps(whole)), event_stream=False, under=[answer])
+        whole = json.loads(await answer.read())
+        if isinstance(whole, list):  # several prompts: llama.cpp answers one object each
+            whole = merge_prompts(whole)
+        return Composed(once(dumps(shape.rewrite(whole))), event_stream=False, under=[answer])
 
     async def _forced_call(
         self,
@@ -171,6 +180,7 @@ class Inference:
         if "max_completion_tokens" in body and "max_tokens" not in body:
             request["max_tokens"] = body["max_completion_tokens"]
         request["prompt"] = prompt + toolcalls.call_prefix(template, name)
+        request["stop"] = []  # not even the model's default stop: it could cut the call
         request["json_schema"] = (
             toolcalls.arguments_schema(tools[0]) if name else toolcalls.call_schema(tools)
         )
@@ -180,8 +190,7 @@ class Inference:
         if not body.get("stream"):
             whole = toolcalls.whole_answer(json.loads(await answer.read()), reader)
             return Composed(once(dumps(whole)), event_stream=False, under=[answer])
-        options = body.get("stream_options")
-        usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        usage = include_usage(body)
         events = engine_chunks(answer.stream())
         chunks = toolcalls.stream_answer(events, reader, include_usage=usage)
         return Composed(as_events(chunks), event_stream=True, under=[answer])

@@ -103,3 +103,27 @@ async def legacy_stream(
 ) -> AsyncGenerator[dict[str, Any], None]:
     async for chunk in chunks:
         yield chunk if chunk.get("error") else shape.rewrite(chunk)
+
+
+def merge_prompts(answers: list[Any]) -> dict[str, Any]:
+    """llama.cpp's answers to a list of prompts (one object each) as OpenAI's one answer:
+    a choice per prompt, in order, and the usage of all."""
+    objects = [a for a in answers if isinstance(a, dict)]
+    if not objects:
+        return {"object": "text_completion", "choices": []}
+    merged = dict(objects[0])
+    merged["choices"] = []
+    totals: dict[str, int] = {}
+    for i, answer in enumerate(objects):
+        for choice in answer.get("choices") or []:
+            if isinstance(choice, dict):
+                merged["choices"].append({**choice, "index": i})
+        usage = answer.get("usage")
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = usage.get(key) if isinstance(usage, dict) else None
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+    if totals:
+        merged["usage"] = totals
+    merged.pop("timings", None)
+    return merged

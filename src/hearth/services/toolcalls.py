@@ -103,20 +103,43 @@ def arguments_schema(tool: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """The schema of `{"name": ..., "arguments": ...}` for any one of `tools`."""
-    options = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": tool["function"]["name"]},
-                "arguments": arguments_schema(tool),
-            },
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for tool in tools
-    ]
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    """The schema of `{"name": ..., "arguments": ...}` for any one of `tools`. Each tool's
+    `$defs` (pydantic writes them) move to the root, renamed per tool, since a `$ref` only
+    resolves from the root of the whole schema."""
+    root_defs: dict[str, Any] = {}
+    options = []
+    for i, tool in enumerate(tools):
+        arguments = arguments_schema(tool)
+        defs = arguments.pop("$defs", None)
+        prefix = f"t{i}_"
+        if isinstance(defs, dict):
+            root_defs.update({prefix + str(k): _renamed_refs(v, prefix) for k, v in defs.items()})
+            arguments = _renamed_refs(arguments, prefix)
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": tool["function"]["name"]}, "arguments": arguments},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    if root_defs:
+        schema = {**schema, "$defs": root_defs}
+    return schema
+
+
+def _renamed_refs(node: Any, prefix: str) -> Any:
+    """`node` with every `#/$defs/X` reference pointing at `#/$defs/<prefix>X`."""
+    if isinstance(node, dict):
+        out = {k: _renamed_refs(v, prefix) for k, v in node.items()}
+        ref = out.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            out["$ref"] = "#/$defs/" + prefix + ref[len("#/$defs/") :]
+        return out
+    if isinstance(node, list):
+        return [_renamed_refs(v, prefix) for v in node]
+    return node
 
 
 def call_prefix(template: str, name: str | None) -> str:
