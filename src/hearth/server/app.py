@@ -25,6 +25,8 @@ from hearth.server import (
     ollama,
     responses,
     running,
+    threads,
+    web,
 )
 from hearth.server.docs import install_docs
 from hearth.server.errors import install_error_handlers
@@ -75,7 +77,9 @@ def create_app(
     app.include_router(downloads.router)
     app.include_router(models.router)
     app.include_router(running.router)
+    app.include_router(threads.router)  # conversations as files: Jan's Threads/Messages, runs
     app.include_router(ollama.router)  # Ollama's API (/api/*) and the liveness probe at /
+    app.include_router(web.router)  # the web page's files, /static/web/ (before docs' /static)
     install_docs(app, api_key=bool(settings.api_key))
     app.add_middleware(GuardMiddleware, settings=settings)
     if settings.cors_origins:  # added last: outermost, so preflights never need the key

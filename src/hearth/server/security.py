@@ -10,9 +10,10 @@ Checked in this order, for every path (routes added later are covered without a 
   `<img>` GET) that need no CORS preflight. A request is refused when its `Origin` is neither
   Hearth's own nor in `cors_origins`, or when the browser labels it `Sec-Fetch-Site:
   cross-site`/`same-site` (an `<img>` sends no Origin) without an allowed Origin.
-- API key: when set, everything but /health and the docs needs it, as `Authorization: Bearer
-  <key>` or `x-api-key: <key>` (Anthropic's clients), compared in constant time. /health then
-  tells a caller without the key only that the server is up.
+- API key: when set, everything but /health, the docs and the web page (`/` asked for as HTML,
+  and its files under /static/web/: they hold no data, and the page asks for the key) needs
+  it, as `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's clients), compared
+  in constant time. /health then tells a caller without the key only that the server is up.
 - Bodies: a POST/PUT/PATCH body declared as anything but JSON is 415 (a page can send form
   and text types without a preflight). A body with no Content-Type at all passes to the route,
   as scripts send it; a browser sends one only with an Origin, judged above. Bodies are capped
@@ -44,6 +45,7 @@ from hearth.errors import (
     UnsupportedMediaType,
 )
 from hearth.server.errors import send_error
+from hearth.server.web import is_page_request
 
 # Readable without the key: readiness and the API's own documentation (no model data).
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
@@ -93,6 +95,12 @@ def parse_host(value: str) -> str | None:
 
 def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _is_open(scope: Scope, headers: dict[str, str]) -> bool:
+    """Readable without the key: the public paths, and the web page a browser opens at `/`."""
+    path: str = scope["path"]
+    return _is_public(path) or is_page_request(scope["method"], path, headers.get("accept", ""))
 
 
 def _is_json(content_type: str) -> bool:
@@ -146,7 +154,7 @@ class GuardMiddleware:
         self._check_site(scope, headers, host)
         authenticated = self.api_key is None or self._key_ok(headers)
         scope.setdefault("state", {})[AUTHENTICATED] = authenticated
-        if not authenticated and not _is_public(path):
+        if not authenticated and not _is_open(scope, headers):
             raise Unauthorized(
                 "Missing or wrong API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: "
                 "<key>') with the key set by --api-key or HEARTH_API_KEY."
@@ -202,7 +210,7 @@ class GuardMiddleware:
         return (
             headers.get("sec-fetch-mode", "").lower() == "navigate"
             and scope["method"] in _SAFE_METHODS
-            and _is_public(scope["path"])
+            and _is_open(scope, headers)
         )
 
     def _key_ok(self, headers: dict[str, str]) -> bool:

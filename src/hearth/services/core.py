@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from hearth.engines.proxy import Answer
     from hearth.models.watcher import ModelsWatcher
     from hearth.services.derive import ModelChanges
+    from hearth.services.threads import ThreadService
 
 log = logging.getLogger("hearth")
 
@@ -54,6 +55,7 @@ class Services:
     lists: ModelLists = field(init=False, repr=False)
     _engines: EngineManager | None = field(default=None, init=False, repr=False)
     _pulls: Pulls | None = field(default=None, init=False, repr=False)
+    _threads: ThreadService | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.lists = ModelLists(self.store, self.status_of)
@@ -89,6 +91,17 @@ class Services:
             )
             self.status_sources.append(self._pulls.status)
         return self._pulls
+
+    @property
+    def threads(self) -> ThreadService:
+        """Conversations in <home>/threads (Jan's layout), built on first use."""
+        if self._threads is None:
+            from hearth.services.threads import ThreadService
+            from hearth.threads.store import ThreadStore
+
+            store = ThreadStore(self.settings.home / "threads")
+            self._threads = ThreadService(store, self.open_inference, self.store.get)
+        return self._threads
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

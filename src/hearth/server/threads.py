@@ -1,0 +1,184 @@
+"""Jan's Threads/Messages API (after OpenAI's Assistants API) and runs: /v1/threads.
+
+Thin: each route translates HTTP to `Services.threads` (hearth/services/threads.py), where the
+rules live. File work runs in the thread pool (plain `def` routes); a run is async and streams
+the engine's own `chat.completion.chunk` events, naming the answer's message in the
+`X-Hearth-Message-Id` header before the first token. Errors have OpenAI's shape (a /v1 path).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from hearth.server import jsonbody
+from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
+from hearth.server.schemas import ERRORS
+from hearth.services.threads import ThreadService
+
+router = APIRouter(prefix="/v1/threads", tags=["threads"])
+
+_THREAD_EXAMPLE = {
+    "title": "Trip to Lisbon",
+    "model": "smollm2-135m-instruct",
+    "instructions": "You are a concise travel guide.",
+    "parameters": {"temperature": 0.7, "max_tokens": 512},
+    "messages": [{"role": "user", "content": "Three things to see?"}],
+}
+_RUN_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {"stream": True, "parameters": {"temperature": 0.2}},
+            }
+        }
+    }
+}
+_LIMIT = Query(100, ge=1, le=1000, description="How many to answer (1 to 1000).")
+_MESSAGE_LIMIT = Query(1000, ge=1, le=10_000, description="How many to answer (1 to 10000).")
+
+
+def _threads(request: Request) -> ThreadService:
+    return request.app.state.services.threads  # type: ignore[no-any-return]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.get("", responses=ERRORS)
+def list_threads(
+    request: Request,
+    q: str | None = Query(None, max_length=1000, description="Search titles and messages."),
+    limit: int = _LIMIT,
+    after: str | None = None,
+) -> Response:
+    """Threads, newest `updated` first (OpenAI's list object)."""
+    return _json(_threads(request).list_threads(q, limit, after))
+
+
+@router.post("", responses=ERRORS)
+def create_thread(
+    request: Request, body: dict[str, Any] | None = Body(None, examples=[_THREAD_EXAMPLE])
+) -> Response:
+    """A new thread: title, model, instructions (system prompt), parameters, first messages."""
+    return _json(_threads(request).create_thread(body))
+
+
+@router.post("/import", responses=ERRORS)
+def import_thread(request: Request, body: dict[str, Any] = Body(...)) -> Response:
+    """A new thread from a file GET /v1/threads/{id}/export wrote (its id if free)."""
+    return _json(_threads(request).import_thread(body))
+
+
+@router.get("/{thread_id}", responses=ERRORS)
+def get_thread(thread_id: str, request: Request) -> Response:
+    return _json(_threads(request).get_thread(thread_id))
+
+
+@router.post("/{thread_id}", responses=ERRORS)
+def modify_thread(thread_id: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:
+    """Change title, model, instructions, parameters, settings; metadata merges; null clears."""
+    return _json(_threads(request).modify_thread(thread_id, body))
+
+
+@router.delete("/{thread_id}", responses=ERRORS)
+def delete_thread(thread_id: str, request: Request) -> Response:
+    """Delete the thread's folder."""
+    return _json(_threads(request).delete_thread(thread_id))
+
+
+@router.get("/{thread_id}/export", responses=ERRORS)
+def export_thread(
+    thread_id: str,
+    request: Request,
+    format: str = Query("json", pattern="^(json|markdown)$"),
+) -> Response:
+    """One file: Hearth's JSON export (for POST /v1/threads/import), or Markdown."""
+    threads = _threads(request)
+    if format == "markdown":
+        text = threads.export_markdown(thread_id)
+        headers = _attachment(thread_id, "md")
+        return Response(text, media_type="text/markdown; charset=utf-8", headers=headers)
+    doc = threads.export_thread(thread_id)
+    return _json(doc, headers=_attachment(thread_id, "json"))
+
+
+def _attachment(thread_id: str, ext: str) -> dict[str, str]:
+    """A download, never a page: a browser saves it rather than rendering what it holds."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", thread_id)  # ids are safe already: belt and braces
+    return {
+        "content-disposition": f'attachment; filename="thread-{safe}.{ext}"',
+        "x-content-type-options": "nosniff",
+    }
+
+
+@router.get("/{thread_id}/messages", responses=ERRORS)
+def list_messages(
+    thread_id: str,
+    request: Request,
+    order: str = Query("asc", pattern="^(asc|desc)$"),
+    limit: int = _MESSAGE_LIMIT,
+    after: str | None = None,
+) -> Response:
+    """Messages, oldest first (order=desc: newest first)."""
+    return _json(_threads(request).list_messages(thread_id, order, limit, after))
+
+
+@router.post("/{thread_id}/messages", responses=ERRORS)
+def create_message(thread_id: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:
+    """Append a message: {role, content: string or parts, metadata?}."""
+    return _json(_threads(request).create_message(thread_id, body))
+
+
+@router.get("/{thread_id}/messages/{message_id}", responses=ERRORS)
+def get_message(thread_id: str, message_id: str, request: Request) -> Response:
+    return _json(_threads(request).get_message(thread_id, message_id))
+
+
+@router.patch("/{thread_id}/messages/{message_id}", responses=ERRORS)
+@router.post("/{thread_id}/messages/{message_id}", responses=ERRORS)  # OpenAI's SDK modifies so
+def modify_message(
+    thread_id: str, message_id: str, request: Request, body: dict[str, Any] = Body(...)
+) -> Response:
+    """Edit content, status or metadata (merged)."""
+    return _json(_threads(request).modify_message(thread_id, message_id, body))
+
+
+@router.delete("/{thread_id}/messages/{message_id}", responses=ERRORS)
+def delete_message(
+    thread_id: str, message_id: str, request: Request, and_after: bool = False
+) -> Response:
+    """Delete a message; with and_after=true also every later one (edit and resend,
+    regenerate)."""
+    return _json(_threads(request).delete_message(thread_id, message_id, and_after))
+
+
+@router.post("/{thread_id}/runs", responses=ERRORS, openapi_extra=_RUN_DOC)
+async def run_thread(thread_id: str, request: Request) -> Response:
+    """The thread's model answers: streamed as the engine's chat.completion.chunk events
+    (default), or the final message with "stream": false. The answer is saved as it grows."""
+    raw = await request.body()
+    body = jsonbody.loads(raw) if raw.strip() else {}
+    threads = _threads(request)
+    ok, run = await unless_disconnected(request, threads.start_run(thread_id, body))
+    if not ok or run is None:
+        return Response(status_code=CLIENT_CLOSED)
+    headers = {"x-hearth-message-id": run.message_id, "x-hearth-thread-id": run.thread_id}
+    if run.stream_requested:
+        headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return StreamingResponse(run.events(), media_type="text/event-stream", headers=headers)
+    ok, message = await unless_disconnected(request, run.whole())
+    if not ok or message is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return _json(message, headers=headers)

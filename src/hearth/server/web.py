@@ -1,0 +1,192 @@
+"""The web page for people: `index.html` at `/` (for browsers) and its files at /static/web/.
+
+The files live in the package (`hearth/web/`: HTML, CSS, plain ES modules, and `vendor/` with
+pinned third-party files copied from npm at development time by `web-dev/vendor.sh`), so the
+page needs nothing from the internet and nothing is built at install time.
+
+Every response carries a strict Content-Security-Policy: scripts, styles and requests only from
+this server, images also from `data:`/`blob:` URLs (attached pictures), no inline scripts, no
+frames. Model output is a stranger's data; even if a sanitiser failed, an injected script or a
+beacon to another host would be refused by the browser.
+
+Files are read once and kept in memory with a gzip copy (the page is about 100 KB compressed;
+compressing here rather than in a middleware keeps /v1 a byte-for-byte pass-through). Vendor
+files carry their version in their name and are cached for a year; the page's own files are
+revalidated with their ETag on each load (a 304 on loopback costs well under a millisecond).
+
+`/` is answered without the API key when a browser asks for HTML (`is_page_request`): the page
+holds no data, and it must load before it can ask the user for the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+from fastapi import APIRouter, Request, Response
+
+from hearth.errors import NotFound
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+PREFIX = "/static/web/"
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/plain; charset=utf-8",
+    ".LICENSE": "text/plain; charset=utf-8",
+}
+_COMPRESSIBLE = ("text/", "image/svg+xml")
+_YEAR = "public, max-age=31536000, immutable"
+_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class WebFile:
+    """One file of the page, ready to send: its bytes, a gzip copy when that is smaller."""
+
+    body: bytes
+    gzipped: bytes | None
+    media_type: str
+    etag: str
+    cache: str
+
+
+def wants_html(accept: str) -> bool:
+    """Does this Accept header ask for a page (a browser) rather than any answer (a probe)?"""
+    for item in accept.lower().split(","):
+        media, _, params = item.strip().partition(";")
+        if media.strip() in ("text/html", "application/xhtml+xml") and params.strip() != "q=0":
+            return True
+    return False
+
+
+def is_page_request(method: str, path: str, accept: str) -> bool:
+    """A browser opening the page at `/`: served without the API key (it holds no data)."""
+    return path == "/" and method in ("GET", "HEAD") and wants_html(accept)
+
+
+def _media_type(name: str) -> str | None:
+    for suffix, media in _TYPES.items():
+        if name.endswith(suffix):
+            return media
+    return None
+
+
+def _load(entry: Traversable, relative: str) -> WebFile | None:
+    media = _media_type(relative)
+    if media is None:
+        return None
+    body = entry.read_bytes()
+    packed = gzip.compress(body, 9, mtime=0) if media.startswith(_COMPRESSIBLE) else None
+    return WebFile(
+        body=body,
+        gzipped=packed if packed is not None and len(packed) < len(body) else None,
+        media_type=media,
+        etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"',
+        cache=_YEAR if relative.startswith("vendor/") else "no-cache",
+    )
+
+
+def _with_preloads(index: WebFile, names: list[str]) -> WebFile:
+    """index.html with a modulepreload link for every module, where its comment says.
+
+    Without them the browser finds the vendored modules only after it has run the module that
+    imports them: one round trip and one parse more before the page is usable.
+    """
+    links = "".join(
+        f'  <link rel="modulepreload" href="{PREFIX}{name}">\n'
+        for name in sorted(names, key=lambda n: (n.startswith("vendor/"), n))
+    )
+    html = index.body.decode().replace("  <!-- modulepreload:", links + "  <!-- modulepreload:", 1)
+    body = html.encode()
+    return WebFile(
+        body=body,
+        gzipped=gzip.compress(body, 9, mtime=0),
+        media_type=index.media_type,
+        etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"',
+        cache=index.cache,
+    )
+
+
+def _walk(folder: Traversable, prefix: str = "") -> dict[str, WebFile]:
+    found: dict[str, WebFile] = {}
+    for entry in folder.iterdir():
+        name = prefix + entry.name
+        if entry.is_dir():
+            if not entry.name.startswith(("_", ".")):
+                found.update(_walk(entry, name + "/"))
+        elif (loaded := _load(entry, name)) is not None:
+            found[name] = loaded
+    return found
+
+
+@functools.cache
+def web_files() -> dict[str, WebFile]:
+    """Every servable file of the page, by path relative to the package folder; read once."""
+    files = _walk(resources.files("hearth.web"))
+    lazy = ("vendor/highlight-",)  # imported when code is first shown, not at start
+    modules = [n for n in files if n.endswith(".js") and not n.startswith(lazy)]
+    files["index.html"] = _with_preloads(files["index.html"], modules)
+    return files
+
+
+def file_response(request: Request, item: WebFile) -> Response:
+    """The file with its validators: 304 when the browser's copy is current, gzip if accepted."""
+    headers = {
+        **_HEADERS,
+        "ETag": item.etag,
+        "Cache-Control": item.cache,
+        "Vary": "Accept-Encoding",
+    }
+    if item.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    body = item.body
+    if item.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        body = item.gzipped
+        headers["Content-Encoding"] = "gzip"
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(body))
+        return Response(status_code=200, headers=headers, media_type=item.media_type)
+    return Response(body, headers=headers, media_type=item.media_type)
+
+
+def page_response(request: Request) -> Response:
+    """index.html, as `/` answers a browser."""
+    return file_response(request, web_files()["index.html"])
+
+
+@router.api_route(PREFIX + "{path:path}", methods=["GET", "HEAD"])
+async def web_file(path: str, request: Request) -> Response:
+    """One of the page's files (must be routed before the docs' /static mount)."""
+    item = web_files().get(path)
+    if item is None or path == "index.html":
+        raise NotFound(f"The web page has no file {path[:100]!r}. Open the page at '/'.")
+    return file_response(request, item)

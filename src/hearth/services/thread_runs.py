@@ -1,0 +1,167 @@
+"""A run: the thread's model answers, and the answer is kept in the thread as it grows.
+
+The order is what makes a crash harmless: the assistant message is appended with status
+`pending` before the engine is asked, its growing text is saved (an atomic rewrite) at most every
+`SAVE_EVERY` seconds while the engine's events pass through to the client untouched, and the
+end writes `ready` (with usage, llama.cpp's timings and the time to first token), `stopped` (the
+client left: the stop button) or `error`. A crash leaves a `pending` message holding the text so
+far, never a torn line. The request goes through `Services.open_inference`, the path of
+/v1/chat/completions: load on demand, keep_alive, replicas and the engine's checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from hearth.errors import HearthError, InvalidRequest, NotFound, from_wire
+from hearth.keepalive import keep_alive_param
+from hearth.threads.answer import Answer, chat_request
+from hearth.threads.edits import need_object, now
+from hearth.threads.ids import new_message_id
+from hearth.threads.views import message_view, text_part
+
+if TYPE_CHECKING:
+    from hearth.engines.proxy import Upstream
+    from hearth.services.threads import ThreadService
+
+log = logging.getLogger("hearth.threads")
+
+#: The growing answer is written at most this often (seconds).
+SAVE_EVERY = 0.5
+
+
+async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
+    """Check the request, append the pending answer, open the engine's stream. A refusal
+    before the stream (unknown model, engine failed to load) marks the message `error` and is
+    raised; a request that cannot run (no model, bad parameters) writes nothing."""
+    body = need_object(body, "run fields (model, stream, parameters)")
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be true or false.", param="stream")
+    store = service.store
+    thread = await asyncio.to_thread(store.get, thread_id)
+    stored = await asyncio.to_thread(store.messages, thread_id, thread)
+    chat, keep_alive = chat_request(thread.raw, [raw for _, raw in stored], body)
+    if body.get("keep_alive") is not None:
+        keep_alive = body["keep_alive"]
+    seconds = None if keep_alive is None else keep_alive_param(keep_alive)
+    await asyncio.to_thread(service.check_model, chat["model"])
+    run = Run(service, thread_id, chat["model"], stream=stream)
+    await asyncio.to_thread(run.append_pending)
+    try:
+        upstream = await service.open_inference("chat/completions", chat, seconds)
+        if upstream.status_code != 200:
+            content = await upstream.read()
+            raise from_wire(upstream.status_code, _json(content), "The engine refused the run.")
+    except HearthError as exc:
+        run.answer.fail(exc.message, exc.code)
+        await run.finish(ended=True)
+        raise
+    except BaseException:  # the client left while the model loaded
+        with anyio.CancelScope(shield=True):
+            await run.finish(ended=False)
+        raise
+    run.upstream = upstream
+    return run
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+class Run:
+    """One answer being written into a thread."""
+
+    def __init__(self, service: ThreadService, thread_id: str, model: str, *, stream: bool) -> None:
+        self.service = service
+        self.thread_id = thread_id
+        self.model = model
+        self.stream_requested = stream
+        self.message_id = new_message_id()
+        self.answer = Answer()
+        self.upstream: Upstream | None = None
+        self.message: dict[str, Any] = {}
+        self._saved_at = time.monotonic()
+        self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
+
+    def append_pending(self) -> None:
+        self.message = {
+            "id": self.message_id,
+            "object": "thread.message",
+            "thread_id": self.thread_id,
+            "role": "assistant",
+            "content": [text_part("")],
+            "status": "pending",
+            "created_at": now(),
+            "model": self.model,
+            "metadata": {},
+        }
+        self.service.store.append(self.thread_id, [self.message])
+        self.service.touch(self.thread_id)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The engine's SSE bytes, unchanged, while the answer is gathered and saved."""
+        assert self.upstream is not None
+        ended = False
+        try:
+            async for raw in self.upstream.stream():
+                self.answer.feed(raw)
+                yield raw
+                if time.monotonic() - self._saved_at >= SAVE_EVERY:
+                    await self._save(final=False)
+            ended = True
+        finally:
+            with anyio.CancelScope(shield=True):  # the client may be gone: save anyway
+                await self.upstream.close()
+                await self.finish(ended=ended)
+
+    async def whole(self) -> dict[str, Any]:
+        """Run to the end without a client stream (stream=false): the final message."""
+        async for _ in self.events():
+            pass
+        return message_view(self.message, self.message_id, self.thread_id)
+
+    async def finish(self, *, ended: bool) -> None:
+        """The last write: `ready`, `error` or (the client left first) `stopped`."""
+        await self._save(final=True, ended=ended)
+        with contextlib.suppress(HearthError):
+            await asyncio.to_thread(self.service.touch, self.thread_id)
+
+    async def _save(self, *, final: bool, ended: bool = True) -> None:
+        self._saved_at = time.monotonic()
+        if self._gone:
+            return
+        answer = self.answer
+        change: dict[str, Any] = {"content": answer.parts()}
+        if final:
+            status = "error" if answer.error else ("ready" if ended else "stopped")
+            change.update(status=status, completed_at=now())
+            if answer.error:
+                change.update(error_code=answer.error_code, error=answer.error)
+
+        def edit(raw: dict[str, Any]) -> None:
+            raw.update(change)
+            if final:
+                metadata = raw.get("metadata")
+                kept = metadata if isinstance(metadata, dict) else {}
+                raw["metadata"] = {**kept, **answer.metadata()}
+
+        try:
+            self.message = await asyncio.to_thread(
+                self.service.store.edit_message, self.thread_id, self.message_id, edit
+            )
+        except NotFound:
+            self._gone = True  # deleted (regenerate, a deleted thread): nothing to keep
+        except (HearthError, OSError) as exc:
+            log.warning("could not save the answer in thread %s: %s", self.thread_id, exc)

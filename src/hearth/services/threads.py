@@ -1,0 +1,213 @@
+"""Conversations: what the Threads/Messages API (and the web page) may do to `<home>/threads`.
+
+Thin over the store (`hearth.threads`): it turns stored objects into the API's (Jan's variants
+normalised), pages and searches lists, and starts runs (`thread_runs.py`), so routes only
+translate HTTP. Methods are synchronous file work except runs; the HTTP face calls them from
+its thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from hearth.errors import Conflict, InvalidRequest
+from hearth.threads import edits, exchange
+from hearth.threads.ids import validate_message_id
+from hearth.threads.store import Message, StoredThread, ThreadStore, message_not_found
+from hearth.threads.views import message_text, message_view, thread_view
+
+if TYPE_CHECKING:
+    from hearth.engines.proxy import Upstream
+    from hearth.services.thread_runs import Run
+
+#: services.open_inference: (path, chat body, keep_alive) -> the engine's answer.
+Opener = Callable[[str, dict[str, Any], float | None], Awaitable["Upstream"]]
+
+
+def page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
+    """OpenAI's list object: `limit` items after the one with id `after`."""
+    start = 0
+    if after:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(
+                f"'after' is '{after[:100]}', which is not in this list; pass the last_id of "
+                "the previous page.",
+                param="after",
+            )
+        start = ids.index(after) + 1
+    data = items[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(items),
+    }
+
+
+class ThreadService:
+    """Threads and messages of one home. `check_model` raises ModelNotFound for an unknown
+    model (a run checks before it writes anything); `open_inference` is Services'."""
+
+    def __init__(
+        self, store: ThreadStore, open_inference: Opener, check_model: Callable[[str], object]
+    ) -> None:
+        self.store = store
+        self.open_inference = open_inference
+        self.check_model = check_model
+
+    # ---- threads ---------------------------------------------------------------------------
+
+    def view(self, thread: StoredThread) -> dict[str, Any]:
+        body = thread_view(thread.raw, thread.id, thread.mtime)
+        if thread.error:
+            body["error"] = thread.error
+        return body
+
+    def list_threads(
+        self, q: str | None = None, limit: int = 100, after: str | None = None
+    ) -> dict[str, Any]:
+        """Newest `updated` first; `q` keeps threads whose title or any message contains it
+        (case-insensitive)."""
+        threads = [(t, self.view(t)) for t in self.store.all()]
+        if q:
+            needle = q.casefold()
+            threads = [(t, v) for t, v in threads if self._matches(t, v, needle)]
+        threads.sort(key=lambda tv: (-float(tv[1]["updated"] or 0), tv[1]["id"]))
+        return page([v for _, v in threads], limit, after)
+
+    def _matches(self, thread: StoredThread, view: dict[str, Any], needle: str) -> bool:
+        if needle in str(view["title"]).casefold():
+            return True
+        try:
+            messages = self.store.messages(thread.id, thread)
+        except Exception:  # a thread that cannot be read is not a match
+            return False
+        return any(needle in message_text(raw).casefold() for _, raw in messages)
+
+    def create_thread(self, body: Any) -> dict[str, Any]:
+        """A new thread (a UUID, as Jan 0.6 names them), optionally with first messages."""
+        body = edits.need_object(body, "thread fields (title, model, instructions, ...)")
+        raw = edits.new_thread(body)
+        items = body.get("messages") or []
+        if not isinstance(items, list) or len(items) > exchange.MAX_MESSAGES:
+            raise InvalidRequest("'messages' must be a list of {role, content}.", param="messages")
+        messages = [self._new(m, f"messages[{i}].") for i, m in enumerate(items)]
+        return self.get_thread(self.store.create(raw, messages))
+
+    @staticmethod
+    def _new(item: Any, param: str) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'{param[:-1]}' must be a JSON object.", param=param[:-1])
+        return edits.new_message(item, param)
+
+    def get_thread(self, thread_id: str) -> dict[str, Any]:
+        return self.view(self.store.get(thread_id))
+
+    def modify_thread(self, thread_id: str, body: Any) -> dict[str, Any]:
+        """Change title, model, instructions, parameters, settings, metadata (null clears)."""
+        body = edits.need_object(body, "thread fields (title, model, instructions, ...)")
+        return self.view(
+            self.store.update(thread_id, lambda raw: edits.apply_thread_changes(raw, body))
+        )
+
+    def delete_thread(self, thread_id: str) -> dict[str, Any]:
+        self.store.delete(thread_id)
+        return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+    def touch(self, thread_id: str) -> None:
+        """Bump the thread's `updated` (a thread whose thread.json is broken is left alone)."""
+        created = self.get_thread(thread_id)["created"]
+
+        def bump(raw: dict[str, Any]) -> None:
+            raw.setdefault("id", thread_id)
+            raw.setdefault("object", "thread")
+            raw.setdefault("created", created)
+            raw["updated"] = edits.now()
+
+        with contextlib.suppress(Conflict):
+            self.store.update(thread_id, bump)
+
+    # ---- messages --------------------------------------------------------------------------
+
+    def message_views(
+        self, thread_id: str, messages: Iterable[Message] | None = None
+    ) -> list[dict[str, Any]]:
+        found = self.store.messages(thread_id) if messages is None else messages
+        return [message_view(raw, mid, thread_id) for mid, raw in found]
+
+    def list_messages(
+        self, thread_id: str, order: str = "asc", limit: int = 1000, after: str | None = None
+    ) -> dict[str, Any]:
+        views = self.message_views(thread_id)
+        if order == "desc":
+            views.reverse()
+        return page(views, limit, after)
+
+    def create_message(self, thread_id: str, body: Any) -> dict[str, Any]:
+        message = edits.new_message(edits.need_object(body, "a message {role, content}"))
+        self.store.append(thread_id, [message])
+        self.touch(thread_id)
+        return message_view(message, message["id"], thread_id)
+
+    def get_message(self, thread_id: str, message_id: str) -> dict[str, Any]:
+        validate_message_id(message_id)
+        for view in self.message_views(thread_id):
+            if view["id"] == message_id:
+                return view
+        raise message_not_found(thread_id, message_id)
+
+    def modify_message(self, thread_id: str, message_id: str, body: Any) -> dict[str, Any]:
+        """Edit content, status or metadata (merged) of one message."""
+        body = edits.need_object(body, "message fields (content, status, metadata)")
+        edits.apply_message_changes({}, body)  # a bad field is a 400 before the lock is taken
+        data = self.store.edit_message(
+            thread_id, message_id, lambda raw: edits.apply_message_changes(raw, body)
+        )
+        self.touch(thread_id)
+        return message_view(data, message_id, thread_id)
+
+    def delete_message(
+        self, thread_id: str, message_id: str, and_after: bool = False
+    ) -> dict[str, Any]:
+        count = self.store.delete_messages(thread_id, message_id, and_after=and_after)
+        self.touch(thread_id)
+        return {
+            "id": message_id,
+            "object": "thread.message.deleted",
+            "deleted": True,
+            "count": count,
+        }
+
+    # ---- export and import -----------------------------------------------------------------
+
+    def export_thread(self, thread_id: str) -> dict[str, Any]:
+        """Hearth's export: thread.json and the messages as stored."""
+        thread = self.store.get(thread_id)
+        messages = [raw for _, raw in self.store.messages(thread_id, thread)]
+        stored = dict(thread.raw) if thread.raw else {"id": thread_id, "object": "thread"}
+        stored.pop("messages", None)  # an early draft's: exported with the others, below
+        return exchange.export_document(stored, messages)
+
+    def export_markdown(self, thread_id: str) -> str:
+        thread = self.store.get(thread_id)
+        return exchange.markdown(
+            self.view(thread), self.message_views(thread_id, self.store.messages(thread_id, thread))
+        )
+
+    def import_thread(self, doc: Any) -> dict[str, Any]:
+        """A new thread from an export: its id if free, else a new UUID."""
+        raw, messages, wanted = exchange.checked_import(doc)
+        raw.pop("messages", None)
+        return self.get_thread(self.store.create(raw, messages, wanted))
+
+    # ---- runs ------------------------------------------------------------------------------
+
+    async def start_run(self, thread_id: str, body: Any) -> Run:
+        """Ask the thread's model to answer (see `thread_runs.start`)."""
+        from hearth.services.thread_runs import start
+
+        return await start(self, thread_id, body)

@@ -1,0 +1,467 @@
+// The chat view: one conversation (a thread on disk), the composer, the model picker, runs.
+//
+// A message is sent as the API would be used by hand: create the thread on the first message,
+// append the user's message, then start a run, which streams the answer while the server saves
+// it. The stop button aborts the fetch; the server then marks the answer `stopped`.
+
+import { api, enc, raw, readEvents } from "./api.js";
+import { markdownReady, messageElement, textOf, thinkingDots } from "./messages.js";
+import { STATUS_TEXT, capabilitiesOf, h, icon, toast } from "./ui.js";
+
+const MODEL_STORE = "hearth.model";
+const $ = (id) => document.getElementById(id);
+
+export class Chat {
+  constructor(store, sidebar) {
+    this.store = store; // {models, refreshModels(), running}
+    this.sidebar = sidebar;
+    this.thread = null;
+    this.messages = [];
+    this.draft = { instructions: null, parameters: {}, settings: {} };
+    this.controller = null;
+    this.images = [];
+    this.list = $("messages");
+    this.input = $("composer-input");
+    this.select = $("model-select");
+    this.bind();
+  }
+
+  bind() {
+    $("composer").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.send();
+    });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.send();
+      }
+    });
+    this.input.addEventListener("input", () => this.autosize());
+    this.input.addEventListener("paste", (event) => {
+      const files = [...(event.clipboardData?.files ?? [])].filter((f) => f.type.startsWith("image/"));
+      if (files.length && this.visionOk()) this.attach(files);
+    });
+    $("stop-button").addEventListener("click", () => this.controller?.abort());
+    $("attach-button").addEventListener("click", () => $("attach-input").click());
+    $("attach-input").addEventListener("change", (event) => {
+      this.attach([...event.target.files]);
+      event.target.value = "";
+    });
+    this.select.addEventListener("change", () => this.pickModel(this.select.value));
+    $("thread-settings").addEventListener("click", () => this.openSettings());
+    $("thread-export").addEventListener("click", () => this.exportThread());
+    $("settings-form").addEventListener("submit", (event) => this.saveSettings(event));
+    for (const [id, format] of [["export-json", "json"], ["export-md", "markdown"]]) {
+      $(id).addEventListener("click", (event) => {
+        event.preventDefault();
+        this.exportThread(format);
+      });
+    }
+    $("settings-dialog").querySelector("[data-close]").addEventListener("click", () => $("settings-dialog").close());
+    document.addEventListener("hearth:thread-renamed", (event) => {
+      if (this.thread?.id === event.detail.id) this.setTitle(event.detail.title);
+    });
+  }
+
+  // ---- opening a conversation -----------------------------------------------------------
+
+  async open(threadId) {
+    if (this.controller) this.controller.abort();
+    this.images = [];
+    this.renderAttachments();
+    if (!threadId) {
+      this.thread = null;
+      this.messages = [];
+      this.draft = { instructions: null, parameters: {}, settings: {} };
+      this.setTitle("New chat");
+      await this.render();
+      this.updatePicker();
+      return;
+    }
+    try {
+      const [thread, list] = await Promise.all([
+        api(`/v1/threads/${enc(threadId)}`),
+        api(`/v1/threads/${enc(threadId)}/messages?limit=1000`),
+      ]);
+      this.thread = thread;
+      this.messages = list.data;
+    } catch (error) {
+      toast(`Could not open the conversation: ${error.message}`, { error: true });
+      location.hash = "#/";
+      return;
+    }
+    this.setTitle(this.thread.title || "Untitled");
+    await this.render();
+    this.updatePicker();
+  }
+
+  setTitle(title) {
+    $("chat-title").textContent = title;
+    document.title = `${title} · Hearth`;
+    $("thread-export").disabled = !this.thread;
+  }
+
+  async render() {
+    await markdownReady;
+    const welcome = $("welcome");
+    const last = this.messages.at(-1);
+    const elements = this.messages
+      .filter((m) => m.role === "user" || m.role === "assistant")
+      .map((m) => {
+        const el = messageElement(m, this.actions());
+        if (m === last) el.classList.add("last");
+        return el;
+      });
+    welcome.hidden = elements.length > 0;
+    this.list.replaceChildren(welcome, ...elements);
+    this.scrollToEnd(true);
+  }
+
+  actions() {
+    return {
+      edit: (message, text) => this.editAndResend(message, text),
+      regenerate: (message) => this.regenerate(message),
+    };
+  }
+
+  scrollToEnd(force = false) {
+    const list = this.list;
+    const near = list.scrollHeight - list.scrollTop - list.clientHeight < 120;
+    if (force || near) list.scrollTop = list.scrollHeight;
+  }
+
+  autosize() {
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, window.innerHeight * 0.4)}px`;
+  }
+
+  // ---- the model picker -----------------------------------------------------------------
+
+  chatModels() {
+    return this.store.models.filter((m) => m.status !== "invalid" && capabilitiesOf(m).includes("completion"));
+  }
+
+  currentModelId() {
+    const models = this.chatModels();
+    const wanted = [this.thread?.model, this.select.value, localStorage.getItem(MODEL_STORE)];
+    for (const id of wanted) if (id && models.some((m) => m.id === id)) return id;
+    return (models.find((m) => m.status === "running") ?? models[0])?.id ?? "";
+  }
+
+  updatePicker() {
+    const models = this.chatModels();
+    const current = this.currentModelId();
+    const options = models.map((m) => {
+      const status = STATUS_TEXT[m.status] ?? m.status;
+      return h("option", { value: m.id, selected: m.id === current }, `${m.name || m.id} · ${status}`);
+    });
+    if (!models.length) options.push(h("option", { value: "" }, "No models: add one in Models"));
+    const signature = options.map((o) => o.value + o.textContent).join("|") + current;
+    if (signature !== this.pickerSignature) {
+      this.select.replaceChildren(...options);
+      this.select.value = current;
+      this.pickerSignature = signature;
+    }
+    const model = models.find((m) => m.id === current);
+    $("model-dot").className = `status-dot ${model?.status ?? ""}`;
+    $("model-status").textContent = model ? `${model.name || model.id}: ${STATUS_TEXT[model.status] ?? model.status}` : "";
+    $("attach-button").hidden = !this.visionOk();
+    $("send-button").disabled = !model;
+  }
+
+  visionOk() {
+    const model = this.store.models.find((m) => m.id === this.currentModelId());
+    return Boolean(model && capabilitiesOf(model).includes("vision"));
+  }
+
+  async pickModel(id) {
+    localStorage.setItem(MODEL_STORE, id);
+    if (this.thread) {
+      try {
+        this.thread = await api(`/v1/threads/${enc(this.thread.id)}`, { method: "POST", body: { model: id } });
+      } catch (error) {
+        toast(`Could not change the model: ${error.message}`, { error: true });
+      }
+    }
+    this.updatePicker();
+  }
+
+  /** Load the model before the first run (with the thread's context), showing progress. */
+  async ensureLoaded(modelId) {
+    const ctx = Number((this.thread?.settings ?? this.draft.settings)?.ctx_len) || null;
+    const running = (await api("/v1/running")).data.find((r) => r.id === modelId);
+    if (running && (!ctx || Number(running.engine_parameters?.ctx_len) === ctx)) return;
+    const model = this.store.models.find((m) => m.id === modelId);
+    const bar = $("loading-bar");
+    const started = performance.now();
+    const label = () => {
+      const seconds = ((performance.now() - started) / 1000).toFixed(0);
+      $("loading-text").textContent = `Loading ${model?.name || modelId}… ${seconds} s`;
+    };
+    label();
+    bar.hidden = false;
+    $("model-dot").className = "status-dot starting";
+    const timer = setInterval(label, 500);
+    try {
+      await api(`/v1/models/${enc(modelId)}/start`, { method: "POST", body: ctx ? { ctx_len: ctx } : {} });
+    } finally {
+      clearInterval(timer);
+      bar.hidden = true;
+      this.store.refreshModels();
+    }
+  }
+
+  // ---- sending and running --------------------------------------------------------------
+
+  async send() {
+    const text = this.input.value.trim();
+    if ((!text && !this.images.length) || this.controller) return;
+    const model = this.currentModelId();
+    if (!model) {
+      toast("Add a model first (Models, in the sidebar).", { error: true });
+      return;
+    }
+    const content = [];
+    if (text) content.push({ type: "text", text: { value: text, annotations: [] } });
+    for (const url of this.images) content.push({ type: "image_url", image_url: { url } });
+    this.input.value = "";
+    this.autosize();
+    this.images = [];
+    this.renderAttachments();
+    try {
+      if (!this.thread) await this.createThread(text, model);
+      const message = await api(`/v1/threads/${enc(this.thread.id)}/messages`, {
+        method: "POST",
+        body: { role: "user", content },
+      });
+      this.messages.push(message);
+      await this.render();
+    } catch (error) {
+      this.input.value = text;
+      toast(`Could not send: ${error.message}`, { error: true });
+      return;
+    }
+    await this.run();
+  }
+
+  async createThread(text, model) {
+    const flat = text.replace(/\s+/g, " ").trim();
+    const title = (flat.length > 60 ? `${flat.slice(0, 59).trimEnd()}…` : flat) || "Image";
+    const { instructions, parameters, settings } = this.draft;
+    const body = { title, model, parameters, settings };
+    if (instructions) body.instructions = instructions;
+    this.thread = await api("/v1/threads", { method: "POST", body });
+    this.setTitle(this.thread.title);
+    history.replaceState(null, "", `#/t/${enc(this.thread.id)}`);
+    this.sidebar.activeId = this.thread.id;
+    this.sidebar.upsert(this.thread);
+  }
+
+  setBusy(busy) {
+    $("send-button").hidden = busy;
+    $("stop-button").hidden = !busy;
+    if (busy) $("stop-button").focus();
+    else if (document.activeElement === document.body || document.activeElement?.id === "stop-button") this.input.focus();
+  }
+
+  async run() {
+    const threadId = this.thread.id;
+    const model = this.currentModelId();
+    this.controller = new AbortController();
+    this.setBusy(true);
+    const el = h("article.message.assistant.last", { "aria-label": "Answer", "aria-busy": "true" });
+    const content = h("div.content", {}, thinkingDots());
+    el.append(content);
+    this.list.querySelectorAll(".message.last").forEach((m) => m.classList.remove("last"));
+    this.list.append(el);
+    this.scrollToEnd(true);
+    let messageId = null;
+    let view = null;
+    const { StreamView } = await markdownReady;
+    try {
+      await this.ensureLoaded(model);
+      const response = await raw(`/v1/threads/${enc(threadId)}/runs`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify({ model, stream: true }),
+        signal: this.controller.signal,
+      });
+      messageId = response.headers.get("X-Hearth-Message-Id");
+      if (messageId) el.dataset.id = messageId;
+      await readEvents(response, (data) => {
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message ?? String(chunk.error));
+        const delta = chunk.choices?.[0]?.delta?.content;
+        if (!delta) return;
+        if (!view) {
+          performance.mark("hearth:first-token");
+          view = new StreamView(content);
+          view.onPaint = () => performance.mark("hearth:first-paint");
+        }
+        view.append(delta);
+        this.scrollToEnd();
+      });
+    } catch (error) {
+      if (error.name !== "AbortError") toast(`The answer failed: ${error.message}`, { error: true });
+    } finally {
+      this.controller = null;
+      this.setBusy(false);
+    }
+    await this.settle(threadId, messageId, el, view);
+  }
+
+  /** After a run: show the saved message (its final text, status and figures). */
+  async settle(threadId, messageId, el, view) {
+    if (this.thread?.id !== threadId) return;
+    let saved = null;
+    for (let tries = 0; tries < 10 && !saved; tries += 1) {
+      const list = await api(`/v1/threads/${enc(threadId)}/messages?limit=1000`).catch(() => null);
+      const found = list?.data.find((m) => m.id === messageId) ?? (messageId ? null : list?.data.at(-1));
+      if (list) this.messages = list.data;
+      if (found && found.status !== "pending") saved = found;
+      else await new Promise((r) => setTimeout(r, 150));
+    }
+    if (!saved) return await this.render();
+    el.removeAttribute("aria-busy");
+    if (view) view.finish(textOf(saved));
+    const fresh = messageElement(saved, this.actions());
+    fresh.classList.add("last");
+    el.replaceWith(fresh);
+    this.sidebar.refresh();
+    this.scrollToEnd();
+  }
+
+  async editAndResend(message, text) {
+    if (this.controller) return;
+    const threadId = this.thread.id;
+    const parts = (Array.isArray(message.content) ? message.content : []).filter((p) => p?.type === "image_url");
+    const content = [{ type: "text", text: { value: text, annotations: [] } }, ...parts];
+    try {
+      await api(`/v1/threads/${enc(threadId)}/messages/${enc(message.id)}`, { method: "PATCH", body: { content } });
+      const index = this.messages.findIndex((m) => m.id === message.id);
+      const next = this.messages[index + 1];
+      if (next) {
+        await api(`/v1/threads/${enc(threadId)}/messages/${enc(next.id)}?and_after=true`, { method: "DELETE" });
+      }
+      await this.open(threadId);
+    } catch (error) {
+      toast(`Could not edit: ${error.message}`, { error: true });
+      return;
+    }
+    await this.run();
+  }
+
+  async regenerate(message) {
+    if (this.controller) return;
+    const threadId = this.thread.id;
+    try {
+      await api(`/v1/threads/${enc(threadId)}/messages/${enc(message.id)}?and_after=true`, { method: "DELETE" });
+      await this.open(threadId);
+    } catch (error) {
+      toast(`Could not regenerate: ${error.message}`, { error: true });
+      return;
+    }
+    await this.run();
+  }
+
+  // ---- images ---------------------------------------------------------------------------
+
+  async attach(files) {
+    for (const file of files.filter((f) => f.type.startsWith("image/")).slice(0, 4)) {
+      try {
+        this.images.push(await shrink(file));
+      } catch {
+        toast(`${file.name} is not an image this browser can read.`, { error: true });
+      }
+    }
+    this.renderAttachments();
+  }
+
+  renderAttachments() {
+    const box = $("attachments");
+    box.replaceChildren(...this.images.map((url, index) => h("div.attachment", {},
+      h("img", { src: url, alt: `Attached image ${index + 1}` }),
+      h("button", { type: "button", "aria-label": `Remove image ${index + 1}`, onclick: () => {
+        this.images.splice(index, 1);
+        this.renderAttachments();
+      } }, icon("close")))));
+  }
+
+  // ---- per-thread settings and export -----------------------------------------------------
+
+  openSettings() {
+    const source = this.thread ?? this.draft;
+    const params = source.parameters ?? {};
+    $("set-instructions").value = source.instructions ?? "";
+    $("set-temperature").value = params.temperature ?? "";
+    $("set-top-p").value = params.top_p ?? "";
+    $("set-max-tokens").value = params.max_tokens ?? "";
+    $("set-ctx").value = source.settings?.ctx_len ?? "";
+    $("export-links").hidden = !this.thread;
+    $("settings-dialog").showModal();
+  }
+
+  async saveSettings(event) {
+    if (event.submitter?.value !== "save") return;
+    const number = (id) => ($(id).value === "" ? undefined : Number($(id).value));
+    const parameters = { ...(this.thread ?? this.draft).parameters };
+    for (const [key, id] of [["temperature", "set-temperature"], ["top_p", "set-top-p"], ["max_tokens", "set-max-tokens"]]) {
+      const value = number(id);
+      if (value === undefined) delete parameters[key];
+      else parameters[key] = value;
+    }
+    const settings = { ...(this.thread ?? this.draft).settings };
+    const ctx = number("set-ctx");
+    if (ctx === undefined) delete settings.ctx_len;
+    else settings.ctx_len = ctx;
+    const instructions = $("set-instructions").value.trim() || null;
+    if (!this.thread) {
+      this.draft = { instructions, parameters, settings };
+      return;
+    }
+    try {
+      this.thread = await api(`/v1/threads/${enc(this.thread.id)}`, {
+        method: "POST",
+        body: { instructions, parameters, settings },
+      });
+      toast("Settings saved for this conversation.");
+    } catch (error) {
+      toast(`Could not save the settings: ${error.message}`, { error: true });
+    }
+  }
+
+  /** Download the conversation as one JSON file (to import elsewhere) or as Markdown. */
+  async exportThread(format = "json") {
+    if (!this.thread) return;
+    const query = format === "markdown" ? "?format=markdown" : "";
+    const response = await raw(`/v1/threads/${enc(this.thread.id)}/export${query}`);
+    const blob = await response.blob();
+    const name = (this.thread.title || this.thread.id).replace(/[^\w.-]+/g, "-").slice(0, 60);
+    const ext = format === "markdown" ? "md" : "json";
+    const link = h("a", { href: URL.createObjectURL(blob), download: `${name}.${ext}` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  }
+}
+
+/**
+ * A picture as a JPEG data: URL at most 1024 px on its longer side. Vision models see about
+ * that much anyway, and the message that carries it must stay well under the API's 1 MiB
+ * limit for management requests (a phone photo is several MB).
+ */
+async function shrink(file, longest = 1024) {
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, longest / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff"; // transparent PNGs become white, not black, as JPEG
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return canvas.toDataURL("image/jpeg", 0.85);
+}

@@ -1,0 +1,135 @@
+// One message on the page: a user's bubble (text and images) or an answer (Markdown), with its
+// figures (tokens/s, time to first token) and actions (copy, edit and resend, regenerate).
+
+import { copyText, h, iconButton } from "./ui.js";
+
+let markdown = null;
+/** The Markdown modules (marked and DOMPurify, the page's largest) are evaluated while the
+ * first API calls are on their way, not before them; render once this has resolved. */
+export const markdownReady = import("./markdown.js").then((module) => (markdown = module));
+
+/** The text of a message's content parts (a plain string is also seen in Jan's files). */
+export function textOf(message) {
+  const content = message.content;
+  if (typeof content === "string") return content;
+  return (content ?? [])
+    .map((part) => (part?.type === "text" ? part.text?.value ?? part.text ?? "" : ""))
+    .filter((t) => typeof t === "string")
+    .join("\n");
+}
+
+export function imagesOf(message) {
+  const content = Array.isArray(message.content) ? message.content : [];
+  return content
+    .filter((part) => part?.type === "image_url" && typeof part.image_url?.url === "string")
+    .map((part) => part.image_url.url)
+    .filter((url) => url.startsWith("data:image/"));
+}
+
+/** "42.1 tokens/s · first token 180 ms · 96 tokens" from llama.cpp's timings. */
+export function figures(metadata = {}) {
+  const out = [];
+  const timings = metadata.timings ?? {};
+  const usage = metadata.usage ?? {};
+  const speed = timings.predicted_per_second;
+  if (Number.isFinite(speed)) out.push(`${speed.toFixed(1)} tokens/s`);
+  const ttft = metadata.ttft_ms ?? timings.prompt_ms;
+  if (Number.isFinite(ttft)) out.push(`first token ${ttft < 1000 ? `${Math.round(ttft)} ms` : `${(ttft / 1000).toFixed(2)} s`}`);
+  const tokens = usage.completion_tokens ?? timings.predicted_n;
+  if (Number.isFinite(tokens)) out.push(`${tokens} tokens`);
+  return out;
+}
+
+function statusTag(message) {
+  if (message.status === "stopped") return h("span.tag.warn", {}, "Stopped");
+  if (message.status === "pending") return h("span.tag", {}, "Unfinished");
+  if (message.status === "error") return h("span.tag.error", {}, "Error");
+  return null;
+}
+
+function errorText(message) {
+  const meta = message.metadata ?? {};
+  return meta.error?.message ?? meta.error ?? message.error_code ?? "The answer failed.";
+}
+
+/** The element of one message. `actions`: {edit(message, newText), regenerate(message)}. */
+export function messageElement(message, actions) {
+  if (message.role === "user") return userElement(message, actions);
+  return assistantElement(message, actions);
+}
+
+function userElement(message, actions) {
+  const text = textOf(message);
+  const images = imagesOf(message);
+  const el = h("article.message.user", { "data-id": message.id, "aria-label": "You said" });
+  if (images.length) {
+    el.append(h("div.images", {}, images.map((src) => h("img", { src, alt: "Attached image" }))));
+  }
+  const bubble = h("div.bubble", {}, text);
+  const tools = h("div.tools", {},
+    iconButton("copy", "Copy the message", () => copyText(text)),
+    iconButton("edit", "Edit and resend", () => startEdit(el, message, text, actions)));
+  el.append(bubble, h("div.meta", {}, tools));
+  return el;
+}
+
+function startEdit(el, message, text, actions) {
+  if (el.classList.contains("editing")) return;
+  el.classList.add("editing");
+  const area = h("textarea", { "aria-label": "Edit your message", rows: String(Math.min(12, text.split("\n").length + 1)) });
+  area.value = text;
+  const cancel = () => {
+    box.remove();
+    el.classList.remove("editing");
+    el.querySelector(".meta")?.removeAttribute("hidden");
+  };
+  const save = () => {
+    const value = area.value.trim();
+    if (!value) return;
+    cancel();
+    actions.edit(message, value);
+  };
+  area.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      save();
+    }
+    if (event.key === "Escape") cancel();
+  });
+  const box = h("div.edit-box", {}, area, h("div.row", {},
+    h("button.button", { type: "button", onclick: cancel }, "Cancel"),
+    h("button.button.primary", { type: "button", onclick: save }, "Save and resend")));
+  el.querySelector(".meta")?.setAttribute("hidden", "");
+  el.append(box);
+  area.focus();
+}
+
+function assistantElement(message, actions) {
+  const el = h("article.message.assistant", { "data-id": message.id, "aria-label": "Answer" });
+  const content = h("div.content");
+  const text = textOf(message);
+  if (text) content.append(markdown.renderMarkdown(text));
+  el.append(content, metaFor(message, actions));
+  if (message.status === "error") el.insertBefore(h("div.error-box", { role: "alert" }, errorText(message)), el.lastChild);
+  return el;
+}
+
+/** The line under an answer: status, figures, copy and regenerate. */
+export function metaFor(message, actions) {
+  const meta = h("div.meta");
+  const tag = statusTag(message);
+  if (tag) meta.append(tag);
+  const numbers = figures(message.metadata);
+  if (numbers.length) meta.append(h("span.figures", {}, numbers.join(" · ")));
+  if (message.status !== "pending") {
+    meta.append(h("div.tools", {},
+      iconButton("copy", "Copy the answer", () => copyText(textOf(message))),
+      iconButton("retry", "Regenerate the answer", () => actions.regenerate(message))));
+  }
+  return meta;
+}
+
+/** A placeholder while the model has said nothing yet. */
+export function thinkingDots() {
+  return h("div.thinking", { "aria-label": "Waiting for the answer" }, h("span"), h("span"), h("span"));
+}

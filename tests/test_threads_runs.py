@@ -1,0 +1,145 @@
+"""Runs against a scripted engine: the message a run leaves in messages.jsonl when the answer
+ends, fails mid-stream, is refused before it starts, or is abandoned by its client. (The real
+model's runs are in test_threads_api.py; these are the endings it cannot be made to produce.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hearth.errors import EngineError, HearthError, ModelNotFound
+from hearth.services.thread_runs import Run
+from hearth.services.threads import ThreadService
+from hearth.threads.store import ThreadStore
+
+HELLO = [
+    b'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"Hel"}}]}\n\n',
+    b'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"lo"}}]}\n\n',
+]
+ERROR = b'data: {"error":{"message":"the engine died","code":"engine_error"}}\n\n'
+
+
+class FakeUpstream:
+    def __init__(self, chunks: list[bytes], status: int = 200, pause: float = 0.0) -> None:
+        self.chunks, self.status_code, self.pause = chunks, status, pause
+        self.closed = False
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            await asyncio.sleep(self.pause)
+            yield chunk
+
+    async def read(self) -> bytes:
+        return b"".join(self.chunks)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def service(tmp_path: Path, upstream: FakeUpstream | HearthError) -> ThreadService:
+    store = ThreadStore(tmp_path / "threads")
+    seen: list[dict[str, Any]] = []
+
+    async def opener(path: str, body: dict[str, Any], keep_alive: float | None) -> Any:
+        seen.append(body)
+        if isinstance(upstream, HearthError):
+            raise upstream
+        return upstream
+
+    def check_model(model_id: str) -> None:
+        if model_id != "smol":
+            raise ModelNotFound(model_id)
+
+    threads = ThreadService(store, opener, check_model)
+    threads.seen = seen  # type: ignore[attr-defined]
+    return threads
+
+
+def thread(threads: ThreadService) -> str:
+    body = {"model": "smol", "messages": [{"role": "user", "content": "hi"}]}
+    return str(threads.create_thread(body)["id"])
+
+
+def last(threads: ThreadService, tid: str) -> dict[str, Any]:
+    path = threads.store.threads_dir / tid / "messages.jsonl"
+    return json.loads(path.read_text().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def drain(run: Run) -> bytes:
+    return b"".join([chunk async for chunk in run.events()])
+
+
+def test_a_finished_run_is_ready_and_its_bytes_pass_unchanged(tmp_path: Path) -> None:
+    upstream = FakeUpstream([*HELLO, b"data: [DONE]\n\n"])
+    threads = service(tmp_path, upstream)
+    tid = thread(threads)
+
+    async def go() -> bytes:
+        run = await threads.start_run(tid, {"parameters": {"temperature": 0}})
+        assert last(threads, tid)["status"] == "pending"  # before the first token
+        return await drain(run)
+
+    assert asyncio.run(go()) == b"".join(upstream.chunks) and upstream.closed
+    message = last(threads, tid)
+    assert message["status"] == "ready" and message["content"][0]["text"]["value"] == "Hello"
+    sent = threads.seen[0]  # type: ignore[attr-defined]
+    assert sent["stream_options"] == {"include_usage": True} and sent["temperature"] == 0
+
+
+def test_an_engine_error_mid_stream_marks_the_message(tmp_path: Path) -> None:
+    threads = service(tmp_path, FakeUpstream([HELLO[0], ERROR]))
+    tid = thread(threads)
+
+    async def go() -> bytes:
+        return await drain(await threads.start_run(tid, {}))
+
+    assert asyncio.run(go()).endswith(ERROR)  # the client sees the error event
+    message = last(threads, tid)
+    assert message["status"] == "error" and message["error_code"] == "engine_error"
+    assert message["content"][0]["text"]["value"] == "Hel"
+
+
+def test_a_refusal_before_the_stream_is_raised_and_recorded(tmp_path: Path) -> None:
+    threads = service(tmp_path, EngineError("the model failed to load"))
+    tid = thread(threads)
+    with pytest.raises(EngineError):
+        asyncio.run(threads.start_run(tid, {}))
+    assert last(threads, tid)["status"] == "error"
+    refused = FakeUpstream([b'{"error":{"message":"too long","code":400}}'], status=400)
+    threads = service(tmp_path / "b", refused)
+    tid = thread(threads)
+    with pytest.raises(HearthError) as info:
+        asyncio.run(threads.start_run(tid, {}))
+    assert info.value.status == 400 and last(threads, tid)["status"] == "error"
+
+
+def test_an_unknown_model_writes_nothing(tmp_path: Path) -> None:
+    threads = service(tmp_path, FakeUpstream(HELLO))
+    tid = thread(threads)
+    with pytest.raises(ModelNotFound):
+        asyncio.run(threads.start_run(tid, {"model": "ghost"}))
+    assert last(threads, tid)["role"] == "user"
+
+
+def test_a_client_that_leaves_stops_the_message_with_its_text(tmp_path: Path) -> None:
+    threads = service(tmp_path, FakeUpstream([*HELLO] * 50, pause=0.02))
+    tid = thread(threads)
+
+    async def go() -> None:
+        run = await threads.start_run(tid, {})
+        events = run.events()
+        async for _ in events:
+            if run.answer.text.count("Hello") >= 3:
+                break
+        await events.aclose()  # what Starlette's disconnect does to the body iterator
+
+    asyncio.run(go())
+    message = last(threads, tid)
+    assert message["status"] == "stopped"
+    assert message["content"][0]["text"]["value"].startswith("HelloHelloHel")

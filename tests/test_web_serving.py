@@ -1,0 +1,124 @@
+"""The web page as HTTP sees it (no browser): served from the package at `/` and /static/web/,
+with a strict CSP, validators and gzip; open without the API key while everything else still
+needs it; and no file of it names a host other than the one it came from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.server import ThreadedServer
+
+from hearth.config import load_settings
+from hearth.server.web import web_files
+from hearth.services import Services
+
+KEY = "k3y-0123456789abcdef"
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+WEB = Path(__file__).parent.parent / "src" / "hearth" / "web"
+
+
+@pytest.fixture
+def srv(home: Path) -> Iterator[ThreadedServer]:
+    with ThreadedServer(Services.create(load_settings(home=home, env={}))) as server:
+        yield server
+
+
+def test_root_gives_browsers_the_page_and_probes_the_liveness_text(srv: ThreadedServer) -> None:
+    with srv.http() as http:
+        page = http.get("/", headers=HTML)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert '<script type="module" src="/static/web/js/main.js">' in page.text
+        # every module is preloaded (the server lists them), but highlight.js loads later
+        assert '<link rel="modulepreload" href="/static/web/vendor/marked-' in page.text
+        assert "highlight-" not in page.text
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert http.get("/").text == "Ollama is running"
+
+
+def test_files_have_types_validators_and_gzip(srv: ThreadedServer) -> None:
+    with srv.http() as http:
+        js = http.get("/static/web/js/main.js", headers={"Accept-Encoding": "gzip"})
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert (
+            js.headers["content-encoding"] == "gzip" and js.headers["cache-control"] == "no-cache"
+        )
+        again = http.get("/static/web/js/main.js", headers={"If-None-Match": js.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        css = http.get("/static/web/app.css")
+        assert css.headers["content-type"].startswith("text/css")
+        vendor = next(p for p in web_files() if p.startswith("vendor/marked-"))
+        cached = http.get(f"/static/web/{vendor}")
+        assert "immutable" in cached.headers["cache-control"]
+        raw = http.get(f"/static/web/{vendor}", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in raw.headers
+        assert cached.headers["content-encoding"] == "gzip" and cached.content == raw.content
+        assert http.get("/static/web/nope.js").status_code == 404
+        assert http.get("/static/web/../server/web.py").status_code == 404
+        assert http.get("/static/web/__init__.py").status_code == 404
+        # the docs' files are still served beside the page's
+        assert http.get("/static/swagger-ui/swagger-ui.css").status_code == 200
+
+
+def test_the_page_opens_without_the_key_and_nothing_else_does(home: Path) -> None:
+    settings = load_settings(home=home, env={"HEARTH_API_KEY": KEY})
+    with ThreadedServer(Services.create(settings)) as server, server.http() as http:
+        assert http.get("/", headers=HTML).status_code == 200
+        assert http.get("/static/web/js/api.js").status_code == 200
+        assert http.get("/").status_code == 401  # the probe, and every API route, need the key
+        assert http.get("/v1/models").status_code == 401
+        assert http.get("/v1/threads").status_code == 401
+        assert http.post("/", headers=HTML).status_code in (401, 405)
+        ok = http.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+        assert ok.status_code == 200
+
+
+def test_a_link_from_another_site_opens_the_page_but_not_the_api(srv: ThreadedServer) -> None:
+    nav = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    with srv.http() as http:
+        assert http.get("/", headers={**HTML, **nav}).status_code == 200
+        assert http.get("/v1/models", headers={**HTML, **nav}).status_code == 403
+
+
+def test_every_file_is_shipped_and_names_no_other_host() -> None:
+    files = web_files()
+    assert {"index.html", "app.css", "icon.svg", "js/main.js", "js/vendor.js"} <= set(files)
+    on_disk = {
+        p.relative_to(WEB).as_posix()
+        for p in WEB.rglob("*")
+        if p.is_file() and p.suffix in (".html", ".css", ".js", ".svg")
+    }
+    assert on_disk <= set(files)
+    for name in ("marked", "dompurify", "highlight.js"):
+        assert (WEB / "vendor" / f"{name}.LICENSE").is_file()
+    # Our own files load nothing from elsewhere: every src/href is a path on this server.
+    for name, item in files.items():
+        if name.startswith("vendor/") or not name.endswith((".html", ".js", ".css")):
+            continue
+        text = item.body.decode()
+        assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text), name
+        assert not re.search(r"""\bimport\b[^;]*["'](?:https?:)?//""", text), name
+        assert "@import" not in text and "url(http" not in text, name
+
+
+def test_vendored_files_match_the_pinned_versions() -> None:
+    lock = (Path(__file__).parent.parent / "web-dev" / "package-lock.json").read_text()
+    vendor_js = (WEB / "js" / "vendor.js").read_text()
+    for package, stem in (
+        ("marked", "marked"),
+        ("dompurify", "purify"),
+        ("@highlightjs/cdn-assets", "highlight"),
+    ):
+        match = re.search(
+            rf'"node_modules/{re.escape(package)}":\s*{{\s*"version":\s*"([^"]+)"', lock
+        )
+        assert match, package
+        assert f"{stem}-{match.group(1)}" in vendor_js, package
+        assert any(
+            p.name.startswith(f"{stem}-{match.group(1)}") for p in (WEB / "vendor").iterdir()
+        )
