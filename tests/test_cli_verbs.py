@@ -33,8 +33,7 @@ RECORD = {
         "system_prompt": "You are \x1b[31mhelpful\x1b[0m.",
     },
     "model_parameters": {"temperature": 0.2, "max_tokens": 64, "stop": ["<|im_end|>", "</s>"]},
-    "engine_parameters": {"ctx_len": 2048},
-    "capabilities": ["completion", "embedding"],
+    "engine_parameters": {"ctx_len": 2048, "embedding": True},
 }
 
 
@@ -72,7 +71,8 @@ def test_show_like_ollama_then_rm(home: Path) -> None:
 
     make_model(home, "plain", {}, {"plain.gguf": FAKE_GGUF})
     code, out = cli(home, "show", "plain")
-    assert code == 0 and "Capabilities" not in out  # none recorded: nothing guessed
+    # no header to read: what any generative model can do, nothing more guessed
+    assert code == 0 and out.split("Capabilities")[1].split() == ["completion"]
     code, out = cli(home, "rm", "-y", "alpha", "plain")
     assert code == 0 and "Deleted alpha" in out and "Deleted plain" in out
     assert not (home / "models" / "alpha").exists()

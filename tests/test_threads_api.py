@@ -291,5 +291,5 @@ def test_every_error_is_a_4xx_in_openai_shape(http: httpx.Client, threads_dir: P
         f"/v1/threads/{tid}/messages", content=b"role=user", headers={"content-type": "text/plain"}
     )
     assert text.status_code == 415 and text.json()["error"]["code"] == "unsupported_media_type"
-    huge = {"role": "user", "content": "x" * (2 * 1024 * 1024)}
+    huge = {"role": "user", "content": "x" * (33 * 1024 * 1024)}  # over the 32 MiB default
     assert http.post(f"/v1/threads/{tid}/messages", json=huge).status_code == 413

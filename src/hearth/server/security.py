@@ -52,7 +52,8 @@ PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi
 PUBLIC_PREFIXES = ("/static/",)
 # Routes that take prompts (large bodies: long contexts, images). A prefix list, so the
 # dialects added later (Responses, Anthropic, Ollama) get the inference cap too.
-INFERENCE_PREFIXES = (
+INFERENCE_PREFIXES = (  # and conversations: their messages carry pasted images as data: URLs
+    "/v1/threads",
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from hearth.errors import HearthError, InvalidRequest, NotFound, from_wire
+from hearth.engines.events import engine_refusal
+from hearth.errors import HearthError, InvalidRequest, NotFound
 from hearth.keepalive import keep_alive_param
 from hearth.threads.answer import Answer, chat_request
 from hearth.threads.edits import need_object, now
@@ -29,7 +29,7 @@ from hearth.threads.ids import new_message_id
 from hearth.threads.views import message_view, text_part
 
 if TYPE_CHECKING:
-    from hearth.engines.proxy import Upstream
+    from hearth.engines.proxy import Answer as Upstream
     from hearth.services.threads import ThreadService
 
 log = logging.getLogger("hearth.threads")
@@ -60,7 +60,7 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
         upstream = await service.open_inference("chat/completions", chat, seconds)
         if upstream.status_code != 200:
             content = await upstream.read()
-            raise from_wire(upstream.status_code, _json(content), "The engine refused the run.")
+            raise engine_refusal(upstream.status_code, content, str(chat["model"]))
     except HearthError as exc:
         run.answer.fail(exc.message, exc.code)
         await run.finish(ended=True)
@@ -71,13 +71,6 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
         raise
     run.upstream = upstream
     return run
-
-
-def _json(content: bytes) -> Any:
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
 
 
 class Run:

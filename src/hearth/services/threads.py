@@ -19,11 +19,11 @@ from hearth.threads.store import Message, StoredThread, ThreadStore, message_not
 from hearth.threads.views import message_text, message_view, thread_view
 
 if TYPE_CHECKING:
-    from hearth.engines.proxy import Upstream
+    from hearth.engines.proxy import Answer
     from hearth.services.thread_runs import Run
 
 #: services.open_inference: (path, chat body, keep_alive) -> the engine's answer.
-Opener = Callable[[str, dict[str, Any], float | None], Awaitable["Upstream"]]
+Opener = Callable[[str, dict[str, Any], float | None], Awaitable["Answer"]]
 
 
 def page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:

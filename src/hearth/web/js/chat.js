@@ -449,8 +449,7 @@ export class Chat {
 
 /**
  * A picture as a JPEG data: URL at most 1024 px on its longer side. Vision models see about
- * that much anyway, and the message that carries it must stay well under the API's 1 MiB
- * limit for management requests (a phone photo is several MB).
+ * that much anyway, and a conversation's file stays small (a phone photo is several MB).
  */
 async function shrink(file, longest = 1024) {
   const bitmap = await createImageBitmap(file);

@@ -131,8 +131,9 @@ export async function copyText(text) {
   }
 }
 
-/** What a message's capabilities are, from the record (as Hearth's capabilities.py derives). */
+/** What a model can do: the record's `capabilities`, else derived as Hearth's capabilities.py does. */
 export function capabilitiesOf(model) {
+  if (Array.isArray(model.capabilities)) return model.capabilities.map(String);
   const params = model.engine_parameters ?? {};
   const meta = model.metadata ?? {};
   const arch = String(meta.architecture ?? "").toLowerCase();
