@@ -107,7 +107,10 @@ def serve(
         instance.publish(settings.host, actual_port)
     log.info("Hearth home: %s", settings.home)
     log.info(
-        "Serving the OpenAI-compatible API on http://%s:%d/v1 (docs at /docs)",
+        "Serving the OpenAI-compatible API on http://%s:%d/v1 (docs at /docs); open "
+        "http://%s:%d in a browser to chat",
+        settings.host,
+        actual_port,
         settings.host,
         actual_port,
     )
