@@ -469,3 +469,46 @@ def test_markdown_export() -> None:
     assert text.startswith("# My chat\n")
     assert "## System\n\nBe brief." in text and "## User\n\nhi\n\n*[image]*" in text
     assert text.endswith("## Assistant\n\nhello\n")
+
+
+def _strict(data: bytes) -> Any:
+    """Parse as a browser does: NaN and Infinity are not JSON."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+def test_hostile_numbers_and_lone_surrogates_still_give_strict_json(
+    root: Path, store: ThreadStore
+) -> None:
+    """A thread.json with NaN, Infinity, a 400-digit time and a lone surrogate lists as strict
+    JSON, and edits write strict JSON (a regression: one such file emptied the page's list)."""
+    text = ('{"title": "bad \\ud800 title", "created": NaN, "updated": Infinity, "metadata": '
+            '{"n": ' + "9" * 400 + "}}")  # fmt: skip
+    write_thread(root, "t", text, ['{"id": "m1", "role": "user", "content": "x\\udc00", "n": NaN}'])
+    from hearth.services.threads import encode_json
+
+    (stored,) = store.all()
+    listed = _strict(encode_json(thread_view(stored.raw, stored.id, stored.mtime)))
+    assert listed["created"] is None or isinstance(listed["created"], float | int)
+    messages = store.messages("t")
+    assert _strict(encode_json([message_view(raw, mid, "t") for mid, raw in messages]))
+    store.edit_message("t", "m1", lambda raw: raw.update(status="ready"))
+    for line in (root / "t" / "messages.jsonl").read_bytes().splitlines():
+        _strict(line)
+    assert seconds(10**400) is None and seconds(float("inf")) is None
+
+
+def test_appending_to_something_that_is_not_a_file_is_a_400_not_a_hang(
+    root: Path, store: ThreadStore
+) -> None:
+    folder = write_thread(root, "t", {})
+    os.mkfifo(folder / "messages.jsonl")
+    with pytest.raises(InvalidRequest):
+        store.append("t", [{"id": "m", "role": "user", "content": "x" * 100_000}])
+    os.unlink(folder / "messages.jsonl")
+    (folder / "messages.jsonl").mkdir()
+    with pytest.raises(InvalidRequest):
+        store.append("t", [{"id": "m", "role": "user", "content": "x"}])

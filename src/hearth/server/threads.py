@@ -8,7 +8,6 @@ the engine's own `chat.completion.chunk` events, naming the answer's message in 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -18,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from hearth.server import jsonbody
 from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
 from hearth.server.schemas import ERRORS
-from hearth.services.threads import ThreadService
+from hearth.services.threads import ThreadService, encode_json
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
@@ -49,7 +48,7 @@ def _threads(request: Request) -> ThreadService:
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        encode_json(body),  # strict JSON whatever a thread file holds (NaN, lone surrogates)
         status_code=status,
         media_type="application/json",
         headers=headers,

@@ -152,7 +152,9 @@ def _walk(folder: Traversable, prefix: str = "") -> dict[str, WebFile]:
 def web_files() -> dict[str, WebFile]:
     """Every servable file of the page, by path relative to the package folder; read once."""
     files = _walk(resources.files("hearth.web"))
-    lazy = ("vendor/highlight-",)  # imported when code is first shown, not at start
+    # imported on first use, not at start: highlight.js when code is first shown, the Models
+    # view (and its editor) when it is first opened
+    lazy = ("vendor/highlight-", "js/models.js", "js/model-editor.js")
     modules = [n for n in files if n.endswith(".js") and not n.startswith(lazy)]
     files["index.html"] = _with_preloads(files["index.html"], modules)
     return files

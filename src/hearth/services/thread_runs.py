@@ -55,8 +55,9 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
     seconds = None if keep_alive is None else keep_alive_param(keep_alive)
     await asyncio.to_thread(service.check_model, chat["model"])
     run = Run(service, thread_id, chat["model"], stream=stream)
-    await asyncio.to_thread(run.append_pending)
     try:
+        with anyio.CancelScope(shield=True):  # once written, the pending answer is finished
+            await asyncio.to_thread(run.append_pending)
         upstream = await service.open_inference("chat/completions", chat, seconds)
         if upstream.status_code != 200:
             content = await upstream.read()
@@ -156,5 +157,5 @@ class Run:
             )
         except NotFound:
             self._gone = True  # deleted (regenerate, a deleted thread): nothing to keep
-        except (HearthError, OSError) as exc:
+        except Exception as exc:  # a save that fails must not end the answer's stream
             log.warning("could not save the answer in thread %s: %s", self.thread_id, exc)

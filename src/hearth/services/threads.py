@@ -13,10 +13,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from hearth.errors import Conflict, InvalidRequest
-from hearth.threads import edits, exchange
+from hearth.threads import edits, exchange, jsonl
 from hearth.threads.ids import validate_message_id
 from hearth.threads.store import Message, StoredThread, ThreadStore, message_not_found
 from hearth.threads.views import message_text, message_view, thread_view
+
+
+def encode_json(value: Any) -> bytes:
+    """A thread or message as strict JSON for the face: whatever a file on disk holds (NaN, a
+    lone surrogate), a browser can parse the answer."""
+    return jsonl.encode(value)
+
 
 if TYPE_CHECKING:
     from hearth.engines.proxy import Answer

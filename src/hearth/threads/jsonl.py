@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import stat
 import uuid
@@ -38,7 +39,34 @@ class Line:
 
 def dumps(message: dict[str, Any]) -> bytes:
     """One message as one line: compact JSON (never a newline inside: JSON escapes them)."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return encode(message)
+
+
+def encode(value: Any, *, indent: int | None = None) -> bytes:
+    """Strict JSON that any reader (Jan, a browser) parses, whatever a file or a body held:
+    NaN and infinities (which Python's json reads) become null, and a lone surrogate (which
+    UTF-8 cannot hold) is written as its \\u escape."""
+    separators = None if indent else (",", ":")
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, indent=indent,
+                          separators=separators)  # fmt: skip
+    except ValueError:  # NaN or an infinity somewhere
+        value = _finite(value)
+        text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, indent=indent, separators=separators).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_bytes(path: Path) -> bytes | None:
@@ -81,9 +109,22 @@ def parse(data: bytes) -> list[Line]:
 def append(path: Path, messages: Iterable[dict[str, Any]]) -> None:
     """Add whole lines at the end, in one write, synced."""
     payload = b"".join(dumps(m) + b"\n" for m in messages)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
-        size = os.fstat(fd).st_size
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:  # a link (refused by O_NOFOLLOW), a folder...
+        raise InvalidRequest(
+            f"{path.parent.name}/{path.name} cannot be written ({exc.strerror}); make it a "
+            "plain file."
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device swallow the lines
+            raise InvalidRequest(
+                f"{path.parent.name}/{path.name} is not a plain file; Hearth writes only "
+                "plain files."
+            )
+        size = st.st_size
         if size:
             last = os.pread(fd, 1, size - 1)
             if last != b"\n":

@@ -207,7 +207,10 @@ class ThreadStore:
         with self._locks_guard:
             lock = self._locks.setdefault(thread_id, threading.Lock())
         with lock:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:  # deleted while this request waited for the lock
+                raise thread_not_found(thread_id) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield self._existing(thread_id)  # it may have been deleted while we waited
@@ -339,8 +342,7 @@ class ThreadStore:
 
 
 def write_thread_json(path: Path, raw: dict[str, Any]) -> None:
-    text = json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
-    jsonl.write_atomic(path, text.encode("utf-8"))
+    jsonl.write_atomic(path, jsonl.encode(raw, indent=2) + b"\n")
 
 
 def _mtime(*paths: Path) -> float:

@@ -13,6 +13,7 @@ fractional seconds in 0.6); a value above 1e12 is milliseconds. Early drafts of 
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 from typing import Any
 
@@ -29,9 +30,13 @@ def seconds(value: Any) -> float | int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        if value != value or value < 0:  # NaN cannot come from JSON, but a negative can
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
             return None
-        return value / 1000 if value > _MILLIS else value
+        if not math.isfinite(number) or number < 0:  # Python's json reads NaN and Infinity
+            return None
+        return number / 1000 if number > _MILLIS else value
     if isinstance(value, str) and value:
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

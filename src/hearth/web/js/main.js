@@ -3,7 +3,6 @@
 import { api, setKeyPrompt, storedKey } from "./api.js";
 import { Chat } from "./chat.js";
 import { markdownReady } from "./messages.js";
-import { ModelsView } from "./models.js";
 import { Sidebar } from "./sidebar.js";
 import { applyIcons, icon } from "./ui.js";
 
@@ -23,6 +22,26 @@ const store = {
 };
 
 let chat = null;
+
+/**
+ * The Models view, loaded the first time it is shown: its modules (and the model editor's)
+ * are not compiled before the first chat view, which keeps a cold load short.
+ */
+function lazyModels() {
+  let view = null;
+  return {
+    async show() {
+      if (!view) {
+        const { ModelsView } = await import("./models.js");
+        view = new ModelsView(store);
+      }
+      view.show();
+    },
+    hide() {
+      view?.hide();
+    },
+  };
+}
 
 function askForKey(wasWrong) {
   const dialog = $("key-dialog");
@@ -84,12 +103,18 @@ async function route(models, closeDrawer) {
   if (onModels) {
     $("models-link").setAttribute("aria-current", "page");
     document.title = "Models · Hearth";
-    models.show();
+    await models.show();
     return;
   }
   models.hide();
   const match = hash.match(/^#\/t\/(.+)$/);
-  const threadId = match ? decodeURIComponent(match[1]) : null;
+  let threadId = null;
+  try {
+    threadId = match ? decodeURIComponent(match[1]) : null;
+  } catch {
+    location.hash = "#/"; // a malformed link: start a new chat instead of failing
+    return;
+  }
   chat.sidebar.setActive(threadId);
   if (threadId !== chat.thread?.id || !threadId) await chat.open(threadId);
   $("composer-input").focus();
@@ -106,7 +131,7 @@ async function boot() {
   }));
   const sidebar = new Sidebar({ onDeleted: (id) => chat.thread?.id === id && (location.hash = "#/") });
   chat = new Chat(store, sidebar);
-  const models = new ModelsView(store);
+  const models = lazyModels();
   const closeDrawer = setupDrawer();
   $("new-chat").addEventListener("click", () => {
     if (location.hash === "#/" || location.hash === "") chat.open(null).then(() => $("composer-input").focus());

@@ -49,7 +49,7 @@ function statusTag(message) {
 
 function errorText(message) {
   const meta = message.metadata ?? {};
-  return meta.error?.message ?? meta.error ?? message.error_code ?? "The answer failed.";
+  return message.error ?? meta.error?.message ?? meta.error ?? message.error_code ?? "The answer failed.";
 }
 
 /** The element of one message. `actions`: {edit(message, newText), regenerate(message)}. */
