@@ -12,13 +12,21 @@ ready, `hearth:first-token` when the first content chunk comes out of its fetch 
 timeOrigin + now() is wall-clock time, to 0.1 ms), so the figures are:
 
 - load to interactive: navigation start -> `hearth:interactive` (modules fetched and run,
-  /v1/models and /v1/threads answered, the first view drawn), cold (new browser context: empty
-  cache) and warm (reload: vendor files cached, the page's own revalidated with 304s).
+  /v1/models and /v1/threads answered, the first view drawn), three ways:
+  - cold, new tab: a new tab of a running browser with its HTTP cache emptied (DevTools), as a
+    user meets the page the first time; the tab gets a renderer process of its own;
+  - cold, window: a new browser context (empty cache) and so a new window, whose own chrome
+    (the address bar's WebUI pages, a renderer of their own) loads on the same two cores at
+    the same time: the worst case, with the browser's work in it;
+  - warm: reloads of one tab (vendor files cached, the page's own revalidated with 304s).
+  The bench waits for the mark through the DevTools protocol with a 5 ms timer, not with
+  Playwright's selectors, which run Playwright's own large script on the page's main thread.
 - bytes: the sum of Chromium's `encodedDataLength` (on the wire, headers included) for every
   response of a cold load (highlight.js included, though it loads after), and the same
   uncompressed. Counted in a load of its own: the DevTools events slow a page down.
-- the floor: the same cold-load measurement for an empty page with one inline module, to show
-  what a new context costs on the machine of the day.
+- the floor: the same two cold measurements for an empty page with one inline module (served
+  by the bench's wrapper, not by Hearth), to show what the browser costs on the machine of the
+  day before any of Hearth's page is involved.
 - first token -> painted: server send of the first chunk -> paint, split into server -> fetch
   reader (network, HTTP parsing, stream reader) and reader -> paint (Markdown, sanitising, DOM,
   frame). The engine -> Hearth hop before it is measured by bench_proxy.py (TTFT added).
@@ -58,15 +66,27 @@ ARGS = [
     "--disable-quic",
 ]
 FIRST_SENT: list[float] = []  # wall-clock seconds: first answer chunk handed to the server
+INTERACTIVE = "hearth:interactive"
+FLOOR_PATH = "/bench/empty"  # the floor: an empty page with one inline module, served here
+FLOOR_PAGE = (
+    "<!doctype html><title>x</title><script type=module>"
+    f"performance.mark('{INTERACTIVE}'); document.documentElement.dataset.ready = 'true'"
+    "</script>"
+).encode()
 
 
 class FirstChunkClock:
-    """ASGI wrapper: the time the first content chunk of each run is sent."""
+    """ASGI wrapper: the time the first content chunk of each run is sent; the floor's page."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == FLOOR_PATH:
+            headers = [(b"content-type", b"text/html"), (b"cache-control", b"no-store")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": FLOOR_PAGE})
+            return
         if scope["type"] != "http" or not scope["path"].endswith("/runs"):
             await self.app(scope, receive, send)
             return
@@ -106,13 +126,48 @@ def mark(page: Any, name: str) -> float | None:
     )
 
 
-def cold_load(browser: Any, url: str) -> float:
-    """One load with an empty cache (a new context): ms to interactive."""
+# Waits for a mark from outside the page's own code: a timer that only reads an attribute. Not
+# Playwright's selectors: their first use evaluates Playwright's injected script (about 200 KB)
+# on the page's main thread, which delayed the very page being measured by 20-30 ms.
+READY = """new Promise((resolve) => {
+  const timer = setInterval(() => {
+    const mark = performance.getEntriesByName(%r)[0];
+    if (!mark || document.documentElement?.dataset.ready !== "true") return;
+    clearInterval(timer);
+    resolve(mark.startTime);
+  }, 5);
+})"""
+
+
+def load_time(page: Any, cdp: Any, url: str, mark_name: str) -> float:
+    """Navigate and return the mark's time (ms since navigation start), waited for through the
+    DevTools protocol once the new document is committed."""
+    page.goto(url, wait_until="commit")
+    answer = cdp.send(
+        "Runtime.evaluate",
+        {"expression": READY % mark_name, "awaitPromise": True, "returnByValue": True},
+    )
+    if "exceptionDetails" in answer:
+        raise RuntimeError(answer["exceptionDetails"].get("text", answer))
+    return float(answer["result"]["value"])
+
+
+def tab_load(context: Any, anchor: Any, url: str, mark_name: str = INTERACTIVE) -> float:
+    """A cold load in a new tab of a running browser, as a user opening the page meets it: the
+    HTTP cache emptied first (DevTools), a new tab (a new renderer process) for the page."""
+    anchor.send("Network.clearBrowserCache")
+    page = context.new_page()
+    value = load_time(page, context.new_cdp_session(page), url, mark_name)
+    page.close()
+    return value
+
+
+def window_load(browser: Any, url: str, mark_name: str = INTERACTIVE) -> float:
+    """A cold load in a new browser context: empty cache, and a new window, whose own browser
+    chrome (the address bar's WebUI pages) loads at the same time on the same two cores."""
     context = browser.new_context()
     page = context.new_page()
-    page.goto(url + "/")
-    page.wait_for_selector("html[data-ready=true]")
-    value: float = page.evaluate("performance.getEntriesByName('hearth:interactive')[0].startTime")
+    value = load_time(page, context.new_cdp_session(page), url, mark_name)
     context.close()
     return value
 
@@ -135,32 +190,13 @@ def cold_bytes(browser: Any, url: str) -> tuple[int, int]:
     return sum(wire), sum(sizes)
 
 
-def floor_load(browser: Any, url: str) -> float:
-    """The same measurement for an empty page with one inline module (no files, no API): what
-    a new browser context costs on this machine before any of Hearth's page is involved."""
-    context = browser.new_context()
-    page = context.new_page()
-    html = "<!doctype html><title>x</title><script type=module>performance.mark('x')</script>"
-    page.route(url + "/empty", lambda route: route.fulfill(body=html, content_type="text/html"))
-    page.goto(url + "/empty")
-    page.wait_for_function("() => performance.getEntriesByName('x').length > 0")
-    value: float = page.evaluate("performance.getEntriesByName('x')[0].startTime")
-    context.close()
-    return value
-
-
 def warm_loads(browser: Any, url: str, n: int) -> list[float]:
+    """Reloads of one tab: vendor files from the cache, the page's own revalidated (304s)."""
     context = browser.new_context()
     page = context.new_page()
-    page.goto(url + "/")
-    page.wait_for_selector("html[data-ready=true]")
-    times = []
-    for _ in range(n):
-        page.reload()
-        page.wait_for_selector("html[data-ready=true]")
-        times.append(
-            page.evaluate("performance.getEntriesByName('hearth:interactive')[0].startTime")
-        )
+    cdp = context.new_cdp_session(page)
+    load_time(page, cdp, url + "/", INTERACTIVE)
+    times = [load_time(page, cdp, url + "/", INTERACTIVE) for _ in range(n)]
     context.close()
     return times
 
@@ -194,7 +230,7 @@ def pct(values: list[float], q: float) -> float:
 
 def report(name: str, values: list[float], unit: str = "ms") -> None:
     print(
-        f"{name:34s} p50 {statistics.median(values):7.1f} {unit}   p90 {pct(values, 0.9):7.1f}"
+        f"{name:36s} p50 {statistics.median(values):7.1f} {unit}   p90 {pct(values, 0.9):7.1f}"
         f" {unit}   min {min(values):7.1f}   max {max(values):7.1f}   (n={len(values)})"
     )
 
@@ -213,10 +249,15 @@ def main() -> None:
         server, thread, url = serve(home)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-            cold, floor = [], []
-            for _ in range(args.loads):  # interleaved: both see the same machine load
-                cold.append(cold_load(browser, url))
-                floor.append(floor_load(browser, url))
+            context = browser.new_context()  # the running browser's tabs
+            anchor = context.new_cdp_session(context.new_page())
+            tab, tab_floor, window, window_floor = [], [], [], []
+            for _ in range(args.loads):  # interleaved: all see the same machine load
+                tab.append(tab_load(context, anchor, url + "/"))
+                tab_floor.append(tab_load(context, anchor, url + FLOOR_PATH))
+                window.append(window_load(browser, url + "/"))
+                window_floor.append(window_load(browser, url + FLOOR_PATH))
+            context.close()
             warm = warm_loads(browser, url, args.loads)
             wire, decoded = cold_bytes(browser, url)
             runs = answers(browser, url, args.answers)
@@ -224,11 +265,13 @@ def main() -> None:
         server.should_exit = True
         thread.join(timeout=30)  # engines stopped before the home goes
     print(f"Chromium headless, loopback, {url}")
-    report("load to interactive, cold", cold)
-    report("load to interactive, warm", warm)
-    report("empty page, cold (the floor)", floor)
+    report("load to interactive, cold, new tab", tab)
+    report("  empty page, same way (the floor)", tab_floor)
+    report("load to interactive, cold, window", window)
+    report("  empty page, same way (the floor)", window_floor)
+    report("load to interactive, warm (reload)", warm)
     print(
-        f"{'bytes on the wire, cold load':34s} {wire / 1000:.1f} KB "
+        f"{'bytes on the wire, cold load':36s} {wire / 1000:.1f} KB "
         f"({decoded / 1000:.1f} KB uncompressed)"
     )
     report("first chunk: server -> reader", [r[0] for r in runs])

@@ -509,6 +509,33 @@ def test_the_page_asks_for_the_api_key_once_and_keeps_it(browser: Any, tmp_path:
         assert all(u.startswith(server.url) for u in web.requests)
 
 
+def test_the_first_requests_and_the_saved_theme_do_not_wait_for_the_modules(
+    browser: Any, srv: ThreadedServer
+) -> None:
+    """early.js alone (the modules refused here) asks for the first view's data, with the key
+    the browser keeps, and applies the theme the user chose before anything is drawn."""
+    context = browser.new_context(color_scheme="dark")
+    page = context.new_page()
+    page.goto(srv.url + "/static/web/icon.svg")  # the origin, to set its storage
+    page.evaluate("localStorage.setItem('hearth.theme', 'light')")
+    page.evaluate("localStorage.setItem('hearth.apiKey', 'kept-key')")
+    page.route("**/static/web/bundle/main.js", lambda route: route.abort())
+    asked: dict[str, str | None] = {}
+    page.on("request", lambda r: r.url.startswith(srv.url + "/v1/") and asked.update(
+        {r.url.removeprefix(srv.url): r.headers.get("authorization")}
+    ))
+    page.goto(srv.url + "/")
+    page.wait_for_function("() => document.readyState === 'complete'")
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    assert page.evaluate("document.documentElement.dataset.ready") is None  # no module ran
+    assert asked == {
+        "/v1/models": "Bearer kept-key",
+        "/v1/threads?limit=100": "Bearer kept-key",
+    }
+    context.close()
+
+
 @pytest.mark.parametrize("width", [360, 1280])
 def test_light_dark_and_narrow_screens(browser: Any, srv: ThreadedServer, width: int) -> None:
     context = browser.new_context(viewport={"width": width, "height": 760}, color_scheme="dark")

@@ -4,6 +4,7 @@ needs it; and no file of it names a host other than the one it came from."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +31,16 @@ def test_root_gives_browsers_the_page_and_probes_the_liveness_text(srv: Threaded
     with srv.http() as http:
         page = http.get("/", headers=HTML)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert '<script type="module" src="/static/web/js/main.js">' in page.text
-        # every module is preloaded (the server lists them), but highlight.js loads later
-        assert '<link rel="modulepreload" href="/static/web/vendor/marked-' in page.text
-        assert "highlight-" not in page.text
+        assert '<script type="module" src="/static/web/bundle/main.js">' in page.text
+        # the first view's chunks and Markdown's are preloaded (the server lists them), but
+        # highlight.js and the Models view load when first needed
+        assert '<link rel="modulepreload" href="/static/web/bundle/markdown-' in page.text
+        assert "highlight-" not in page.text and "bundle/models-" not in page.text
+        # early.js is a classic script ahead of everything: it starts the first view's requests
+        # while the modules load, so it is neither deferred nor preloaded as a module
+        early = page.text.index('<script src="/static/web/bundle/early.js"></script>')
+        assert early < page.text.index('rel="stylesheet"') < page.text.index("modulepreload")
+        assert 'modulepreload" href="/static/web/bundle/early.js' not in page.text
         csp = page.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "connect-src 'self'" in csp
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
@@ -43,16 +50,18 @@ def test_root_gives_browsers_the_page_and_probes_the_liveness_text(srv: Threaded
 
 def test_files_have_types_validators_and_gzip(srv: ThreadedServer) -> None:
     with srv.http() as http:
-        js = http.get("/static/web/js/main.js", headers={"Accept-Encoding": "gzip"})
+        js = http.get("/static/web/bundle/main.js", headers={"Accept-Encoding": "gzip"})
         assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
         assert (
             js.headers["content-encoding"] == "gzip" and js.headers["cache-control"] == "no-cache"
         )
-        again = http.get("/static/web/js/main.js", headers={"If-None-Match": js.headers["etag"]})
+        again = http.get(
+            "/static/web/bundle/main.js", headers={"If-None-Match": js.headers["etag"]}
+        )
         assert again.status_code == 304 and again.content == b""
         css = http.get("/static/web/app.css")
         assert css.headers["content-type"].startswith("text/css")
-        vendor = next(p for p in web_files() if p.startswith("vendor/marked-"))
+        vendor = next(p for p in web_files() if p.startswith("bundle/markdown-"))
         cached = http.get(f"/static/web/{vendor}")
         assert "immutable" in cached.headers["cache-control"]
         raw = http.get(f"/static/web/{vendor}", headers={"Accept-Encoding": "identity"})
@@ -61,6 +70,9 @@ def test_files_have_types_validators_and_gzip(srv: ThreadedServer) -> None:
         assert http.get("/static/web/nope.js").status_code == 404
         assert http.get("/static/web/../server/web.py").status_code == 404
         assert http.get("/static/web/__init__.py").status_code == 404
+        # the sources of the bundle are in the package, but only the bundle is served
+        assert http.get("/static/web/js/main.js").status_code == 404
+        assert http.get("/static/web/vendor/marked.LICENSE").status_code == 404
         # the docs' files are still served beside the page's
         assert http.get("/static/swagger-ui/swagger-ui.css").status_code == 200
 
@@ -69,7 +81,7 @@ def test_the_page_opens_without_the_key_and_nothing_else_does(home: Path) -> Non
     settings = load_settings(home=home, env={"HEARTH_API_KEY": KEY})
     with ThreadedServer(Services.create(settings)) as server, server.http() as http:
         assert http.get("/", headers=HTML).status_code == 200
-        assert http.get("/static/web/js/api.js").status_code == 200
+        assert http.get("/static/web/bundle/main.js").status_code == 200
         assert http.get("/").status_code == 401  # the probe, and every API route, need the key
         assert http.get("/v1/models").status_code == 401
         assert http.get("/v1/threads").status_code == 401
@@ -87,23 +99,41 @@ def test_a_link_from_another_site_opens_the_page_but_not_the_api(srv: ThreadedSe
 
 def test_every_file_is_shipped_and_names_no_other_host() -> None:
     files = web_files()
-    assert {"index.html", "app.css", "icon.svg", "js/main.js", "js/vendor.js"} <= set(files)
-    on_disk = {
-        p.relative_to(WEB).as_posix()
-        for p in WEB.rglob("*")
-        if p.is_file() and p.suffix in (".html", ".css", ".js", ".svg")
-    }
-    assert on_disk <= set(files)
+    assert {"index.html", "app.css", "icon.svg", "bundle/main.js", "bundle/early.js"} <= set(
+        files
+    )
+    bundle = {p.relative_to(WEB).as_posix() for p in (WEB / "bundle").glob("*.js")}
+    assert bundle <= set(files)
+    assert not any(name.startswith(("js/", "vendor/")) for name in files)
     for name in ("marked", "dompurify", "highlight.js"):
         assert (WEB / "vendor" / f"{name}.LICENSE").is_file()
-    # Our own files load nothing from elsewhere: every src/href is a path on this server.
+    # Nothing served loads from elsewhere: every src/href/import is a path on this server.
     for name, item in files.items():
-        if name.startswith("vendor/") or not name.endswith((".html", ".js", ".css")):
+        if not name.endswith((".html", ".js", ".css")):
             continue
         text = item.body.decode()
         assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text), name
         assert not re.search(r"""\bimport\b[^;]*["'](?:https?:)?//""", text), name
-        assert "@import" not in text and "url(http" not in text, name
+        if name.endswith((".css", ".html")):  # (highlight.js's grammars say "@import")
+            assert "@import" not in text and "url(http" not in text, name
+
+
+def test_the_bundle_was_built_from_the_sources_as_they_are() -> None:
+    """bundle/ is committed output of web-dev/build.sh; its SOURCES.sha256 is the digest of
+    every input (`sha256sum js/*.js vendor/*.js`, sorted by path, hashed again)."""
+    inputs = sorted([*WEB.glob("js/*.js"), *WEB.glob("vendor/*.js")], key=lambda p: p.name)
+    lines = sorted(
+        (p.relative_to(WEB).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in inputs
+    )
+    digest = hashlib.sha256("".join(f"{h}  {p}\n" for p, h in lines).encode()).hexdigest()
+    recorded = (WEB / "bundle" / "SOURCES.sha256").read_text().strip()
+    assert digest == recorded, (
+        "src/hearth/web/js or vendor changed since the page was bundled: run web-dev/build.sh "
+        "(Node, development time only) and commit src/hearth/web/bundle/"
+    )
+    early = (WEB / "js" / "early.js").read_bytes()
+    assert (WEB / "bundle" / "early.js").read_bytes() == early
 
 
 def test_vendored_files_match_the_pinned_versions() -> None:

@@ -1,8 +1,11 @@
 """The web page for people: `index.html` at `/` (for browsers) and its files at /static/web/.
 
-The files live in the package (`hearth/web/`: HTML, CSS, plain ES modules, and `vendor/` with
-pinned third-party files copied from npm at development time by `web-dev/vendor.sh`), so the
-page needs nothing from the internet and nothing is built at install time.
+The files live in the package (`hearth/web/`), so the page needs nothing from the internet and
+nothing is built at install time. The page's own ES modules (`js/`) and the pinned third-party
+files they import (`vendor/`, copied from npm by `web-dev/vendor.sh`) are bundled at development
+time by `web-dev/build.sh` (esbuild) into `bundle/`, which is committed: the first view's code
+arrives in a few requests instead of a dozen. Only `bundle/`, the HTML, the CSS and the icon are
+served; a test checks that `bundle/` was built from the sources as they are.
 
 Every response carries a strict Content-Security-Policy: scripts, styles and requests only from
 this server, images also from `data:`/`blob:` URLs (attached pictures), no inline scripts, no
@@ -10,9 +13,10 @@ frames. Model output is a stranger's data; even if a sanitiser failed, an inject
 beacon to another host would be refused by the browser.
 
 Files are read once and kept in memory with a gzip copy (the page is about 100 KB compressed;
-compressing here rather than in a middleware keeps /v1 a byte-for-byte pass-through). Vendor
-files carry their version in their name and are cached for a year; the page's own files are
-revalidated with their ETag on each load (a 304 on loopback costs well under a millisecond).
+compressing here rather than in a middleware keeps /v1 a byte-for-byte pass-through). The
+bundle's chunks carry a hash of their content in their name and are cached for a year; the rest
+(the HTML, the CSS, the two entry scripts) is revalidated with its ETag on each load (a 304 on
+loopback costs well under a millisecond).
 
 `/` is answered without the API key when a browser asks for HTML (`is_page_request`): the page
 holds no data, and it must load before it can ask the user for the key.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -57,6 +62,8 @@ _TYPES = {
     ".LICENSE": "text/plain; charset=utf-8",
 }
 _COMPRESSIBLE = ("text/", "image/svg+xml")
+_SERVED = ("index.html", "app.css", "icon.svg", "bundle/")  # js/ and vendor/ are the sources
+_HASHED = re.compile(r"^bundle/.+-[A-Z0-9]{8}\.js$")  # esbuild's chunk names: content-hashed
 _YEAR = "public, max-age=31536000, immutable"
 _HEADERS = {
     "Content-Security-Policy": CSP,
@@ -111,20 +118,17 @@ def _load(entry: Traversable, relative: str) -> WebFile | None:
         gzipped=packed if packed is not None and len(packed) < len(body) else None,
         media_type=media,
         etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"',
-        cache=_YEAR if relative.startswith("vendor/") else "no-cache",
+        cache=_YEAR if _HASHED.match(relative) else "no-cache",
     )
 
 
 def _with_preloads(index: WebFile, names: list[str]) -> WebFile:
     """index.html with a modulepreload link for every module, where its comment says.
 
-    Without them the browser finds the vendored modules only after it has run the module that
+    Without them the browser finds the bundle's chunks only after it has run the module that
     imports them: one round trip and one parse more before the page is usable.
     """
-    links = "".join(
-        f'  <link rel="modulepreload" href="{PREFIX}{name}">\n'
-        for name in sorted(names, key=lambda n: (n.startswith("vendor/"), n))
-    )
+    links = "".join(f'  <link rel="modulepreload" href="{PREFIX}{name}">\n' for name in names)
     html = index.body.decode().replace("  <!-- modulepreload:", links + "  <!-- modulepreload:", 1)
     body = html.encode()
     return WebFile(
@@ -143,7 +147,7 @@ def _walk(folder: Traversable, prefix: str = "") -> dict[str, WebFile]:
         if entry.is_dir():
             if not entry.name.startswith(("_", ".")):
                 found.update(_walk(entry, name + "/"))
-        elif (loaded := _load(entry, name)) is not None:
+        elif name.startswith(_SERVED) and (loaded := _load(entry, name)) is not None:
             found[name] = loaded
     return found
 
@@ -153,9 +157,10 @@ def web_files() -> dict[str, WebFile]:
     """Every servable file of the page, by path relative to the package folder; read once."""
     files = _walk(resources.files("hearth.web"))
     # imported on first use, not at start: highlight.js when code is first shown, the Models
-    # view (and its editor) when it is first opened
-    lazy = ("vendor/highlight-", "js/models.js", "js/model-editor.js")
+    # view (and its editor) when it is first opened; early.js has a script tag of its own
+    lazy = ("bundle/highlight-", "bundle/models-", "bundle/early.js")
     modules = [n for n in files if n.endswith(".js") and not n.startswith(lazy)]
+    modules.sort(key=lambda n: len(files[n].body))  # the first view's small ones before Markdown
     files["index.html"] = _with_preloads(files["index.html"], modules)
     return files
 

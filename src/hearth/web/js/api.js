@@ -47,9 +47,21 @@ async function errorOf(response) {
   return new ApiError(response.status, message, code);
 }
 
+/**
+ * The answer early.js already asked for, once: a plain GET of the same path with the same key.
+ * Later calls (and any other request) go to the network.
+ */
+async function early(path, init) {
+  const pending = globalThis.hearthEarly?.get(path);
+  if (!pending || (init.method ?? "GET") !== "GET" || init.body !== undefined) return null;
+  globalThis.hearthEarly.delete(path);
+  return pending;
+}
+
 /** fetch() with the key; a 401 asks for the key (once for all callers) and retries. */
 export async function raw(path, init = {}, retried = false) {
-  const response = await fetch(path, { ...init, headers: headers(init.headers) });
+  const response =
+    (!retried && (await early(path, init))) || (await fetch(path, { ...init, headers: headers(init.headers) }));
   if (response.status === 401 && askKey && !retried) {
     pendingAsk ??= askKey(Boolean(storedKey())).finally(() => (pendingAsk = null));
     saveKey(await pendingAsk);

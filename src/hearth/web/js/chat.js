@@ -103,7 +103,7 @@ export class Chat {
   }
 
   async render() {
-    await markdownReady;
+    if (this.messages.length) await markdownReady; // a new chat is drawn without Markdown
     const welcome = $("welcome");
     const last = this.messages.at(-1);
     const elements = this.messages
