@@ -7,6 +7,7 @@ One server for the module (runs share the loaded model); each test makes its own
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +294,39 @@ def test_every_error_is_a_4xx_in_openai_shape(http: httpx.Client, threads_dir: P
     assert text.status_code == 415 and text.json()["error"]["code"] == "unsupported_media_type"
     huge = {"role": "user", "content": "x" * (33 * 1024 * 1024)}  # over the 32 MiB default
     assert http.post(f"/v1/threads/{tid}/messages", json=huge).status_code == 413
+
+
+def text_of(message: dict[str, Any]) -> str:
+    return str(message["content"][0]["text"]["value"])
+
+
+def test_a_hard_linked_messages_file_is_never_written_through(
+    http: httpx.Client, threads_dir: Path, tmp_path: Path
+) -> None:
+    tid = new_thread(http, messages=[{"role": "user", "content": "mine"}])["id"]
+    messages = threads_dir / tid / "messages.jsonl"
+    outside = tmp_path / "outside.jsonl"
+    outside.write_bytes(b'{"id": "o1", "role": "user", "content": "not yours"}\n')
+    before = outside.read_bytes()
+    messages.unlink()
+    os.link(outside, messages)  # a stranger's folder, linked to a file elsewhere
+    ok(http.post(f"/v1/threads/{tid}/messages", json={"role": "user", "content": "appended"}))
+    assert outside.read_bytes() == before
+    listed = ok(http.get(f"/v1/threads/{tid}/messages"))["data"]
+    assert [text_of(m) for m in listed] == ["not yours", "appended"]
+
+
+def test_a_message_stored_without_an_id_keeps_its_id_through_an_edit(
+    http: httpx.Client, threads_dir: Path
+) -> None:
+    folder = threads_dir / "jan-no-ids"
+    folder.mkdir(parents=True)
+    (folder / "thread.json").write_text(json.dumps({"title": "No ids"}))
+    line = {"role": "user", "content": "before", "created": 1712345680000}
+    (folder / "messages.jsonl").write_text(json.dumps(line) + "\n")
+    (mid,) = [m["id"] for m in ok(http.get("/v1/threads/jan-no-ids/messages"))["data"]]
+    edited = ok(http.patch(f"/v1/threads/jan-no-ids/messages/{mid}", json={"content": "after"}))
+    assert edited["id"] == mid and text_of(edited) == "after"
+    again = ok(http.get(f"/v1/threads/jan-no-ids/messages/{mid}"))
+    assert again["id"] == mid and text_of(again) == "after"
+    assert stored(threads_dir, "jan-no-ids")[0]["id"] == mid

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from hearth.errors import EngineError, HearthError, ModelNotFound
+from hearth.services import thread_runs
 from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService
 from hearth.threads.store import ThreadStore
@@ -90,6 +92,40 @@ def test_a_finished_run_is_ready_and_its_bytes_pass_unchanged(tmp_path: Path) ->
     assert message["status"] == "ready" and message["content"][0]["text"]["value"] == "Hello"
     sent = threads.seen[0]  # type: ignore[attr-defined]
     assert sent["stream_options"] == {"include_usage": True} and sent["temperature"] == 0
+
+
+def test_the_growing_answer_is_saved_beside_the_stream_not_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save of the answer so far (a rewrite of a thread that may be long) never holds back
+    the next chunk, and the final save lands after it."""
+    monkeypatch.setattr(thread_runs, "SAVE_EVERY", 0.0)
+    upstream = FakeUpstream([*HELLO, b"data: [DONE]\n\n"], pause=0.01)
+    threads = service(tmp_path, upstream)
+    tid = thread(threads)
+    release, held_up, statuses = threading.Event(), [], []
+    edit = threads.store.edit_message
+
+    def slow_edit(*args: Any) -> dict[str, Any]:
+        if not release.wait(timeout=3):  # a save that is slow until every chunk has passed
+            held_up.append(True)
+        message = edit(*args)
+        statuses.append(message["status"])
+        return message
+
+    threads.store.edit_message = slow_edit  # type: ignore[method-assign]
+
+    async def go() -> list[bytes]:
+        run = await threads.start_run(tid, {})
+        events = run.events()
+        chunks = [await anext(events) for _ in upstream.chunks]
+        release.set()
+        return chunks + [chunk async for chunk in events]
+
+    assert asyncio.run(go()) == upstream.chunks
+    assert not held_up, "the stream waited for a save"
+    assert statuses[-1] == "ready" and "pending" in statuses[:-1]
+    assert last(threads, tid)["content"][0]["text"]["value"] == "Hello"
 
 
 def test_an_engine_error_mid_stream_marks_the_message(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -512,3 +513,87 @@ def test_appending_to_something_that_is_not_a_file_is_a_400_not_a_hang(
     (folder / "messages.jsonl").mkdir()
     with pytest.raises(InvalidRequest):
         store.append("t", [{"id": "m", "role": "user", "content": "x"}])
+
+
+def test_append_never_writes_through_a_hard_link(
+    root: Path, store: ThreadStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.jsonl"
+    outside.write_bytes(b'{"id": "a", "role": "user", "content": "x"}')  # a torn last line too
+    outside_thread = tmp_path / "outside-thread.json"
+    outside_thread.write_text('{"title": "theirs"}')
+    before, before_thread = outside.read_bytes(), outside_thread.read_bytes()
+    folder = write_thread(root, "t")
+    os.link(outside, folder / "messages.jsonl")
+    os.link(outside_thread, folder / "thread.json")
+    store.append("t", [{"id": "b", "role": "user", "content": "y"}])
+    store.update("t", lambda raw: raw.update(title="ours"))
+    assert outside.read_bytes() == before and outside_thread.read_bytes() == before_thread
+    assert os.stat(folder / "messages.jsonl").st_nlink == 1  # the link became our own file
+    assert [m for m, _ in store.messages("t")] == ["a", "b"]
+    assert store.get("t").raw["title"] == "ours"
+    store.append("t", [{"id": "c", "role": "user", "content": "z"}])  # in place again
+    assert [m for m, _ in store.messages("t")] == ["a", "b", "c"]
+    assert sorted(os.listdir(folder)) == ["messages.jsonl", "thread.json"]  # no temp left
+
+
+def test_a_write_sweeps_only_its_own_stale_temp_files(
+    root: Path, store: ThreadStore, tmp_path: Path
+) -> None:
+    folder = write_thread(root, "t", {}, [{"id": "a", "role": "user", "content": "x"}])
+    stale = [folder / ".messages.jsonl.123.0123abcd.tmp", folder / ".thread.json.9.deadbeef.tmp"]
+    fresh = folder / ".messages.jsonl.456.89abcdef.tmp"  # a concurrent writer's, maybe
+    kept = [
+        folder / "notes.txt",
+        folder / ".messages.jsonl.123.0123abcd.tmp.bak",
+        folder / ".messages.jsonl.1.XYZ.tmp",
+        folder / ".messages.jsonl.x1.0123abcd.tmp",
+        folder / ".other.jsonl.1.0123abcd.tmp",
+        folder / "messages.jsonl.1.0123abcd.tmp",
+    ]
+    for path in [*stale, fresh, *kept]:
+        path.write_text("x")
+    (folder / ".thread.json.1.00000000.tmp").mkdir()  # the name, but not a file
+    (folder / ".thread.json.2.00000000.tmp").symlink_to(tmp_path / "target")
+    (tmp_path / "target").write_text("keep")
+    old = time.time() - 3600
+    for path in [*stale, *kept, folder / ".thread.json.1.00000000.tmp"]:
+        os.utime(path, (old, old))
+    os.utime(folder / ".thread.json.2.00000000.tmp", (old, old), follow_symlinks=False)
+    store.messages("t")
+    store.all()
+    assert all(p.exists() for p in stale)  # reading never deletes
+    store.append("t", [{"id": "b", "role": "user", "content": "y"}])
+    assert not any(os.path.lexists(p) for p in stale)
+    assert fresh.exists() and all(p.exists() for p in kept)
+    assert (folder / ".thread.json.1.00000000.tmp").is_dir()
+    assert (folder / ".thread.json.2.00000000.tmp").is_symlink()
+    assert (tmp_path / "target").read_text() == "keep"
+    assert [m for m, _ in store.messages("t")] == ["a", "b"]
+
+
+def test_editing_a_message_stored_without_an_id_keeps_its_id(
+    root: Path, store: ThreadStore
+) -> None:
+    folder = write_thread(
+        root,
+        "t",
+        {},
+        [
+            {"role": "user", "content": "no id", "x": 1},
+            {"id": None, "role": "assistant", "content": "null id"},
+            {"id": "c", "role": "user", "content": "has one"},
+        ],
+    )
+    first, second, _ = (mid for mid, _ in store.messages("t"))
+    assert first.startswith("line-") and second.startswith("line-")
+    store.edit_message("t", first, lambda raw: raw.update(content="edited"))
+    store.edit_message("t", second, lambda raw: raw.update(status="stopped"))
+    store.edit_message("t", "c", lambda raw: raw.update(content="changed"))
+    assert [m for m, _ in store.messages("t")] == [first, second, "c"]
+    lines = [json.loads(x) for x in (folder / "messages.jsonl").read_text().splitlines()]
+    assert lines[0] == {"id": first, "role": "user", "content": "edited", "x": 1}
+    assert lines[1]["id"] == second and lines[1]["status"] == "stopped"
+    assert lines[2]["id"] == "c"
+    store.edit_message("t", first, lambda raw: raw.update(content="again"))  # still found
+    assert store.messages("t")[0] == (first, {**lines[0], "content": "again"})

@@ -322,6 +322,42 @@ def test_a_jan_thread_written_on_disk_appears_and_search_finds_it(web: Page, hom
     assert page.inner_text("#chat-title") == "Written by Jan"
 
 
+def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_on_demand(
+    web: Page, srv: ThreadedServer, home: Path
+) -> None:
+    count = 1103  # more than two pages of 500
+    created = api(srv, "POST", "/v1/threads", {"title": "Long talk"})
+    lines = [
+        {
+            "id": f"msg_{i:05d}",
+            "object": "thread.message",
+            "thread_id": created["id"],
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": [{"type": "text", "text": {"value": f"Line number {i}", "annotations": []}}],
+            "status": "ready",
+            "created": 1700000000000 + i,
+            "metadata": {},
+        }
+        for i in range(count)
+    ]
+    (thread_dir(home, created["id"]) / "messages.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines)
+    )
+    page = web.open(f"#/t/{created['id']}")
+    page.wait_for_selector(".message .bubble, .message .content")
+    shown = "document.querySelectorAll('#messages .message').length"
+    assert page.evaluate(shown) == 500
+    assert f"Line number {count - 1}" in page.inner_text("#messages")  # the newest is drawn
+    assert "Line number 0\n" not in page.inner_text("#messages") + "\n"
+    page.click("#messages .earlier")
+    page.wait_for_function(f"() => {shown} === 1000")
+    page.click("#messages .earlier")
+    page.wait_for_function(f"() => {shown} === {count}")
+    assert not page.query_selector("#messages .earlier")  # nothing older left
+    first = page.query_selector_all("#messages .message")[0].inner_text()
+    assert "Line number 0" in first
+
+
 def test_rename_and_delete_a_conversation(web: Page, srv: ThreadedServer, home: Path) -> None:
     thread = api(srv, "POST", "/v1/threads", {"title": "Old name", "model": "smol"})
     page = web.open()

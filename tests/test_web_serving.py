@@ -46,6 +46,9 @@ def test_root_gives_browsers_the_page_and_probes_the_liveness_text(srv: Threaded
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert page.headers["x-content-type-options"] == "nosniff"
         assert http.get("/").text == "Ollama is running"
+        # one URL, two answers chosen by Accept: a cache must not hand one to the other
+        assert "accept" in [v.strip().lower() for v in page.headers["vary"].split(",")]
+        assert http.get("/").headers["vary"].lower() == "accept"
 
 
 def test_files_have_types_validators_and_gzip(srv: ThreadedServer) -> None:

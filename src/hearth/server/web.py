@@ -165,14 +165,9 @@ def web_files() -> dict[str, WebFile]:
     return files
 
 
-def file_response(request: Request, item: WebFile) -> Response:
+def file_response(request: Request, item: WebFile, vary: str = "Accept-Encoding") -> Response:
     """The file with its validators: 304 when the browser's copy is current, gzip if accepted."""
-    headers = {
-        **_HEADERS,
-        "ETag": item.etag,
-        "Cache-Control": item.cache,
-        "Vary": "Accept-Encoding",
-    }
+    headers = {**_HEADERS, "ETag": item.etag, "Cache-Control": item.cache, "Vary": vary}
     if item.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     body = item.body
@@ -186,8 +181,8 @@ def file_response(request: Request, item: WebFile) -> Response:
 
 
 def page_response(request: Request) -> Response:
-    """index.html, as `/` answers a browser."""
-    return file_response(request, web_files()["index.html"])
+    """index.html, as `/` answers a browser (`/` answers by Accept: caches must know)."""
+    return file_response(request, web_files()["index.html"], vary="Accept, Accept-Encoding")
 
 
 @router.api_route(PREFIX + "{path:path}", methods=["GET", "HEAD"])

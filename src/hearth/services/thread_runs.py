@@ -87,6 +87,7 @@ class Run:
         self.upstream: Upstream | None = None
         self.message: dict[str, Any] = {}
         self._saved_at = time.monotonic()
+        self._saving: asyncio.Task[None] | None = None  # a save of the growing answer
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
 
     def append_pending(self) -> None:
@@ -112,8 +113,7 @@ class Run:
             async for raw in self.upstream.stream():
                 self.answer.feed(raw)
                 yield raw
-                if time.monotonic() - self._saved_at >= SAVE_EVERY:
-                    await self._save(final=False)
+                self._save_growing()
             ended = True
         finally:
             with anyio.CancelScope(shield=True):  # the client may be gone: save anyway
@@ -126,8 +126,18 @@ class Run:
             pass
         return message_view(self.message, self.message_id, self.thread_id)
 
+    def _save_growing(self) -> None:
+        """Save the answer so far every SAVE_EVERY seconds, beside the stream, not in it: a
+        long thread's rewrite must not hold back the next token. One save at a time."""
+        due = time.monotonic() - self._saved_at >= SAVE_EVERY
+        if due and (self._saving is None or self._saving.done()):
+            self._saved_at = time.monotonic()
+            self._saving = asyncio.create_task(self._save(final=False))
+
     async def finish(self, *, ended: bool) -> None:
         """The last write: `ready`, `error` or (the client left first) `stopped`."""
+        if self._saving is not None:
+            await asyncio.wait([self._saving])  # an older partial save never lands after this
         await self._save(final=True, ended=ended)
         with contextlib.suppress(HearthError):
             await asyncio.to_thread(self.service.touch, self.thread_id)

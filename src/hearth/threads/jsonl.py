@@ -5,6 +5,12 @@ its original bytes: a rewrite (edit, delete) writes every line it did not change
 unparseable ones included, so unknown fields, key order and spacing survive. An append first
 ends a last line that has no newline (a writer that died mid-line), so the new message never
 joins a broken one. Callers hold the thread's lock (`ThreadStore.locked`).
+
+A thread folder may come from a stranger, so a file's name is not proof that the bytes are the
+thread's alone: a messages.jsonl with other hard links is never appended to in place (that
+would write into the linked file, wherever it lives) but rewritten atomically, which leaves the
+other name with its bytes. A crash mid-rewrite leaves a temp file; `remove_stale_temps` takes
+those, and only those, back.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import errno
 import json
 import math
 import os
+import re
 import stat
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,11 +89,15 @@ def read_bytes(path: Path) -> bytes | None:
         if not stat.S_ISREG(st.st_mode):
             raise InvalidRequest(f"{path.name} in thread folder {path.parent.name} is not a file.")
         if st.st_size > MAX_FILE_BYTES:
-            raise InvalidRequest(
-                f"{path.parent.name}/{path.name} is {st.st_size} bytes, more than Hearth reads "
-                f"({MAX_FILE_BYTES}); split the conversation by hand."
-            )
+            raise _too_big(path, st.st_size)
         return fh.read()
+
+
+def _too_big(path: Path, size: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"{path.parent.name}/{path.name} is {size} bytes, more than Hearth reads "
+        f"({MAX_FILE_BYTES}); split the conversation by hand."
+    )
 
 
 def parse(data: bytes) -> list[Line]:
@@ -107,7 +119,9 @@ def parse(data: bytes) -> list[Line]:
 
 
 def append(path: Path, messages: Iterable[dict[str, Any]]) -> None:
-    """Add whole lines at the end, in one write, synced."""
+    """Add whole lines at the end, in one write, synced. A file with other hard links is
+    rewritten whole instead (`write_atomic`): an append in place would write through the link
+    into a file that may lie outside the threads folder."""
     payload = b"".join(dumps(m) + b"\n" for m in messages)
     flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
@@ -124,15 +138,36 @@ def append(path: Path, messages: Iterable[dict[str, Any]]) -> None:
                 f"{path.parent.name}/{path.name} is not a plain file; Hearth writes only "
                 "plain files."
             )
-        size = st.st_size
-        if size:
-            last = os.pread(fd, 1, size - 1)
-            if last != b"\n":
-                payload = b"\n" + payload  # end the torn last line; it stays as it was
-        _write_all(fd, payload, path)
-        os.fsync(fd)
+        if st.st_nlink > 1:
+            shared: bytes | None = _read_all(fd, path)
+        else:
+            shared = None
+            tail = os.pread(fd, 1, st.st_size - 1) if st.st_size else b""
+            _write_all(fd, _end_torn_line(tail) + payload, path)
+            os.fsync(fd)
     finally:
         os.close(fd)
+    if shared is not None:  # our own file replaces the link; the linked file keeps its bytes
+        write_atomic(path, shared + _end_torn_line(shared) + payload)
+
+
+def _end_torn_line(tail: bytes) -> bytes:
+    """The newline that ends a torn last line (a writer that died mid-line), so an appended
+    message never joins it; the torn line itself stays as it was."""
+    return b"\n" if tail and not tail.endswith(b"\n") else b""
+
+
+def _read_all(fd: int, path: Path) -> bytes:
+    """The whole file behind `fd` (open for append, so read by offset), bounded like
+    `read_bytes`: it is held in memory for the rewrite."""
+    chunks: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        offset += len(chunk)
+        if offset > MAX_FILE_BYTES:
+            raise _too_big(path, os.fstat(fd).st_size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def rewrite(path: Path, lines: Iterable[Line]) -> None:
@@ -143,6 +178,8 @@ def rewrite(path: Path, lines: Iterable[Line]) -> None:
 
 
 def write_atomic(path: Path, payload: bytes) -> None:
+    """Replace `path` with `payload` by rename: a link (hard or symbolic) at `path` is replaced,
+    never written through. The temp file is named as `is_temp_of` knows it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -175,3 +212,34 @@ def _write_all(fd: int, payload: bytes, path: Path) -> None:
                 "as it was. Free some space and try again."
             ) from None
         raise
+
+
+def is_temp_of(name: str, target: str) -> bool:
+    """Whether `name` is exactly the shape of a temp file `write_atomic` makes for a file named
+    `target` (`.<target>.<pid>.<8 hex>.tmp`); a sweep removes nothing else."""
+    return re.fullmatch(rf"\.{re.escape(target)}\.[0-9]+\.[0-9a-f]{{8}}\.tmp", name) is not None
+
+
+def remove_stale_temps(folder: Path, targets: Iterable[str], older_than: float) -> list[str]:
+    """Remove the temp files of `targets` that a crashed rewrite left in `folder`: plain files
+    of our exact temp-name shape, last written more than `older_than` seconds ago (a younger
+    one may be a concurrent writer's, about to be renamed). Links, folders and every other
+    name are left alone; a file that cannot be removed is skipped. The names removed."""
+    names = tuple(targets)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    now = time.time()
+    removed: list[str] = []
+    for entry in entries:
+        if not any(is_temp_of(entry.name, target) for target in names):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove: never fatal to the write
+    return removed

@@ -4,11 +4,15 @@ Everything that changes a conversation on disk goes through here. Guarantees:
 - Ids are folder names checked against the id grammar before any path is built, and a folder
   or file that is a link leading out of the threads folder is never followed (403).
 - Writes to one thread are serialized across threads and processes (a lock per thread plus
-  flock on its folder). A new message is an append of whole lines; an edit or delete rewrites
-  messages.jsonl atomically, keeping every other line byte for byte (unparseable ones too).
+  flock on its folder). A new message is an append of whole lines (a rewrite when the file has
+  other hard links); an edit or delete rewrites messages.jsonl atomically, keeping every other
+  line byte for byte (unparseable ones too).
+- A message's id never changes: one stored without an id shows an id derived from its line,
+  and an edit writes that id into the line it changes.
 - A new or imported thread is written in a hidden staging folder and renamed into place, and a
   deleted one is renamed aside first: a crash never leaves half a thread that looks whole.
-- Nothing deletes a file but DELETE of that thread (its folder) or of messages (their lines).
+- Nothing deletes a file but DELETE of that thread (its folder) or of messages (their lines),
+  and a write's sweep of the temp files a crashed rewrite left (`jsonl.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from hearth.models.links import is_inside
 from hearth.threads import jsonl
 from hearth.threads.ids import new_thread_id, validate_message_id, validate_thread_id
 from hearth.threads.jsonl import Line
-from hearth.threads.views import message_id
+from hearth.threads.views import message_id, stored_id
 
 log = logging.getLogger("hearth.threads")
 
@@ -42,6 +46,8 @@ MESSAGES = "messages.jsonl"
 _STAGING = ".new-"
 _TRASH = ".deleting-"
 _STALE_STAGING_S = 3600.0
+#: A rewrite's temp file older than this is a crash's leftover, never a live writer's.
+_STALE_TEMP_S = 600.0
 
 #: A message as the store hands it out: its id (stored or derived) and its stored object.
 Message = tuple[str, dict[str, Any]]
@@ -213,7 +219,9 @@ class ThreadStore:
                 raise thread_not_found(thread_id) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield self._existing(thread_id)  # it may have been deleted while we waited
+                folder = self._existing(thread_id)  # it may have been deleted while we waited
+                self._sweep_temps(folder)
+                yield folder
             finally:
                 os.close(fd)
 
@@ -291,6 +299,8 @@ class ThreadStore:
             lines = self.lines(thread_id)
             index = self._find(thread_id, lines, msg_id)
             data = dict(lines[index].data or {})
+            if stored_id(data) is None:  # derived from the line this edit changes: keep it
+                data = {"id": msg_id, **{k: v for k, v in data.items() if k != "id"}}
             change(data)
             lines[index] = Line(lines[index].number, jsonl.dumps(data), data)
             jsonl.rewrite(self._file(folder, MESSAGES), lines)
@@ -325,6 +335,13 @@ class ThreadStore:
                 param="message_id",
             )
         raise message_not_found(thread_id, msg_id)
+
+    def _sweep_temps(self, folder: Path) -> None:
+        """Before a write, under the thread's lock: the temp files of rewrites that crashed
+        (the cheapest place: one small folder listing, and only for a thread being written)."""
+        for name in jsonl.remove_stale_temps(folder, (MESSAGES, THREAD_JSON), _STALE_TEMP_S):
+            log.info("removed threads/%s/%s, left by a rewrite that did not finish",
+                     folder.name, name)  # fmt: skip
 
     def _sweep(self) -> None:
         """Remove what a crash left: staging folders of old creates, folders renamed aside."""

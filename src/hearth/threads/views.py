@@ -151,15 +151,22 @@ def message_text(raw: dict[str, Any]) -> str:
     return "\n".join(t for t in map(part_text, content_parts(raw.get("content"))) if t)
 
 
-def message_id(raw: dict[str, Any], line: bytes) -> str:
-    """The stored id as a string; a message stored without one gets an id derived from its
-    line, stable as long as the line is unchanged (so it can still be read and edited)."""
+def stored_id(raw: dict[str, Any]) -> str | None:
+    """The message's own id as a string (Jan's drafts stored numbers), None if it has none."""
     value = raw.get("id")
     if isinstance(value, str) and value:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return "line-" + hashlib.sha256(line).hexdigest()[:20]
+    return None
+
+
+def message_id(raw: dict[str, Any], line: bytes) -> str:
+    """The stored id; a message stored without one gets an id derived from its line, stable as
+    long as the line is unchanged (so it can still be read and edited; an edit, which changes
+    the line, stores this id in it: `ThreadStore.edit_message`)."""
+    value = stored_id(raw)
+    return value if value is not None else "line-" + hashlib.sha256(line).hexdigest()[:20]
 
 
 def message_view(raw: dict[str, Any], msg_id: str, thread_id: str) -> dict[str, Any]:

@@ -28,4 +28,4 @@ async def root(request: Request) -> Response:
     """200 "Ollama is running" for clients that probe liveness; the web page for browsers."""
     if wants_html(request.headers.get("accept", "")):
         return web_page(request)
-    return PlainTextResponse(LIVENESS_TEXT)
+    return PlainTextResponse(LIVENESS_TEXT, headers={"Vary": "Accept"})  # a browser gets HTML

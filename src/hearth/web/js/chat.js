@@ -9,7 +9,15 @@ import { markdownReady, messageElement, textOf, thinkingDots } from "./messages.
 import { STATUS_TEXT, capabilitiesOf, h, icon, toast } from "./ui.js";
 
 const MODEL_STORE = "hearth.model";
+const PAGE = 500; // messages drawn at once; older ones behind a "Show earlier messages" button
 const $ = (id) => document.getElementById(id);
+
+/** One page of a thread's messages, oldest first, ending at the newest (or before `before`). */
+async function messagePage(threadId, before = null) {
+  const after = before ? `&after=${enc(before)}` : "";
+  const list = await api(`/v1/threads/${enc(threadId)}/messages?order=desc&limit=${PAGE}${after}`);
+  return { messages: list.data.reverse(), earlier: list.has_more ? list.last_id : null };
+}
 
 export class Chat {
   constructor(store, sidebar) {
@@ -17,6 +25,7 @@ export class Chat {
     this.sidebar = sidebar;
     this.thread = null;
     this.messages = [];
+    this.earlier = null; // the oldest message drawn, when there are older ones
     this.draft = { instructions: null, parameters: {}, settings: {} };
     this.controller = null;
     this.images = [];
@@ -73,6 +82,7 @@ export class Chat {
     if (!threadId) {
       this.thread = null;
       this.messages = [];
+      this.earlier = null;
       this.draft = { instructions: null, parameters: {}, settings: {} };
       this.setTitle("New chat");
       await this.render();
@@ -80,12 +90,10 @@ export class Chat {
       return;
     }
     try {
-      const [thread, list] = await Promise.all([
-        api(`/v1/threads/${enc(threadId)}`),
-        api(`/v1/threads/${enc(threadId)}/messages?limit=1000`),
-      ]);
+      const [thread, page] = await Promise.all([api(`/v1/threads/${enc(threadId)}`), messagePage(threadId)]);
       this.thread = thread;
-      this.messages = list.data;
+      this.messages = page.messages;
+      this.earlier = page.earlier;
     } catch (error) {
       toast(`Could not open the conversation: ${error.message}`, { error: true });
       location.hash = "#/";
@@ -102,7 +110,7 @@ export class Chat {
     $("thread-export").disabled = !this.thread;
   }
 
-  async render() {
+  async render({ keepScroll = false } = {}) {
     if (this.messages.length) await markdownReady; // a new chat is drawn without Markdown
     const welcome = $("welcome");
     const last = this.messages.at(-1);
@@ -114,8 +122,36 @@ export class Chat {
         return el;
       });
     welcome.hidden = elements.length > 0;
-    this.list.replaceChildren(welcome, ...elements);
-    this.scrollToEnd(true);
+    const more = this.earlier && h("button.button.earlier", { type: "button", onclick: () => this.showEarlier() }, "Show earlier messages");
+    const fromBottom = this.list.scrollHeight - this.list.scrollTop;
+    this.list.replaceChildren(welcome, ...(more ? [more] : []), ...elements);
+    if (keepScroll) this.list.scrollTop = this.list.scrollHeight - fromBottom;
+    else this.scrollToEnd(true);
+  }
+
+  /** The page of messages before the oldest one drawn, above it, the view kept where it was. */
+  async showEarlier() {
+    const threadId = this.thread?.id;
+    try {
+      const page = await messagePage(threadId, this.earlier);
+      if (this.thread?.id !== threadId) return;
+      this.messages = [...page.messages, ...this.messages];
+      this.earlier = page.earlier;
+      await this.render({ keepScroll: true });
+    } catch (error) {
+      toast(`Could not load earlier messages: ${error.message}`, { error: true });
+    }
+  }
+
+  /** The newest page, after a run: kept after the older messages already drawn. */
+  mergeNewest(page) {
+    const start = this.messages.findIndex((m) => m.id === page.messages[0]?.id);
+    if (start < 0) {
+      this.messages = page.messages;
+      this.earlier = page.earlier;
+    } else {
+      this.messages = [...this.messages.slice(0, start), ...page.messages];
+    }
   }
 
   actions() {
@@ -316,9 +352,10 @@ export class Chat {
     if (this.thread?.id !== threadId) return;
     let saved = null;
     for (let tries = 0; tries < 10 && !saved; tries += 1) {
-      const list = await api(`/v1/threads/${enc(threadId)}/messages?limit=1000`).catch(() => null);
-      const found = list?.data.find((m) => m.id === messageId) ?? (messageId ? null : list?.data.at(-1));
-      if (list) this.messages = list.data;
+      const page = await messagePage(threadId).catch(() => null);
+      const list = page?.messages;
+      const found = list?.find((m) => m.id === messageId) ?? (messageId ? null : list?.at(-1));
+      if (page) this.mergeNewest(page);
       if (found && found.status !== "pending") saved = found;
       else await new Promise((r) => setTimeout(r, 150));
     }
