@@ -1,6 +1,8 @@
 """The web page in headless Chromium: load time, bytes on the wire, first token to paint.
 
 Run by hand:  .venv/bin/python bench/bench_page.py [--loads 20] [--answers 20]
+Compare:      .venv/bin/python bench/bench_page.py --loads 25 --against <other tree>/src
+              (cold loads of both pages, interleaved: e.g. `git worktree add /tmp/old HEAD~1`)
 
 Hearth (the real app, SmolLM2-135M Q4_1) runs in this process under uvicorn on loopback,
 wrapped in a tiny ASGI layer that notes the wall-clock time at which the first answer chunk of a
@@ -37,9 +39,12 @@ Goals (issue 12): load < 300 ms, < 500 KB compressed, first token painted p50 < 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -235,18 +240,82 @@ def report(name: str, values: list[float], unit: str = "ms") -> None:
     )
 
 
+def a_home(folder: Path) -> Path:
+    home = folder / "home"
+    (home / "models").mkdir(parents=True)
+    add_smol(home, "smol", model_parameters={"max_tokens": 8})
+    return home
+
+
+def serve_only(folder: Path) -> None:
+    """`--serve-only`: Hearth (whichever `hearth` PYTHONPATH finds) on a free port, its URL on
+    stdout, until killed: the other side of `--against`."""
+    _server, thread, url = serve(a_home(folder))
+    print(url, flush=True)
+    thread.join()
+
+
+def compare(browser: Any, url: str, other: str, loads: int) -> None:
+    """Cold loads of this tree's page and another's, interleaved (alternating which goes
+    first), so both see the same machine: the paired difference is the figure to trust."""
+    context = browser.new_context()
+    anchor = context.new_cdp_session(context.new_page())
+    ways = {
+        "new tab": lambda u: tab_load(context, anchor, u + "/"),
+        "window": lambda u: window_load(browser, u + "/"),
+    }
+    for name, load in ways.items():
+        load(url), load(other)  # each server's files read and compressed once
+        this, that = [], []
+        for i in range(loads):
+            for side, times in ((url, this), (other, that))[:: 1 if i % 2 else -1]:
+                times.append(load(side))
+        deltas = [a - b for a, b in zip(this, that, strict=True)]
+        report(f"cold, {name}: this tree", this)
+        report(f"cold, {name}: --against", that)
+        faster = sum(d < 0 for d in deltas)
+        print(
+            f"{'  paired, this minus --against':36s} median {statistics.median(deltas):+7.1f} ms"
+            f"   (this faster in {faster} of {loads})"
+        )
+    context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--answers", type=int, default=20)
+    parser.add_argument(
+        "--against", metavar="SRC", help="also serve the page of another source tree (its "
+        "src/ folder, e.g. a git worktree of an older commit) and compare cold loads, paired"
+    )  # fmt: skip
+    parser.add_argument("--serve-only", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_only:
+        serve_only(Path(args.serve_only))
+        return
     from playwright.sync_api import sync_playwright
 
+    if args.against:  # both pages served by processes of their own, alike
+        with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+            urls = []
+            for side, path in (("this", None), ("other", args.against)):
+                env = {**os.environ, **({"PYTHONPATH": path} if path else {})}
+                command = [sys.executable, __file__, "--serve-only", f"{tmp}/{side}"]
+                process = stack.enter_context(
+                    subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+                )
+                stack.callback(process.terminate)
+                assert process.stdout is not None
+                urls.append(process.stdout.readline().strip())
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+                compare(browser, urls[0], urls[1], args.loads)
+                browser.close()
+        return
+
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "home"
-        (home / "models").mkdir(parents=True)
-        add_smol(home, "smol", model_parameters={"max_tokens": 8})
-        server, thread, url = serve(home)
+        server, thread, url = serve(a_home(Path(tmp)))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
             context = browser.new_context()  # the running browser's tabs
