@@ -19,7 +19,7 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
-from support.waiting import job_done
+from support.waiting import job_done, wait_for
 
 from hearth.config import load_settings
 from hearth.services import Services
@@ -340,8 +340,13 @@ def test_things_named_gguf_that_are_not_files_are_import_errors(home: Path) -> N
     os.symlink("/dev/null", models / "device.gguf")
     services = Services.create(load_settings(home=home, env={}))
     with ThreadedServer(services) as srv, srv.http() as http:
-        found = http.get("/v1/models/import/errors").json()["data"]
-        errors = {Path(e["path"]).name: e["error"] for e in found}
+
+        def all_four() -> dict[str, str] | None:  # the first scan runs beside the server
+            found = http.get("/v1/models/import/errors").json()["data"]
+            errors = {Path(e["path"]).name: e["error"] for e in found}
+            return errors if len(errors) == 4 else None
+
+        errors = wait_for(all_four, 15, "the four import errors")
         assert http.get("/health").status_code == 200  # the FIFO never blocked the watcher
     assert "named pipe (FIFO)" in errors["pipe.gguf"]
     assert "is a folder" in errors["folder.gguf"]

@@ -128,6 +128,24 @@ def test_the_growing_answer_is_saved_beside_the_stream_not_in_it(
     assert last(threads, tid)["content"][0]["text"]["value"] == "Hello"
 
 
+def test_a_late_partial_save_never_undoes_the_final_one(tmp_path: Path) -> None:
+    """A partial save whose task was cancelled (shutdown) may still run in its worker thread
+    after the final save: it must not turn `ready` back into `pending`."""
+    upstream = FakeUpstream([*HELLO, b"data: [DONE]\n\n"])
+    threads = service(tmp_path, upstream)
+    tid = thread(threads)
+
+    async def go() -> None:
+        run = await threads.start_run(tid, {})
+        await drain(run)
+        run.answer.feed(HELLO[0])  # more text, as if the late save held a different answer
+        await run._save(final=False)
+
+    asyncio.run(go())
+    message = last(threads, tid)
+    assert message["status"] == "ready" and message["content"][0]["text"]["value"] == "Hello"
+
+
 def test_an_engine_error_mid_stream_marks_the_message(tmp_path: Path) -> None:
     threads = service(tmp_path, FakeUpstream([HELLO[0], ERROR]))
     tid = thread(threads)

@@ -349,8 +349,10 @@ def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_on_dema
     assert page.evaluate(shown) == 500
     assert f"Line number {count - 1}" in page.inner_text("#messages")  # the newest is drawn
     assert "Line number 0\n" not in page.inner_text("#messages") + "\n"
-    page.click("#messages .earlier")
+    page.dblclick("#messages .earlier")  # two clicks, one page of earlier messages
     page.wait_for_function(f"() => {shown} === 1000")
+    page.wait_for_timeout(300)
+    assert page.evaluate(shown) == 1000
     page.click("#messages .earlier")
     page.wait_for_function(f"() => {shown} === {count}")
     assert not page.query_selector("#messages .earlier")  # nothing older left
@@ -569,6 +571,23 @@ def test_the_first_requests_and_the_saved_theme_do_not_wait_for_the_modules(
         "/v1/models": "Bearer kept-key",
         "/v1/threads?limit=100": "Bearer kept-key",
     }
+    context.close()
+
+
+def test_a_page_left_open_across_an_upgrade_says_to_reload(
+    browser: Any, srv: ThreadedServer
+) -> None:
+    """Chunks loaded on demand have content-hashed names: after an upgrade an open page asks
+    for one that is gone. It says so instead of failing silently."""
+    context = browser.new_context()
+    page = Page(context.new_page(), srv.url).open()
+    page.route("**/static/web/bundle/models-*", lambda route: route.fulfill(status=404))
+    page.click("#models-link")
+    toast = page.wait_for_selector(".toast.error")
+    assert "Reload the page" in toast.inner_text()
+    page.unroute("**/static/web/bundle/models-*")
+    page.click("a[href='#/']")
+    page.wait_for_selector("#chat-view:not([hidden])")
     context.close()
 
 

@@ -122,21 +122,37 @@ def test_every_file_is_shipped_and_names_no_other_host() -> None:
 
 
 def test_the_bundle_was_built_from_the_sources_as_they_are() -> None:
-    """bundle/ is committed output of web-dev/build.sh; its SOURCES.sha256 is the digest of
-    every input (`sha256sum js/*.js vendor/*.js`, sorted by path, hashed again)."""
-    inputs = sorted([*WEB.glob("js/*.js"), *WEB.glob("vendor/*.js")], key=lambda p: p.name)
-    lines = sorted(
-        (p.relative_to(WEB).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in inputs
-    )
+    """bundle/ is committed output of web-dev/build.sh. Its SOURCES.sha256 is the digest of
+    every input (`sha256sum` of the modules, the vendored files, the build script and the npm
+    lock, by path from the repository root, sorted, hashed again); FILES.sha256 lists every
+    file built. A source changed without a rebuild, or a built file left out of a commit or
+    edited by hand, fails here rather than in a browser."""
+    root = WEB.parent.parent.parent
+    inputs = [
+        *WEB.glob("js/*.js"),
+        *WEB.glob("vendor/*.js"),
+        root / "web-dev" / "build.sh",
+        root / "web-dev" / "package-lock.json",
+    ]
+    lines = sorted((p.relative_to(root).as_posix(), sha256_of(p)) for p in inputs)
     digest = hashlib.sha256("".join(f"{h}  {p}\n" for p, h in lines).encode()).hexdigest()
-    recorded = (WEB / "bundle" / "SOURCES.sha256").read_text().strip()
-    assert digest == recorded, (
-        "src/hearth/web/js or vendor changed since the page was bundled: run web-dev/build.sh "
-        "(Node, development time only) and commit src/hearth/web/bundle/"
+    rebuild = "run web-dev/build.sh (Node, development time only) and commit all of bundle/"
+    assert digest == (WEB / "bundle" / "SOURCES.sha256").read_text().strip(), (
+        f"src/hearth/web/js, vendor or the build changed since the page was bundled: {rebuild}"
     )
-    early = (WEB / "js" / "early.js").read_bytes()
-    assert (WEB / "bundle" / "early.js").read_bytes() == early
+    manifest = (WEB / "bundle" / "FILES.sha256").read_text().splitlines()
+    listed = {name: digest for digest, name in (line.split("  ", 1) for line in manifest)}
+    built = {p.name: sha256_of(p) for p in (WEB / "bundle").glob("*.js")}
+    assert built == listed, f"bundle/ is not what web-dev/build.sh wrote: {rebuild}"
+    for name in built:  # every chunk a file imports is there
+        text = (WEB / "bundle" / name).read_text()
+        for imported in re.findall(r"""["']\./([\w.-]+\.js)["']""", text):
+            assert imported in built, f"bundle/{name} imports {imported}, which is missing"
+    assert (WEB / "bundle" / "early.js").read_bytes() == (WEB / "js" / "early.js").read_bytes()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_vendored_files_match_the_pinned_versions() -> None:

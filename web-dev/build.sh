@@ -6,8 +6,9 @@
 # request instead of a dozen, which shortens a cold load. Dynamic imports stay separate chunks
 # (Markdown, highlight.js, the Models view). Chunk names carry a hash of their content, so the
 # server lets browsers cache them for a year. Installing or running Hearth needs no Node: the
-# output is committed, with SOURCES.sha256, the digest of every input; a test recomputes it and
-# fails when a source changed without a rebuild. Run after editing anything under js/:
+# output is committed, with SOURCES.sha256 (the digest of every input) and FILES.sha256 (every
+# output file); a test recomputes both and fails when a source changed without a rebuild or a
+# built file is missing, extra or edited. Run after editing anything under js/:
 #     cd web-dev && ./build.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +23,9 @@ node_modules/.bin/esbuild "$web/js/main.js" --bundle --splitting --format=esm --
   --outdir="$out" --entry-names='[name]' --chunk-names='[name]-[hash]'
 # early.js is a classic script of its own, run before the modules: copied as it is
 cp "$web/js/early.js" "$out/early.js"
-# the digest the test recomputes: "<sha256>  <path>" per input, sorted by path, hashed
-(cd "$web" && sha256sum js/*.js vendor/*.js | LC_ALL=C sort -k2 | sha256sum | cut -d' ' -f1) \
-  > "$out/SOURCES.sha256"
+# what the test recomputes: the digest of every input ("<sha256>  <path from the repository
+# root>" per file, sorted by path, hashed), and every output file with its own sha256
+(cd .. && sha256sum src/hearth/web/js/*.js src/hearth/web/vendor/*.js web-dev/build.sh \
+  web-dev/package-lock.json | LC_ALL=C sort -k2 | sha256sum | cut -d' ' -f1) > "$out/SOURCES.sha256"
+(cd "$out" && sha256sum -- *.js | LC_ALL=C sort -k2) > "$out/FILES.sha256"
 ls -l "$out"

@@ -155,6 +155,8 @@ class Run:
                 change.update(error_code=answer.error_code, error=answer.error)
 
         def edit(raw: dict[str, Any]) -> None:
+            if not final and raw.get("status") != "pending":
+                return  # the final save is in: a late partial one (cancelled at shutdown) waits
             raw.update(change)
             if final:
                 metadata = raw.get("metadata")

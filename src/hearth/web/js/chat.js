@@ -26,6 +26,7 @@ export class Chat {
     this.thread = null;
     this.messages = [];
     this.earlier = null; // the oldest message drawn, when there are older ones
+    this.loadingEarlier = false;
     this.draft = { instructions: null, parameters: {}, settings: {} };
     this.controller = null;
     this.images = [];
@@ -129,17 +130,26 @@ export class Chat {
     else this.scrollToEnd(true);
   }
 
-  /** The page of messages before the oldest one drawn, above it, the view kept where it was. */
+  /**
+   * The page of messages before the oldest one drawn, above it, the view kept where it was.
+   * Not while an answer streams (its element is not in this.messages yet), and once per page.
+   */
   async showEarlier() {
     const threadId = this.thread?.id;
+    const before = this.earlier;
+    if (this.controller || this.loadingEarlier || !before) return;
+    this.loadingEarlier = true;
     try {
-      const page = await messagePage(threadId, this.earlier);
-      if (this.thread?.id !== threadId) return;
+      const page = await messagePage(threadId, before);
+      if (this.thread?.id !== threadId || this.earlier !== before || this.controller) return;
       this.messages = [...page.messages, ...this.messages];
       this.earlier = page.earlier;
       await this.render({ keepScroll: true });
     } catch (error) {
       toast(`Could not load earlier messages: ${error.message}`, { error: true });
+      if (error.status === 400 || error.status === 404) await this.open(threadId); // changed elsewhere
+    } finally {
+      this.loadingEarlier = false;
     }
   }
 
@@ -362,6 +372,7 @@ export class Chat {
     if (!saved) return await this.render();
     el.removeAttribute("aria-busy");
     if (view) view.finish(textOf(saved));
+    if (!el.isConnected) return await this.render(); // the list was redrawn meanwhile
     const fresh = messageElement(saved, this.actions());
     fresh.classList.add("last");
     el.replaceWith(fresh);
@@ -376,8 +387,9 @@ export class Chat {
     const content = [{ type: "text", text: { value: text, annotations: [] } }, ...parts];
     try {
       await api(`/v1/threads/${enc(threadId)}/messages/${enc(message.id)}`, { method: "PATCH", body: { content } });
-      const index = this.messages.findIndex((m) => m.id === message.id);
-      const next = this.messages[index + 1];
+      // the message after it, as the file has it (not as this page last drew it)
+      const after = await api(`/v1/threads/${enc(threadId)}/messages?after=${enc(message.id)}&limit=1`);
+      const next = after.data[0];
       if (next) {
         await api(`/v1/threads/${enc(threadId)}/messages/${enc(next.id)}?and_after=true`, { method: "DELETE" });
       }

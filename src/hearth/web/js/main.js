@@ -4,7 +4,7 @@ import { api, setKeyPrompt, storedKey } from "./api.js";
 import { Chat } from "./chat.js";
 import { markdownReady } from "./messages.js";
 import { Sidebar } from "./sidebar.js";
-import { applyIcons, icon } from "./ui.js";
+import { applyIcons, icon, loadPart } from "./ui.js";
 
 const THEME_STORE = "hearth.theme";
 const $ = (id) => document.getElementById(id);
@@ -32,8 +32,9 @@ function lazyModels() {
   return {
     async show() {
       if (!view) {
-        const { ModelsView } = await import("./models.js");
-        view = new ModelsView(store);
+        const loaded = await loadPart(() => import("./models.js")).catch(() => null);
+        if (!loaded) return; // loadPart has said why, and to reload
+        view = new loaded.ModelsView(store);
       }
       view.show();
     },

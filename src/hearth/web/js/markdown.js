@@ -7,7 +7,7 @@
 // anyway), and links open in a new tab without a referrer.
 
 import { DOMPurify, loadHighlight, marked } from "./vendor.js";
-import { copyText, h, icon } from "./ui.js";
+import { copyText, h, icon, loadPart } from "./ui.js";
 
 const PURIFY = {
   FORBID_TAGS: ["style", "img", "form", "input", "button", "textarea", "select", "option",
@@ -41,11 +41,14 @@ let highlighter = null;
 
 /** Load highlight.js once (main.js starts it when the page is idle after start-up). */
 export function loadHighlighter() {
-  highlighter ??= loadHighlight().then((loaded) => {
-    hljs = loaded;
-    hljs.configure({ ignoreUnescapedHTML: true });
-    return hljs;
-  });
+  highlighter ??= loadPart(loadHighlight).then(
+    (loaded) => {
+      hljs = loaded;
+      hljs.configure({ ignoreUnescapedHTML: true });
+      return hljs;
+    },
+    () => (highlighter = null), // code stays plain; a later call (after a reload) tries again
+  );
   return highlighter;
 }
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
@@ -82,7 +85,7 @@ function decorateCode(code, highlight) {
   block.append(pre);
   if (highlight && code.textContent.length < 100_000) {
     if (hljs) paint(code, lang, head);
-    else loadHighlighter().then(() => paint(code, lang, head));
+    else loadHighlighter().then((loaded) => loaded && paint(code, lang, head));
   }
 }
 

@@ -1,12 +1,13 @@
 // One message on the page: a user's bubble (text and images) or an answer (Markdown), with its
 // figures (tokens/s, time to first token) and actions (copy, edit and resend, regenerate).
 
-import { copyText, h, iconButton } from "./ui.js";
+import { copyText, h, iconButton, loadPart } from "./ui.js";
 
 let markdown = null;
 /** The Markdown modules (marked and DOMPurify, the page's largest) are evaluated while the
  * first API calls are on their way, not before them; render once this has resolved. */
-export const markdownReady = import("./markdown.js").then((module) => (markdown = module));
+export const markdownReady = loadPart(() => import("./markdown.js")).then((module) => (markdown = module));
+markdownReady.catch(() => {}); // loadPart has told the user; not an unhandled rejection too
 
 /** The text of a message's content parts (a plain string is also seen in Jan's files). */
 export function textOf(message) {

@@ -103,6 +103,21 @@ export function toast(message, { error = false, timeout = 5000 } = {}) {
   setTimeout(() => el.remove(), timeout);
 }
 
+/**
+ * A part of the page loaded when first needed (a chunk of the bundle). Chunk names carry a
+ * hash of their content, so a page left open while Hearth was upgraded asks for a file that is
+ * gone (or a stopped Hearth answers nothing): say so, with the fix, rather than fail silently.
+ */
+export function loadPart(load) {
+  return load().catch((error) => {
+    toast("Part of this page could not be loaded: Hearth was updated or stopped since the page was opened. Reload the page.", {
+      error: true,
+      timeout: 15000,
+    });
+    throw error;
+  });
+}
+
 /** A modal yes/no question; resolves true for yes. */
 export function confirmDialog(title, text, okLabel = "Delete") {
   const dialog = document.getElementById("confirm-dialog");
