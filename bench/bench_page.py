@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -55,21 +54,13 @@ from typing import Any
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.chromium import ARGS, CHROMIUM
 from support.engines import add_smol
 
 from hearth.config import load_settings
 from hearth.server.app import create_app
 from hearth.services import Services
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 FIRST_SENT: list[float] = []  # wall-clock seconds: first answer chunk handed to the server
 INTERACTIVE = "hearth:interactive"
 FLOOR_PATH = "/bench/empty"  # the floor: an empty page with one inline module, served here
@@ -309,7 +300,7 @@ def main() -> None:
                 assert process.stdout is not None
                 urls.append(process.stdout.readline().strip())
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 compare(browser, urls[0], urls[1], args.loads)
                 browser.close()
         return
@@ -317,7 +308,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server, thread, url = serve(a_home(Path(tmp)))
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             context = browser.new_context()  # the running browser's tabs
             anchor = context.new_cdp_session(context.new_page())
             tab, tab_floor, window, window_floor = [], [], [], []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.chromium import ARGS, CHROMIUM
 from support.engines import add_smol
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes
@@ -29,16 +29,6 @@ from support.waiting import wait_for
 from hearth.config import load_settings
 from hearth.services import Services
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 KEY = "k3y-0123456789abcdef"
 PULLED = gguf_bytes(name="Web Pulled", context_length=2048, n_tensors=4, tensor_shape=(256, 256))
 EVIL = (
