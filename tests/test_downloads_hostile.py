@@ -164,7 +164,8 @@ def test_two_downloads_that_only_fit_alone_are_refused_together(
     monkeypatch.setattr(common, "disk_free", lambda path: free)
     first, second = gguf_bytes(size, 2), gguf_bytes(size, 3)
     url1, url2 = server.add("/a.gguf", first), server.add("/b.gguf", second)
-    server.fault("/a.gguf", trickle=0.05, trickle_chunk=64 << 10)  # ~2 s: still running
+    # every request for it trickles (ranges too): ~2 s at least, still running when b asks
+    server.fault("/a.gguf", trickle=0.05, trickle_chunk=64 << 10, times=None)
 
     async def both() -> DownloadResult:
         started = asyncio.Event()

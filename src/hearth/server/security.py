@@ -22,7 +22,9 @@ Checked in this order, for every path (routes added later are covered without a 
   route reads it and refused as soon as it passes the cap.
 
 Refusals are Hearth errors (`hearth.errors`), written by the same writer as every other error
-(`hearth.server.errors.send_error`), so a client cannot tell the guard's from a route's.
+(`hearth.server.errors.send_error`), so a client cannot tell the guard's from a route's. Before
+one is written, what the client is already sending is read and dropped, within bounds
+(`_linger`), so that closing the connection does not reset it under the refusal.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hearth.config import LOOPBACK_HOSTS, Settings
@@ -64,6 +67,8 @@ INFERENCE_PREFIXES = (  # and conversations: their messages carry pasted images 
     "/api/embed",
 )
 MANAGEMENT_MAX_BODY = 1024 * 1024
+_LINGER_BYTES = 8 * 1024 * 1024  # read at most this much of a refused body before closing
+_LINGER_IDLE_S = 0.2  # and stop once the client has sent nothing for this long
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CROSS_SITE = frozenset({"cross-site", "same-site"})
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -134,6 +139,7 @@ class GuardMiddleware:
         try:
             limit = self._check(scope, headers)
         except HearthError as refused:
+            await _linger(receive)
             await send_error(send, refused, scope["path"])
             return
         body = _LimitedBody(receive, send, limit, scope["path"])
@@ -141,6 +147,7 @@ class GuardMiddleware:
             await self.app(scope, body.receive, body.send)
         except RequestTooLarge as exc:  # raised by body.receive and not turned into a response
             if not body.started:
+                await _linger(receive)
                 await send_error(send, exc, scope["path"])
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> int:
@@ -270,6 +277,23 @@ class _LimitedBody:
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
         await self._send(message)
+
+
+async def _linger(receive: Receive) -> None:
+    """Read and drop what the client is already sending before a refusal is written, within
+    bounds (_LINGER_BYTES, and _LINGER_IDLE_S without a byte). The connection is closed after a
+    refusal; closed with unread bytes, the kernel answers them with a reset, and a reset can
+    destroy the refusal in the client's buffer before it reads it ("connection reset" instead
+    of a 413 that says what to fix). The body is never parsed or kept."""
+    drained = 0
+    while drained <= _LINGER_BYTES:
+        with anyio.move_on_after(_LINGER_IDLE_S) as idle:
+            message = await receive()
+        if idle.cancelled_caught or message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _too_large(limit: int, path: str) -> RequestTooLarge:
