@@ -165,7 +165,7 @@ class GuardMiddleware:
         if not authenticated and not _is_open(scope, headers):
             raise Unauthorized(
                 "Missing or wrong API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: "
-                "<key>') with the key set by --api-key or HEARTH_API_KEY."
+                "<key>') with the key set by HEARTH_API_KEY, --api-key-file or --api-key."
             )
         return self._check_body(scope["method"], path, headers)
 

@@ -45,8 +45,8 @@ def check_bind_policy(settings: Settings) -> None:
     if not settings.api_key and not settings.insecure:
         raise ServeError(
             f"Refusing to serve on {settings.host} without an API key: anyone on your network "
-            "could use your models. Set --api-key (or HEARTH_API_KEY), or pass --insecure if "
-            "you really mean it."
+            "could use your models. Set HEARTH_API_KEY (or --api-key-file PATH), or pass "
+            "--insecure if you really mean it."
         )
     if settings.api_key and len(settings.api_key) < MIN_NETWORK_KEY_LENGTH:
         raise ServeError(
