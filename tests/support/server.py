@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from hearth.server.app import create_app
+from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
 
 
@@ -40,7 +41,9 @@ class ThreadedServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self.app, http=TargetKeepingProtocol, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 

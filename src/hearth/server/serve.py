@@ -19,6 +19,7 @@ from hearth.config import Settings
 from hearth.errors import ServeError
 from hearth.instance import HomeInstance
 from hearth.server.app import Hook, create_app
+from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
 
 log = logging.getLogger("hearth")
@@ -97,6 +98,7 @@ def serve(
     app = create_app(services, on_start=on_start, on_stop=on_stop)
     config = uvicorn.Config(
         app,
+        http=TargetKeepingProtocol,  # the guard sees an absolute-form target's host
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=5,
