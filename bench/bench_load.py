@@ -2,7 +2,7 @@
 
 Run by hand:  .venv/bin/python bench/bench_load.py [--repeats 7]
 
-- bare: the engine command Hearth would run (`python -m hearth.engines.worker` with the same
+- bare: the engine command Hearth would run (`python -s -P -m hearth.engines.worker` with the same
   llama-server flags, from `params.build_server_args`), spawned directly; spawn -> GET /health
   200, polled every 5 ms.
 - start: POST /v1/models/{id}/start on a running `hearth serve` (plan, spawn, wait for health,
@@ -32,6 +32,7 @@ from support.server import HearthProcess, free_port
 
 from hearth.engines.params import build_server_args, merge_engine_params
 from hearth.engines.plan import DEFAULT_ENGINE_JSON
+from hearth.pychild import python_command
 
 PARAMS = {"ctx_len": 2048, "cpu_threads": 2}
 
@@ -42,7 +43,7 @@ def bare_load(model: Path, tmp: Path) -> float:
     args = build_server_args(params, model_path=model, port=port, alias="smol", template_dir=tmp)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hearth.engines.worker", *args],
+        [*python_command("hearth.engines.worker", "hearth", "xllamacpp"), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from importlib import resources
 
 import pytest
 from support.ollama_registry import HubModel, HubSearch
+from support.server import free_port
+from support.silent_server import SilentServer
 
 from hearth.downloads.search import search_hub, search_library
 from hearth.errors import DownloadFailed
@@ -70,7 +75,6 @@ def test_search_hub_takes_an_explicit_endpoint_and_caps_the_limit() -> None:
 
 
 def test_a_hub_that_answers_an_error_is_a_clear_error() -> None:
-    # (a closed port would only fail after huggingface_hub's own retries, ~25 s)
     with HubSearch(MODELS) as hub, pytest.raises(DownloadFailed) as caught:
         search_hub("llama", endpoint=f"{hub.base}/not-a-hub")
     message = caught.value.message
@@ -104,3 +108,42 @@ def test_the_catalog_is_shipped_and_every_entry_is_pullable() -> None:
         for size in row["sizes"]:
             assert parse_ollama_ref(f"{row['name']}:{size}") is not None, (row, size)
         assert row["description"] and "\n" not in row["description"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("http://127.0.0.1:{port}", "the connection was refused"),
+        ("http://nonexistent.invalid", "the name 'nonexistent.invalid' does not resolve"),
+    ],
+)
+def test_an_unreachable_hub_is_one_clear_line_at_once(endpoint: str, reason: str) -> None:
+    """No retries: huggingface_hub's client printed five 'Retrying in 8s' pairs over ~25 s."""
+    url = endpoint.format(port=free_port())  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "hearth", "search", "qwen"],
+        capture_output=True, text=True, timeout=20, env={**os.environ, "HF_ENDPOINT": url},
+    )  # fmt: skip
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"Error: Could not search the Hugging Face Hub at {url}: {reason}")
+    assert "HF_ENDPOINT" in lines[0] and "Retry" not in lines[0]
+
+
+def _answering(body: bytes) -> SilentServer:
+    """A Hub that answers every request 200 with `body`."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    return SilentServer(reply=head.encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def test_a_hub_that_answers_nonsense_is_a_clear_error() -> None:
+    for body in (b"[" * 100_000 + b"]" * 100_000, b"not json", b'{"id": "x"}'):
+        with _answering(body) as hub, pytest.raises(DownloadFailed) as caught:
+            search_hub("llama", endpoint=hub.base)
+        assert caught.value.message.endswith("not a list of models. Check HF_ENDPOINT.")
+    odd = [{"id": 5}, "x", {"id": "a/b", "downloads": True, "siblings": 3}]
+    with _answering(json.dumps(odd).encode()) as hub:
+        assert search_hub("llama", endpoint=hub.base) == [
+            {"id": "a/b", "downloads": None, "likes": None, "quantizations": [], "vision": False,
+             "source": "a/b"},
+        ]  # fmt: skip

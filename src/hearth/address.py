@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hearth.errors import InvalidRequest
+from hearth.keyfile import merge_key_layers
 
 DEFAULT_HOME = "~/hearth"
 SETTINGS_FILE = "settings.json"
@@ -50,6 +51,16 @@ def read_settings_file(home: Path) -> dict[str, Any]:
     return data
 
 
+def settings_file_layer(home: Path) -> dict[str, Any]:
+    """settings.json as a settings layer: a relative `api_key_file` there names a file in the
+    home (where the file itself lives), not in whatever folder a command runs from."""
+    data = read_settings_file(home)
+    path = data.get("api_key_file")
+    if isinstance(path, str) and path and not Path(path).expanduser().is_absolute():
+        data["api_key_file"] = str(home / path)
+    return data
+
+
 def base_url(host: str, port: int) -> str:
     """The URL a client on this machine reaches a server bound to host:port at."""
     host = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
@@ -78,11 +89,11 @@ def server_address(
     """host, port and api_key by the settings' precedence; odd values go to the full loader."""
     env = os.environ if env is None else env
     resolved = resolve_home(home, env)
-    merged = {k: v for k, v in read_settings_file(resolved).items() if k in _FIELDS}
-    for name in _FIELDS:
-        value = env.get(f"HEARTH_{name.upper()}")
-        if value:
-            merged[name] = value
+    from_file = settings_file_layer(resolved)
+    from_env = {n: env[f"HEARTH_{n.upper()}"] for n in _FIELDS if env.get(f"HEARTH_{n.upper()}")}
+    merged = {k: v for k, v in {**from_file, **from_env}.items() if k in ("host", "port")}
+    layers = [(str(resolved / SETTINGS_FILE), from_file), ("the HEARTH_* environment", from_env)]
+    merged.update(merge_key_layers(layers))  # a key file is read (and checked) here
     plain = _plain(merged)
     if plain is None:  # let pydantic say precisely what is wrong (or coerce what is fine)
         from hearth.config import load_settings
@@ -92,7 +103,7 @@ def server_address(
     return ServerAddress(resolved, **plain)
 
 
-_FIELDS = ("host", "port", "api_key")
+_FIELDS = ("host", "port", "api_key", "api_key_file")
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,9 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hearth.address import SETTINGS_FILE, base_url, read_settings_file, resolve_home
+from hearth.address import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
 from hearth.errors import InvalidRequest
 from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive
+from hearth.keyfile import KEY_FIELDS, merge_key_layers
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -38,6 +39,11 @@ class Settings(BaseModel):
         None,
         description="If set, every route but /health and /docs needs 'Authorization: Bearer "
         "<key>' (or 'x-api-key: <key>'). At least 16 characters when serving beyond loopback.",
+    )
+    api_key_file: Path | None = Field(
+        None,
+        description="A file holding the API key (instead of api_key): a regular file only you "
+        "can access (chmod 600), one line. Relative in settings.json: to the home.",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API (exact)."
@@ -145,10 +151,15 @@ def load_settings(
     """Build the effective settings: defaults < settings.json < HEARTH_* env < flags."""
     env = os.environ if env is None else env
     resolved_home = resolve_home(home, env)
+    layers = [
+        (str(resolved_home / SETTINGS_FILE), settings_file_layer(resolved_home)),
+        ("the HEARTH_* environment", _env_layer(env)),
+        ("the command line", {k: v for k, v in (flags or {}).items() if v is not None}),
+    ]
     merged: dict[str, Any] = {}
-    merged.update(read_settings_file(resolved_home))
-    merged.update(_env_layer(env))
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    for _, layer in layers:
+        merged.update({k: v for k, v in layer.items() if k not in KEY_FIELDS})
+    merged.update(merge_key_layers(layers))  # the key: from one source, a key file read here
     try:
         return Settings(home=resolved_home, **merged)
     except ValidationError as exc:

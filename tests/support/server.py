@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from hearth.server.app import create_app
+from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
 
 
@@ -40,7 +41,9 @@ class ThreadedServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self.app, http=TargetKeepingProtocol, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 
@@ -69,15 +72,23 @@ class ThreadedServer:
 
 class HearthProcess:
     def __init__(
-        self, home: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        home: Path,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        launcher: list[str] | None = None,
     ) -> None:
+        """`cwd`: the folder `hearth serve` starts in; `launcher`: what runs it (default
+        `python -m hearth`; the `hearth` console script puts no folder of the user's on
+        sys.path)."""
         self.home = home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cwd = cwd
         self.args = [
-            sys.executable,
-            "-m",
-            "hearth",
+            *(launcher or [sys.executable, "-m", "hearth"]),
             "--home",
             str(home),
             "serve",
@@ -91,7 +102,12 @@ class HearthProcess:
 
     def start(self, wait: bool = True, timeout: float = 60) -> HearthProcess:
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if wait:
             self.wait_healthy(timeout)

@@ -22,12 +22,21 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         api_key=args.api_key,
+        api_key_file=args.api_key_file,
         cors_origins=args.cors_origin,
         insecure=args.insecure,
         log_level=args.log_level,
         starter=args.starter,
     )
     setup_logging(settings.log_level)
+    if args.api_key:
+        import logging
+
+        logging.getLogger("hearth").warning(
+            "The key given with --api-key is on the command line, where every user of this "
+            "computer can read it (ps, /proc). Set HEARTH_API_KEY instead, or put the key in a "
+            "file only you can read (chmod 600) and pass --api-key-file PATH."
+        )
     from hearth.cli.render import err_console, starter_bar
 
     run_server(settings, starter_display=starter_bar if err_console.is_terminal else None)
@@ -37,7 +46,15 @@ def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     parser = command(sub, "serve", serve, parents=[common])
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 1337)")
-    parser.add_argument("--api-key", help="require this bearer key on /v1")
+    parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="require the bearer key held in this file (chmod 600); or set HEARTH_API_KEY",
+    )
+    parser.add_argument(
+        "--api-key",
+        help="require this bearer key (other users see it in ps: prefer the file or the env)",
+    )
     parser.add_argument(
         "--cors-origin", action="append", help="allowed browser origin (repeatable)"
     )

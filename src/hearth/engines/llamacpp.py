@@ -2,7 +2,8 @@
 
 Both take the same flags (`params.build_server_args`), so one kind serves both: `binary` in the
 user's engines/llama-cpp/engine.json picks a llama-server, otherwise Hearth runs
-`python -m hearth.engines.worker` (llama.cpp's server from the xllamacpp wheel). The generic
+`python -s -P -m hearth.engines.worker` (llama.cpp's server from the xllamacpp wheel; isolated
+from the folder Hearth was started in, see `hearth.pychild`). The generic
 supervision (ports, readiness, death, process groups) is `engines/process.py`; this module says
 what to run, which parameters it takes, and how much memory a model needs.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +32,7 @@ from hearth.engines import params as P
 from hearth.engines.registry import EngineKind, Launch, LaunchSpec, Unknown, register
 from hearth.engines.worker import KEY_ENV
 from hearth.errors import EngineError, InvalidParameter
+from hearth.pychild import python_command
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class LlamaCppKind(EngineKind):
         )
         check_launch_args(args)
         if not binary:  # the worker watches its parent itself
-            program = [sys.executable, "-m", "hearth.engines.worker"]
+            program = python_command("hearth.engines.worker", "hearth", "xllamacpp")
             return Launch([*program, *args], {KEY_ENV: key}, die_with_parent=False)
         env = {"LLAMA_API_KEY": key, "LLAMA_ARG_UI": "0", "LLAMA_ARG_WEBUI": "0"}
         env |= {"LLAMA_ARG_NO_WEBUI": "1", "LLAMA_ARG_CORS_CREDENTIALS": "0"}
@@ -283,7 +284,7 @@ def user_binary(binary: str) -> str:
             "Point it at your llama-server, or remove it to use Hearth's built-in engine.",
             param="binary",
         )
-    return str(path)
+    return str(path.absolute())  # engines start in a private folder, not Hearth's own
 
 
 def mmproj_path(spec: LaunchSpec) -> Path:

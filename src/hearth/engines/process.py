@@ -1,7 +1,8 @@
 """One supervised engine child process, whatever its kind: start, readiness, death, stop.
 
 The kind (engines/registry.py) says what to run; this class runs it the same way for all:
-pick a free port on 127.0.0.1, start the child in its own session, copy its stdout+stderr
+pick a free port on 127.0.0.1, start the child in its own session and in a private temporary
+folder (never the directory Hearth was started from: see `hearth.pychild`), copy its stdout+stderr
 into a 16 KB ring (and a log file if given), and poll the kind's health route until 200.
 While waiting it tells apart
 
@@ -46,6 +47,7 @@ from hearth.engines.orphans import forget_engine, record_engine
 from hearth.engines.registry import EngineKind, LaunchSpec
 from hearth.engines.worker import KEY_ENV, PARENT_ENV, is_loopback
 from hearth.errors import EngineError
+from hearth.pychild import child_env
 
 if TYPE_CHECKING:
     import httpx  # imported where used: validating a model.json loads this module's kind
@@ -241,6 +243,7 @@ class EngineProcess:
             self.spec, host=self.host, port=self.port, key=key, workdir=self._tmp
         )
         env = {**self.kind.child_env(self._base_env()), **launch.env, PARENT_ENV: str(os.getpid())}
+        env = child_env(env)  # PYTHONPATH means in the private folder what it meant here
         self.command = redact_args(launch.argv)
         self._note(f"starting: {shlex.join(self.command)}")
         self.started_at = time.time()
@@ -250,6 +253,7 @@ class EngineProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
+            cwd=self._tmp,  # never the folder Hearth was started in: nothing of a stranger's
             start_new_session=True,  # a terminal's Ctrl-C reaches Hearth only; it stops us
             preexec_fn=_pdeathsig_preexec() if launch.die_with_parent else None,
         )

@@ -181,7 +181,9 @@ class EngineKind:
 
     def launch(self, spec: LaunchSpec, *, host: str, port: int, key: str, workdir: str) -> Launch:
         """The command that serves `spec` on host:port and requires `key` on every route but
-        the health route. `workdir` is a private temporary folder for this spawn."""
+        the health route. `workdir` is a private temporary folder for this spawn, and the
+        process's working directory: relative paths in argv resolve there, not where Hearth
+        was started. A Python program is best started as `hearth.pychild.python_command`."""
         raise NotImplementedError(f"engine kind {self.name!r} cannot launch a process")
 
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:

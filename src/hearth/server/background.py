@@ -18,6 +18,7 @@ import uvicorn
 from hearth.errors import HearthError
 from hearth.instance import HomeInstance
 from hearth.server.app import create_app
+from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
 
 
@@ -52,7 +53,9 @@ class BackgroundServer:
             raise
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(services), log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            create_app(services), http=TargetKeepingProtocol, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

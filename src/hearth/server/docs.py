@@ -36,10 +36,15 @@ MODEL_ID_SCHEMA = {
 router = APIRouter(include_in_schema=False)
 
 
+#: Pages a browser renders may not be framed by another site (clickjacking the "Try it out"
+#: buttons); the API's JSON answers are not pages and go out unchanged.
+NO_FRAMES = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
 @router.get("/docs")
 async def docs() -> HTMLResponse:
     """Swagger UI, from /static only: no request leaves this machine."""
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Hearth API",
         swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
@@ -48,11 +53,15 @@ async def docs() -> HTMLResponse:
         oauth2_redirect_url="/docs/oauth2-redirect",
         swagger_ui_parameters={"validatorUrl": None},  # no spec sent to swagger.io
     )
+    page.headers.update(NO_FRAMES)
+    return page
 
 
 @router.get("/docs/oauth2-redirect")
 async def oauth2_redirect() -> HTMLResponse:
-    return get_swagger_ui_oauth2_redirect_html()
+    page = get_swagger_ui_oauth2_redirect_html()
+    page.headers.update(NO_FRAMES)
+    return page
 
 
 def install_docs(app: FastAPI, *, api_key: bool) -> None:

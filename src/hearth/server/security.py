@@ -5,7 +5,11 @@ Checked in this order, for every path (routes added later are covered without a 
 - Host: a web page on evil.example can make a browser send requests to 127.0.0.1 by pointing
   its own DNS name there (DNS rebinding). Such requests carry `Host: evil.example`, so only
   loopback names, the bound address and `allowed_hosts` are accepted, and the header must be a
-  well-formed `name[:port]` or `[ipv6][:port]` (`localhost:evil.com` is not).
+  well-formed `name[:port]` or `[ipv6][:port]` (`localhost:evil.com` is not). Exactly one
+  Host header, and an absolute-form target (`GET http://host/path`) must name the same host
+  as the header; otherwise 400 (which Host would count is then anyone's guess). uvicorn's
+  httptools protocol drops the target's host, so Hearth serves with `TargetKeepingProtocol`
+  (server/httpproto.py), which keeps it.
 - Cross-site: a page of another origin can send "simple" requests (a `text/plain` POST, an
   `<img>` GET) that need no CORS preflight. A request is refused when its `Origin` is neither
   Hearth's own nor in `cors_origins`, or when the browser labels it `Sec-Fetch-Site:
@@ -43,11 +47,13 @@ from hearth.errors import (
     CrossOriginRefused,
     HearthError,
     HostNotAllowed,
+    InvalidRequest,
     RequestTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
 from hearth.server.errors import send_error
+from hearth.server.httpproto import REQUEST_TARGET
 from hearth.server.web import is_page_request
 
 # Readable without the key: readiness and the API's own documentation (no model data).
@@ -154,6 +160,7 @@ class GuardMiddleware:
         """Raise the refusal for this request, or return the body cap that applies to it."""
         path: str = scope["path"]
         host = headers.get("host", "")
+        _check_one_host(scope, host)
         if not self._host_ok(host):
             raise HostNotAllowed(
                 f"Host '{host[:100]}' is not allowed. Hearth answers only to loopback names; add "
@@ -165,7 +172,7 @@ class GuardMiddleware:
         if not authenticated and not _is_open(scope, headers):
             raise Unauthorized(
                 "Missing or wrong API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: "
-                "<key>') with the key set by --api-key or HEARTH_API_KEY."
+                "<key>') with the key set by HEARTH_API_KEY, --api-key-file or --api-key."
             )
         return self._check_body(scope["method"], path, headers)
 
@@ -294,6 +301,46 @@ async def _linger(receive: Receive) -> None:
         drained += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
+
+
+def _check_one_host(scope: Scope, host: str) -> None:
+    """Refuse a request whose host is ambiguous (RFC 9112 section 3.2: a 400): two Host
+    headers (the dict the guard reads keeps the last one, a proxy or a route may read the
+    first), or an absolute-form target naming another host than the Host header (the target's
+    host is the one HTTP says to use, and the guard checks the Host header)."""
+    hosts = sum(1 for name, _ in scope["headers"] if name.lower() == b"host")
+    if hosts > 1:
+        raise InvalidRequest(
+            f"The request carries {hosts} Host headers; send exactly one, naming this server.",
+            code="invalid_host",
+        )
+    authority = _target_authority(scope)
+    if authority == "":
+        raise InvalidRequest(
+            "The request target is neither a path nor an http:// URL. Send the path alone "
+            "(like 'GET /v1/models') with a Host header naming this server.",
+            code="invalid_host",
+        )
+    if authority is not None and authority.lower() != host.lower():
+        raise InvalidRequest(
+            f"The request target names the host {authority[:100]!r}, but the Host header says "
+            f"{host[:100]!r}. Send the path alone (like 'GET /v1/models') with a Host header "
+            "naming this server.",
+            code="invalid_host",
+        )
+
+
+def _target_authority(scope: Scope) -> str | None:
+    """The host[:port] of an absolute-form request target (`http://host:port/path`), "" for a
+    target that is neither that nor a path, None for an ordinary target (a path, or `*`)."""
+    kept = scope.get("extensions", {}).get(REQUEST_TARGET)
+    target = kept["target"] if kept else scope.get("raw_path") or b""
+    if not target or target.startswith(b"/") or target == b"*":
+        return None
+    scheme, sep, rest = target.decode("latin-1").partition("://")
+    if not sep or not scheme.isascii() or not scheme.isalpha():
+        return ""
+    return rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
 
 
 def _too_large(limit: int, path: str) -> RequestTooLarge:

@@ -19,6 +19,7 @@ from hearth.config import Settings
 from hearth.errors import ServeError
 from hearth.instance import HomeInstance
 from hearth.server.app import Hook, create_app
+from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
 
 log = logging.getLogger("hearth")
@@ -45,8 +46,8 @@ def check_bind_policy(settings: Settings) -> None:
     if not settings.api_key and not settings.insecure:
         raise ServeError(
             f"Refusing to serve on {settings.host} without an API key: anyone on your network "
-            "could use your models. Set --api-key (or HEARTH_API_KEY), or pass --insecure if "
-            "you really mean it."
+            "could use your models. Set HEARTH_API_KEY (or --api-key-file PATH), or pass "
+            "--insecure if you really mean it."
         )
     if settings.api_key and len(settings.api_key) < MIN_NETWORK_KEY_LENGTH:
         raise ServeError(
@@ -97,6 +98,7 @@ def serve(
     app = create_app(services, on_start=on_start, on_stop=on_stop)
     config = uvicorn.Config(
         app,
+        http=TargetKeepingProtocol,  # the guard sees an absolute-form target's host
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=5,

@@ -9,7 +9,9 @@ served; a test checks that `bundle/` was built from the sources as they are.
 
 Every response carries a strict Content-Security-Policy: scripts, styles and requests only from
 this server, images also from `data:`/`blob:` URLs (attached pictures), no inline scripts, no
-frames. Model output is a stranger's data; even if a sanitiser failed, an injected script or a
+frames (and `X-Frame-Options: DENY`, which older browsers read instead of the CSP's
+`frame-ancestors`: no other site can frame the page to trick a click). Model output is a
+stranger's data; even if a sanitiser failed, an injected script or a
 beacon to another host would be refused by the browser.
 
 Files are read once and kept in memory with a gzip copy (the page is about 100 KB compressed;
@@ -67,6 +69,7 @@ _HASHED = re.compile(r"^bundle/.+-[A-Z0-9]{8}\.js$")  # esbuild's chunk names: c
 _YEAR = "public, max-age=31536000, immutable"
 _HEADERS = {
     "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",  # frame-ancestors 'none' for browsers that predate CSP 2
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
