@@ -125,9 +125,10 @@ class Pulls:
             if ollama is not None:
                 return await self._pull_ollama(ollama, model_id)
             raise InvalidRequest(
-                f"{shown_name(source)} is not a model id here, an http(s) URL, a Hugging Face reference "
-                "(OWNER/REPO[:QUANT]) or an Ollama name (NAME[:TAG], ollama.com/OWNER/NAME:TAG). "
-                "To add a file from this machine use `hearth models import`.",
+                f"{shown_name(source)} is not a model id here, an http(s) URL, a Hugging Face "
+                "reference (OWNER/REPO[:QUANT]) or an Ollama name (NAME[:TAG], "
+                "ollama.com/OWNER/NAME:TAG). To add a file from this machine use "
+                "`hearth models import`.",
                 param="source",
             )
         if kind == "hf":
