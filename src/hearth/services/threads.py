@@ -71,7 +71,7 @@ class ThreadService:
         self.check_model = check_model
         #: Ids of the answers this process's runs are writing: every other pending answer a
         #: Hearth run marked has lost its writer (see `hearth.threads.interrupted`).
-        self.live: set[str] = set()
+        self.live = interrupted.LIVE
         self.recovery: threading.Thread | None = None  # the start-up sweep, once started
 
     # ---- threads ---------------------------------------------------------------------------

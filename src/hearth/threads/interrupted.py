@@ -26,6 +26,9 @@ from hearth.threads.edits import now
 WRITER_KEY = "hearth_writer"
 #: This process. A token, not a pid: pids are reused, and a home may move between machines.
 WRITER = uuid.uuid4().hex
+#: Ids of the answers this process's runs are writing now (one set per process, as WRITER is:
+#: two services of one home in one process, as tests make, see each other's runs).
+LIVE: set[str] = set()
 CODE = "interrupted"
 MESSAGE = (
     "Hearth stopped (it was killed or crashed) before this answer was finished; the text it "
