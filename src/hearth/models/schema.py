@@ -14,6 +14,10 @@ Jan's published files (2023-2025) differ from the spec; `normalize` maps them:
     engine nitro/llama.cpp/llama_cpp/llamacpp/cortex.llamacpp -> llama-cpp
     version 1              -> "1"
     "ctx_len": "2048", "stream": "true"  -> 2048, True   (early files quoted everything)
+    "source_url": "", {"url": "", "filename": ""}  -> no source ("no file yet")
+    "engine": "openai" + its profile's own base_url  -> loads; the URL is ignored
+
+Every known number has a range (`hearth.models.limits`), checked here for files and edits alike.
 """
 
 from __future__ import annotations
