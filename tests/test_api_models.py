@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -146,6 +147,74 @@ def test_patch_merges_validates_and_keeps_unknown_fields(
         }
         assert http.patch("/v1/models/nope", json={}).json()["error"]["code"] == "model_not_found"
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "fragment"),
+    [
+        ({"engine_parameters": {"ctx_len": 10**30}}, "engine_parameters.ctx_len",
+         "from 1 to 16,777,216"),
+        ({"engine_parameters": {"n_parallel": 10**9}}, "engine_parameters.n_parallel",
+         "from 1 to 256"),
+        ({"created": 10**40}, "created", "from 0 to 253,402,300,799,999"),
+        ({"sources": "x"}, "sources", "not a URL"),
+        ({"model_parameters": {"temperature": 1e300}}, "model_parameters.temperature",
+         "from 0 to 100"),
+        ({"model_parameters": {"max_tokens": 10**20}}, "model_parameters.max_tokens",
+         "from -1 to 16,777,216"),
+        ({"model_parameters": {"top_p": "high"}}, "model_parameters.top_p", "a number"),
+    ],
+)  # fmt: skip
+def test_patch_refuses_absurd_values_and_writes_nothing(
+    server: ThreadedServer, home: Path, patch: dict[str, Any], field: str, fragment: str
+) -> None:
+    """Every known field has a type and every known number a range: a 400 names the field,
+    the range and the fix, and model.json stays as it was."""
+    folder = make_model(home, "m", {"settings": {"ctx_len": 2048}}, {"m.gguf": FAKE_GGUF})
+    before = (folder / "model.json").read_bytes()
+    with server.http() as http:
+        r = http.patch("/v1/models/m", json=patch)
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["param"] == field and fragment in error["message"], error
+        assert http.get("/v1/models/m").json()["status"] == "ready"
+    assert (folder / "model.json").read_bytes() == before
+
+
+def test_a_file_with_absurd_values_is_listed_invalid_with_the_reason(
+    server: ThreadedServer, home: Path
+) -> None:
+    make_model(home, "huge", {"settings": {"ctx_len": 10**30}}, {"huge.gguf": FAKE_GGUF})
+    make_model(home, "ancient", {"created": 10**40}, {"ancient.gguf": FAKE_GGUF})
+    make_model(home, "nan", '{"parameters": {"temperature": NaN}}', {"nan.gguf": FAKE_GGUF})
+    with server.http() as http:
+        r = http.get("/v1/models")
+        assert r.status_code == 200
+        by_id = {m["id"]: m for m in r.json()["data"]}
+        tags = http.get("/api/tags")
+    assert tags.status_code == 200
+    assert by_id["huge"]["status"] == "invalid"
+    assert "engine_parameters.ctx_len" in by_id["huge"]["error"]
+    assert "from 1 to 16,777,216" in by_id["huge"]["error"]
+    assert by_id["ancient"]["status"] == "invalid" and "'created'" in by_id["ancient"]["error"]
+    assert by_id["nan"]["status"] == "invalid" and "finite" in by_id["nan"]["error"]
+
+
+def test_jans_placeholder_sources_and_profile_urls_load(server: ThreadedServer, home: Path) -> None:
+    """Shapes Jan itself shipped: a source meaning "no file yet", and a remote model naming
+    its built-in profile's own URL. They load (not `invalid`) as they did before issue 8."""
+    make_model(home, "placeholder", {"sources": [{"url": "", "filename": ""}], "engine": "nitro"})
+    make_model(home, "placeholder-url", {"source_url": "", "engine": "nitro"})
+    remote = {"engine": "openai", "format": "api"}
+    make_model(home, "gpt-4o", {**remote, "settings": {"base_url": "https://api.openai.com/v1"}})
+    make_model(home, "near-miss", {**remote, "settings": {"base_url": "https://api.openai.com/v"}})
+    with server.http() as http:
+        by_id = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+    assert by_id["placeholder"]["status"] == "missing", by_id["placeholder"]
+    assert by_id["placeholder-url"]["status"] == "missing", by_id["placeholder-url"]
+    assert by_id["gpt-4o"]["status"] != "invalid", by_id["gpt-4o"]
+    assert by_id["near-miss"]["status"] == "invalid"
+    assert "engines/openai/engine.json" in by_id["near-miss"]["error"]
 
 
 @pytest.mark.parametrize(

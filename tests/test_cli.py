@@ -46,6 +46,12 @@ def test_offline_list_show_edit_rm(home: Path) -> None:
     }
     code, out = cli(home, "models", "edit", "alpha", 'engine_parameters.ctx_len="lots"')
     assert code == 1 and "whole number" in out
+    for absurd, fragment in (("engine_parameters.ctx_len=1000000000000000000000000000000",
+                              "from 1 to 16,777,216"), ("created=" + "9" * 41, "'created'"),
+                             ("engine_parameters.n_parallel=1000000000", "from 1 to 256")):
+        code, out = cli(home, "models", "edit", "alpha", absurd)
+        assert code == 1 and fragment in out, out  # and nothing written:
+    assert json.loads((home / "models" / "alpha" / "model.json").read_text()) == on_disk
     code, out = cli(home, "models", "rm", "-y", "alpha")
     assert code == 0 and not (home / "models" / "alpha").exists()
     code, out = cli(home, "models", "show", "alpha")

@@ -67,7 +67,7 @@ def test_real_jan_settings_are_accepted() -> None:
         ({"ctx_lenn": 1}, "Did you mean 'ctx_len'?"),
         ({"gpu_layers": 1}, "Unknown engine parameter 'gpu_layers'"),
         ({"ctx_len": "lots"}, "'ctx_len' in models/foo/model.json engine_parameters must be an"),
-        ({"ctx_len": 0}, "an integer >= 1"),
+        ({"ctx_len": 0}, "an integer from 1 to 16,777,216"),
         ({"ngl": True}, "'ngl'"),
         ({"embedding": "maybe"}, "true or false"),
         ({"flash_attn": "fast"}, "on, off, auto"),

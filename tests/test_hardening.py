@@ -184,6 +184,34 @@ def test_a_secret_goes_to_the_url_configured_beside_it(
     assert json.loads(seen["body"])["model"] == "up"
 
 
+def test_a_model_json_naming_its_profiles_own_url_changes_nothing(
+    server: ThreadedServer, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jan's remote files carry `"base_url": "https://api.openai.com/v1"` beside `"engine":
+    "openai"`. Such a file loads, and its requests still go where the user configured the
+    engine (here their own engines/openai/engine.json), with that key; a near miss is refused."""
+    monkeypatch.setenv("MY_OPENAI_KEY", "sk-mine-789")
+    engine_json = home / "engines" / "openai" / "engine.json"
+    engine_json.parent.mkdir(parents=True)
+    mine = {"base_url": f"{capture.url}/v1", "api_key_env": "MY_OPENAI_KEY"}
+    engine_json.write_text(json.dumps(mine))
+    make_model(home, "jan-gpt", {"engine": "openai", "format": "api",
+                                 "settings": {"base_url": "https://api.openai.com/v1",
+                                              "model": "gpt-4o"}})  # fmt: skip
+    assert status(server, "jan-gpt")["status"] != "invalid"
+    with server.http() as http:
+        r = http.post("/v1/chat/completions", json={"model": "jan-gpt", "messages": []})
+        assert r.status_code == 200, r.text
+        for near in (f"{capture.url}/v1", "https://api.openai.com/v1/x",
+                     "http://api.openai.com/v1", "https://u@api.openai.com/v1"):  # fmt: skip
+            r = http.patch("/v1/models/jan-gpt", json={"engine_parameters": {"base_url": near}})
+            assert r.status_code == 400, near
+            assert r.json()["error"]["param"] == "engine_parameters.base_url"
+    [seen] = capture.requests
+    assert seen["headers"]["Authorization"] == "Bearer sk-mine-789"
+    assert json.loads(seen["body"])["model"] == "gpt-4o"
+
+
 # ---- 3. Every file a model uses lies in its folder --------------------------------------------
 
 

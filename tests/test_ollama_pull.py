@@ -319,6 +319,7 @@ def test_parameters_map_to_hearths_names() -> None:
     docs = [
         json.dumps({"num_predict": -1, "num_ctx": 131072, "min_p": 0.05, "stop": "</s>"}),
         json.dumps({"presence_penalty": 1, "frequency_penalty": 0.5, "seed": 3.0, "top_k": 1.5}),
+        json.dumps({"temperature": 1e300, "top_p": 7, "mirostat": 9}),  # outside model.json's
         "not json",
         "[1, 2]",
     ]
@@ -331,7 +332,7 @@ def test_parameters_map_to_hearths_names() -> None:
         "seed": 3,
     }
     assert engine == {"ctx_len": 8192}  # capped as an import caps a GGUF's context
-    assert ignored == ["top_k"]  # 1.5 is not a whole number
+    assert ignored == ["mirostat", "temperature", "top_k", "top_p"]  # 1.5: not whole; ranges
     assert model_json({}, WHERE) == {"metadata": {"ollama": {"registry": WHERE.registry,
                                                              "name": "x:latest"}}}  # fmt: skip
 

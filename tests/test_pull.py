@@ -303,6 +303,38 @@ def test_an_offline_hub_is_a_clear_error_not_a_bug(
     assert result.exit_code == 1 and "Check the network" in result.output, result.output
 
 
+@pytest.mark.parametrize(
+    "source",
+    ["a" * 5000, "x/" * 2500, "hf.co/" + "a" * 5000, "https://example.com/" + "a" * 5000,
+     "b" * 300, "c/" * 150 + "m.gguf", "owner/re\x00po", "x\ny"],
+    ids=["long-name", "long-path", "long-hf", "long-url", "300", "deep", "nul", "newline"],
+)  # fmt: skip
+def test_a_pull_source_of_any_length_is_a_clear_400(live: ThreadedServer, source: str) -> None:
+    """Over 2,048 characters, a control character, or a 300-character name: a 400 that names
+    the problem (and does not echo 5,000 characters back), never an OS error's 500."""
+    with live.http() as http:
+        r = http.post("/v1/models/pull", json={"source": source})
+        ollama = http.post("/api/pull", json={"name": source, "stream": False})
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error"]["param"] == "source" and len(r.text) < 1000, r.text[:300]
+    assert ollama.status_code == 400 and "error" in ollama.json(), ollama.text[:300]
+    if len(source) > 2048:
+        assert "over the limit of 2048" in r.json()["error"]["message"]
+
+
+def test_a_pull_source_is_never_looked_up_in_the_working_directory(
+    live: ThreadedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder `someone/Some-Model-GGUF` where the server was started changes nothing: the
+    source is a Hugging Face reference, asked of the Hub (offline here), not a local path."""
+    (tmp_path / "cwd" / "someone" / "Some-Model-GGUF").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    with live.http() as http:
+        r = http.post("/v1/models/pull", json={"source": "someone/Some-Model-GGUF"})
+    assert r.status_code != 500 and "Check the network" in r.json()["error"]["message"], r.text
+
+
 def test_disk_space_is_checked_before_starting(
     live: ThreadedServer, files: FaultServer, home: Path
 ) -> None:

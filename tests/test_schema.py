@@ -106,6 +106,36 @@ JAN_REMOTE = {
     "metadata": {"author": "OpenAI", "tags": ["General", "Big Context Length"]},
     "engine": "openai",
 }
+JAN_PLACEHOLDER_SOURCES = {  # Jan's "no file yet": loads, names no file
+    "sources": [{"url": "", "filename": ""}],
+    "id": "my-import",
+    "object": "model",
+    "name": "My import",
+    "version": "1.0",
+    "format": "gguf",
+    "settings": {"ctx_len": 2048},
+    "parameters": {},
+    "engine": "nitro",
+}
+JAN_PLACEHOLDER_SOURCE_URL = {
+    "source_url": "",
+    "id": "placeholder-2023",
+    "name": "Placeholder",
+    "format": "gguf",
+    "settings": {"ctx_len": 2048},
+    "engine": "nitro",
+}
+JAN_REMOTE_PROFILE_URL = {  # the very URL of the built-in "openai" profile
+    "sources": [{"url": "https://openai.com"}],
+    "id": "gpt-4o",
+    "object": "model",
+    "name": "OpenAI GPT 4o",
+    "version": "1.1",
+    "format": "api",
+    "settings": {"base_url": "https://api.openai.com/v1"},
+    "parameters": {"max_tokens": 4096, "temperature": 0.7, "stream": True},
+    "engine": "openai",
+}
 JAN_CORTEX = {
     "id": "llama3.2-1b-instruct",
     "source": [{"filename": "Llama-3.2-1B-Instruct-Q8_0.gguf", "url": "https://x/y.gguf"}],
@@ -161,6 +191,17 @@ JAN_CORTEX = {
                 "name": "zephyr-7b",
             },
         ),
+        (JAN_PLACEHOLDER_SOURCES, {"sources": [], "engine": "llama-cpp"}),
+        (JAN_PLACEHOLDER_SOURCE_URL, {"sources": [], "engine_parameters.ctx_len": 2048}),
+        (
+            JAN_REMOTE_PROFILE_URL,
+            {"engine": "openai", "engine_parameters.base_url": "https://api.openai.com/v1"},
+        ),
+        (
+            {"engine": "openai", "engine_parameters": {"base_url": "https://api.openai.com/v1"}},
+            {"engine": "openai"},
+        ),
+        ({"engine": "groq", "settings": {"base_url": "https://api.groq.com/openai/v1"}}, {}),
         ({"engine": "llama.cpp"}, {"engine": "llama-cpp"}),
         ({"engine": "llama_cpp"}, {"engine": "llama-cpp"}),
         ({"engine": "cortex.llamacpp"}, {"engine": "llama-cpp"}),
@@ -199,6 +240,27 @@ def test_stop_null_means_no_stop() -> None:
         ({"sources": [3]}, "sources[0]", "must be an object"),
         ({"sources": [{"size": 1}]}, "sources[0]", "needs a 'filename'"),
         ({"created": "yesterday"}, "created", "whole number"),
+        ({"created": 10**40}, "created", "from 0 to 253,402,300,799,999"),
+        ({"created": -1}, "created", "from 0 to"),
+        ({"settings": {"ctx_len": 10**30}}, "engine_parameters.ctx_len", "1 to 16,777,216"),
+        ({"settings": {"ctx_len": "1e30"}}, "engine_parameters.ctx_len", "1 to 16,777,216"),
+        ({"settings": {"n_parallel": 10**9}}, "engine_parameters.n_parallel", "1 to 256"),
+        ({"settings": {"ngl": -5}}, "engine_parameters.ngl", "-1 to 100,000"),
+        ({"settings": {"cpu_threads": 10**6}}, "engine_parameters.cpu_threads", "-1 to 4,096"),
+        ({"engine": "openai", "format": "api", "settings": {"ctx_len": 0}},
+         "engine_parameters.ctx_len", "1 to 16,777,216"),
+        ({"parameters": {"temperature": 1e300}}, "model_parameters.temperature", "0 to 100"),
+        ({"parameters": {"temperature": float("nan")}}, "model_parameters.temperature",
+         "not a finite number"),
+        ({"parameters": {"top_p": 1.5}}, "model_parameters.top_p", "0 to 1"),
+        ({"parameters": {"max_tokens": 10**12}}, "model_parameters.max_tokens", "-1 to"),
+        ({"parameters": {"seed": 2**64}}, "model_parameters.seed", "-1 to"),
+        ({"parameters": {"mirostat": 3}}, "model_parameters.mirostat", "0 to 2"),
+        ({"parameters": {"typical_p": "x"}}, "model_parameters.typical_p", "a number"),
+        ({"sources": [{"filename": "a.gguf", "size": 2**60}]}, "sources[0].size", "0 to"),
+        ({"sources": "x"}, "sources", "not a URL"),
+        ({"sources": ["x"]}, "sources[0]", "not a URL"),
+        ({"source_url": "just-a-name"}, "source_url", "not a URL"),
         ({"metadata": "x"}, "metadata", "valid dictionary"),
         ([], "(root)", "JSON object"),
     ],
@@ -208,6 +270,34 @@ def test_impossible_values_name_the_field_and_the_fix(raw: Any, field: str, frag
         norm(raw)
     assert info.value.field == field
     assert fragment in info.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.openai.com/v1/chat",  # a trailing path
+        "https://api.openai.com",  # a shorter one
+        "https://api.openai.com:8443/v1",  # another port
+        "https://api.openai.com:443/v1",  # the same port, spelled: still not the same text
+        "http://api.openai.com/v1",  # plain http
+        "https://me:pw@api.openai.com/v1",  # user info
+        "https://api.openai.com.evil.example/v1",
+        "https://API.OPENAI.COM/v1",
+        "https://api.openai.com/v1?x=1",
+        "https://api.groq.com/openai/v1",  # another profile's URL
+        " https://api.openai.com/v1",
+    ],
+)
+def test_a_remote_base_url_other_than_its_profiles_is_refused(url: str) -> None:
+    """Only the very URL of the engine's built-in profile may stand in a model.json (Jan wrote
+    it; it sends nothing anywhere new); anything else is where a secret could leak."""
+    for key in ("settings", "engine_parameters"):
+        with pytest.raises(SchemaError) as info:
+            norm({"engine": "openai", "format": "api", key: {"base_url": url}})
+        assert info.value.field == "engine_parameters.base_url"
+        assert "engines/openai/engine.json" in info.value.message
+    with pytest.raises(SchemaError):  # no profile at all: no URL is anyone's
+        norm({"engine": "box", "format": "api", "settings": {"base_url": url}})
 
 
 def test_unknown_fields_are_kept_and_visible() -> None:

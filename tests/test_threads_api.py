@@ -177,6 +177,29 @@ def test_a_jan_thread_on_disk_is_listed_and_answered(http: httpx.Client, threads
     assert lines[:2] == [json.dumps(line), "not json"] and len(lines) == 3
 
 
+def test_a_thread_holding_lone_surrogates_exports_what_it_holds(
+    http: httpx.Client, threads_dir: Path
+) -> None:
+    """A thread file with a lone surrogate (which JSON escapes but UTF-8 cannot hold) exports:
+    the JSON export keeps it escaped (an import gives back the very same text), the Markdown
+    export shows U+FFFD where it stood. A GET has no body to blame."""
+    folder = threads_dir / "surrogates"
+    folder.mkdir(parents=True)
+    (folder / "thread.json").write_text('{"id": "surrogates", "title": "odd \\ud800 title"}')
+    line = '{"id": "m1", "role": "user", "content": "half an emoji: \\ud83d!"}'
+    (folder / "messages.jsonl").write_text(line + "\n")
+    markdown = http.get("/v1/threads/surrogates/export", params={"format": "markdown"})
+    assert markdown.status_code == 200, markdown.text
+    assert markdown.text.startswith("# odd \ufffd title\n")
+    assert "half an emoji: \ufffd!" in markdown.text
+    exported = http.get("/v1/threads/surrogates/export")
+    assert exported.status_code == 200, exported.text
+    assert b"\\ud83d" in exported.content and b"\\ud800" in exported.content
+    doc = json.loads(exported.content)
+    assert doc["messages"][0]["content"] == "half an emoji: \ud83d!"
+    assert doc["thread"]["title"] == "odd \ud800 title"
+
+
 def test_edit_and_resend_search_and_export_import(
     srv: ThreadedServer, http: httpx.Client, threads_dir: Path
 ) -> None:

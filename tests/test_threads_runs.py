@@ -18,6 +18,7 @@ from hearth.errors import EngineError, HearthError, ModelNotFound
 from hearth.services import thread_runs
 from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService
+from hearth.threads.interrupted import LIVE, WRITER, WRITER_KEY
 from hearth.threads.store import ThreadStore
 
 HELLO = [
@@ -84,12 +85,15 @@ def test_a_finished_run_is_ready_and_its_bytes_pass_unchanged(tmp_path: Path) ->
 
     async def go() -> bytes:
         run = await threads.start_run(tid, {"parameters": {"temperature": 0}})
-        assert last(threads, tid)["status"] == "pending"  # before the first token
+        pending = last(threads, tid)
+        assert pending["status"] == "pending"  # before the first token
+        assert pending["metadata"] == {WRITER_KEY: WRITER} and run.message_id in LIVE
         return await drain(run)
 
     assert asyncio.run(go()) == b"".join(upstream.chunks) and upstream.closed
     message = last(threads, tid)
     assert message["status"] == "ready" and message["content"][0]["text"]["value"] == "Hello"
+    assert WRITER_KEY not in message["metadata"] and message["id"] not in LIVE  # ended
     sent = threads.seen[0]  # type: ignore[attr-defined]
     assert sent["stream_options"] == {"include_usage": True} and sent["temperature"] == 0
 

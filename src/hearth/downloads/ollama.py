@@ -37,6 +37,7 @@ from hearth.downloads.common import DownloadFailed
 from hearth.downloads.urls import FileSpec, check_redirect_async, redact_url, validate_url
 from hearth.errors import InvalidRequest, NotFound
 from hearth.models.importer import DEFAULT_CTX_CAP
+from hearth.models.limits import MODEL_RANGES, range_problem
 from hearth.models.names import OllamaRef
 from hearth.ollama_options import OLLAMA_OPTIONS
 
@@ -340,6 +341,8 @@ def _map_one(key: str, value: Any, model: dict[str, Any], engine: dict[str, Any]
         return False
     if key == "num_predict" and value <= 0:
         return True  # Ollama's "no limit" (-1) or "fill the context" (-2): Hearth's default
+    if name in MODEL_RANGES and range_problem(kind(value), MODEL_RANGES[name]):
+        return False  # outside what model.json allows: ignored, so the model still loads
     model[name] = kind(value)
     return True
 

@@ -29,11 +29,13 @@ from hearth.downloads.jobs import DownloadManager, Job
 from hearth.downloads.ollama import OllamaPlan, resolve_ollama
 from hearth.downloads.urls import (
     FileSpec,
+    check_source,
     classify_source,
     filename_from_url,
     hub_auth_headers,
     parse_hf_ref,
     redact_url,
+    shown_name,
     validate_url,
 )
 from hearth.errors import (
@@ -109,8 +111,10 @@ class Pulls:
         prefix is Ollama; a model id of this home is that model; an http(s) URL or
         `[hf.co/]OWNER/REPO[:QUANT]` is what it was before; a bare `NAME[:TAG]` is a name in
         Ollama's library (see `hearth.models.names`); the rest (`./x`, `/x`, `x.gguf`) is a
-        local path, refused with a pointer to `hearth models import`.
+        local path, refused with a pointer to `hearth models import`. A source of any length
+        or content is a clear 400 (`check_source`), and the file system is never asked.
         """
+        check_source(source)
         ollama = parse_ollama_ref(source)
         if ollama is not None and ollama.explicit:
             return await self._pull_ollama(ollama, model_id)
@@ -118,12 +122,13 @@ class Pulls:
         if kind == "path":
             if model_id is None and _looks_like_id(source) and self._exists(source):
                 return source, self.download_model(source)
-            if ollama is not None:  # whatever the server's working folder holds
+            if ollama is not None:
                 return await self._pull_ollama(ollama, model_id)
             raise InvalidRequest(
-                f"'{source}' is not a model id here, an http(s) URL, a Hugging Face reference "
-                "(OWNER/REPO[:QUANT]) or an Ollama name (NAME[:TAG], ollama.com/OWNER/NAME:TAG). "
-                "To add a file from this machine use `hearth models import`.",
+                f"{shown_name(source)} is not a model id here, an http(s) URL, a Hugging Face "
+                "reference (OWNER/REPO[:QUANT]) or an Ollama name (NAME[:TAG], "
+                "ollama.com/OWNER/NAME:TAG). To add a file from this machine use "
+                "`hearth models import`.",
                 param="source",
             )
         if kind == "hf":

@@ -2,8 +2,9 @@
 
 Three kinds of source reach Hearth: an http(s) URL to one file, a Hugging Face reference
 (`OWNER/REPO[:QUANT]`, optionally prefixed by `hf.co/` or `huggingface.co/`), or a local path.
-`classify_source` tells them apart; the validators refuse anything that could write outside the
-models folder or fetch from a non-HTTP scheme.
+`classify_source` tells them apart by their text alone (never by what the server's working
+directory holds); the validators refuse anything that could write outside the models folder or
+fetch from a non-HTTP scheme.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import socket
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -191,20 +191,48 @@ def parse_hf_ref(text: str) -> HfRef | None:
     return HfRef(f"{match['owner']}/{match['repo']}", match["quant"] or None)
 
 
-def classify_source(text: str) -> Literal["url", "hf", "path"]:
-    """Tell a file URL, a Hugging Face reference and a local path apart.
+MAX_SOURCE_CHARS = 2048  # the longest pull source: URLs past ~2,000 characters break in browsers
 
-    Rules, in order: an existing path, or text starting with `/`, `./`, `../`, `~` or containing a
-    backslash, or ending in `.gguf` without a scheme, is a path; `hf.co/...`, `huggingface.co/...`
-    with exactly OWNER/REPO, or bare `OWNER/REPO[:QUANT]`, is a Hugging Face reference; any other
-    text with a scheme is a URL (validated separately); the rest is a path.
+
+def check_source(text: str) -> str:
+    """Refuse a pull source no pull could use: empty, over MAX_SOURCE_CHARS, or with controls.
+
+    Checked before anything else looks at it, so a 5,000-character source is a 400 naming the
+    limit, never an OS error from whatever later handles it as a name.
+    """
+    problem = None
+    if not text.strip():
+        problem = "it is empty"
+    elif len(text) > MAX_SOURCE_CHARS:
+        problem = f"it is {len(text)} characters long, over the limit of {MAX_SOURCE_CHARS}"
+    elif any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        problem = "it holds a control character (a newline, NUL, ...)"
+    if problem:
+        raise InvalidRequest(
+            f"The pull source {shown_name(text)} is not usable: {problem}. Pass an http(s) URL "
+            "of a .gguf, a Hugging Face reference (OWNER/REPO[:QUANT]), an Ollama name "
+            "(NAME[:TAG]) or a model id.",
+            param="source",
+        )
+    return text
+
+
+def classify_source(text: str) -> Literal["url", "hf", "path"]:
+    """Tell a file URL, a Hugging Face reference and a local path apart, by the text alone.
+
+    Rules, in order: text starting with `/`, `./`, `../`, `~` or containing a backslash, or
+    ending in `.gguf` without a scheme, is a path; `hf.co/...`, `huggingface.co/...` with
+    exactly OWNER/REPO, or bare `OWNER/REPO[:QUANT]`, is a Hugging Face reference; any other text
+    with a scheme is a URL (validated separately); the rest is a path. The file system is never
+    asked: a source comes from a client, and what the server's working directory holds is
+    neither its business nor a reason to read the disk.
     """
     stripped = text.strip()
     has_scheme = "://" in stripped
     if not has_scheme:
         if stripped.startswith(("/", "./", "../", "~")) or "\\" in stripped:
             return "path"
-        if stripped.lower().endswith(".gguf") or Path(stripped).exists():
+        if stripped.lower().endswith(".gguf"):
             return "path"
     if parse_hf_ref(stripped) is not None:
         return "hf"

@@ -27,6 +27,7 @@ from hearth.engines.flags import (
 from hearth.engines.registry import COMMON
 from hearth.errors import InvalidParameter
 from hearth.keepalive import KEEP_ALIVE_HELP, parse_keep_alive
+from hearth.models.limits import ENGINE_RANGES, shown
 
 __all__ = ["KEEP_ALIVE_HELP", "parse_keep_alive"]  # their home is hearth.keepalive
 
@@ -66,19 +67,24 @@ def _bool(value: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _int(minimum: int) -> Callable[[Any], int]:
+def _int(name: str) -> Callable[[Any], int]:
+    """A whole number inside `ENGINE_RANGES[name]` (hearth.models.limits: one table for
+    model.json, edits and start bodies), so `ctx_len: 10**30` never reaches a command line."""
+    low, high = (int(b) for b in ENGINE_RANGES[name])
+    expected = f"an integer from {shown(low)} to {shown(high)}"
+
     def coerce(value: Any) -> int:
         if isinstance(value, bool):
-            raise ValueError(f"an integer >= {minimum}")
+            raise ValueError(expected)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, str):
             try:
                 value = int(value.strip())
             except ValueError:
-                raise ValueError(f"an integer >= {minimum}") from None
-        if not isinstance(value, int) or value < minimum:
-            raise ValueError(f"an integer >= {minimum}")
+                raise ValueError(expected) from None
+        if not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(expected)
         return value
 
     return coerce
@@ -127,12 +133,12 @@ def _args(value: Any) -> list[str]:
 
 # name -> coercion. Informational keys pass through unchanged.
 COERCE: dict[str, Callable[[Any], Any]] = {
-    "ctx_len": _int(1),
-    "ngl": _int(-1),
+    "ctx_len": _int("ctx_len"),
+    "ngl": _int("ngl"),
     "embedding": _bool,
     "pooling": _choice(POOLING),  # embeddings from a chat model need mean/last (GGUF default: none)
-    "n_parallel": _int(1),
-    "cpu_threads": _int(-1),
+    "n_parallel": _int("n_parallel"),
+    "cpu_threads": _int("cpu_threads"),
     "cont_batching": _bool,
     "flash_attn": _flash_attn,
     "mmproj": _path,

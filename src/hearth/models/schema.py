@@ -14,6 +14,10 @@ Jan's published files (2023-2025) differ from the spec; `normalize` maps them:
     engine nitro/llama.cpp/llama_cpp/llamacpp/cortex.llamacpp -> llama-cpp
     version 1              -> "1"
     "ctx_len": "2048", "stream": "true"  -> 2048, True   (early files quoted everything)
+    "source_url": "", {"url": "", "filename": ""}  -> no source ("no file yet")
+    "engine": "openai" + its profile's own base_url  -> loads; the URL is ignored
+
+Every known number has a range (`hearth.models.limits`), checked here for files and edits alike.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from urllib.parse import unquote, urlparse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.models.ids import is_valid_id
+from hearth.models.limits import (
+    CREATED_RANGE,
+    ENGINE_RANGES,
+    MODEL_RANGES,
+    SIZE_RANGE,
+    Range,
+    range_message,
+    range_problem,
+)
 
 DEFAULT_ENGINE = "llama-cpp"
 # spec field -> the name Jan's files used for it
@@ -56,6 +69,11 @@ _MODEL_TYPES: dict[str, type] = {
     "presence_penalty": float,
     "repeat_penalty": float,
     "seed": int,
+    "typical_p": float,
+    "repeat_last_n": int,
+    "mirostat": int,
+    "mirostat_tau": float,
+    "mirostat_eta": float,
 }
 _JAN_KEYS = {"settings", "parameters", "source_url", "source"}
 
@@ -141,7 +159,16 @@ def _coerce(value: Any, kind: type, field: str) -> Any:
     )
 
 
-def _coerce_params(params: Any, types: dict[str, type], prefix: str) -> dict[str, Any]:
+def _in_range(value: Any, bounds: Range, field: str) -> Any:
+    """`value` when it is None or inside `bounds`; else a SchemaError with the range."""
+    if value is not None and range_problem(value, bounds) is not None:
+        raise SchemaError(field, range_message(field, value, bounds))
+    return value
+
+
+def _coerce_params(
+    params: Any, types: dict[str, type], ranges: dict[str, Range], prefix: str
+) -> dict[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -149,7 +176,10 @@ def _coerce_params(params: Any, types: dict[str, type], prefix: str) -> dict[str
     out = dict(params)
     for key, kind in types.items():
         if key in out:
-            out[key] = _coerce(out[key], kind, f"{prefix}.{key}")
+            field = f"{prefix}.{key}"
+            out[key] = _coerce(out[key], kind, field)
+            if key in ranges:
+                out[key] = _in_range(out[key], ranges[key], field)
     return out
 
 
@@ -168,6 +198,29 @@ def filename_from_url(url: str) -> str:
     return posixpath.basename(unquote(path).rstrip("/"))
 
 
+def _is_placeholder(item: Any) -> bool:
+    """Jan shipped sources that mean "no file yet": an empty `source_url`, or an entry whose
+    url and filename are both empty. They name nothing, so they are left out, not refused."""
+    if isinstance(item, str):
+        return not item.strip()
+    if not isinstance(item, dict) or not ({"url", "filename"} & set(item)):
+        return False
+    return all(item.get(key) in ("", None) for key in ("url", "filename"))
+
+
+def _source_url(text: str, field: str) -> str:
+    """A source given as text must be a URL (`"sources": "x"` would name a file 'x' that no
+    download could fetch, and the model would only turn `missing`)."""
+    if "://" not in text:
+        shown = repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+        raise SchemaError(
+            field,
+            f"'{field}' is {shown}, which is not a URL: a source is a URL like "
+            '"https://host/model.gguf", or a list of {"filename", "url"} objects.',
+        )
+    return text
+
+
 def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
     value = raw.get("sources", raw.get("source"))
     if value is None and isinstance(raw.get("source_url"), str):
@@ -178,8 +231,11 @@ def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
     items = value if isinstance(value, list) else [value]
     out: list[dict[str, Any]] = []
     for i, item in enumerate(items):
+        if _is_placeholder(item):
+            continue  # Jan's "no file yet": "source_url": "", {"url": "", "filename": ""}
         if isinstance(item, str):
-            item = {"filename": filename_from_url(item), "url": item}
+            where = f"{field}[{i}]" if isinstance(value, list) else field
+            item = {"filename": filename_from_url(_source_url(item, where)), "url": item}
         if not isinstance(item, dict):
             raise SchemaError(
                 f"{field}[{i}]", f'\'{field}[{i}]\' must be an object like {{"filename", "url"}}.'
@@ -189,9 +245,9 @@ def _sources(raw: dict[str, Any]) -> list[dict[str, Any]]:
             if not isinstance(item.get("url"), str):
                 raise SchemaError(f"{field}[{i}]", f"'{field}[{i}]' needs a 'filename' or a 'url'.")
             item["filename"] = filename_from_url(item["url"])
-        for key in ("size",):
-            if key in item:
-                item[key] = _coerce(item[key], int, f"{field}[{i}].{key}")
+        if "size" in item:
+            size_field = f"{field}[{i}].size"
+            item["size"] = _in_range(_coerce(item["size"], int, size_field), SIZE_RANGE, size_field)
         out.append(item)
     return out
 
@@ -233,6 +289,19 @@ def _check_sources(sources: list[dict[str, Any]], field: str, *, remote: bool) -
             )
 
 
+def _is_profile_url(engine: str, value: Any) -> bool:
+    """Is `value` exactly the URL of the engine's built-in profile (`"openai"` with
+    `"https://api.openai.com/v1"`, as Jan's remote files wrote it)? Such a base_url is harmless
+    and ignored: requests go where the profile (or your engine.json) says, as without it. Any
+    other URL, however near (another path, port, scheme, case or user info), is refused."""
+    from hearth.engines.plan import PROVIDERS  # the built-in profiles
+
+    profile = PROVIDERS.get(engine)
+    if profile is None or not isinstance(value, str):
+        return False
+    return value == profile[0] or value == profile[0] + "/"
+
+
 def _check_engine(info: ModelInfo) -> None:
     """What could never load is refused here, so a PATCH is refused before it is written and a
     file on disk is listed invalid, with the same message."""
@@ -255,6 +324,8 @@ def _check_engine(info: ModelInfo) -> None:
     params = info.engine_parameters
     if info.is_remote:
         for key in _REMOTE_USER_ONLY:
+            if key == "base_url" and _is_profile_url(info.engine, params.get(key)):
+                continue  # Jan wrote its profile's own URL: nothing goes anywhere new
             if key in params:
                 raise SchemaError(
                     f"engine_parameters.{key}",
@@ -320,7 +391,9 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
     if data.get("created") is None:
         data["created"] = default_created
     else:
-        data["created"] = _coerce(data["created"], int, "created")
+        data["created"] = _in_range(
+            _coerce(data["created"], int, "created"), CREATED_RANGE, "created"
+        )
     if isinstance(data.get("version"), (int, float)) and not isinstance(data["version"], bool):
         version = data["version"]
         data["version"] = str(int(version)) if float(version).is_integer() else str(version)
@@ -334,9 +407,11 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
 
         data["engine"] = canonical_name(data["engine"])
     data["engine_parameters"] = _coerce_params(
-        data.get("engine_parameters"), _ENGINE_TYPES, "engine_parameters"
+        data.get("engine_parameters"), _ENGINE_TYPES, ENGINE_RANGES, "engine_parameters"
     )
-    model_params = _coerce_params(data.get("model_parameters"), _MODEL_TYPES, "model_parameters")
+    model_params = _coerce_params(
+        data.get("model_parameters"), _MODEL_TYPES, MODEL_RANGES, "model_parameters"
+    )
     if "stop" in model_params:
         stop = _stop_list(model_params["stop"], "model_parameters.stop")
         if stop is None:

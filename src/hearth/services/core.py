@@ -131,6 +131,8 @@ class Services:
                 record.model_id,
                 record.pgid,
             )
+        # answers a killed server left `pending` become `error`, keeping their text
+        await asyncio.to_thread(lambda: self.threads.start_recovery())
         if self.settings.watch and self.watcher is None:
             self.watcher = ModelsWatcher(self.importer)
             await asyncio.to_thread(self.watcher.start)

@@ -5,8 +5,10 @@ The order is what makes a crash harmless: the assistant message is appended with
 `SAVE_EVERY` seconds while the engine's events pass through to the client untouched, and the
 end writes `ready` (with usage, llama.cpp's timings and the time to first token), `stopped` (the
 client left: the stop button) or `error`. A crash leaves a `pending` message holding the text so
-far, never a torn line. The request goes through `Services.open_inference`, the path of
-/v1/chat/completions: load on demand, keep_alive, replicas and the engine's checks.
+far, never a torn line, and the next start (or a read of the thread) marks such an answer
+`error`, keeping its text (`hearth.threads.interrupted`). The request goes through
+`Services.open_inference`, the path of /v1/chat/completions: load on demand, keep_alive,
+replicas and the engine's checks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import anyio
 from hearth.engines.events import engine_refusal
 from hearth.errors import HearthError, InvalidRequest, NotFound
 from hearth.keepalive import keep_alive_param
+from hearth.threads import interrupted
 from hearth.threads.answer import Answer, chat_request
 from hearth.threads.edits import need_object, now
 from hearth.threads.ids import new_message_id
@@ -91,6 +94,8 @@ class Run:
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
 
     def append_pending(self) -> None:
+        """Write the empty answer, marked as this process's (so a server that died writing it
+        is recognised) and registered as live before it is on disk (so no sweep takes it)."""
         self.message = {
             "id": self.message_id,
             "object": "thread.message",
@@ -100,9 +105,14 @@ class Run:
             "status": "pending",
             "created_at": now(),
             "model": self.model,
-            "metadata": {},
+            "metadata": interrupted.writer_mark(),
         }
-        self.service.store.append(self.thread_id, [self.message])
+        self.service.live.add(self.message_id)
+        try:
+            self.service.store.append(self.thread_id, [self.message])
+        except BaseException:
+            self.service.live.discard(self.message_id)
+            raise
         self.service.touch(self.thread_id)
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -138,7 +148,10 @@ class Run:
         """The last write: `ready`, `error` or (the client left first) `stopped`."""
         if self._saving is not None:
             await asyncio.wait([self._saving])  # an older partial save never lands after this
-        await self._save(final=True, ended=ended)
+        try:
+            await self._save(final=True, ended=ended)
+        finally:
+            self.service.live.discard(self.message_id)  # a pending answer left now is orphaned
         with contextlib.suppress(HearthError):
             await asyncio.to_thread(self.service.touch, self.thread_id)
 
@@ -159,8 +172,7 @@ class Run:
                 return  # the final save is in: a late partial one (cancelled at shutdown) waits
             raw.update(change)
             if final:
-                metadata = raw.get("metadata")
-                kept = metadata if isinstance(metadata, dict) else {}
+                kept = interrupted.without_mark(raw.get("metadata"))
                 raw["metadata"] = {**kept, **answer.metadata()}
 
         try:

@@ -9,14 +9,18 @@ its thread pool.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import Conflict, InvalidRequest
-from hearth.threads import edits, exchange, jsonl
+from hearth.errors import Conflict, InvalidRequest, NotFound
+from hearth.threads import edits, exchange, interrupted, jsonl
 from hearth.threads.ids import validate_message_id
 from hearth.threads.store import Message, StoredThread, ThreadStore, message_not_found
 from hearth.threads.views import message_text, message_view, thread_view
+
+log = logging.getLogger("hearth.threads")
 
 
 def encode_json(value: Any) -> bytes:
@@ -65,6 +69,10 @@ class ThreadService:
         self.store = store
         self.open_inference = open_inference
         self.check_model = check_model
+        #: Ids of the answers this process's runs are writing: every other pending answer a
+        #: Hearth run marked has lost its writer (see `hearth.threads.interrupted`).
+        self.live = interrupted.LIVE
+        self.recovery: threading.Thread | None = None  # the start-up sweep, once started
 
     # ---- threads ---------------------------------------------------------------------------
 
@@ -140,10 +148,60 @@ class ThreadService:
 
     # ---- messages --------------------------------------------------------------------------
 
+    def messages(self, thread_id: str, thread: StoredThread | None = None) -> list[Message]:
+        """The thread's messages as a reader should see them: an answer whose writer is gone
+        is marked `error` first (a write, under the thread's lock), never shown as pending."""
+        thread = thread or self.store.get(thread_id)
+        found = self.store.messages(thread_id, thread)
+        if self._recover(thread_id, found, unmarked=False):
+            found = self.store.messages(thread_id)
+        return found
+
+    def start_recovery(self) -> threading.Thread:
+        """`recover_interrupted` beside the server, not before it: a home with thousands of
+        threads must not delay /health, and a reader meanwhile gets the same repair."""
+        worker = threading.Thread(
+            target=self.recover_interrupted, name="hearth-thread-recovery", daemon=True
+        )
+        worker.start()
+        self.recovery = worker
+        return worker
+
+    def recover_interrupted(self) -> int:
+        """At start: every pending answer of the home has lost its writer (one server per
+        home, and this one runs none yet but those in `live`). How many were marked."""
+        count = 0
+        for thread in self.store.all():
+            try:
+                count += self._recover(thread.id, self.store.messages(thread.id, thread),
+                                       unmarked=True)  # fmt: skip
+            except Exception as exc:  # an unreadable thread stays as it is; the rest go on
+                log.warning("could not check threads/%s for interrupted answers: %s",
+                            thread.id, exc)  # fmt: skip
+        if count:
+            log.warning("marked %d answer(s) interrupted by a server that stopped", count)
+        return count
+
+    def _recover(self, thread_id: str, found: Iterable[Message], *, unmarked: bool) -> int:
+        """Mark the orphaned pending answers among `found` (re-checked under the lock)."""
+        marked: list[str] = []
+        for mid, raw in found:
+            if not interrupted.is_orphan(raw, mid, self.live, unmarked=unmarked):
+                continue
+
+            def change(data: dict[str, Any], mid: str = mid) -> None:
+                if interrupted.is_orphan(data, mid, self.live, unmarked=unmarked):
+                    interrupted.mark_interrupted(data)
+                    marked.append(mid)
+
+            with contextlib.suppress(NotFound, Conflict):  # gone, or in thread.json (read-only)
+                self.store.edit_message(thread_id, mid, change)
+        return len(marked)
+
     def message_views(
         self, thread_id: str, messages: Iterable[Message] | None = None
     ) -> list[dict[str, Any]]:
-        found = self.store.messages(thread_id) if messages is None else messages
+        found = self.messages(thread_id) if messages is None else messages
         return [message_view(raw, mid, thread_id) for mid, raw in found]
 
     def list_messages(
@@ -194,7 +252,7 @@ class ThreadService:
     def export_thread(self, thread_id: str) -> dict[str, Any]:
         """Hearth's export: thread.json and the messages as stored."""
         thread = self.store.get(thread_id)
-        messages = [raw for _, raw in self.store.messages(thread_id, thread)]
+        messages = [raw for _, raw in self.messages(thread_id, thread)]
         stored = dict(thread.raw) if thread.raw else {"id": thread_id, "object": "thread"}
         stored.pop("messages", None)  # an early draft's: exported with the others, below
         return exchange.export_document(stored, messages)
@@ -202,7 +260,7 @@ class ThreadService:
     def export_markdown(self, thread_id: str) -> str:
         thread = self.store.get(thread_id)
         return exchange.markdown(
-            self.view(thread), self.message_views(thread_id, self.store.messages(thread_id, thread))
+            self.view(thread), self.message_views(thread_id, self.messages(thread_id, thread))
         )
 
     def import_thread(self, doc: Any) -> dict[str, Any]:

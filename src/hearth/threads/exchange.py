@@ -4,10 +4,15 @@ The JSON export holds thread.json and the messages exactly as stored, so an impo
 gives the same files. An import is checked before anything is written: its fields are data,
 never paths (the thread's id is used only if it is a valid, free id; messages' `thread_id`s are
 rewritten), and its size is bounded (the server's body limit, and the caps below).
+
+A file may hold a lone UTF-16 surrogate (`"\\ud800"`: valid JSON, not Unicode text). The JSON
+export keeps it as that escape, so an import gives back the very same string; the Markdown
+export is text for people, which UTF-8 cannot hold it in, so it shows U+FFFD where it stood.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hearth.errors import InvalidRequest
@@ -18,6 +23,7 @@ from hearth.threads.views import content_parts, message_text, part_text
 KIND = "hearth.thread.export"
 VERSION = 1
 MAX_MESSAGES = 10_000
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def export_document(thread: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,7 +104,8 @@ def markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
         for part in content_parts(message.get("content")):
             if isinstance(part, dict) and part.get("type") == "image_url" and not part_text(part):
                 lines += ["*[image]*", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    text = "\n".join(lines).rstrip() + "\n"
+    return _LONE_SURROGATE.sub("\ufffd", text)  # json joins escaped pairs: any left is lone
 
 
 def _one_line(text: str) -> str:
