@@ -38,7 +38,8 @@ def _openai_sized() -> dict[str, Any]:
     props["either"] = {"anyOf": [{"type": "string"}, {"type": "number"}, {"$ref": "#/$defs/node"}]}
     node = {"type": "object", "properties": {"children": {"type": "array",
             "items": {"$ref": "#/$defs/node"}}, "name": {"type": "string"}}}  # fmt: skip
-    return {"type": "object", "properties": props, "$defs": {"node": node}}
+    # strict mode, as OpenAI requires: every property required
+    return {"type": "object", "properties": props, "required": list(props), "$defs": {"node": node}}
 
 
 def test_realistic_schemas_pass_on_every_field() -> None:
@@ -76,8 +77,16 @@ def test_size_depth_nodes_and_branches() -> None:
     for _ in range(40):
         deep = {"type": "array", "items": deep}
     assert "32 levels" in _refused(_chat(deep)).message
-    many = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(12_000)}}
+    names = [f"p{i}" for i in range(12_000)]
+    many = {
+        "type": "object",
+        "properties": {n: {"type": "string"} for n in names},
+        "required": names,
+    }
     assert "10,000 schemas" in _refused(_chat(many)).message
+    loose = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(600)}}
+    assert "600 optional properties" in _refused(_chat(loose)).message
+    check_request(_chat({**loose, "required": [f"p{i}" for i in range(100, 600)]}))
     wide = {"anyOf": [{"const": i} for i in range(200)]}
     assert "200 branches" in _refused(_chat(wide)).message
 
@@ -96,7 +105,12 @@ def test_nested_anyof_multiplies_the_ways_even_through_refs() -> None:
 
 def test_refs_are_followed_once_and_loops_of_refs_refused() -> None:
     # one big definition named 50 times costs once, as llama.cpp compiles it
-    big = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(900)}}
+    names = [f"p{i}" for i in range(900)]
+    big = {
+        "type": "object",
+        "properties": {n: {"type": "string"} for n in names},
+        "required": names,
+    }
     props = {f"r{i}": {"$ref": "#/$defs/big"} for i in range(50)}
     check_request(_chat({"type": "object", "properties": props, "$defs": {"big": big}}))
     recursive = {"type": "object", "properties": {"next": {"$ref": "#"}}}

@@ -50,7 +50,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
 
 @pytest.fixture(scope="module")
 def http(srv: ThreadedServer) -> Iterator[httpx.Client]:
-    with srv.http(timeout=300) as h:
+    with httpx.Client(base_url=srv.url, timeout=300) as h:
         yield h
 
 
@@ -75,7 +75,10 @@ def test_openai_faces_refuse_the_huge_enum_before_any_engine(
     assert _openai_error(caught)["param"] == "response_format.json_schema.schema"
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
-            model="smol", messages=ASK, tools=[_tool(HUGE)], tool_choice="required"  # type: ignore[list-item]
+            model="smol",
+            messages=ASK,
+            tools=[_tool(HUGE)],
+            tool_choice="required",  # type: ignore[list-item]
         )
     assert _openai_error(caught)["param"] == "tools[0].function.parameters"
     text = {"format": {"type": "json_schema", "name": "colour", "schema": HUGE}}
@@ -107,7 +110,11 @@ def test_ollama_and_anthropic_faces_refuse_it_in_their_own_shape(srv: ThreadedSe
     tool = {"name": "pick", "description": "Pick one.", "input_schema": HUGE}
     with pytest.raises(anthropic.BadRequestError) as refused:
         claude.messages.create(
-            model="smol", max_tokens=8, messages=ASK, tools=[tool], tool_choice={"type": "any"}  # type: ignore[list-item]
+            model="smol",
+            max_tokens=8,
+            messages=ASK,
+            tools=[tool],
+            tool_choice={"type": "any"},  # type: ignore[list-item]
         )
     error = refused.value.body
     assert isinstance(error, dict) and error["type"] == "error"
@@ -129,7 +136,10 @@ def test_a_schema_within_the_limits_is_answered(srv: ThreadedServer) -> None:
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "colour", "schema": schema}}
     answer = srv.openai().chat.completions.create(
-        model="smol", messages=ASK, response_format=fmt, max_tokens=120  # type: ignore[arg-type]
+        model="smol",
+        messages=ASK,
+        response_format=fmt,
+        max_tokens=120,  # type: ignore[arg-type]
     )
     assert answer.choices[0].finish_reason == "stop"
     assert json.loads(answer.choices[0].message.content or "")["colour"] in ("red", "green", "blue")

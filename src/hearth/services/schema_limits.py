@@ -40,6 +40,9 @@ MAX_DEPTH = 32
 MAX_ENUM_VALUES = 2_000
 #: Characters of those values, in all.
 MAX_ENUM_CHARS = 150_000
+#: Properties of one object that are not `required`: llama.cpp's compiler spends time that
+#: grows with the cube of their number (3,000 of them: 90 s, then a grammar it cannot parse).
+MAX_OPTIONAL = 500
 #: Branches of one `anyOf`, `oneOf` or `allOf`.
 MAX_BRANCHES = 128
 #: Ways one value may be read: an `enum`'s values, an `anyOf`'s branches, multiplied through
@@ -111,6 +114,7 @@ class _Walk:
         ref = node.get("$ref")
         if isinstance(ref, str):
             ways = max(ways, self._follow(ref, depth))
+        self._check_optional(node)
         for key in _BRANCHING:
             branches = node.get(key)
             if isinstance(branches, list):
@@ -119,6 +123,23 @@ class _Walk:
             self._limit_ways(self.visit(child, depth + 1))
         self._limit_ways(ways)
         return ways
+
+    def _check_optional(self, node: Mapping[str, Any]) -> None:
+        props = node.get("properties")
+        if not isinstance(props, dict) or len(props) <= MAX_OPTIONAL:
+            return
+        required = node.get("required")
+        needed = (
+            {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+        )
+        optional = sum(1 for name in props if name not in needed)
+        if optional > MAX_OPTIONAL:
+            raise self.refuse(
+                f'one object has {optional:,} optional properties (not in its "required"), '
+                f"over the limit of {MAX_OPTIONAL}",
+                'List the properties the answer must have in "required", or group the '
+                "optional ones into nested objects.",
+            )
 
     def _children(self, node: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         for key in _ONE:
