@@ -169,7 +169,8 @@ def test_a_client_that_leaves_during_the_prompt_frees_the_slot(
     http.post("/v1/models/smol/start").raise_for_status()
     log = Path(running(http)["smol"]["log"])
     before = _cancels(log)
-    prompt = "Describe every colour you know, one by one, in detail. " * 60  # ~700 tokens
+    # a new prompt each time (the engine's prompt cache would skip reading a repeated one)
+    prompt = f"{stream}: " + "Describe every colour you know, one by one, in detail. " * 60
     fmt = {"type": "json_schema", "json_schema": {"name": "colour", "schema": COSTLY}}
     body = {"model": "smol", "messages": [{"role": "user", "content": prompt}], "stream": stream,
             "response_format": fmt, "max_tokens": 4000}  # fmt: skip
