@@ -64,6 +64,8 @@ def main() -> None:
         httpx.Client(base_url=srv.url, timeout=900) as http,
     ):
         http.post("/v1/models/one/start").raise_for_status()
+        warm = {"model": "one", "messages": ask, "max_tokens": 1}  # the prompt, read once
+        http.post("/v1/chat/completions", json=warm).raise_for_status()
         print(f"{'schema':<12} {'seconds':>8}  status")
         for shape in args.shapes:
             fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema(shape)}}
