@@ -46,8 +46,9 @@ ORDER = ["message_start", "content_block_start", "ping", "content_block_delta",
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     home = tmp_path_factory.mktemp("anthropic") / "home"
     (home / "models").mkdir(parents=True)
-    add_smol(home, "smol")
-    add_smol(home, "smol-tools", {"chat_template": HERMES})
+    # sampling pinned for every request (streams too), so what the model writes is the same
+    add_smol(home, "smol", model_parameters={**COLD, "seed": 42})
+    add_smol(home, "smol-tools", {"chat_template": HERMES}, model_parameters={**COLD, "seed": 42})
     settings = load_settings(home=home, flags={"api_key": KEY}, env={})
     with ThreadedServer(Services.create(settings)) as server:
         yield server

@@ -78,7 +78,9 @@ def test_chat_streams_chunks_under_the_model_id(client: openai.OpenAI) -> None:
 
 
 def test_legacy_completions(client: openai.OpenAI) -> None:
-    reply = client.completions.create(model="smol", prompt="Once upon a time", max_tokens=4)
+    reply = client.completions.create(
+        model="smol", prompt="Once upon a time", max_tokens=4, extra_body=LONG
+    )
     assert reply.model == "smol" and reply.choices[0].text
 
 
@@ -187,7 +189,9 @@ def test_remote_models_go_through_the_openai_compatible_engine(
              "engine_parameters": {"model": "smol"}}  # fmt: skip
     make_model(home, "relay", relay)
     assert status(http, "relay") == "ready"
-    reply = client.chat.completions.create(model="relay", messages=HI, max_tokens=2)
+    reply = client.chat.completions.create(
+        model="relay", messages=HI, max_tokens=2, extra_body=LONG
+    )
     assert reply.model == "smol" and reply.choices[0].message.content  # the upstream's answer
     chunks = list(client.chat.completions.create(model="relay", messages=HI, max_tokens=2,
                                                  stream=True))  # fmt: skip
@@ -221,7 +225,7 @@ def test_engine_killed_mid_stream_errors_then_restarts(
     assert until(lambda: status(http, "smol") == "failed")
     error = http.get("/v1/models/smol").json()["error"]
     assert "code -9" in error and "Last engine output" in error
-    reply = client.chat.completions.create(model="smol", messages=HI, max_tokens=2)
+    reply = client.chat.completions.create(model="smol", messages=HI, max_tokens=2, extra_body=LONG)
     assert reply.choices[0].message.content
     assert running(http)["smol"]["pid"] != pid and status(http, "smol") == "running"
 

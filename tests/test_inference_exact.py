@@ -25,7 +25,8 @@ PIXEL = (
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     home = tmp_path_factory.mktemp("exact") / "home"
     (home / "models").mkdir(parents=True)
-    add_smol(home, "smol", {"n_parallel": 2})
+    # pinned sampling: greedy, so whether an answer stops early is the same every run
+    add_smol(home, "smol", {"n_parallel": 2}, model_parameters={"temperature": 0, "seed": 42})
     add_smol(home, "embed", {"embedding": True, "pooling": "mean"})
     with ThreadedServer(Services.create(load_settings(home=home, env={}))) as server:
         yield server

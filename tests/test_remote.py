@@ -26,7 +26,8 @@ def test_relay_to_a_second_server_process(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upstream_home = tmp_path / "upstream"
-    add_smol(upstream_home, "big-model", model_parameters={"max_tokens": 4})
+    pinned = {"max_tokens": 4, "temperature": 0, "seed": 42}  # the same answer every run
+    add_smol(upstream_home, "big-model", model_parameters=pinned)
     with HearthProcess(upstream_home, "--api-key", "upstream-key") as upstream:
         monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
         # The upstream's URL and the variable holding its key live together in the user's

@@ -47,7 +47,9 @@ WEATHER = {
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("responses") / "home"
     (path / "models").mkdir(parents=True)
-    add_smol(path, "smol", {"chat_template": HERMES, "n_parallel": 2})
+    # sampling pinned for every request: a 3-token answer cannot end early by chance
+    pinned = {"temperature": 0, "seed": 42}
+    add_smol(path, "smol", {"chat_template": HERMES, "n_parallel": 2}, model_parameters=pinned)
     return path
 
 

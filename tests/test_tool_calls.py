@@ -35,7 +35,7 @@ def _tool(name: str, description: str, prop: str) -> dict[str, Any]:
             "description": description,
             "parameters": {
                 "type": "object",
-                "properties": {prop: {"type": "string"}},
+                "properties": {prop: {"type": "string", "maxLength": 24}},
                 "required": [prop],
             },
         },
@@ -46,15 +46,20 @@ WEATHER = _tool("get_weather", "The current weather in a city.", "city")
 TIME = _tool("get_time", "The current time in a time zone.", "timezone")
 TOOLS = [WEATHER, TIME]
 ASK = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+#: What the model writes is pinned (greedy sampling, a seed: the models' defaults, so every
+#: face's request gets them) and bounded (each argument a `maxLength` string), and a forced
+#: call gets enough tokens to finish (CALL_TOKENS): at 60 a long argument could cut it short.
+PINNED = {"temperature": 0, "seed": 42}
+CALL_TOKENS = 200
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     home = tmp_path_factory.mktemp("tools") / "home"
     (home / "models").mkdir(parents=True)
-    add_smol(home, "hermes", {"chat_template": HERMES})
-    add_smol(home, "llama31", {"chat_template": LLAMA31})
-    add_smol(home, "plain")  # its own template: no tools
+    add_smol(home, "hermes", {"chat_template": HERMES}, model_parameters=PINNED)
+    add_smol(home, "llama31", {"chat_template": LLAMA31}, model_parameters=PINNED)
+    add_smol(home, "plain", model_parameters=PINNED)  # its own template: no tools
     with ThreadedServer(Services.create(load_settings(home=home, env={}))) as server:
         yield server
 
@@ -95,7 +100,7 @@ def _streamed_call(stream: Any) -> tuple[str, dict[str, Any], str, Any]:
 @pytest.mark.parametrize("model", ["hermes", "llama31"])
 def test_required_returns_a_well_formed_call(client: openai.OpenAI, model: str) -> None:
     answer = client.chat.completions.create(
-        model=model, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=60
+        model=model, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=CALL_TOKENS
     )
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -110,7 +115,7 @@ def test_required_returns_a_well_formed_call(client: openai.OpenAI, model: str) 
 def test_named_function_is_the_one_called(client: openai.OpenAI, model: str) -> None:
     named = {"type": "function", "function": {"name": "get_time"}}
     answer = client.chat.completions.create(
-        model=model, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=60  # type: ignore[arg-type]
+        model=model, messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=CALL_TOKENS  # type: ignore[arg-type]
     )
     assert answer.choices[0].finish_reason == "tool_calls"
     name, arguments = _call(answer.choices[0].message)
@@ -123,7 +128,7 @@ def test_streamed_required_call_in_openai_delta_shape(client: openai.OpenAI) -> 
         messages=ASK,
         tools=TOOLS,
         tool_choice="required",
-        max_tokens=60,
+        max_tokens=CALL_TOKENS,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -136,7 +141,8 @@ def test_streamed_required_call_in_openai_delta_shape(client: openai.OpenAI) -> 
 def test_streamed_named_call(client: openai.OpenAI) -> None:
     named = {"type": "function", "function": {"name": "get_weather"}}
     stream = client.chat.completions.create(
-        model="llama31", messages=ASK, tools=TOOLS, tool_choice=named, max_tokens=60, stream=True  # type: ignore[arg-type]
+        model="llama31", messages=ASK, tools=TOOLS, tool_choice=named,  # type: ignore[arg-type]
+        max_tokens=CALL_TOKENS, stream=True,
     )
     name, arguments, finish, _ = _streamed_call(stream)
     assert (name, finish) == ("get_weather", "tool_calls") and set(arguments) == {"city"}
@@ -146,7 +152,8 @@ def test_tool_result_round_trip_and_auto(client: openai.OpenAI) -> None:
     """The call, its result sent back as a `tool` message, and a text answer: the template
     renders both; "auto" is the engine's own (SmolLM2 answers in text)."""
     first = client.chat.completions.create(
-        model="hermes", messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=60
+        model="hermes", messages=ASK, tools=[WEATHER], tool_choice="required",
+        max_tokens=CALL_TOKENS,
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
     messages: list[Any] = [
@@ -213,13 +220,13 @@ def test_langchain_bind_tools_and_structured_output(srv: ThreadedServer) -> None
     class Weather(BaseModel):
         """The weather in a city."""
 
-        city: str = Field(description="the city")
+        city: str = Field(description="the city", max_length=24)
 
     llm = ChatOpenAI(
         model="hermes",
         base_url=srv.url + "/v1",
         api_key="unused",  # type: ignore[arg-type]
-        max_tokens=100,  # type: ignore[call-arg]
+        max_tokens=CALL_TOKENS,  # type: ignore[call-arg]
         temperature=0,
     )
     message = llm.bind_tools([Weather], tool_choice="Weather").invoke("Weather in Paris?")
@@ -234,7 +241,7 @@ def test_anthropic_any_tool_choice_returns_tool_use(srv: ThreadedServer) -> None
     client = anthropic.Anthropic(base_url=srv.url, api_key="unused")
     message = client.messages.create(
         model="hermes",
-        max_tokens=60,
+        max_tokens=CALL_TOKENS,
         messages=[{"role": "user", "content": "Weather in Paris?"}],
         tools=[
             {
@@ -255,7 +262,7 @@ def test_responses_api_required_returns_a_function_call(client: openai.OpenAI) -
             "parameters": WEATHER["function"]["parameters"]}  # fmt: skip
     response = client.responses.create(
         model="hermes", input="Weather in Paris?", tools=[tool], tool_choice="required",  # type: ignore[list-item]
-        max_output_tokens=60,
+        max_output_tokens=CALL_TOKENS,
     )
     calls = [item for item in response.output if item.type == "function_call"]
     assert calls and calls[0].name == "get_weather"

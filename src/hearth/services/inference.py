@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hearth.engines.events import engine_chunks
-from hearth.engines.proxy import Answer
+from hearth.engines.proxy import GENERATION, Answer
 from hearth.errors import InvalidParameter
 from hearth.models.capabilities import effective_template
 from hearth.models.facts import facts, model_capabilities
 from hearth.models.store import ModelEntry
-from hearth.services import toolcalls
+from hearth.services import schema_limits, toolcalls
 from hearth.services.choices import choice_count, include_usage, open_choices
 from hearth.services.composed import Composed, as_events, checked, dumps, once
 from hearth.services.legacy import LegacyShape, legacy_options, legacy_stream, merge_prompts
@@ -66,6 +66,8 @@ class Inference:
 
     async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Answer:
         """The engine's answer to `body`, passed through or composed (see the module)."""
+        if path in GENERATION:
+            schema_limits.check_request(body)  # for every engine: a cost bound, not a feature
         if not needs_a_look(path, body):
             return await self.engines.open(path, body, keep_alive)
         entry = self.store.get(str(body["model"]))

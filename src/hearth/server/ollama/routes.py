@@ -40,7 +40,7 @@ from hearth.server.ollama.translate import (
     options,
     rfc3339,
 )
-from hearth.services import Services
+from hearth.services import Services, schema_limits
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 Embedded = tuple[dict[str, Any], str, list[Any]] | None
@@ -119,6 +119,7 @@ async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool
     started = time.monotonic_ns()
     services = _services(request)
     _check_capabilities(entry, call)
+    schema_limits.check_request(call.body)  # before the load, not only before the engine
     load_ns = await _load(services, entry, call.num_ctx)
     opening = services.open_inference(call.path, call.body, call.keep_alive)
     ok, upstream = await unless_disconnected(request, opening)
