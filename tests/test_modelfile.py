@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hearth.models.modelfile import ModelfileError, is_path, parse, quote
+from hearth.models.modelfile import ModelfileError, is_path, parse, quote, quote_parameter
 
 FULL = '''# A pirate, from a local file
 FROM ./weights/model.gguf
@@ -174,13 +174,14 @@ def test_quoted_values_read_back_exactly_and_add_no_instruction(text: str) -> No
 
 @pytest.mark.parametrize("text", [t for t in BREAKOUTS if t.strip()])
 def test_quoted_stop_strings_and_paths_read_back_exactly(text: str) -> None:
-    mf = parse(f"FROM {quote('/m/' + text, bare=True)}\nPARAMETER stop {quote(text, bare=True)}\n")
+    mf = parse(f"FROM {quote('/m/' + text, bare=True)}\nPARAMETER stop {quote_parameter(text)}\n")
     assert mf.parameters == {"stop": [text]}
     assert mf.source == ("/m/" + text).strip()
 
 
 def test_plain_values_are_written_as_ollama_writes_them() -> None:
     assert quote("You are a pirate.\nSpeak so.") == '"""You are a pirate.\nSpeak so."""'
+    assert quote_parameter("<|im_end|>") == '"<|im_end|>"'
     assert quote("<|im_end|>", bare=True) == "<|im_end|>"
     assert quote("/home/me/model.gguf", bare=True) == "/home/me/model.gguf"
 
@@ -193,6 +194,6 @@ def test_any_text_reads_back_exactly(text: str) -> None:
 
 @given(st.text().filter(str.strip))
 def test_any_stop_string_reads_back_exactly(text: str) -> None:
-    assert parse(f"FROM base\nPARAMETER stop {quote(text, bare=True)}\n").parameters == {
+    assert parse(f"FROM base\nPARAMETER stop {quote_parameter(text)}\n").parameters == {
         "stop": [text]
     }

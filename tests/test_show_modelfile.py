@@ -62,3 +62,31 @@ def test_show_then_create_gives_back_the_same_text(
     assert (again.system, again.template, again.license) == (SYSTEM, TEMPLATE, [LICENSE])
     again.parameters.pop("num_ctx")  # the import records the GGUF's own context length
     assert again.parameters == mf.parameters
+
+
+def test_hearth_show_modelfile_then_create_gives_back_the_same_text(
+    home: Path, tmp_path: Path, server: ThreadedServer
+) -> None:
+    """The command line's own Modelfile (`hearth show --modelfile`) reads back as exactly."""
+    make_model(home, "hostile", RECORD, {"hostile.gguf": gguf_bytes(name="Hostile")})
+    env = {"HEARTH_PORT": str(server.port)}
+    shown = CliRunner().invoke(
+        app, ["--home", str(home), "show", "hostile", "--modelfile"], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    mf = parse(shown.output)
+    assert (mf.source, mf.system, mf.template, mf.license) == (
+        "hostile",
+        SYSTEM,
+        TEMPLATE,
+        [LICENSE],
+    )
+    assert mf.parameters["stop"] == [STOP, "</s>"] and mf.messages == []
+    (tmp_path / "Modelfile").write_text(shown.output, encoding="utf-8")
+    args = ["--home", str(home), "create", "again", "-f", str(tmp_path / "Modelfile")]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    raw = json.loads((home / "models" / "again" / "model.json").read_text(encoding="utf-8"))
+    meta = raw["metadata"]
+    assert (meta["system_prompt"], meta["ollama"]["template"]) == (SYSTEM, TEMPLATE)
+    assert meta["license"] == LICENSE and raw["model_parameters"]["stop"] == [STOP, "</s>"]

@@ -51,6 +51,9 @@ _KEYWORD = re.compile(r"^\s*([A-Za-z]+)(?:\s+|$)(.*)$", re.DOTALL)
 #: Characters `str.splitlines` breaks lines at besides "\n": a value holding one cannot be
 #: written across lines (the reader would split it there), nor bare.
 _OTHER_BREAKS = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+#: Control characters but newline and tab: a value holding one is written escaped, so that the
+#: Modelfile is plain text a terminal shows as it is (and `hearth show` prints unaltered).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -90,7 +93,7 @@ def quote(text: str, *, bare: bool = False) -> str:
         return text
     triple_safe = (
         '"""' not in text
-        and not breaks
+        and not _CONTROL.search(text)
         and not text.endswith('"')
         and not text.startswith("\n")
         and not text.endswith("\n")
@@ -103,6 +106,15 @@ def quote(text: str, *, bare: bool = False) -> str:
     for char in breaks:  # JSON leaves these as they are: escape them too
         line = line.replace(char, f"\\u{ord(char):04x}")
     return line
+
+
+def quote_parameter(text: str) -> str:
+    """A PARAMETER's string value (a stop string): in plain double quotes, as Hearth and
+    Ollama have always written it, when it reads back so; else as `quote` writes it."""
+    plain = text.strip() and "\n" not in text and not _CONTROL.search(text)
+    if plain and not _OTHER_BREAKS.intersection(text) and not {'"', "\\"} & set(text):
+        return f'"{text}"'
+    return quote(text)
 
 
 def is_path(source: str) -> bool:

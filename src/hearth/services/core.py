@@ -186,7 +186,7 @@ class Services:
     async def delete_model(self, model_id: str) -> dict[str, Any]:
         """Stop the model's engine (failing its in-flight requests), then delete its folder. A
         file imported by reference, or a folder that is a symlink, is never deleted."""
-        entry = self.store.get(model_id)
+        entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
         await self.engines.stop(entry.id, force=True)
         await asyncio.to_thread(self.store.delete, entry.id)
         return {"id": entry.id, "object": "model", "deleted": True}

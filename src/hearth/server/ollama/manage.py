@@ -21,7 +21,7 @@ from hearth import __version__
 from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.models.facts import model_capabilities
-from hearth.models.modelfile import quote
+from hearth.models.modelfile import quote, quote_parameter
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines
@@ -111,6 +111,10 @@ def _shown(value: str | int | float) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _parameter(value: str | int | float) -> str:
+    return quote_parameter(value) if isinstance(value, str) else str(value)
+
+
 def _modelfile(entry: ModelEntry, parameters: list[tuple[str, str | int | float]]) -> str:
     """A Modelfile describing the model, which `hearth create -f` reads back exactly: every
     value is written by `modelfile.quote`, so no system prompt, template, license, stop
@@ -125,7 +129,7 @@ def _modelfile(entry: ModelEntry, parameters: list[tuple[str, str | int | float]
         lines.append(f"TEMPLATE {quote(ollama['template'])}")
     if isinstance(meta.get("system_prompt"), str):
         lines.append(f"SYSTEM {quote(meta['system_prompt'])}")
-    lines += [f"PARAMETER {k} {quote(str(v), bare=True)}" for k, v in parameters]
+    lines += [f"PARAMETER {k} {_parameter(v)}" for k, v in parameters]
     if isinstance(meta.get("license"), str):
         lines.append(f"LICENSE {quote(meta['license'])}")
     return "\n".join(lines) + "\n"
