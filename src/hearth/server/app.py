@@ -51,14 +51,16 @@ def settle(app: FastAPI) -> None:
       garbage collector's reach. A full collection walks every tracked object while it holds
       the event loop: with the start-up heap that took 50-120 ms in the middle of a request on
       a loaded machine; frozen, it walks only what serving made. Those objects live as long
-      as the process anyway.
+      as the server anyway; young garbage is collected first (cheap: the young generations),
+      and shutdown unfreezes everything (a process serving several times, as tests do, would
+      otherwise keep each earlier app's cycles for good).
     """
     for route in app.routes:
         endpoint = getattr(route, "endpoint", None)
         if endpoint is not None:
             with contextlib.suppress(OSError, TypeError):
                 inspect.getsourcelines(endpoint)
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
 
 
@@ -80,6 +82,7 @@ def create_app(
                 except Exception:
                     log.exception("error during shutdown")
             await services.stop()
+            gc.unfreeze()  # see settle
 
     settings = services.settings
     app = FastAPI(

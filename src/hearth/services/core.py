@@ -209,7 +209,7 @@ class Services:
         """Unload a model: in-flight requests finish first unless `force`. `stopped` is False
         when it was not loaded."""
         stopped = await self.engines.stop(model_id, force=force)
-        entry = self.store.get(model_id)
+        entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
         status, _ = self.status_of(entry)
         return {"id": entry.id, "object": "model", "stopped": stopped, "status": status}
 
