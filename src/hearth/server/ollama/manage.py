@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hearth import __version__
 from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.modelfile_text import quote, quote_parameter
 from hearth.models.facts import model_capabilities
-from hearth.models.modelfile import quote, quote_parameter
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines
