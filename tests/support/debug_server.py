@@ -7,8 +7,9 @@ tests that fail on any callback that holds the loop too long.
 
 In debug mode asyncio logs "Executing <Handle ...> took 0.123 seconds" for every callback (one
 step of a coroutine: a route's code between two awaits) that ran longer than
-`slow_callback_duration`. The child prints those warnings on stderr, after a SERVING line that
-marks the end of start-up: only what happens while serving counts. A child process, not a
+`slow_callback_duration`. The child prints those warnings on its output, after a SERVING line
+that marks the end of start-up: only what happens while serving counts (the one request that
+makes FastAPI build its routing tables is sent before). A child process, not a
 thread, so the test's own clients (JSON parsing, HTTP) never share the server's GIL.
 """
 
