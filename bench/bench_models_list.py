@@ -1,9 +1,16 @@
-"""GET /v1/models with many model folders: first call, warm p50/p95, freshness, idle RSS, and
-/health latency while many clients list at once.
+"""GET /v1/models (and Ollama's GET /api/tags) with many model folders: first call, warm
+p50/p95, freshness, idle RSS, and /health latency while many clients list at once.
 
 Run by hand:
   .venv/bin/python bench/bench_models_list.py [--models 1000] [--calls 300]
   .venv/bin/python bench/bench_models_list.py --models 5000 --clients 50 [--seconds 20]
+  .venv/bin/python bench/bench_models_list.py --models 5000 --hand-written --clients 20 \
+      --load-path /api/tags
+
+`--hand-written`: each folder is a model.json with no header facts (as written by hand or by
+Jan) and its own small real GGUF, so /api/tags' details and /v1/models' capabilities come
+from the GGUF headers; both routes are measured, one after the other. Issue 22: /api/tags
+warm p50 within 2x of /v1/models', /health p99 < 100 ms while 20 clients list /api/tags.
 
 Targets: issue 2: warm p50 < 20 ms with 1,000 models, first call < 1 s, a change on disk visible
 in the next list, idle server RSS < 100 MB. Issue 8: listing 5,000 models p50 < 50 ms (one
@@ -64,13 +71,21 @@ JAN_LIKE = {
 _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 
 
-def populate(home: Path, n: int) -> None:
+def populate(home: Path, n: int, *, hand_written: bool = False) -> None:
+    """`n` Jan-style folders; `hand_written`: a model.json without metadata and a real GGUF."""
+    gguf = b"GGUF\x03\x00\x00\x00" + b"\x00" * 16
+    if hand_written:
+        from support.gguf_factory import gguf_bytes
+
+        gguf = gguf_bytes(name="Bench", chat_template="{{ messages }} {{ tools }}")
     for i in range(n):
         folder = home / "models" / f"model-{i:04d}"
         folder.mkdir(parents=True)
         raw = json.loads(json.dumps(JAN_LIKE).replace("{i}", str(i)))
+        if hand_written:
+            raw = {"name": raw["name"], "description": raw["description"]}
         (folder / "model.json").write_text(json.dumps(raw, indent=2))
-        (folder / "model.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 16)
+        (folder / "model.gguf").write_bytes(gguf)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -82,16 +97,22 @@ def pct(values: list[float], q: float) -> float:
 # ---- one client ------------------------------------------------------------------------------
 
 
-def measure_single(http: httpx.Client, models: int, calls: int) -> dict[str, Any]:
+#: What each list route calls its entries, and a marker counted once per entry in its body.
+ROUTES = {"/v1/models": ("data", b'"object":"model"'), "/api/tags": ("models", b'"digest":')}
+
+
+def measure_single(
+    http: httpx.Client, models: int, calls: int, path: str = "/v1/models"
+) -> dict[str, Any]:
     """First call, then `calls` warm lists one after another."""
     t0 = time.perf_counter()
-    first = http.get("/v1/models")
+    first = http.get(path)
     first_ms = (time.perf_counter() - t0) * 1000
-    assert len(first.json()["data"]) == models
+    assert len(first.json()[ROUTES[path][0]]) == models
     times = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        r = http.get("/v1/models")
+        r = http.get(path)
         times.append((time.perf_counter() - t0) * 1000)
         assert r.status_code == 200
     return {
@@ -131,10 +152,13 @@ def probe_health(url: str, seconds: float, interval: float = 0.01) -> list[tuple
     return probes
 
 
-async def _lister(host: str, port: int, stop: float, models: int, out: dict[str, Any]) -> None:
+async def _lister(
+    host: str, port: int, stop: float, models: int, out: dict[str, Any], path: str
+) -> None:
     """List models back to back on one connection; count lists that are not complete."""
     reader, writer = await asyncio.open_connection(host, port, limit=2**20)
-    request = f"GET /v1/models HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    marker = ROUTES[path][1]
     try:
         while time.monotonic() < stop:
             t0 = time.perf_counter()
@@ -143,13 +167,15 @@ async def _lister(host: str, port: int, stop: float, models: int, out: dict[str,
             match = _CONTENT_LENGTH.search(head)
             body = await reader.readexactly(int(match.group(1))) if match else b""
             out["times"].append((time.perf_counter() - t0) * 1000)
-            if not head.startswith(b"HTTP/1.1 200") or body.count(b'"object":"model"') != models:
+            if not head.startswith(b"HTTP/1.1 200") or body.count(marker) != models:
                 out["bad"] += 1
     finally:
         writer.close()
 
 
-def run_listers(url: str, clients: int, seconds: float, models: int) -> dict[str, Any]:
+def run_listers(
+    url: str, clients: int, seconds: float, models: int, path: str = "/v1/models"
+) -> dict[str, Any]:
     """`clients` connections listing continuously for `seconds`."""
     parsed = urlparse(url)
     out: dict[str, Any] = {"times": [], "bad": 0, "start": time.time()}
@@ -157,14 +183,17 @@ def run_listers(url: str, clients: int, seconds: float, models: int) -> dict[str
     async def main() -> None:
         stop = time.monotonic() + seconds
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        await asyncio.gather(*(_lister(host, port, stop, models, out) for _ in range(clients)))
+        listers = (_lister(host, port, stop, models, out, path) for _ in range(clients))
+        await asyncio.gather(*listers)
 
     asyncio.run(main())
     out["end"] = time.time()
     return out
 
 
-def measure_load(url: str, models: int, clients: int, seconds: float) -> dict[str, Any]:
+def measure_load(
+    url: str, models: int, clients: int, seconds: float, path: str = "/v1/models"
+) -> dict[str, Any]:
     """/health latency idle, then while `clients` list continuously (1 s ramp-up first)."""
     spawn = multiprocessing.get_context("spawn")
     with (
@@ -173,7 +202,7 @@ def measure_load(url: str, models: int, clients: int, seconds: float) -> dict[st
     ):
         loader.submit(time.sleep, 0).result()  # both processes started before timing begins
         idle = [ms for _, ms in prober.submit(probe_health, url, 3.0).result()]
-        listers = loader.submit(run_listers, url, clients, seconds + 2, models)
+        listers = loader.submit(run_listers, url, clients, seconds + 2, models, path)
         time.sleep(1)
         probes = prober.submit(probe_health, url, seconds).result()
         lists = listers.result()
@@ -195,9 +224,9 @@ def measure_load(url: str, models: int, clients: int, seconds: float) -> dict[st
 # ---- report ----------------------------------------------------------------------------------
 
 
-def table(header: list[str], row: list[Any]) -> str:
+def table(header: list[str], *rows: list[Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, "| " + " | ".join(str(c) for c in row) + " |"])
+    return "\n".join([*lines, *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])
 
 
 def main() -> None:
@@ -206,32 +235,45 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--clients", type=int, default=0, help="listing clients for the load run")
     parser.add_argument("--seconds", type=float, default=20, help="length of the load run")
+    parser.add_argument("--hand-written", action="store_true", help="model.json + real GGUF")
+    parser.add_argument("--load-path", choices=sorted(ROUTES), default="/v1/models")
     args = parser.parse_args()
     load: dict[str, Any] | None = None
+    # hand-written: /api/tags first (its first call reads every folder and GGUF header)
+    paths = ["/api/tags", "/v1/models"] if args.hand_written else ["/v1/models"]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        populate(home, args.models)
+        populate(home, args.models, hand_written=args.hand_written)
         with (
             HearthProcess(home, env={"HEARTH_WATCH": "false"}) as server,
-            httpx.Client(base_url=server.url, timeout=60) as http,
+            httpx.Client(base_url=server.url, timeout=600) as http,
         ):
-            single = measure_single(http, args.models, args.calls)
+            singles = {path: measure_single(http, args.models, args.calls, path) for path in paths}
             if args.clients:
-                load = measure_load(server.url, args.models, args.clients, args.seconds)
+                load = measure_load(
+                    server.url, args.models, args.clients, args.seconds, args.load_path
+                )
             fresh_new, fresh_edit = check_freshness(http, home)
             time.sleep(2)
             assert server.proc is not None
             rss = psutil.Process(server.proc.pid).memory_info().rss / 2**20
-    header = ["models", "first call ms", "warm p50 ms", "warm p95 ms", "body KB"]
+    header = ["route", "models", "first call ms", "warm p50 ms", "warm p95 ms", "body KB"]
     header += ["new folder seen", "edit seen", "idle RSS MB"]
-    row = [args.models, f"{single['first_ms']:.0f}", f"{single['p50']:.1f}"]
-    row += [f"{single['p95']:.1f}", f"{single['body_kb']:.0f}", fresh_new, fresh_edit, f"{rss:.0f}"]
-    print(table(header, row))
+    rows = []
+    for path, single in singles.items():
+        row = [path, args.models, f"{single['first_ms']:.0f}", f"{single['p50']:.1f}"]
+        row += [f"{single['p95']:.1f}", f"{single['body_kb']:.0f}", fresh_new, fresh_edit]
+        rows.append([*row, f"{rss:.0f}"])
+    print(table(header, *rows))
+    if len(singles) == 2:
+        ratio = singles["/api/tags"]["p50"] / singles["/v1/models"]["p50"]
+        print(f"\n/api/tags warm p50 / /v1/models warm p50: {ratio:.2f}")
     if load is not None:
-        header = ["models", "clients", "lists served", "list p50 ms under load"]
+        header = ["route", "models", "clients", "lists served", "list p50 ms under load"]
         header += ["incomplete lists", "/health idle p50/p99 ms", "/health under load p50 ms"]
         header += ["/health under load p99 ms", "max ms", "probes"]
-        row = [args.models, args.clients, load["lists"], f"{load['list_p50']:.0f}", load["bad"]]
+        row = [args.load_path, args.models, args.clients, load["lists"]]
+        row += [f"{load['list_p50']:.0f}", load["bad"]]
         row += [f"{load['idle_p50']:.1f} / {load['idle_p99']:.1f}", f"{load['p50']:.1f}"]
         row += [f"{load['p99']:.1f}", f"{load['max']:.0f}", load["probes"]]
         print()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from hearth.modelfile_text import quote, quote_parameter
 from hearth.models.modelfile import ModelfileError, is_path, parse
 
 FULL = '''# A pirate, from a local file
@@ -139,3 +142,59 @@ def test_comments_blank_lines_and_a_template_kept_verbatim() -> None:
 def test_a_single_line_triple_quoted_value_and_windows_line_ends() -> None:
     mf = parse('FROM x\r\nSYSTEM """one line"""\r\nPARAMETER stop "a b"\r\n')
     assert mf.system == "one line" and mf.parameters == {"stop": ["a b"]}
+
+
+# ---- writing: `quote` (what /api/show's Modelfile holds) reads back exactly -----------------
+
+BREAKOUTS = [
+    '"""\nFROM /etc/passwd\nPARAMETER num_ctx 1\nSYSTEM """owned',
+    'Be nice."""\nADAPTER /tmp/evil.bin\n"""',
+    'ends in a quote"',
+    '"starts with one',
+    '""""',
+    "\nFROM leading newline",
+    "trailing newline\nFROM x\n",
+    "first line ends in spaces   \nsecond",
+    "windows\r\nFROM line\r\nends",
+    "other breaks\u2028FROM a\x85FROM b\x0bFROM c\x1cFROM d",
+    'a JSON-looking value: "\\n" and C:\\new\\table and \\"',
+    "",
+    "# a comment?\nPARAMETER stop x",
+]
+
+
+@pytest.mark.parametrize("text", BREAKOUTS)
+def test_quoted_values_read_back_exactly_and_add_no_instruction(text: str) -> None:
+    """A `\"\"\"` inside a system prompt once ended the value and let the rest be read as new
+    instructions (issue 22): every value `quote` writes reads back as the very text."""
+    written = f"FROM base\nSYSTEM {quote(text)}\nTEMPLATE {quote(text)}\nLICENSE {quote(text)}\n"
+    mf = parse(written)
+    assert (mf.source, mf.path, mf.system, mf.template) == ("base", None, text, text)
+    assert mf.license == [text] and mf.parameters == {} and mf.messages == []
+
+
+@pytest.mark.parametrize("text", [t for t in BREAKOUTS if t.strip()])
+def test_quoted_stop_strings_and_paths_read_back_exactly(text: str) -> None:
+    mf = parse(f"FROM {quote('/m/' + text, bare=True)}\nPARAMETER stop {quote_parameter(text)}\n")
+    assert mf.parameters == {"stop": [text]}
+    assert mf.source == ("/m/" + text).strip()
+
+
+def test_plain_values_are_written_as_ollama_writes_them() -> None:
+    assert quote("You are a pirate.\nSpeak so.") == '"""You are a pirate.\nSpeak so."""'
+    assert quote_parameter("<|im_end|>") == '"<|im_end|>"'
+    assert quote("<|im_end|>", bare=True) == "<|im_end|>"
+    assert quote("/home/me/model.gguf", bare=True) == "/home/me/model.gguf"
+
+
+@given(st.text())
+def test_any_text_reads_back_exactly(text: str) -> None:
+    mf = parse(f"FROM base\nSYSTEM {quote(text)}\nTEMPLATE {quote(text)}\n")
+    assert mf.system == text and mf.template == text and mf.parameters == {}
+
+
+@given(st.text().filter(str.strip))
+def test_any_stop_string_reads_back_exactly(text: str) -> None:
+    assert parse(f"FROM base\nPARAMETER stop {quote_parameter(text)}\n").parameters == {
+        "stop": [text]
+    }

@@ -2,15 +2,25 @@
 
 model.json's `metadata` is filled at import from the GGUF header; a model.json written by hand
 may lack it, so what is missing is read from the header itself (bounded reader, `gguf.py`),
-once per file version (the cache key changes when the file does). The Ollama face's details,
-the model record's `capabilities` and the request checks (tools, images, `dimensions`) all
-read the same facts.
+once per file version. The Ollama face's details, the model record's `capabilities` and the
+request checks (tools, images, `dimensions`) all read the same facts.
+
+Reading a header is file I/O (a real one takes milliseconds): `facts` is for threads and the
+CLI; a coroutine awaits `facts_off_loop`, and model lists compute their bodies in a worker
+thread (`services/listing.py`), so no route reads a header on the event loop.
+
+Headers are cached by file identity (device, inode, size, mtime): hard links of one file share
+one read, and a file replaced or rewritten is read again. The cache has no small cap (a list of
+5,000 models must not re-read them all on every call, as a 64-entry LRU did); it holds one entry
+per model file, because a path's old version is dropped when a new one is read and
+`HEADERS.keep_only` drops the files the store no longer lists after every changed list.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +77,11 @@ def facts(entry: ModelEntry, *, header: bool = False) -> Facts:
     return out
 
 
+async def facts_off_loop(entry: ModelEntry, *, header: bool = False) -> Facts:
+    """`facts` for a coroutine: in a worker thread, since it may read the GGUF header."""
+    return await asyncio.to_thread(facts, entry, header=header)
+
+
 def model_capabilities(entry: ModelEntry, fact: Facts | None = None) -> list[str]:
     """What the model can do (see `capabilities.py`), from its facts and engine parameters."""
     fact = fact or facts(entry)
@@ -78,21 +93,82 @@ def model_capabilities(entry: ModelEntry, fact: Facts | None = None) -> list[str
     )
 
 
+#: A file's identity: (device, inode, size, mtime in ns); any change is a new file version.
+Identity = tuple[int, int, int, int]
+
+
+_UNREAD: Any = object()
+
+
+class HeaderCache:
+    """GGUF headers by file identity, shared by every thread of the process.
+
+    `_paths` maps each path read to the identity it had then: a new version of the file
+    replaces the path's entry (the old header goes unless another path, a hard link, still has
+    it), and `keep_only` forgets paths no model lists any more.
+    """
+
+    def __init__(self) -> None:
+        self._headers: dict[Identity, GGUFInfo | None] = {}
+        self._paths: dict[str, Identity] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def get(self, path: str) -> GGUFInfo | None:
+        """The header of the file at `path` now (None: unreadable or not a GGUF). Reads the
+        file unless this version of it was read before: call it off the event loop."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.forget(path)
+            return None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = self._headers.get(key, _UNREAD)
+        if known is not _UNREAD:
+            if self._paths.get(path) != key:
+                self._remember(path, key, known)
+            return known
+        try:
+            info: GGUFInfo | None = read_gguf_header(path)
+        except (HearthError, OSError, ValueError):
+            info = None
+        self._remember(path, key, info)
+        return info
+
+    def _remember(self, path: str, key: Identity, info: GGUFInfo | None) -> None:
+        with self._lock:
+            old = self._paths.get(path)
+            self._paths[path] = key
+            self._headers[key] = info
+            if old is not None and old != key and old not in self._paths.values():
+                self._headers.pop(old, None)
+
+    def forget(self, path: str) -> None:
+        """Drop what was read from `path` (the file is gone)."""
+        with self._lock:
+            old = self._paths.pop(path, None)
+            if old is not None and old not in self._paths.values():
+                self._headers.pop(old, None)
+
+    def keep_only(self, paths: set[str]) -> None:
+        """Forget every path not in `paths` (the model files a list just found), and headers
+        no remembered path has."""
+        with self._lock:
+            if paths.issuperset(self._paths):
+                return
+            self._paths = {p: k for p, k in self._paths.items() if p in paths}
+            live = set(self._paths.values())
+            self._headers = {k: v for k, v in self._headers.items() if k in live}
+
+
+#: The process's header cache (headers describe files, which every store of a process shares).
+HEADERS = HeaderCache()
+
+
 def _header(path: str) -> GGUFInfo | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _cached_header(path, st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_header(path: str, mtime_ns: int, size: int) -> GGUFInfo | None:
-    """One read per file version (the key changes when the file does)."""
-    try:
-        return read_gguf_header(path)
-    except (HearthError, OSError, ValueError):
-        return None
+    return HEADERS.get(path)
 
 
 def _str(value: Any) -> str | None:

@@ -14,7 +14,13 @@ Understood (keywords in any case, as Ollama reads them):
 - `SYSTEM`, `TEMPLATE` (recorded as text, never executed here), `LICENSE` (may repeat),
   `MESSAGE role text` (role: system, user or assistant).
 - Values on one line, in double quotes, or in triple quotes spanning lines (`\"\"\"...\"\"\"`);
-  `#` starts a comment line.
+  `#` starts a comment line. A double-quoted value with a backslash is read as a JSON string
+  when it is one (`"line 1\\nline 2 \"quoted\""`), else as written (`"C:\\models"`).
+
+Writing: `hearth.modelfile_text.quote` (for /api/show's and `hearth show`'s Modelfile) writes
+triple quotes, as Ollama does, when the text reads back exactly that way, else one
+double-quoted JSON string on one line: `parse` gives back the very text, and no text can add
+an instruction.
 
 Refused with a message naming the line: `ADAPTER` (LoRA adapters are not supported) and any
 other instruction.
@@ -22,6 +28,7 @@ other instruction.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ PARAMETERS: dict[str, type] = {
 }
 ROLES = ("system", "user", "assistant")
 _KEYWORD = re.compile(r"^\s*([A-Za-z]+)(?:\s+|$)(.*)$", re.DOTALL)
+
 
 
 @dataclass
@@ -155,8 +163,22 @@ def _value(rest: str, lines: list[str], i: int, number: int) -> tuple[str, int]:
             parts.append(line)
         raise ModelfileError(f'line {number}: a """ value is never closed.')
     if len(rest) >= 2 and rest.startswith('"') and rest.endswith('"'):
-        return rest[1:-1].replace('\\"', '"'), i
+        return _unquoted(rest), i
     return rest, i
+
+
+def _unquoted(rest: str) -> str:
+    """A double-quoted value: a JSON string when it has a backslash and is one (what `quote`
+    writes), else the text between the quotes with `\\"` read as `"`."""
+    if "\\" in rest:
+        try:
+            value = json.loads(rest)
+        except ValueError:
+            pass
+        else:
+            if isinstance(value, str):
+                return value
+    return rest[1:-1].replace('\\"', '"')
 
 
 def _closed(body: str, number: int) -> str:
@@ -174,8 +196,8 @@ def _required(value: str, where: str, what: str) -> str:
 
 
 def _parameter(into: dict[str, Any], value: str, where: str) -> None:
-    name, _, raw = value.partition(" ")
-    name, raw = name.strip(), raw.strip()
+    name, _, raw = value.partition(" ")  # raw: as read (a quoted stop string keeps its spaces)
+    name = name.strip()
     if not name:
         raise ModelfileError(
             f"{where}: PARAMETER needs a name and a value, e.g. PARAMETER num_ctx 4096."
@@ -184,14 +206,14 @@ def _parameter(into: dict[str, Any], value: str, where: str) -> None:
     if kind is None:
         known = ", ".join(sorted(PARAMETERS))
         raise ModelfileError(f"{where}: unknown parameter '{name}'. Known: {known}.")
-    if not raw:
+    if not raw.strip():
         raise ModelfileError(f"{where}: PARAMETER {name} needs a value.")
     name = name.lower()
     if name == "stop":
         into.setdefault("stop", []).append(raw)
         return
     try:
-        into[name] = kind(raw)
+        into[name] = kind(raw.strip())
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise ModelfileError(f"{where}: PARAMETER {name} must be {what}, not '{raw}'.") from None

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -189,10 +190,14 @@ class ModelStore:
             except StopIteration as done:
                 return done.value
 
-    def scan(self, pause_every: int = 0) -> Generator[None, None, Entries]:
-        """`list` in steps: a generator that pauses after every `pause_every` folders (0: never)
-        and returns the entries. An event loop resumes it between other work, so 5,000 folders
-        (~10,000 stat calls, tens of milliseconds) never hold up a request for long. Each folder
+    def scan(self, pause_every: int = 0, slice_s: float = 0.0) -> Generator[int, None, Entries]:
+        """`list` in steps: a generator that pauses after every `pause_every` folders (0: never),
+        or sooner once a step has run `slice_s` seconds (0: no limit), and returns the entries.
+        Each pause yields how many folders were read (new or changed) since the last one.
+        An event loop resumes it between other work, so 5,000 folders
+        (~10,000 stat calls, tens of milliseconds) never hold up a request for long. The time
+        limit keeps steps short when folders are slow: new ones (model.json read and checked),
+        or stat calls that wait for the GIL behind a busy worker thread. Each folder
         is stat-ed when the scan reaches it, so a change made before the scan started is seen.
 
         The loop is the hot path of every list: an unchanged folder with a model.json is matched
@@ -210,11 +215,15 @@ class ModelStore:
             base = str(self.models_dir) + "/"
             stat, cache, load = os.stat, self._cache, self._load
             countdown = pause_every
+            clock = time.monotonic
+            deadline = clock() + slice_s if slice_s else math.inf
+            read = 0
             for dirent in dirents:
                 countdown -= 1
-                if countdown == 0:
-                    yield
-                    countdown = pause_every
+                if countdown == 0 or clock() > deadline:
+                    yield read
+                    countdown, read = pause_every, 0
+                    deadline = clock() + slice_s if slice_s else math.inf
                 name = dirent.name
                 if name[0] == "." or not dirent.is_dir():
                     continue
@@ -237,6 +246,7 @@ class ModelStore:
                 except OSError:
                     pass  # gone, no model.json, unreadable: _load tells which
                 if entry is None:
+                    read += 1
                     entry = load(base + name, name)
                     if entry is None:
                         continue

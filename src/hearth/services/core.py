@@ -188,7 +188,7 @@ class Services:
     async def delete_model(self, model_id: str) -> dict[str, Any]:
         """Stop the model's engine (failing its in-flight requests), then delete its folder. A
         file imported by reference, or a folder that is a symlink, is never deleted."""
-        entry = self.store.get(model_id)
+        entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
         await self.engines.stop(entry.id, force=True)
         await asyncio.to_thread(self.store.delete, entry.id)
         return {"id": entry.id, "object": "model", "deleted": True}
@@ -211,7 +211,7 @@ class Services:
         """Unload a model: in-flight requests finish first unless `force`. `stopped` is False
         when it was not loaded."""
         stopped = await self.engines.stop(model_id, force=force)
-        entry = self.store.get(model_id)
+        entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
         status, _ = self.status_of(entry)
         return {"id": entry.id, "object": "model", "stopped": stopped, "status": status}
 

@@ -80,7 +80,14 @@ async def copy_model(
     services: Services, source_id: str, new_id: str, changes: ModelChanges | None = None
 ) -> dict[str, Any]:
     """Make model `new_id` from model `source_id` (with `changes`); answers its API object.
-    409 when `new_id` exists: a copy never replaces a model."""
+    409 when `new_id` exists: a copy never replaces a model. All in a worker thread: the checks
+    read folders, and the answer may read the GGUF header (a hand-written model.json)."""
+    return await asyncio.to_thread(_copy, services, source_id, new_id, changes)
+
+
+def _copy(
+    services: Services, source_id: str, new_id: str, changes: ModelChanges | None
+) -> dict[str, Any]:
     validate_model_id(new_id)
     entry = services.store.get(source_id)
     if entry.info is None:
@@ -93,8 +100,7 @@ async def copy_model(
             "another name."
         )
     raw = derived_json(entry, new_id, changes or ModelChanges())
-    created = await asyncio.to_thread(_create, services, entry, new_id, raw)
-    return services.model_json(created)
+    return services.model_json(_create(services, entry, new_id, raw))
 
 
 def _create(services: Services, entry: ModelEntry, new_id: str, raw: dict[str, Any]) -> ModelEntry:
@@ -168,7 +174,7 @@ async def create_from_file(
     """Import the GGUF at `path` as model `new_id`, then apply `changes`. Only files the API
     may read (the home, `import_dirs`) are accepted: the importer refuses the rest with 403."""
     validate_model_id(new_id)
-    if services.store.exists(new_id):
+    if await asyncio.to_thread(services.store.exists, new_id):
         raise Conflict(
             f"A model '{new_id}' already exists. Delete it first or choose another name."
         )
@@ -178,7 +184,7 @@ async def create_from_file(
     patch = changes_patch(changes or ModelChanges())
     if patch:
         return await asyncio.to_thread(services.update_model, new_id, patch)
-    return services.get_model(new_id)
+    return await asyncio.to_thread(services.get_model, new_id)  # may read the GGUF header
 
 
 def changes_patch(changes: ModelChanges) -> dict[str, Any]:

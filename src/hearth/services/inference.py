@@ -15,6 +15,7 @@ through as they are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from hearth.engines.events import engine_chunks
 from hearth.engines.proxy import GENERATION, Answer
 from hearth.errors import InvalidParameter
 from hearth.models.capabilities import effective_template
-from hearth.models.facts import facts, model_capabilities
+from hearth.models.facts import Facts, facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.services import schema_limits, toolcalls
 from hearth.services.choices import choice_count, include_usage, open_choices
@@ -70,10 +71,10 @@ class Inference:
             schema_limits.check_request(body)  # for every engine: a cost bound, not a feature
         if not needs_a_look(path, body):
             return await self.engines.open(path, body, keep_alive)
-        entry = self.store.get(str(body["model"]))
+        entry = await asyncio.to_thread(self.store.get, str(body["model"]))  # a folder read
         if entry.info is None or entry.info.is_remote:
             return await self.engines.open(path, body, keep_alive)  # its errors, or upstream's
-        self._check(entry, path, body)
+        self._check(entry, await facts_off_loop(entry), path, body)
         n = choice_count(body) if path != "embeddings" else 1
         if n > 1:
 
@@ -98,7 +99,7 @@ class Inference:
 
     # ---- checks ------------------------------------------------------------------------------
 
-    def _check(self, entry: ModelEntry, path: str, body: dict[str, Any]) -> None:
+    def _check(self, entry: ModelEntry, fact: Facts, path: str, body: dict[str, Any]) -> None:
         """Refuse, before anything loads, what this model cannot do. Also takes out of `body`
         what the engine must not see: `dimensions` once checked, tools with `tool_choice`
         "none" on a template that cannot show them."""
@@ -106,11 +107,11 @@ class Inference:
         if stream is not None and not isinstance(stream, bool):  # the engine reads 1 as false
             raise InvalidParameter("stream must be true or false.", param="stream")
         if path == "embeddings":
-            self._check_dimensions(entry, body)
+            self._check_dimensions(entry, fact, body)
             return
         if path != "chat/completions":
             return
-        caps = model_capabilities(entry)
+        caps = model_capabilities(entry, fact)
         if "vision" not in caps and _has_images(body.get("messages")):
             raise InvalidParameter(
                 f"Model '{entry.id}' cannot read images: it has no vision projector. Attach "
@@ -134,11 +135,11 @@ class Inference:
                 code="tools_not_supported",
             )
 
-    def _check_dimensions(self, entry: ModelEntry, body: dict[str, Any]) -> None:
+    def _check_dimensions(self, entry: ModelEntry, fact: Facts, body: dict[str, Any]) -> None:
         """`dimensions` is honoured when it is the model's own size; shortening embeddings
         is only meaningful for models trained for it, which a GGUF does not say."""
         wanted = body.pop("dimensions")
-        size = facts(entry).embedding_length
+        size = fact.embedding_length
         if wanted is None or (size is not None and wanted == size):
             return
         own = f"its embeddings have {size} dimensions" if size else "its size is unknown"
@@ -176,7 +177,8 @@ class Inference:
         continued under the call's JSON schema (see `toolcalls.py`)."""
         assert entry.info is not None
         name = tools[0]["function"]["name"] if len(tools) == 1 else None
-        template = effective_template(facts(entry).chat_template, entry.info.engine_parameters)
+        fact = await facts_off_loop(entry)  # cached by now: the checks read it
+        template = effective_template(fact.chat_template, entry.info.engine_parameters)
         prompt = await self._render(entry, body, keep_alive)
         request = {k: v for k, v in body.items() if k not in toolcalls.NOT_FORWARDED}
         if "max_completion_tokens" in body and "max_tokens" not in body:

@@ -8,22 +8,29 @@ recorded Ollama name it is (`hf.co/OWNER/REPO:QUANT` after an /api/pull).
 
 Details come from model.json's `metadata` (filled at import from the GGUF header) and, where
 it lacks them (a model.json written by hand), from the header itself, read once per file
-version (bounded reader, `models/gguf.py`) and cached.
+version (bounded reader, `models/gguf.py`) and cached (`models/facts.py`).
+
+Nothing here reads a file on the event loop: /api/tags is a view of the shared model list
+(`services/listing.py`: the scan in steps, new entries' JSON made in a worker thread), and
+`resolve` looks a name up in a worker thread, or in that shared scan for recorded names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import json
 from typing import Any
 
-from hearth.errors import HearthError, InvalidModelId, NotFound
+from hearth.errors import HearthError, InvalidModelId, ModelNotFound, NotFound
 from hearth.models.facts import Facts, facts
 from hearth.models.ids import is_valid_id
 from hearth.models.names import ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry
 from hearth.server.ollama.translate import rfc3339
 from hearth.services import Services
+from hearth.services.listing import ListView, Status
 
 LATEST = ":latest"
 #: model_parameters -> Ollama's PARAMETER names, for /api/show's `parameters` text.
@@ -73,21 +80,33 @@ def candidates(name: str) -> list[str]:
     return [c for c in dict.fromkeys(found) if is_valid_id(c)]
 
 
-def resolve(services: Services, name: str) -> ModelEntry:
-    """The model a client's name means, or Ollama's 404 ("model ... not found")."""
-    store = services.store
-    for model_id in candidates(name):
-        try:
-            if store.exists(model_id):
-                return store.get(model_id)
-        except InvalidModelId:
-            continue
+async def resolve(services: Services, name: str) -> ModelEntry:
+    """The model a client's name means, or Ollama's 404 ("model ... not found"): an id in a
+    worker thread (a folder read), then the recorded names of the shared list's entries."""
+    entry = await asyncio.to_thread(_by_id, services, name)
+    if entry is not None:
+        return entry
+    ids = set(candidates(name))
     wanted = {name.lower(), (name + LATEST).lower()}
-    for entry in store.list():
-        recorded = _recorded_name(entry) if entry.info is not None else None
-        if recorded and recorded.lower() in wanted:
+    for entry in await services.lists.entries():
+        if entry.info is None:
+            continue
+        recorded = _recorded_name(entry)
+        if entry.id in ids or (recorded and recorded.lower() in wanted):
             return entry
     raise model_missing(name)
+
+
+def _by_id(services: Services, name: str) -> ModelEntry | None:
+    """The model whose folder is one of the ids `name` may stand for (a renamed model, whose
+    id is not its folder's name, is found in the list instead)."""
+    store = services.store
+    for model_id in candidates(name):
+        if not (store.models_dir / model_id).exists():
+            continue
+        with contextlib.suppress(InvalidModelId, ModelNotFound):
+            return store.get(model_id)
+    return None
 
 
 def new_id(name: str) -> str:
@@ -155,6 +174,18 @@ def modified_at(entry: ModelEntry) -> str:
 def listed(entry: ModelEntry) -> bool:
     """/api/tags lists models that can answer: complete files, or a remote engine."""
     return entry.info is not None and entry.status == "ready"
+
+
+def _tag_fragment(entry: ModelEntry, status: Status) -> str | None:
+    """One model's /api/tags JSON, or None when it is not listed (a worker thread calls it:
+    its details may need the GGUF header)."""
+    if not listed(entry):
+        return None
+    return json.dumps(tag(entry), ensure_ascii=False, separators=(",", ":"))
+
+
+#: GET /api/tags: the models that can answer, as Ollama lists them.
+TAGS_LIST = ListView("ollama-tags", _tag_fragment, '{"models":[', "]}")
 
 
 def tag(entry: ModelEntry) -> dict[str, Any]:

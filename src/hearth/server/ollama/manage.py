@@ -8,6 +8,7 @@ Ollama's status lines.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hearth import __version__
 from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.modelfile_text import quote, quote_parameter
 from hearth.models.facts import model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
@@ -26,6 +28,7 @@ from hearth.server.ollama.pull import pull_lines
 from hearth.server.ollama.routes import read_body
 from hearth.server.ollama.stream import NDJSON, line
 from hearth.server.ollama.translate import model_name, rfc3339
+from hearth.server.sliced import SlicedResponse
 from hearth.services import Services
 from hearth.services.derive import ModelChanges
 
@@ -46,22 +49,26 @@ async def version() -> dict[str, str]:
 
 
 @router.get("/tags")
-async def tags(request: Request) -> dict[str, Any]:
-    """Models that can answer, as Ollama lists local models."""
-    entries = _services(request).store.list()
-    return {"models": [catalog.tag(e) for e in entries if catalog.listed(e)]}
+async def tags(request: Request) -> Response:
+    """Models that can answer, as Ollama lists local models: a view of the shared model list
+    (scan in steps, new entries' details made in a worker thread; see `services/listing.py`)."""
+    body = await _services(request).lists.shared_body(catalog.TAGS_LIST)
+    return SlicedResponse(body, media_type="application/json")
 
 
 @router.post("/show")
 async def show(request: Request) -> dict[str, Any]:
     """One model: details, GGUF metadata, template, parameters, capabilities, license."""
     body = await read_body(request)
-    entry = catalog.resolve(_services(request), model_name(body))
-    return describe(entry, verbose=body.get("verbose") is True)
+    entry = await catalog.resolve(_services(request), model_name(body))
+    # the GGUF header (and model.json's time) is read in a worker thread, never on the loop
+    return await asyncio.to_thread(describe, entry, verbose=body.get("verbose") is True)
 
 
 def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
-    assert entry.info is not None
+    """/api/show's answer (reads the GGUF header: call it off the event loop)."""
+    if entry.info is None:
+        raise catalog.model_missing(entry.id)  # a broken folder: nothing to show
     fact = catalog.facts(entry, header=True)
     meta = entry.info.metadata
     info = {k: (v if verbose or not isinstance(v, list) else []) for k, v in fact.header.items()}
@@ -69,7 +76,7 @@ def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "license": meta.get("license") if isinstance(meta.get("license"), str) else "",
         "modelfile": _modelfile(entry, parameters),
-        "parameters": "\n".join(f"{k:<30} {v}" for k, v in parameters),
+        "parameters": "\n".join(f"{k:<30} {_shown(v)}" for k, v in parameters),
         "template": fact.chat_template or "",
         "details": catalog.details(entry, fact),
         "model_info": info,
@@ -81,58 +88,73 @@ def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
     return out
 
 
-def _parameters(entry: ModelEntry) -> list[tuple[str, str]]:
-    """model_parameters (and ctx_len) under Ollama's PARAMETER names, as Modelfile values."""
+def _parameters(entry: ModelEntry) -> list[tuple[str, str | int | float]]:
+    """model_parameters (and ctx_len) under Ollama's PARAMETER names, with their values."""
     assert entry.info is not None
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str | int | float]] = []
     for key, value in entry.info.model_parameters.items():
         name = catalog.PARAMETER_NAMES.get(key, key)
         if key == "stop" and isinstance(value, list):
-            rows += [("stop", _quoted(s)) for s in value if isinstance(s, str)]
+            rows += [("stop", s) for s in value if isinstance(s, str)]
         elif isinstance(value, int | float | str) and key != "stream":
-            rows.append((name, _quoted(value) if isinstance(value, str) else str(value)))
+            rows.append((name, value))
     ctx = entry.info.engine_parameters.get("ctx_len")
     if isinstance(ctx, int | str):
-        rows.append(("num_ctx", str(ctx)))
+        rows.append(("num_ctx", ctx))
     return rows
 
 
-def _quoted(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _shown(value: str | int | float) -> str:
+    """A parameter's value as /api/show's `parameters` text shows it (strings quoted)."""
+    if not isinstance(value, str):
+        return str(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _modelfile(entry: ModelEntry, parameters: list[tuple[str, str]]) -> str:
-    """A Modelfile describing the model (informative: Hearth reads model.json, not this)."""
+def _parameter(value: str | int | float) -> str:
+    return quote_parameter(value) if isinstance(value, str) else str(value)
+
+
+def _modelfile(entry: ModelEntry, parameters: list[tuple[str, str | int | float]]) -> str:
+    """A Modelfile describing the model, which `hearth create -f` reads back exactly: every
+    value is written by `modelfile.quote`, so no system prompt, template, license, stop
+    string or file name (a stranger's text) can end its value early and add instructions."""
     assert entry.info is not None
     meta = entry.info.metadata
     lines = [f"# Modelfile generated by Hearth for {entry.id}"]
-    lines.append(f"FROM {entry.model_path or entry.id}")
+    lines.append(f"FROM {quote(str(entry.model_path or entry.id), bare=True)}")
     recorded = meta.get("ollama")
     ollama: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     if isinstance(ollama.get("template"), str):
-        lines.append(f'TEMPLATE """{ollama["template"]}"""')
+        lines.append(f"TEMPLATE {quote(ollama['template'])}")
     if isinstance(meta.get("system_prompt"), str):
-        lines.append(f'SYSTEM """{meta["system_prompt"]}"""')
-    lines += [f"PARAMETER {k} {v}" for k, v in parameters]
+        lines.append(f"SYSTEM {quote(meta['system_prompt'])}")
+    lines += [f"PARAMETER {k} {_parameter(v)}" for k, v in parameters]
     if isinstance(meta.get("license"), str):
-        lines.append(f'LICENSE """{meta["license"]}"""')
+        lines.append(f"LICENSE {quote(meta['license'])}")
     return "\n".join(lines) + "\n"
 
 
 @router.get("/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    """Loaded models, with when each unloads and its context length."""
+    """Loaded models, with when each unloads and its context length (their folders and GGUF
+    headers read in a worker thread)."""
     services = _services(request)
+    return {"models": await asyncio.to_thread(_loaded, services, services.running())}
+
+
+def _loaded(services: Services, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """/api/ps's entries for the engines' `running` list (reads files: a worker thread)."""
     models = []
-    for running in services.running():
+    for model in running:
         try:
-            entry = services.store.get(running["id"])
+            entry = services.store.get(model["id"])
         except Exception:  # deleted meanwhile: it is on its way out
             continue
         name = catalog.ollama_name(entry)
-        expires = running.get("expires_at")
-        size = int(running.get("memory_estimate") or running.get("memory") or 0)
-        params = running.get("engine_parameters") or {}
+        expires = model.get("expires_at")
+        size = int(model.get("memory_estimate") or model.get("memory") or 0)
+        params = model.get("engine_parameters") or {}
         models.append(
             {
                 "name": name,
@@ -145,14 +167,14 @@ async def ps(request: Request) -> dict[str, Any]:
                 "context_length": params.get("ctx_len"),
             }
         )
-    return {"models": models}
+    return models
 
 
 @router.delete("/delete")
 async def delete(request: Request) -> Response:
     """Delete a model (its engine stops first; files used in place are never deleted)."""
     services = _services(request)
-    entry = catalog.resolve(services, model_name(await read_body(request)))
+    entry = await catalog.resolve(services, model_name(await read_body(request)))
     await services.delete_model(entry.id)
     return Response(status_code=200)
 
@@ -166,7 +188,7 @@ async def copy(request: Request) -> Response:
     if not isinstance(source, str) or not isinstance(destination, str) or not destination:
         raise InvalidRequest('Send {"source": "<model>", "destination": "<new name>"}.')
     services = _services(request)
-    entry = catalog.resolve(services, source)
+    entry = await catalog.resolve(services, source)
     name = destination if ":" in destination else None
     await services.copy_model(entry.id, catalog.new_id(destination), ModelChanges(name=name))
     return Response(status_code=200)
@@ -229,7 +251,7 @@ async def create(request: Request) -> Response:
     if source.lower().endswith(".gguf") or source.startswith(("/", "./", "~")):
         await services.create_model_from_file(Path(source).expanduser(), new_id, changes)
     else:
-        entry = catalog.resolve(services, source)
+        entry = await catalog.resolve(services, source)
         await services.copy_model(entry.id, new_id, changes)
     statuses = ["reading model metadata", "creating system layer", "writing manifest", "success"]
     if body.get("stream") is False:

@@ -14,6 +14,7 @@ client's name (`hf.co/OWNER/REPO:QUANT`) records that name, so the client finds 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,10 +26,10 @@ from hearth.server.ollama import catalog
 from hearth.services import Services
 
 
-def _source(services: Services, name: str) -> str:
+async def _source(services: Services, name: str) -> str:
     """What to hand `Services.pull`: an existing model's id, else the name as sent."""
     try:
-        return catalog.resolve(services, name).id
+        return (await catalog.resolve(services, name)).id
     except HearthError:
         return name
 
@@ -62,7 +63,7 @@ async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, A
     """Ollama's status lines for pulling `name` (an error ends them with an `error` line)."""
     yield {"status": "pulling manifest"}
     try:
-        model_id, job = await services.pull(_source(services, name))
+        model_id, job = await services.pull(await _source(services, name))
     except HearthError as exc:
         yield {"error": exc.message, "status_code": exc.status}
         return
@@ -75,5 +76,5 @@ async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, A
             return
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
-    _record_name(services, model_id, name)
+    await asyncio.to_thread(_record_name, services, model_id, name)  # writes model.json
     yield {"status": "success"}

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hearth.engines.events import engine_refusal
 from hearth.errors import HearthError, InvalidParameter, InvalidRequest
 from hearth.keepalive import keep_alive_param
-from hearth.models.facts import model_capabilities
+from hearth.models.facts import facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
 from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
@@ -73,7 +73,7 @@ async def ensure_context(services: Services, entry: ModelEntry, num_ctx: int) ->
     """Have the model loaded with `num_ctx` tokens of context (clamped to what it was trained
     for, as Ollama does). A model loaded with another context is restarted once idle; the new
     one stays until another request asks otherwise or model.json changes."""
-    trained = catalog.facts(entry).context_length or MAX_CTX
+    trained = (await facts_off_loop(entry)).context_length or MAX_CTX
     wanted = max(MIN_CTX, min(num_ctx, trained, MAX_CTX))
     for model in services.running():
         if model["id"] == entry.id and model["engine_parameters"].get("ctx_len") == wanted:
@@ -94,9 +94,10 @@ async def _load(services: Services, entry: ModelEntry, num_ctx: int | None) -> i
     return time.monotonic_ns() - started
 
 
-def _check_capabilities(entry: ModelEntry, call: Call) -> None:
-    """Refuse what the model cannot do with Ollama's 400s, before anything loads."""
-    caps = model_capabilities(entry, catalog.facts(entry))
+async def _check_capabilities(entry: ModelEntry, call: Call) -> None:
+    """Refuse what the model cannot do with Ollama's 400s, before anything loads (the facts
+    may come from the GGUF header: read in a worker thread)."""
+    caps = model_capabilities(entry, await facts_off_loop(entry))
     if call.images and "vision" not in caps:
         raise InvalidParameter(
             f'"{call.name}" does not support images (no vision projector: add one with '
@@ -118,7 +119,7 @@ async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool
     """Send `call` to the engine and answer in Ollama's shape, streamed or whole."""
     started = time.monotonic_ns()
     services = _services(request)
-    _check_capabilities(entry, call)
+    await _check_capabilities(entry, call)
     schema_limits.check_request(call.body)  # before the load, not only before the engine
     load_ns = await _load(services, entry, call.num_ctx)
     opening = services.open_inference(call.path, call.body, call.keep_alive)
@@ -166,7 +167,7 @@ async def chat(request: Request) -> Response:
     """Ollama's chat: NDJSON stream by default, one object with "stream": false."""
     body = await read_body(request)
     services = _services(request)
-    entry = catalog.resolve(services, model_name(body))
+    entry = await catalog.resolve(services, model_name(body))
     call = chat_call(body, entry.id, system_prompt(entry))
     if not call.body["messages"]:
         return await _load_or_unload(services, entry, call, chat=True)
@@ -178,7 +179,7 @@ async def generate(request: Request) -> Response:
     """Ollama's completion of a prompt (the chat template applies unless "raw": true)."""
     body = await read_body(request)
     services = _services(request)
-    entry = catalog.resolve(services, model_name(body))
+    entry = await catalog.resolve(services, model_name(body))
     call = generate_call(body, entry.id, system_prompt(entry))
     if not body.get("prompt") and not body.get("images"):
         return await _load_or_unload(services, entry, call, chat=False)
@@ -192,7 +193,7 @@ async def _embed(request: Request, *, legacy: bool) -> Embedded:
     body = await read_body(request)
     services = _services(request)
     name = model_name(body)
-    entry = catalog.resolve(services, name)
+    entry = await catalog.resolve(services, name)
     texts = embed_inputs(body, legacy=legacy)
     _, num_ctx = options(body.get("options"))
     raw_keep = body.get("keep_alive")
