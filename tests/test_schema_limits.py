@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from hearth.errors import SchemaTooCostly
 from hearth.services import schema_limits as sl
-from hearth.services.schema_limits import SchemaTooCostly, check_request, json_size
+from hearth.services.schema_limits import check_request, json_size
 
 
 def _chat(schema: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@
     │   ├── InvalidModelId           400 invalid_model_id
     │   ├── InvalidModelFile         400 invalid_model_file      (not a model / corrupt GGUF)
     │   └── InvalidParameter         400 invalid_parameter
-    │       └── UnsafeChatTemplate   400 invalid_parameter       (also a jinja2 SecurityError)
+    │       ├── UnsafeChatTemplate   400 invalid_parameter       (also a jinja2 SecurityError)
+    │       └── SchemaTooCostly      400 schema_too_large        (services/schema_limits.py)
     ├── Unauthorized                 401 invalid_api_key
     ├── Forbidden                    403 path_not_allowed
     │   ├── HostNotAllowed           403 host_not_allowed       (DNS rebinding defence)
@@ -95,6 +96,12 @@ class InvalidModelFile(InvalidRequest):
 
 class InvalidParameter(InvalidRequest):
     code = "invalid_parameter"
+
+
+class SchemaTooCostly(InvalidParameter):
+    """A request's schema or grammar over one of the limits in `services/schema_limits.py`."""
+
+    code = "schema_too_large"
 
 
 class Unauthorized(HearthError):

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.errors import InvalidParameter
+from hearth.errors import SchemaTooCostly
 
 #: Compact JSON bytes of one schema (descriptions included).
 MAX_SCHEMA_BYTES = 512 * 1024
@@ -59,12 +59,6 @@ _ONE = (
 )  # fmt: skip
 _MANY = ("prefixItems",)
 _NAMED = ("properties", "patternProperties", "dependentSchemas")
-
-
-class SchemaTooCostly(InvalidParameter):
-    """A schema over one of the limits: a 400 in the caller's dialect."""
-
-    code = "schema_too_large"
 
 
 @dataclass
