@@ -225,6 +225,28 @@ def test_concurrent_appends_never_interleave(root: Path) -> None:
     assert all(line.data is not None for line in stores[0].lines("t"))
 
 
+def test_no_lock_outlives_its_writers(root: Path, store: ThreadStore) -> None:
+    """A server writing to thousands of threads over weeks keeps no per-thread lock once the
+    writes are done (the soak's growth: one lock per thread ever written, never dropped)."""
+    ids = [store.create({"title": str(n)}, []) for n in range(50)]
+    for tid in ids:
+        store.append(tid, [{"id": new_message_id(), "role": "user", "content": "hi"}])
+    for tid in ids[::2]:
+        store.delete(tid)
+
+    def writer(n: int) -> None:  # many writers on one thread share (and then drop) its lock
+        for i in range(20):
+            store.append(ids[1], [{"id": f"m{n}-{i}", "role": "user", "content": "x"}])
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(store.messages(ids[1])) == 81
+    assert store._locks == {}
+
+
 def test_create_keeps_a_free_id_and_leaves_no_staging(root: Path, store: ThreadStore) -> None:
     tid = store.create({"title": "x"}, [{"id": "m", "role": "user", "content": "hi"}], "mine")
     assert tid == "mine" and sorted(os.listdir(root)) == ["mine"]
