@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import Conflict, Forbidden, NotFound
+from hearth.keyedlocks import KeyedLocks
 from hearth.models.ids import is_valid_id
 from hearth.models.links import is_inside
 from hearth.threads import jsonl
@@ -87,8 +87,7 @@ class ThreadStore:
 
     def __init__(self, threads_dir: Path) -> None:
         self.threads_dir = threads_dir
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # id -> (lock, its users)
-        self._locks_guard = threading.Lock()
+        self._locks = KeyedLocks()  # only threads being written: none kept after
         self._warned: set[tuple[str, int, bytes]] = set()
         self._sweep()
 
@@ -210,40 +209,18 @@ class ThreadStore:
     def locked(self, thread_id: str) -> Iterator[Path]:
         """Serialize writes to one thread: a thread lock plus flock on its folder."""
         folder = self._existing(thread_id)
-        lock = self._lock_for(thread_id)
-        try:
-            with lock:
-                try:
-                    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-                except FileNotFoundError:  # deleted while this request waited for the lock
-                    raise thread_not_found(thread_id) from None
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    folder = self._existing(thread_id)  # it may be gone after the wait
-                    self._sweep_temps(folder)
-                    yield folder
-                finally:
-                    os.close(fd)
-        finally:
-            self._release_lock(thread_id)
-
-    def _lock_for(self, thread_id: str) -> threading.Lock:
-        """The thread's lock, counted: it lives only while a writer holds it or waits for it,
-        so a server that writes to thousands of threads over weeks keeps none of them."""
-        with self._locks_guard:
-            lock, users = self._locks.get(thread_id, (None, 0))
-            if lock is None:
-                lock = threading.Lock()
-            self._locks[thread_id] = (lock, users + 1)
-            return lock
-
-    def _release_lock(self, thread_id: str) -> None:
-        with self._locks_guard:
-            lock, users = self._locks[thread_id]
-            if users <= 1:
-                del self._locks[thread_id]
-            else:
-                self._locks[thread_id] = (lock, users - 1)
+        with self._locks.hold(thread_id):
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:  # deleted while this request waited for the lock
+                raise thread_not_found(thread_id) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                folder = self._existing(thread_id)  # it may have been deleted while we waited
+                self._sweep_temps(folder)
+                yield folder
+            finally:
+                os.close(fd)
 
     def create(
         self, raw: dict[str, Any], messages: list[dict[str, Any]], thread_id: str | None = None
