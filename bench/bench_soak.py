@@ -6,8 +6,8 @@ A real `hearth serve` child serves SmolLM2-135M (Q4_1). N client threads each lo
 shuffled mix, all at temperature 0 with a few tokens so many requests go by: OpenAI chat
 (`openai`, streamed and not), Anthropic messages streamed (`anthropic`), Ollama /api/chat
 streamed (`ollama`), /v1/responses (streamed and not), thread runs (a new thread, a run, a
-follow-up message and a second run; each client keeps its newest few threads and deletes the
-rest), /v1/models, /api/tags, and abandoned streams (the client closes after the first chunk).
+follow-up message and a second run; each client keeps its newest `--keep-threads` and deletes
+the rest), /v1/models, /api/tags, and abandoned streams (the client closes after the first chunk).
 Every `--every` seconds it samples the `hearth serve` process alone (RSS, open fds, threads)
 and its engines apart; at the end it prints the curve, the slope over the second half
 (least squares, MiB per minute) and the verdict.
@@ -45,7 +45,6 @@ from support.server import HearthProcess
 WORDS = ["river", "stone", "lamp", "garden", "winter", "bread", "candle", "window", "music",
          "paper", "cloud", "orange"]  # fmt: skip
 MODEL = "smol"
-KEEP_THREADS = 3
 
 
 def prompt(rng: random.Random) -> str:
@@ -55,8 +54,8 @@ def prompt(rng: random.Random) -> str:
 class Client:
     """One soak client: its own connection pools, as a long-lived app would hold them."""
 
-    def __init__(self, url: str, seed: int, tokens: int) -> None:
-        self.url, self.tokens = url, tokens
+    def __init__(self, url: str, seed: int, tokens: int, keep_threads: int = 3) -> None:
+        self.url, self.tokens, self.keep_threads = url, tokens, keep_threads
         self.rng = random.Random(seed)
         self.http = httpx.Client(base_url=url, timeout=300)
         self.oai = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=300)
@@ -131,7 +130,7 @@ class Client:
         self._run(thread)
         self.http.get(f"/v1/threads/{thread}/messages").raise_for_status()
         self.http.get("/v1/threads", params={"limit": 20}).raise_for_status()
-        while len(self.threads) > KEEP_THREADS:
+        while len(self.threads) > self.keep_threads:
             self.http.delete(f"/v1/threads/{self.threads.pop(0)}").raise_for_status()
 
     def _run(self, thread: str) -> None:
@@ -247,7 +246,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         stop, lock = threading.Event(), threading.Lock()
         done: Counter[str] = Counter()
         errors: list[str] = []
-        clients = [Client(server.url, seed, args.tokens) for seed in range(args.clients)]
+        clients = [Client(server.url, seed, args.tokens, args.keep_threads)
+                   for seed in range(args.clients)]  # fmt: skip
         workers = [threading.Thread(target=client_loop, args=(c, stop, done, errors, lock))
                    for c in clients]  # fmt: skip
         t0 = time.monotonic()
@@ -306,6 +306,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="client threads (engine slots)")
     parser.add_argument("--every", type=float, default=15, help="seconds between samples")
     parser.add_argument("--tokens", type=int, default=16, help="max tokens per answer")
+    parser.add_argument("--keep-threads", type=int, default=3,
+                        help="threads each client keeps (older ones are deleted)")  # fmt: skip
     parser.add_argument("--flat", type=float, default=0.1, help="MiB/min still called flat")
     skews = "dump the server's growth by traceback (slower; skews the curve)"
     parser.add_argument("--tracemalloc", action="store_true", help=skews)
