@@ -619,3 +619,28 @@ def test_editing_a_message_stored_without_an_id_keeps_its_id(
     assert lines[2]["id"] == "c"
     store.edit_message("t", first, lambda raw: raw.update(content="again"))  # still found
     assert store.messages("t")[0] == (first, {**lines[0], "content": "again"})
+
+
+def test_a_list_holds_its_page_not_every_thread(root: Path) -> None:
+    """Listing 20 of thousands of conversations (the web page's sidebar, GET /v1/threads) kept
+    every thread read in memory at once: its peak grew with the threads on disk."""
+    import tracemalloc
+
+    from hearth.services.threads import ThreadService
+
+    store = ThreadStore(root)
+    for n in range(300):  # 300 threads of ~64 KB each: ~19 MB if a list holds them all
+        write_thread(root, f"t{n:03d}", {"title": f"{n:03d}" + "x" * 65_536, "updated": n})
+    service = ThreadService(store, None, lambda _: None)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        listed = service.list_threads(limit=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [t["id"] for t in listed["data"]] == ["t299", "t298"] and listed["has_more"]
+    assert listed["first_id"] == "t299" and listed["last_id"] == "t298"
+    assert peak < 4 * 2**20  # a few threads' worth, whatever the number on disk
+    second = service.list_threads(limit=2, after="t298")
+    assert [t["id"] for t in second["data"]] == ["t297", "t296"]
+    assert [t["id"] for t in service.list_threads(q="299")["data"]] == ["t299"]

@@ -132,21 +132,26 @@ class ThreadStore:
     def all(self) -> list[StoredThread]:
         """Every thread folder (one with thread.json or messages.jsonl); folders that cannot be
         read safely are skipped and logged, never fatal to the list."""
+        return list(self.each())
+
+    def each(self) -> Iterator[StoredThread]:
+        """`all`, one thread at a time: a caller that keeps only a little of each (the list's
+        order) never holds every thread at once."""
         try:
             names = sorted(d.name for d in os.scandir(self.threads_dir) if d.is_dir())
         except FileNotFoundError:
-            return []
-        threads: list[StoredThread] = []
+            return
         for name in names:
             if not is_valid_id(name):  # also hidden: staging, trash
                 continue
             try:
-                threads.append(self.get(name))
+                thread = self.get(name)
             except NotFound:
                 continue
             except Exception as exc:  # a link out, a FIFO: skip it, say why once
                 self._warn_once(name, 0, str(exc).encode(), f"skipped threads/{name}: {exc}")
-        return threads
+                continue
+            yield thread
 
     def get(self, thread_id: str) -> StoredThread:
         folder = self._existing(thread_id)
