@@ -34,7 +34,10 @@ class _Probe:
     def dump(self, _signum: int, _frame: FrameType | None) -> None:
         gc.collect()
         snap = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+            [
+                tracemalloc.Filter(False, tracemalloc.__file__),
+                tracemalloc.Filter(False, __file__, all_frames=True),
+            ]
         )
         types = Counter(type(o).__name__ for o in gc.get_objects())
         self.count += 1
