@@ -225,6 +225,28 @@ def test_concurrent_appends_never_interleave(root: Path) -> None:
     assert all(line.data is not None for line in stores[0].lines("t"))
 
 
+def test_no_lock_outlives_its_writers(root: Path, store: ThreadStore) -> None:
+    """A server writing to thousands of threads over weeks keeps no per-thread lock once the
+    writes are done (the soak's growth: one lock per thread ever written, never dropped)."""
+    ids = [store.create({"title": str(n)}, []) for n in range(50)]
+    for tid in ids:
+        store.append(tid, [{"id": new_message_id(), "role": "user", "content": "hi"}])
+    for tid in ids[::2]:
+        store.delete(tid)
+
+    def writer(n: int) -> None:  # many writers on one thread share (and then drop) its lock
+        for i in range(20):
+            store.append(ids[1], [{"id": f"m{n}-{i}", "role": "user", "content": "x"}])
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(store.messages(ids[1])) == 81
+    assert len(store._locks) == 0
+
+
 def test_create_keeps_a_free_id_and_leaves_no_staging(root: Path, store: ThreadStore) -> None:
     tid = store.create({"title": "x"}, [{"id": "m", "role": "user", "content": "hi"}], "mine")
     assert tid == "mine" and sorted(os.listdir(root)) == ["mine"]
@@ -597,3 +619,28 @@ def test_editing_a_message_stored_without_an_id_keeps_its_id(
     assert lines[2]["id"] == "c"
     store.edit_message("t", first, lambda raw: raw.update(content="again"))  # still found
     assert store.messages("t")[0] == (first, {**lines[0], "content": "again"})
+
+
+def test_a_list_holds_its_page_not_every_thread(root: Path) -> None:
+    """Listing 20 of thousands of conversations (the web page's sidebar, GET /v1/threads) kept
+    every thread read in memory at once: its peak grew with the threads on disk."""
+    import tracemalloc
+
+    from hearth.services.threads import ThreadService
+
+    store = ThreadStore(root)
+    for n in range(300):  # 300 threads of ~64 KB each: ~19 MB if a list holds them all
+        write_thread(root, f"t{n:03d}", {"title": f"{n:03d}" + "x" * 65_536, "updated": n})
+    service = ThreadService(store, None, lambda _: None)  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        listed = service.list_threads(limit=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [t["id"] for t in listed["data"]] == ["t299", "t298"] and listed["has_more"]
+    assert listed["first_id"] == "t299" and listed["last_id"] == "t298"
+    assert peak < 4 * 2**20  # a few threads' worth, whatever the number on disk
+    second = service.list_threads(limit=2, after="t298")
+    assert [t["id"] for t in second["data"]] == ["t297", "t296"]
+    assert [t["id"] for t in service.list_threads(q="299")["data"]] == ["t299"]

@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from hearth.errors import Conflict, InsufficientStorage, InvalidRequest, ModelNotFound
+from hearth.keyedlocks import KeyedLocks
 from hearth.models.capabilities import record_capabilities
 from hearth.models.ids import validate_model_id
 from hearth.models.links import FileRoots, is_inside
@@ -176,8 +176,7 @@ class ModelStore:
         self.roots = roots if roots is not None else FileRoots(self.home)
         self._cache: dict[str, tuple[tuple[int, ...], ModelEntry]] = {}
         self._renamed_claims: set[str] = set()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = KeyedLocks()  # only folders being written: none kept after
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -535,9 +534,7 @@ class ModelStore:
     @contextlib.contextmanager
     def locked(self, folder_name: str) -> Iterator[None]:
         """Serialize writes to one model: a thread lock plus flock on the folder (cross-process)."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(folder_name, threading.Lock())
-        with lock:
+        with self._locks.hold(folder_name):
             folder = self.models_dir / folder_name
             try:
                 fd = os.open(folder, os.O_RDONLY)

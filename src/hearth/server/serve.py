@@ -18,6 +18,7 @@ import uvicorn
 from hearth.config import Settings
 from hearth.errors import ServeError
 from hearth.instance import HomeInstance
+from hearth.server import memdebug
 from hearth.server.app import Hook, create_app
 from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
@@ -104,6 +105,8 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     server = _Server(config)
+    if memdebug.install():
+        log.warning("Memory probe on: SIGUSR1 writes tracemalloc dumps to %s", memdebug.ENV)
     actual_port = sock.getsockname()[1]
     if instance is not None:
         instance.publish(settings.host, actual_port)

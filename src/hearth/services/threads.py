@@ -86,13 +86,31 @@ class ThreadService:
         self, q: str | None = None, limit: int = 100, after: str | None = None
     ) -> dict[str, Any]:
         """Newest `updated` first; `q` keeps threads whose title or any message contains it
-        (case-insensitive)."""
-        threads = [(t, self.view(t)) for t in self.store.all()]
-        if q:
-            needle = q.casefold()
-            threads = [(t, v) for t, v in threads if self._matches(t, v, needle)]
-        threads.sort(key=lambda tv: (-float(tv[1]["updated"] or 0), tv[1]["id"]))
-        return page([v for _, v in threads], limit, after)
+        (case-insensitive). Every thread is read for its place in the order and let go; only
+        the page's are kept as views, so a list of thousands of conversations holds `limit`
+        of them, not all (memory that grew with the threads on disk, issue 22)."""
+        needle = q.casefold() if q else None
+        order: list[tuple[float, str]] = []
+        for thread in self.store.each():
+            view = self.view(thread)
+            if needle is None or self._matches(thread, view, needle):
+                order.append((-float(view["updated"] or 0), view["id"]))
+        order.sort()
+        listed = page([{"id": thread_id} for _, thread_id in order], limit, after)
+        views = [v for v in map(self._view_of, (item["id"] for item in listed["data"])) if v]
+        listed.update(
+            data=views,
+            first_id=views[0]["id"] if views else None,
+            last_id=views[-1]["id"] if views else None,
+        )
+        return listed
+
+    def _view_of(self, thread_id: str) -> dict[str, Any] | None:
+        """A listed thread's view, read again; None if it went away since (a delete)."""
+        try:
+            return self.view(self.store.get(thread_id))
+        except Exception:  # deleted, or a link out now: skipped, as the list skips them
+            return None
 
     def _matches(self, thread: StoredThread, view: dict[str, Any], needle: str) -> bool:
         if needle in str(view["title"]).casefold():

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import Conflict, Forbidden, NotFound
+from hearth.keyedlocks import KeyedLocks
 from hearth.models.ids import is_valid_id
 from hearth.models.links import is_inside
 from hearth.threads import jsonl
@@ -87,8 +87,7 @@ class ThreadStore:
 
     def __init__(self, threads_dir: Path) -> None:
         self.threads_dir = threads_dir
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = KeyedLocks()  # only threads being written: none kept after
         self._warned: set[tuple[str, int, bytes]] = set()
         self._sweep()
 
@@ -133,21 +132,26 @@ class ThreadStore:
     def all(self) -> list[StoredThread]:
         """Every thread folder (one with thread.json or messages.jsonl); folders that cannot be
         read safely are skipped and logged, never fatal to the list."""
+        return list(self.each())
+
+    def each(self) -> Iterator[StoredThread]:
+        """`all`, one thread at a time: a caller that keeps only a little of each (the list's
+        order) never holds every thread at once."""
         try:
             names = sorted(d.name for d in os.scandir(self.threads_dir) if d.is_dir())
         except FileNotFoundError:
-            return []
-        threads: list[StoredThread] = []
+            return
         for name in names:
             if not is_valid_id(name):  # also hidden: staging, trash
                 continue
             try:
-                threads.append(self.get(name))
+                thread = self.get(name)
             except NotFound:
                 continue
             except Exception as exc:  # a link out, a FIFO: skip it, say why once
                 self._warn_once(name, 0, str(exc).encode(), f"skipped threads/{name}: {exc}")
-        return threads
+                continue
+            yield thread
 
     def get(self, thread_id: str) -> StoredThread:
         folder = self._existing(thread_id)
@@ -210,9 +214,7 @@ class ThreadStore:
     def locked(self, thread_id: str) -> Iterator[Path]:
         """Serialize writes to one thread: a thread lock plus flock on its folder."""
         folder = self._existing(thread_id)
-        with self._locks_guard:
-            lock = self._locks.setdefault(thread_id, threading.Lock())
-        with lock:
+        with self._locks.hold(thread_id):
             try:
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:  # deleted while this request waited for the lock
