@@ -67,6 +67,12 @@ def _management(url: str, ids: list[str]) -> None:
         body = {"model": ids[6], "messages": [{"role": "user", "content": parts}]}
         refused = http.post("/v1/chat/completions", json=body)
         assert refused.status_code == 400 and "images" in refused.text
+        # an id no folder has: the engines look through every model for a renamed one
+        plain = {"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(5):
+            assert http.post("/v1/chat/completions", json=plain).status_code == 404
+            assert http.post("/v1/models/nobody/start").status_code == 404
+            assert http.post("/v1/models/nobody/stop").status_code == 404
 
 
 def test_lists_and_model_routes_never_hold_the_event_loop(home: Path) -> None:

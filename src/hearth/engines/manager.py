@@ -283,7 +283,7 @@ class EngineManager:
     async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Upstream:
         """Send one OpenAI-style request (`path` like "chat/completions") to its model, loading
         it first if needed. The returned Upstream holds the model until it is consumed."""
-        entry = self._usable(str(body["model"]))
+        entry = await asyncio.to_thread(self._usable, str(body["model"]))  # reads its folder
         info = entry.info
         assert info is not None
         if info.is_remote:
@@ -329,7 +329,7 @@ class EngineManager:
         keep_alive: float | None = None,
     ) -> dict[str, Any]:
         """Load a model now (engine parameter overrides apply to this load) and describe it."""
-        entry = self._usable(model_id)
+        entry = await asyncio.to_thread(self._usable, model_id)  # reads its folder
         assert entry.info is not None
         if entry.info.is_remote:
             engine = self._remote(entry)
@@ -345,7 +345,7 @@ class EngineManager:
     async def stop(self, model_id: str, *, force: bool = False) -> bool:
         """Unload a model (in-flight requests finish first unless `force`); False if it was
         not loaded. A model still starting is cancelled: there is nothing to finish."""
-        entry = self.store.get(model_id)
+        entry = await asyncio.to_thread(self.store.get, model_id)  # reads its folder
         self._failed.pop(entry.id, None)
         force = force or self.scheduler.state_of(entry.id) == "starting"
         return await self.scheduler.unload(entry.id, force=force)
