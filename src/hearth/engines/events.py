@@ -1,6 +1,6 @@
-"""Reading an engine's OpenAI event stream, for the code that rewrites it: the faces that speak
-another dialect (Ollama's NDJSON, Anthropic's and the Responses API's events) and the answers
-Hearth composes itself (forced tool calls, `n` choices, legacy completions).
+"""An engine's answer as one typed event stream, for everything that reads it: the faces that speak
+another dialect (Ollama's NDJSON, Anthropic's and the Responses API's events), thread runs, and
+the answers Hearth composes itself (forced tool calls, `n` choices, legacy completions).
 
 The engine sends `data: {chunk}` lines; a line may arrive split across reads. `engine_chunks`
 yields each complete chunk as a dict as soon as its line is whole (no buffering beyond it, so
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.errors import EngineError, HearthError, InvalidRequest, from_wire
@@ -96,3 +97,256 @@ def engine_refusal(status: int, content: bytes, model: str) -> HearthError:
         f"persists, the engine's log in <home>/logs/ says why (GET /v1/running names it).",
         code="engine_error",
     )
+
+
+# ---- the answer as typed events ---------------------------------------------------------------
+#
+# Every face, thread run and composed answer reads an engine's answer through these: one parser
+# (`EventReader`, over OpenAI chat-completion or completion chunks and whole responses) and one
+# accumulator (`Gathered`). A face is a request translator plus a writer of these events.
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Answer text (chat `delta.content`, or a legacy completion's `text`)."""
+
+    text: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """The model's thinking (llama.cpp's `reasoning_content`)."""
+
+    text: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A new tool call: its position among the answer's calls, the engine's id (None when it
+    gave none: the writer makes one) and the function's name."""
+
+    index: int
+    id: str | None
+    name: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """More of a tool call's arguments (a fragment of a JSON string)."""
+
+    index: int
+    arguments: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Why a choice ended: OpenAI's finish_reason ("stop", "length", "tool_calls", ...)."""
+
+    reason: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the engine reported them (`raw` is OpenAI's usage object, kept whole)."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """llama.cpp's own counters (prompt_n, prompt_ms, predicted_n, predicted_ms, ...)."""
+
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The engine failed mid-answer (`data: {"error": ...}`): nothing follows."""
+
+    message: str
+    code: str = "engine_error"
+
+
+AnswerEvent = (
+    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish | Usage | Timings | Failure
+)
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+class EventReader:
+    """Turns OpenAI chunks (or one whole response) into typed events.
+
+    It remembers which tool calls it has seen, per choice, so the first fragment of a call is a
+    `ToolCallStart` (with whatever arguments it carried as a following `ToolCallDelta`) whoever
+    sent it: llama.cpp, vLLM or another OpenAI-compatible upstream.
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: set[tuple[int, int]] = set()
+
+    def chunk(self, chunk: Mapping[str, Any]) -> list[AnswerEvent]:
+        """One `chat.completion.chunk` (or legacy `text_completion` chunk)."""
+        error = engine_error(chunk)
+        if error is not None:
+            return [Failure(error, _error_code(chunk.get("error")))]
+        events: list[AnswerEvent] = []
+        choices = chunk.get("choices")
+        if choices:
+            for choice in choices:
+                if isinstance(choice, dict):
+                    self._choice(choice, choice.get("delta"), events)
+        self._counters(chunk, events)
+        return events
+
+    def whole(self, response: Mapping[str, Any]) -> list[AnswerEvent]:
+        """A non-streamed `chat.completion` (or `text_completion`), as the events a stream of it
+        would have made."""
+        events: list[AnswerEvent] = []
+        for choice in response.get("choices") or []:
+            if isinstance(choice, dict):
+                self._choice(choice, choice.get("message"), events)
+        self._counters(response, events)
+        return events
+
+    def _choice(self, choice: Mapping[str, Any], delta: Any, events: list[AnswerEvent]) -> None:
+        at = choice.get("index", 0)
+        at = at if type(at) is int else 0
+        if isinstance(delta, dict):
+            thought = delta.get("reasoning_content")
+            if isinstance(thought, str) and thought:
+                events.append(ReasoningDelta(thought, at))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                events.append(TextDelta(text, at))
+            calls = delta.get("tool_calls")
+            if calls:
+                for position, call in enumerate(calls):
+                    if isinstance(call, dict):
+                        self._call(call, position, at, events)
+        else:
+            text = choice.get("text")
+            if isinstance(text, str) and text:
+                events.append(TextDelta(text, at))
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(Finish(str(reason), at))
+
+    def _call(
+        self, call: Mapping[str, Any], position: int, at: int, events: list[AnswerEvent]
+    ) -> None:
+        index = call.get("index", position)
+        index = index if type(index) is int else position
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        if (at, index) not in self._calls:
+            self._calls.add((at, index))
+            call_id = call.get("id")
+            name = function.get("name")
+            events.append(
+                ToolCallStart(
+                    index,
+                    call_id if isinstance(call_id, str) and call_id else None,
+                    name if isinstance(name, str) else "",
+                    at,
+                )
+            )
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            events.append(ToolCallDelta(index, arguments, at))
+        elif isinstance(arguments, dict):  # some upstreams send the object itself
+            events.append(ToolCallDelta(index, json.dumps(arguments, ensure_ascii=False), at))
+
+    @staticmethod
+    def _counters(chunk: Mapping[str, Any], events: list[AnswerEvent]) -> None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            events.append(
+                Usage(
+                    _count(usage.get("prompt_tokens")),
+                    _count(usage.get("completion_tokens")),
+                    usage,
+                )
+            )
+        timings = chunk.get("timings")
+        if isinstance(timings, dict):
+            events.append(Timings(timings))
+
+
+def _error_code(error: Any) -> str:
+    if isinstance(error, dict):
+        found = error.get("code") or error.get("type")
+        if isinstance(found, str) and found:
+            return found
+    return "engine_error"
+
+
+async def answer_events(chunks: AsyncIterator[bytes]) -> AsyncGenerator[AnswerEvent, None]:
+    """An engine's SSE bytes as typed events, each as soon as its line is whole."""
+    reader = EventReader()
+    async for chunk in engine_chunks(chunks):
+        for event in reader.chunk(chunk):
+            yield event
+
+
+@dataclass
+class GatheredCall:
+    """One tool call, gathered: id (None if the engine gave none), name, arguments so far."""
+
+    id: str | None
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class Gathered:
+    """What one choice of an answer has said so far, folded from its events: the one
+    accumulator behind every non-streamed face, thread runs and composed answers."""
+
+    choice: int = 0
+    text: str = ""
+    reasoning: str = ""
+    calls: dict[int, GatheredCall] = field(default_factory=dict)
+    finish: str | None = None
+    usage: Usage | None = None
+    timings: dict[str, Any] | None = None
+    failure: Failure | None = None
+    pieces: int = 0  # text, reasoning and argument events: output tokens when no usage comes
+
+    def add(self, event: AnswerEvent) -> None:
+        """Fold one event in (events of other choices are ignored)."""
+        match event:
+            case TextDelta(text, at) if at == self.choice:
+                self.text += text
+                self.pieces += 1
+            case ReasoningDelta(text, at) if at == self.choice:
+                self.reasoning += text
+                self.pieces += 1
+            case ToolCallStart(index, call_id, name, at) if at == self.choice:
+                self.calls[index] = GatheredCall(call_id, name)
+            case ToolCallDelta(index, arguments, at) if at == self.choice:
+                self.calls.setdefault(index, GatheredCall(None, "")).arguments += arguments
+                self.pieces += 1
+            case Finish(reason, at) if at == self.choice:
+                self.finish = reason
+            case Usage():
+                self.usage = event
+            case Timings(raw):
+                self.timings = raw
+            case Failure():
+                self.failure = event
+
+    def tool_calls(self) -> list[GatheredCall]:
+        """The calls in the engine's order."""
+        return [self.calls[i] for i in sorted(self.calls)]

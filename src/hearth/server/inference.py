@@ -7,8 +7,6 @@ Each route loads the model on demand and streams the engine's answer back untouc
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -18,12 +16,12 @@ from hearth.engines.events import engine_refusal
 from hearth.errors import InvalidRequest
 from hearth.keepalive import keep_alive_param
 from hearth.server import jsonbody
+from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 T = TypeVar("T")
-CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
 
 _EXAMPLES = {
     "chat/completions": {
@@ -59,30 +57,6 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
         )
     keep_alive = body.pop("keep_alive", None)
     return body, None if keep_alive is None else keep_alive_param(keep_alive)
-
-
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def unless_disconnected(request: Request, step: Awaitable[T]) -> tuple[bool, T | None]:
-    """Await `step`, cancelling it if the client hangs up first (so the engine stops too).
-
-    Starlette cancels a streaming body when its client leaves, but not a plain handler: a
-    non-streamed generation would otherwise run to its end for nobody.
-    """
-    task = asyncio.ensure_future(step)
-    watch = asyncio.ensure_future(_until_disconnect(request))
-    try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-    if task.done():
-        return True, task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # let it clean up (closes upstream)
-    return False, None
 
 
 async def proxy(request: Request, path: str) -> Response:

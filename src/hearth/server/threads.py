@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from hearth.server import jsonbody
-from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
 from hearth.server.schemas import ERRORS
 from hearth.services.threads import ThreadService, encode_json
 

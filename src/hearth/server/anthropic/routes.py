@@ -25,7 +25,7 @@ from hearth.errors import EngineError, HearthError, InvalidRequest
 from hearth.server import jsonbody
 from hearth.server.anthropic.stream import SSE, events, sse
 from hearth.server.anthropic.translate import Assembler, Call, count_body, messages_call
-from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])

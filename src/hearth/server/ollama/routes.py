@@ -26,7 +26,6 @@ from hearth.keepalive import keep_alive_param
 from hearth.models.facts import facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
-from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
 from hearth.server.ollama import catalog
 from hearth.server.ollama.stream import NDJSON, ndjson
 from hearth.server.ollama.translate import (
@@ -40,6 +39,7 @@ from hearth.server.ollama.translate import (
     options,
     rfc3339,
 )
+from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
 from hearth.services import Services, schema_limits
 
 router = APIRouter(prefix="/api", tags=["ollama"])

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hearth.engines.events import engine_refusal
 from hearth.errors import EngineError, NotFound
 from hearth.server import jsonbody
-from hearth.server.inference import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
 from hearth.server.responses.stream import Events, events
 from hearth.server.responses.translate import call, new_id, response
 from hearth.server.schemas import ERRORS
@@ -45,7 +45,6 @@ _DOC = {
         },
     }
 }
-
 
 
 @router.post("/responses", responses=ERRORS, openapi_extra=_DOC)
