@@ -40,6 +40,21 @@ def loads(raw: bytes) -> Any:
     return value
 
 
+def loads_object(raw: bytes, *, empty: bool = False) -> dict[str, Any]:
+    """A request body that must be a JSON object: the one check every route shares (400 naming
+    the fix). With `empty`, a body of nothing but whitespace reads as {} (Ollama's routes)."""
+    if empty and not raw.strip():
+        return {}
+    return need_object(loads(raw))
+
+
+def need_object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object; else the 400 every face answers for such a body."""
+    if not isinstance(value, dict):
+        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+    return value
+
+
 def check(value: Any, raw: bytes) -> None:
     """Refuse a parsed body nested deeper than MAX_DEPTH or holding a lone surrogate."""
     strings = any(sign in raw for sign in _SURROGATE_SIGNS)
