@@ -76,17 +76,42 @@ def _responses_text(line: str) -> bool:
 
 def _bodies(text: str, tokens: int) -> dict[str, tuple[str, dict[str, Any], Texter]]:
     messages = [{"role": "user", "content": text}]
-    v1 = {"model": "smol", "messages": messages, "max_tokens": tokens, "temperature": 0,
-          "stream": True}  # fmt: skip
+    v1 = {
+        "model": "smol",
+        "messages": messages,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     return {
         "v1": ("/v1/chat/completions", v1, _v1_text),
-        "v1u": ("/v1/chat/completions",
-                {**v1, "stream_options": {"include_usage": True}}, _v1_text),  # fmt: skip
-        "ollama": ("/api/chat", {"model": "smol", "messages": messages, "stream": True,
-                   "options": {"num_predict": tokens, "temperature": 0}}, _ollama_text),  # fmt: skip
+        "v1u": (
+            "/v1/chat/completions",
+            {**v1, "stream_options": {"include_usage": True}},
+            _v1_text,
+        ),
+        "ollama": (
+            "/api/chat",
+            {
+                "model": "smol",
+                "messages": messages,
+                "stream": True,
+                "options": {"num_predict": tokens, "temperature": 0},
+            },
+            _ollama_text,
+        ),
         "messages": ("/v1/messages", {**v1, "stream": True}, _messages_text),
-        "responses": ("/v1/responses", {"model": "smol", "input": messages, "stream": True,
-                      "max_output_tokens": tokens, "temperature": 0}, _responses_text),  # fmt: skip
+        "responses": (
+            "/v1/responses",
+            {
+                "model": "smol",
+                "input": messages,
+                "stream": True,
+                "max_output_tokens": tokens,
+                "temperature": 0,
+            },
+            _responses_text,
+        ),
     }
 
 
@@ -132,19 +157,30 @@ async def main(args: argparse.Namespace) -> None:
                 (await client.post(f"{proc.url}/v1/models/smol/start")).raise_for_status()
                 await a_round(client, proc.url, rng, args, 0)  # warm-up
                 rounds = [await a_round(client, proc.url, rng, args, r) for r in range(args.rounds)]
-    print(f"SmolLM2-135M Q4_1, n_parallel 4, {args.threads} engine threads, {args.tokens} "
-          f"tokens/request, C={args.concurrency}, {args.rounds} rounds")  # fmt: skip
-    print("| path | decode tok/s/request (median) | ratio to /v1 + usage (median, min-max) "
-          "| ratio to plain /v1 (median) |")  # fmt: skip
+    print(
+        f"SmolLM2-135M Q4_1, n_parallel 4, {args.threads} engine threads, {args.tokens} "
+        f"tokens/request, C={args.concurrency}, {args.rounds} rounds"
+    )
+    print(
+        "| path | decode tok/s/request (median) | ratio to /v1 + usage (median, min-max) "
+        "| ratio to plain /v1 (median) |"
+    )
     print("|---|---:|---:|---:|")
-    labels = {"v1": "/v1/chat/completions", "v1u": "/v1/chat/completions + include_usage",
-              "ollama": "/api/chat", "messages": "/v1/messages", "responses": "/v1/responses"}  # fmt: skip
+    labels = {
+        "v1": "/v1/chat/completions",
+        "v1u": "/v1/chat/completions + include_usage",
+        "ollama": "/api/chat",
+        "messages": "/v1/messages",
+        "responses": "/v1/responses",
+    }
     for name, label in labels.items():
         rates = [r[name] for r in rounds]
         vs_u = [r[name] / r["v1u"] for r in rounds]
         vs_v1 = [r[name] / r["v1"] for r in rounds]
-        print(f"| {label} | {statistics.median(rates):.1f} | {statistics.median(vs_u):.3f} "
-              f"({min(vs_u):.2f}-{max(vs_u):.2f}) | {statistics.median(vs_v1):.3f} |")  # fmt: skip
+        print(
+            f"| {label} | {statistics.median(rates):.1f} | {statistics.median(vs_u):.3f} "
+            f"({min(vs_u):.2f}-{max(vs_u):.2f}) | {statistics.median(vs_v1):.3f} |"
+        )
 
 
 if __name__ == "__main__":
