@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from hearth.errors import Unavailable, from_wire
+from hearth.errors import HearthError, Unavailable, from_wire
 
 _DEFAULT: Any = object()  # "the client's timeout", as opposed to None: "no timeout"
 _PATH_SAFE = "/%!$&'()*+,;=:@~"  # what httpx leaves unquoted in a path
@@ -141,16 +141,30 @@ class HearthClient:
             conn.close()
 
     def health(self, timeout: float = 2.0) -> dict[str, Any]:
-        return self.request("GET", "/health", timeout=timeout)
+        return self.request_object("GET", "/health", timeout=timeout)
 
     def list_models(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/models")["data"]
+        return self.request_list("GET", "/v1/models")
 
     def get_model(self, model_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/v1/models/{model_id}")
+        return self.request_object("GET", f"/v1/models/{model_id}")
 
     def update_model(self, model_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.request("PATCH", f"/v1/models/{model_id}", json=patch)
+        return self.request_object("PATCH", f"/v1/models/{model_id}", json=patch)
 
     def delete_model(self, model_id: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/v1/models/{model_id}")
+        return self.request_object("DELETE", f"/v1/models/{model_id}")
+
+    def request_object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A call whose answer is a JSON object (a server that says otherwise is not Hearth)."""
+        answer = self.request(method, path, **kwargs)
+        if not isinstance(answer, dict):
+            raise HearthError(f"Hearth answered {path} with something other than an object.")
+        return answer
+
+    def request_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """A call whose answer is OpenAI's list object: its `data`."""
+        data = self.request_object(method, path, **kwargs).get("data")
+        if not isinstance(data, list):
+            raise HearthError(f"Hearth answered {path} without a `data` list.")
+        return data

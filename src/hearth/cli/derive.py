@@ -113,7 +113,8 @@ def copy(args: argparse.Namespace) -> None:
 
 def read_modelfile(path: Path) -> Modelfile:
     """The Modelfile at `path`, parsed and checked (a FROM file must exist)."""
-    from hearth.models.modelfile import ModelfileError, parse
+    from hearth.errors import ModelfileError
+    from hearth.models.modelfile import parse
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,7 +153,9 @@ def create(args: argparse.Namespace) -> None:
     )
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """`hearth cp` and `hearth create`."""
     copying = command(sub, "cp", copy, parents=[common])
     copying.add_argument("source", metavar="SRC", help="the model to copy")

@@ -176,7 +176,9 @@ def show(args: argparse.Namespace) -> None:
     echo(clean_text(text) if text is not None else f"(no {args.part} recorded)")
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = command(sub, "show", show, parents=[common])
     parser.add_argument("model_id", metavar="ID")
     parts = parser.add_mutually_exclusive_group()

@@ -42,7 +42,9 @@ def serve(args: argparse.Namespace) -> None:
     run_server(settings, starter_display=starter_bar if err_console.is_terminal else None)
 
 
-def _add_serve(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_serve(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = command(sub, "serve", serve, parents=[common])
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 1337)")

@@ -107,7 +107,7 @@ def edit(args: argparse.Namespace) -> None:
     e.g. hearth models edit ID name='My model' engine_parameters.ctx_len=4096
     The value null removes a field.
     """
-    patch: dict = {}
+    patch: dict[str, Any] = {}
     for text in args.assignments:
         path, value = parse_assignment(text)
         nest(path, value, patch)
@@ -169,7 +169,9 @@ def _removing(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """`hearth ls` (alias `list`), `hearth rm` and the `hearth models` group."""
     _json_flag(command(sub, "ls", list_models, parents=[common], aliases=["list"]))
     _removing(command(sub, "rm", remove, parents=[common]))

@@ -136,7 +136,9 @@ def pull(args: argparse.Namespace) -> None:
         raise Exit(130) from None
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = command(sub, "pull", pull, parents=[common])
     parser.add_argument(
         "source",

@@ -17,4 +17,4 @@ class RemoteBackend(HearthClient):
         self.where = f"server {url}"
 
     def import_errors(self) -> list[dict[str, Any]]:
-        return self.request("GET", "/v1/models/import/errors")["data"]
+        return self.request_list("GET", "/v1/models/import/errors")

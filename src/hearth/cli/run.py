@@ -224,7 +224,9 @@ def stop(args: argparse.Namespace) -> None:
             echo(f"{what} {paint(clean(model_id), 'bold')}")
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """`hearth run`, `load`, `ps` and `stop`."""
     chat = command(sub, "run", run, parents=[common])
     chat.add_argument("model_id", metavar="ID", help="the model to chat with")

@@ -56,7 +56,9 @@ def search(args: argparse.Namespace) -> None:
     echo("\nPull one with `hearth pull NAME` (add :QUANT or :SIZE to choose, e.g. NAME:Q4_K_M).")
 
 
-def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     parser = command(sub, "search", search, parents=[common])
     parser.add_argument("text", metavar="TEXT", nargs="?", default="", help="what to look for")
     parser.add_argument(

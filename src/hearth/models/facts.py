@@ -97,7 +97,6 @@ def model_capabilities(entry: ModelEntry, fact: Facts | None = None) -> list[str
 Identity = tuple[int, int, int, int]
 
 
-_UNREAD: Any = object()
 
 
 class HeaderCache:
@@ -125,8 +124,8 @@ class HeaderCache:
             self.forget(path)
             return None
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        known = self._headers.get(key, _UNREAD)
-        if known is not _UNREAD:
+        if key in self._headers:
+            known = self._headers[key]
             if self._paths.get(path) != key:
                 self._remember(path, key, known)
             return known

@@ -519,10 +519,10 @@ def _quantization(file_type: int | None, elements: dict[int, int]) -> str | None
     except ValueError:
         name = "GUESSED"
     if name != "GUESSED":
-        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        return str(name).removeprefix("MOSTLY_").removeprefix("ALL_")
     if not elements:
         return None
-    return ggml.GGMLQuantizationType(max(elements, key=elements.__getitem__)).name
+    return str(ggml.GGMLQuantizationType(max(elements, key=elements.__getitem__)).name)
 
 
 def _token_at(src: _Source, marks: list[int], count: int, index: int | None) -> str | None:

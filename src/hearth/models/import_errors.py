@@ -88,6 +88,6 @@ class ImportErrors:
             return
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.file, list(self._items.values()))  # type: ignore[arg-type]
+            write_json_atomic(self.file, list(self._items.values()))
         except OSError:
             pass
