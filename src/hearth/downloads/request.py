@@ -65,10 +65,8 @@ async def open_range(
         request = client.build_request("GET", current, headers=headers)
         try:
             resp = await client.send(request, stream=True, follow_redirects=False)
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise Transient(f"{type(exc).__name__}: {exc}") from None
-        except httpx.InvalidURL:  # httpx builds its own next hop inside send(): `javascript:...`
-            raise unusable_redirect(url) from None
+        except (httpx.TransportError, httpx.DecodingError, httpx.InvalidURL) as exc:
+            raise _send_error(exc, url) from None
         where_to = redirects.location(resp.status_code, resp.headers)
         if where_to is None:
             return await check_status(resp, redact_url(url))
@@ -78,6 +76,19 @@ async def open_range(
         )
         current, headers = hop.url, hop.headers
     raise redirects.too_many(url)
+
+
+def _send_error(exc: Exception, url: str) -> Exception:
+    """What a failed send means. httpx builds its own next hop inside send() even when it does
+    not follow it, and fails there on a Location it cannot use (`javascript:...` is InvalidURL,
+    an unparseable one a RemoteProtocolError): those are refused by the redirect policy, as the
+    wire transport refuses them, not retried as network trouble."""
+    if isinstance(exc, httpx.InvalidURL) or (
+        isinstance(exc, httpx.RemoteProtocolError)
+        and str(exc).startswith("Invalid URL in location header")
+    ):
+        return unusable_redirect(url)
+    return Transient(f"{type(exc).__name__}: {exc}")
 
 
 async def check_status(resp: httpx.Response, where: str) -> httpx.Response:
