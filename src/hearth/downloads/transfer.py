@@ -352,9 +352,7 @@ class _Transfer:
         self._discard()
         return PartState.fresh(self.where, etag, modified, total, parts)
 
-    async def _transfer(
-        self, state: PartState, first: Reply | None, fresh: bool
-    ) -> DownloadResult:
+    async def _transfer(self, state: PartState, first: Reply | None, fresh: bool) -> DownloadResult:
         counts = self.counts
         counts.total = state.total
         counts.received = counts.claim_from = state.done  # the claim covers the bytes from here
@@ -370,8 +368,7 @@ class _Transfer:
                 save_state(self.sidecar, state)
             todo = [s for s in state.segments if not s.complete]
             jobs = [
-                self.fetcher.fetch(writer, s, first if i == 0 else None)
-                for i, s in enumerate(todo)
+                self.fetcher.fetch(writer, s, first if i == 0 else None) for i, s in enumerate(todo)
             ]
             await self._run_all(jobs)
             await writer.flush()

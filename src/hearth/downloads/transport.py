@@ -181,9 +181,7 @@ class HttpxTransport:
         return pos, error
 
 
-async def _write(
-    writer: PartWriter, seg: Segment, at: int, batch: list[bytes], sink: Sink
-) -> None:
+async def _write(writer: PartWriter, seg: Segment, at: int, batch: list[bytes], sink: Sink) -> None:
     if at == 0:
         sink.check_head(b"".join(batch)[:4])
     await writer.write(seg, at, batch)
