@@ -1,8 +1,8 @@
 """`hearth.atomic`, the one atomic-write helper, and the sites that use it (no server).
 
-A failure in the middle of a write is made real where it can be: a child process with a small
-RLIMIT_FSIZE gets EFBIG from the kernel part way through the bytes. A full disk (ENOSPC) cannot
-be made without root, so that one case injects the error into `os.write`.
+Failures in the middle of a write are real: a child process with a small RLIMIT_FSIZE gets EFBIG
+from the kernel part way through the bytes, and a small tmpfs fills up (ENOSPC; the suite runs
+as root, as CI does).
 """
 
 from __future__ import annotations
@@ -69,23 +69,29 @@ def test_a_failure_mid_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
 
 
-def test_a_full_disk_is_insufficient_storage_and_leaves_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "model.json"
-    target.write_text("{}\n")
-
-    def full(fd: int, data: object) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(atomic.os, "write", full)
-    with pytest.raises(InsufficientStorage) as caught:
-        write_json_atomic(target, {"new": 1})
-    assert "is full" in caught.value.message and "model.json" in caught.value.message
-    with pytest.raises(OSError):  # without storage_error: the OSError, for callers that map it
-        atomic.write_bytes(target, b"x")
-    assert target.read_text() == "{}\n"
-    assert _leftovers(tmp_path) == []
+def test_a_full_disk_is_insufficient_storage_and_leaves_no_temp(tmp_path: Path) -> None:
+    """A real full disk: a small tmpfs (the suite runs as root, as CI does)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        target = mount / "model.json"
+        target.write_text("{}\n")
+        with open(mount / "filler", "wb", buffering=0) as fh, pytest.raises(OSError):
+            while True:
+                fh.write(b"\0" * 4096)
+        with pytest.raises(InsufficientStorage) as caught:
+            write_json_atomic(target, {"new": "x" * 50_000})
+        assert "is full" in caught.value.message and "model.json" in caught.value.message
+        with pytest.raises(InsufficientStorage):
+            jsonl.write_atomic(mount / "messages.jsonl", b"y" * 50_000)
+        with pytest.raises(OSError) as bare:  # without storage_error: the OSError itself
+            atomic.write_bytes(target, b"z" * 50_000)
+        assert bare.value.errno == errno.ENOSPC
+        assert target.read_text() == "{}\n"
+        assert _leftovers(mount) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_value_json_cannot_hold_touches_nothing(tmp_path: Path) -> None:
