@@ -35,16 +35,14 @@ The cache is `<home>/.cache/models-list.json`: Hearth's own state, disposable, o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 import sys
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hearth import __version__
+from hearth import __version__, atomic
 
 if TYPE_CHECKING:
     from hearth.services import Services
@@ -228,15 +226,10 @@ def save(home: str, started_ns: int, models: Rows, problems: Rows, outside: list
         "problems": [{k: p.get(k) for k in PROBLEM_KEYS if k in p} for p in problems],
     }
     path = cache_path(home)
-    tmp = f"{os.path.dirname(path)}/.{CACHE_FILE}.{os.getpid()}.{time.time_ns():x}.tmp"
-    try:
+    try:  # not durable: a cache lost to a power cut costs one slow list, never a wrong one
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(body, fh, ensure_ascii=False, separators=(",", ":"))
-        os.replace(tmp, path)
+        atomic.write_json(path, body, compact=True, durable=False)
     except (OSError, ValueError, TypeError):
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         return False
     return True
 

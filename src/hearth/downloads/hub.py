@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
+from hearth.downloads import redirects
 from hearth.downloads.common import DownloadFailed
-from hearth.downloads.urls import check_redirect_async, hub_auth_headers, redact_url
+from hearth.downloads.urls import hub_auth_headers, redact_url
 from hearth.errors import Forbidden, NotFound
 
 HUB_TIMEOUT = 30.0  # seconds for the whole listing call
@@ -79,17 +80,19 @@ async def _get_json_body(
     max_bytes: int,
     allow_private: bool,
 ) -> bytes:
-    """Follow the Hub's own redirects (a renamed repo) under `check_redirect`; read the body."""
+    """Follow the Hub's own redirects (a renamed repo) by `redirects.py`; read the body."""
     headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
     headers.update(hub_auth_headers(url, token, endpoint) or {})
-    request = client.build_request("GET", url, headers=headers)
+    current = httpx.URL(url)
     for _ in range(MAX_HUB_REDIRECTS + 1):
-        resp = await client.send(request, stream=True)
+        resp = await client.send(client.build_request("GET", current, headers=headers), stream=True)
         try:
-            if resp.is_redirect and resp.next_request is not None:
-                target = resp.next_request
-                await check_redirect_async(url, str(target.url), allow_private=allow_private)
-                request = target  # httpx already dropped Authorization if the origin changed
+            where_to = redirects.location(resp.status_code, resp.headers)
+            if where_to is not None:  # Authorization is dropped when the hop leaves the origin
+                hop = await redirects.next_hop_async(
+                    url, current, where_to, headers, allow_private=allow_private
+                )
+                current, headers = hop.url, hop.headers
                 continue
             _check_hub_status(resp, repo_id, revision)
             return await _read_capped(resp, max_bytes, repo_id)

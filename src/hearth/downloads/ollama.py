@@ -33,8 +33,9 @@ from urllib.parse import quote
 
 import httpx
 
+from hearth.downloads import redirects
 from hearth.downloads.common import DownloadFailed
-from hearth.downloads.urls import FileSpec, check_redirect_async, redact_url, validate_url
+from hearth.downloads.urls import FileSpec, redact_url, validate_url
 from hearth.errors import InvalidRequest, NotFound
 from hearth.models.importer import DEFAULT_CTX_CAP
 from hearth.models.limits import MODEL_RANGES, range_problem
@@ -178,16 +179,17 @@ class _Fetcher:
     async def get(self, url: str, cap: int, *, manifest: bool = False) -> bytes:
         accept = MANIFEST_ACCEPT if manifest else "*/*"
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
-        request = self.client.build_request("GET", url, headers=headers)
+        current = httpx.URL(url)
         for _ in range(MAX_REDIRECTS + 1):
+            request = self.client.build_request("GET", current, headers=headers)
             resp = await self.client.send(request, stream=True)
             try:
-                if resp.is_redirect and resp.next_request is not None:
-                    target = resp.next_request
-                    await check_redirect_async(
-                        url, str(target.url), allow_private=self.allow_private
+                where_to = redirects.location(resp.status_code, resp.headers)
+                if where_to is not None:
+                    hop = await redirects.next_hop_async(
+                        url, current, where_to, headers, allow_private=self.allow_private
                     )
-                    request = target
+                    current, headers = hop.url, hop.headers
                     continue
                 self._check_status(resp.status_code, manifest)
                 return await _read_capped(resp, cap, self.where)

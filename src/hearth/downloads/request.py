@@ -1,7 +1,8 @@
-"""One HTTP GET of a byte range: manual redirects (http/https only) and status classification.
+"""One HTTP GET of a byte range over httpx: checked redirects and status classification.
 
-This is the httpx path (used when the caller passes a client or a proxy is configured); `wire.py`
-is the fast path and shares the headers and the status rules below.
+This is the httpx transport (used when the caller passes a client or a proxy is configured);
+`wire.py` is the fast one and shares the headers, the status rules below and the redirect policy
+(`redirects.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from hearth.downloads import redirects
 from hearth.downloads.common import (
     DownloadFailed,
     Restart,
@@ -19,9 +21,8 @@ from hearth.downloads.common import (
     content_range,
 )
 from hearth.downloads.state import PartState
-from hearth.downloads.urls import check_redirect, check_redirect_async, redact_url
+from hearth.downloads.urls import redact_url, unusable_redirect
 
-MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = 300.0  # seconds; a larger Retry-After would hold a download slot
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -56,40 +57,38 @@ async def open_range(
     *,
     allow_private: bool = False,
 ) -> httpx.Response:
-    """GET with manual redirects; returns a 200/206 stream.
-
-    Each hop must stay http/https and may not lead from a public address into loopback, link-local
-    or private ones unless `allow_private` (`check_redirect`). httpx drops Authorization when a
-    hop changes origin.
-    """
+    """GET with redirects followed by `redirects` (the policy the wire transport follows too);
+    returns a 200/206 stream."""
     headers = range_headers(extra_headers, start, end, state)
-    request = client.build_request("GET", url, headers=headers)
-    for _ in range(MAX_REDIRECTS + 1):
+    current = httpx.URL(url)
+    for _ in range(redirects.MAX_REDIRECTS + 1):
+        request = client.build_request("GET", current, headers=headers)
         try:
             resp = await client.send(request, stream=True, follow_redirects=False)
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise Transient(f"{type(exc).__name__}: {exc}") from None
-        except httpx.InvalidURL:  # httpx builds the next hop inside send(): `javascript:...`
-            check_redirect(url, "")  # an unusable target: always refused, as unsafe_redirect
-            raise
-        if not resp.is_redirect:
+        except (httpx.TransportError, httpx.DecodingError, httpx.InvalidURL) as exc:
+            raise _send_error(exc, url) from None
+        where_to = redirects.location(resp.status_code, resp.headers)
+        if where_to is None:
             return await check_status(resp, redact_url(url))
         await resp.aclose()
-        request = await _next_hop(resp, url, allow_private)
-    raise DownloadFailed(f"Too many redirects for {redact_url(url)}; check the URL.")
+        hop = await redirects.next_hop_async(
+            url, current, where_to, headers, allow_private=allow_private
+        )
+        current, headers = hop.url, hop.headers
+    raise redirects.too_many(url)
 
 
-async def _next_hop(resp: httpx.Response, url: str, allow_private: bool) -> httpx.Request:
-    """The request a redirect asks for, once `check_redirect_async` allows its target."""
-    try:
-        target = resp.next_request
-    except (httpx.HTTPError, ValueError):
-        target = None  # a Location httpx cannot even parse
-    await check_redirect_async(
-        url, str(target.url) if target is not None else "", allow_private=allow_private
-    )
-    assert target is not None  # check_redirect refuses a missing target
-    return target
+def _send_error(exc: Exception, url: str) -> Exception:
+    """What a failed send means. httpx builds its own next hop inside send() even when it does
+    not follow it, and fails there on a Location it cannot use (`javascript:...` is InvalidURL,
+    an unparseable one a RemoteProtocolError): those are refused by the redirect policy, as the
+    wire transport refuses them, not retried as network trouble."""
+    if isinstance(exc, httpx.InvalidURL) or (
+        isinstance(exc, httpx.RemoteProtocolError)
+        and str(exc).startswith("Invalid URL in location header")
+    ):
+        return unusable_redirect(url)
+    return Transient(f"{type(exc).__name__}: {exc}")
 
 
 async def check_status(resp: httpx.Response, where: str) -> httpx.Response:

@@ -15,12 +15,13 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hearth import atomic
 
 SIDECAR_VERSION = 1
 READ_BACK_CHUNK = 256 << 10  # small enough to stay in the CPU cache between pread and sha256
@@ -113,21 +114,14 @@ class PartState:
 
 
 def save_state(path: Path, state: PartState) -> None:
-    """Write the sidecar atomically (temp file + rename) so a crash never leaves half a JSON.
+    """Write the sidecar atomically (`hearth.atomic`) so a crash never leaves half a JSON.
 
-    The temp file has a short dot-name of its own: `<name>.part.json.tmp` outgrew the 255-byte
-    limit for names that `validate_filename` allows, and no downloaded file may start with a dot.
+    Not durable (no fsync): it is rewritten every second, on the event loop, while the `.part`
+    it describes takes unsynced writes too; after a power cut the final size and sha256 checks
+    catch what a lost write left. Mode 0o600, as before. A long file name gets the short hashed
+    temp name (`<name>.part.json` may be 245 bytes long).
     """
-    prefix = f".{hashlib.sha256(path.name.encode()).hexdigest()[:16]}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)  # O_EXCL: no link
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(state.to_json()))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(path, state.to_json(), ascii_only=True, mode=0o600, durable=False)
 
 
 def load_state(path: Path) -> PartState | None:

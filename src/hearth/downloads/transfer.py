@@ -5,9 +5,11 @@
 early-closed connections, timeouts, 5xx, 429) are retried with exponential backoff and jitter, each
 retry asking only for the bytes still missing. A cancelled download keeps its `.part` for later.
 
-Two transports share everything but the socket: the fast path (`wire.py` + `pump.py`: stdlib
-http.client on worker threads, for http and https) and httpx, kept for callers that pass their own
-`client` and whenever a proxy is configured in the environment (only httpx honours proxies).
+Two transports share everything but the socket (`transport.py`, chosen once per download by
+`open_transport`): the fast path (`wire.py` + `pump.py`: stdlib http.client on worker threads,
+for http and https) and httpx, kept for callers that pass their own `client` and whenever a proxy
+is configured in the environment (only httpx honours proxies). The ranges are fetched by
+`ranges.RangeFetcher`, built from a `RangeContext`.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ from hearth.downloads.common import (
     body_length,
     unless_cancelled,
 )
-from hearth.downloads.ranges import RangeFetcher, Response, ranges_ignored
-from hearth.downloads.space import LEDGER, Claim
+from hearth.downloads.ranges import Progress, RangeContext, RangeFetcher, ranges_ignored
+from hearth.downloads.space import LEDGER
 from hearth.downloads.state import PartState, PartWriter, load_state, save_state
+from hearth.downloads.transport import Reply, Transport, open_transport
 from hearth.downloads.urls import redact_url, validate_filename, validate_url
-from hearth.downloads.wire import proxies_configured
 from hearth.errors import InsufficientStorage, InvalidModelFile
 from hearth.models.gguf import read_gguf_header
 
@@ -123,17 +125,11 @@ async def download_file(
         max_bytes=max(1, max_bytes),
         allow_private=allow_private,
     )
-    if client is not None:
-        return await unless_cancelled(job.run(client), cancel, filename)
-    if not proxies_configured():
-        return await unless_cancelled(job.run(None), cancel, filename)
-    limits = httpx.Limits(max_connections=job.connections + 2)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), limits=limits) as own:
-        return await unless_cancelled(job.run(own), cancel, filename)
+    return await unless_cancelled(job.run(client), cancel, filename)
 
 
 @dataclass
-class _Transfer(RangeFetcher):
+class _Transfer:
     """The state of one `download_file` call (kept in one object to keep the steps small)."""
 
     url: str
@@ -153,18 +149,16 @@ class _Transfer(RangeFetcher):
     reserve_bytes: int
     max_bytes: int
     allow_private: bool
-    received: int = 0
-    total: int | None = None
     no_ranges: bool = False  # the server answered a Range with the whole file
-    _allowed: int = 0  # the cap on a body of unknown size (see `ranges._cap`)
-    _claim: Claim | None = None
-    _claim_from: int = 0
     note: str | None = None
     restarted: bool = False
     resumed_from: int = 0
-    _last_report: float = 0.0
-    _last_save: float = 0.0
+    counts: Progress = field(init=False, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)  # fast-path threads
+    _fetcher: RangeFetcher | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.counts = Progress(self.progress)
 
     @property
     def part(self) -> Path:
@@ -178,6 +172,28 @@ class _Transfer(RangeFetcher):
     def where(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def fetcher(self) -> RangeFetcher:
+        assert self._fetcher is not None, "run() builds the fetcher"
+        return self._fetcher
+
+    def _range_context(self, transport: Transport) -> RangeContext:
+        return RangeContext(
+            url=self.url,
+            where=self.where,
+            dest=self.dest,
+            filename=self.filename,
+            sidecar=self.sidecar,
+            headers=self.headers,
+            require_gguf=self.require_gguf,
+            backoff=self.backoff,
+            stall_seconds=self.stall_seconds,
+            reserve_bytes=self.reserve_bytes,
+            max_bytes=self.max_bytes,
+            transport=transport,
+            progress=self.counts,
+        )
+
     def check_space(self, remaining: int | None) -> None:
         """Claim the remaining bytes in the disk ledger (replacing an earlier claim), or refuse.
 
@@ -186,10 +202,11 @@ class _Transfer(RangeFetcher):
         """
         if not remaining or remaining < 0:
             return
-        LEDGER.release(self._claim)
-        self._claim = None
-        self._claim = LEDGER.claim(self.dest, self.filename, remaining, DISK_MARGIN)
-        self._claim_from = self.received
+        counts = self.counts
+        LEDGER.release(counts.claim)
+        counts.claim = None
+        counts.claim = LEDGER.claim(self.dest, self.filename, remaining, DISK_MARGIN)
+        counts.claim_from = counts.received
 
     def _bytes_on_disk(self) -> int:
         """Space an earlier `.part` already takes (allocated blocks: preallocation is sparse)."""
@@ -235,14 +252,22 @@ class _Transfer(RangeFetcher):
         return state
 
     async def run(self, client: httpx.AsyncClient | None) -> DownloadResult:
-        """Run the download; `client` None selects the fast path (threads, plain sockets)."""
-        # Own threads even for the httpx path (the GGUF check runs here): never the shared
+        """Run the download over the transport `open_transport` picks for `client`."""
+        # Own threads even for the httpx transport (the GGUF check runs here): never the shared
         # default pool, which a stalled download could otherwise exhaust for everyone.
         self._pool = ThreadPoolExecutor(self.connections + 1, "hearth-download")
         try:
             if self.expected_size is not None:  # here, so that the `finally` releases it
                 self.check_space(self.expected_size - self._bytes_on_disk())
-            return await self._run(client)
+            async with open_transport(
+                client,
+                self._pool,
+                connections=self.connections,
+                timeout=self.timeout,
+                allow_private=self.allow_private,
+            ) as transport:
+                self._fetcher = RangeFetcher(self._range_context(transport))
+                return await self._run()
         except OSError as exc:
             if not common.disk_full(exc):
                 raise
@@ -252,11 +277,11 @@ class _Transfer(RangeFetcher):
                 "and its partial file was deleted. Free some space and pull again."
             ) from None
         finally:
-            LEDGER.release(self._claim)
-            self._claim = None
+            LEDGER.release(self.counts.claim)
+            self.counts.claim = None
             self._pool.shutdown(wait=True)  # idle by now: run_blocking waits for its thread
 
-    async def _run(self, client: httpx.AsyncClient | None) -> DownloadResult:
+    async def _run(self) -> DownloadResult:
         state = self._load()
         if state is not None:
             self.resumed_from = state.done
@@ -264,7 +289,7 @@ class _Transfer(RangeFetcher):
         ignored = False
         for _ in range(MAX_RESTARTS + 1):
             try:
-                return await self._attempt(client, state)
+                return await self._attempt(state)
             except Restart as exc:
                 ignored = exc.ranges_ignored
                 self.no_ranges = self.no_ranges or ignored
@@ -282,14 +307,12 @@ class _Transfer(RangeFetcher):
             "try again later."
         )
 
-    async def _attempt(
-        self, client: httpx.AsyncClient | None, state: PartState | None
-    ) -> DownloadResult:
-        first: Response | None = None
+    async def _attempt(self, state: PartState | None) -> DownloadResult:
+        first: Reply | None = None
         try:
             if state is not None and not state.complete:
                 seg = next(s for s in state.segments if not s.complete)
-                first = await self._open_retrying(client, seg.pos, seg.end, state)
+                first = await self.fetcher.open_retrying(seg.pos, seg.end, state)
                 if first.status_code == 200:
                     self.no_ranges = ranges_ignored(first, state)
                     self._set_note(
@@ -300,19 +323,19 @@ class _Transfer(RangeFetcher):
                     state = None
             if state is None:
                 if first is None:
-                    first = await self._open_retrying(client, None, None, None)
+                    first = await self.fetcher.open_retrying(None, None, None)
                 state = self._plan(first)
                 fresh = True
             else:
                 fresh = False
                 if state.total is not None:
                     self.check_space(state.total - state.done)
-            return await self._transfer(client, state, first, fresh)
+            return await self._transfer(state, first, fresh)
         finally:
             if first is not None:
                 await first.aclose()
 
-    def _plan(self, resp: Response) -> PartState:
+    def _plan(self, resp: Reply) -> PartState:
         """Lay out a fresh download from a 200 response: check sizes and space, pick ranges."""
         total = body_length(resp, self.where)
         if self.expected_size is not None and total is not None and total != self.expected_size:
@@ -329,15 +352,10 @@ class _Transfer(RangeFetcher):
         self._discard()
         return PartState.fresh(self.where, etag, modified, total, parts)
 
-    async def _transfer(
-        self,
-        client: httpx.AsyncClient | None,
-        state: PartState,
-        first: Response | None,
-        fresh: bool,
-    ) -> DownloadResult:
-        self.total = state.total
-        self.received = self._claim_from = state.done  # the claim covers the bytes from here
+    async def _transfer(self, state: PartState, first: Reply | None, fresh: bool) -> DownloadResult:
+        counts = self.counts
+        counts.total = state.total
+        counts.received = counts.claim_from = state.done  # the claim covers the bytes from here
         writer = PartWriter(self.part, state)
         ok = False
         try:
@@ -350,13 +368,12 @@ class _Transfer(RangeFetcher):
                 save_state(self.sidecar, state)
             todo = [s for s in state.segments if not s.complete]
             jobs = [
-                self._fetch(client, writer, s, first if i == 0 else None)
-                for i, s in enumerate(todo)
+                self.fetcher.fetch(writer, s, first if i == 0 else None) for i, s in enumerate(todo)
             ]
             await self._run_all(jobs)
             await writer.flush()
-            self.received = state.done
-            self._report(force=True)
+            counts.received = state.done
+            counts.report(force=True)
             digest = await writer.digest()
             size = writer.size()
             await writer.aclose()
@@ -373,7 +390,7 @@ class _Transfer(RangeFetcher):
             self._discard()
             raise DownloadFailed(
                 f"The server promised {state.total} bytes for {self.where} but the file is "
-                f"shorter (it ends before byte {max(self.received, state.done)}). The server is "
+                f"shorter (it ends before byte {max(counts.received, state.done)}). The server is "
                 "misbehaving; try again later or use another mirror."
             ) from None
         finally:
@@ -384,7 +401,7 @@ class _Transfer(RangeFetcher):
 
     async def _finish(self, size: int, digest: str) -> DownloadResult:
         """Verify size, hash and the GGUF header, then publish the file under its final name."""
-        wanted = self.expected_size if self.expected_size is not None else self.total
+        wanted = self.expected_size if self.expected_size is not None else self.counts.total
         if wanted is not None and size != wanted:
             self._discard()
             raise DownloadFailed(

@@ -338,12 +338,7 @@ def check_redirect(original_url: str, target_url: str, *, allow_private: bool = 
     target = origin_of(target_url)
     shown = redact_url(original_url)
     if target is None:
-        raise InvalidRequest(
-            f"Refused a redirect from {shown}: it leads to something other than an http:// or "
-            "https:// URL. Use a direct http(s) link to the file.",
-            param="url",
-            code="unsafe_redirect",
-        )
+        raise unusable_redirect(original_url)
     if allow_private or not _host_is_internal(target[1]):
         return
     start = origin_of(original_url)
@@ -353,6 +348,16 @@ def check_redirect(original_url: str, target_url: str, *, allow_private: bool = 
         f"Refused a redirect from {shown} to a loopback, link-local or private address: a "
         "public server may not send Hearth into your network. If you trust it, set "
         "allow_private_redirects, or download from the final address directly.",
+        param="url",
+        code="unsafe_redirect",
+    )
+
+
+def unusable_redirect(original_url: str) -> InvalidRequest:
+    """The refusal of a Location that is no http(s) URL (`javascript:`, `file:`, garbage)."""
+    return InvalidRequest(
+        f"Refused a redirect from {redact_url(original_url)}: it leads to something other than "
+        "an http:// or https:// URL. Use a direct http(s) link to the file.",
         param="url",
         code="unsafe_redirect",
     )

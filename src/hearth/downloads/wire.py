@@ -9,8 +9,8 @@ body with the GIL released during recv, pwrite and sha256 (see `pump.py`). `http
 covers what real servers send: Content-Length, chunked bodies, bodies that run to EOF, and TLS
 (SNI + hostname check) with the same trust store as httpx (`httpx.create_ssl_context`).
 
-Redirects are followed here, one checked hop at a time (http/https only; Authorization dropped
-when leaving the origin, as httpx does). Proxies are not: `transfer` uses the httpx path whenever
+Redirects are followed here, one hop at a time, under the policy in `redirects.py`. Proxies are
+not: `transfer` uses the httpx path whenever
 HTTP(S)_PROXY / ALL_PROXY is set (see `proxies_configured`).
 """
 
@@ -27,12 +27,11 @@ import urllib.request
 
 import httpx
 
-from hearth.downloads.common import DownloadFailed, Transient
-from hearth.downloads.request import MAX_REDIRECTS, status_error
-from hearth.downloads.urls import check_redirect, redact_url
-from hearth.errors import InvalidRequest
+from hearth.downloads import redirects
+from hearth.downloads.common import Transient
+from hearth.downloads.request import status_error
+from hearth.downloads.urls import redact_url
 
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: A partly filled buffer is returned after this long, so progress shows on a slow body.
 PARTIAL_AFTER = 0.25
 USER_AGENT = f"python-httpx/{httpx.__version__}"  # what the httpx path sends: one client to servers
@@ -173,71 +172,29 @@ def open_wire(
     stop: Stopper,
     allow_private: bool = False,
 ) -> WireResponse:
-    """GET `url` (headers from `request.range_headers`), following checked redirects.
+    """GET `url` (headers from `request.range_headers`), following redirects by the policy in
+    `redirects.py` (the one the httpx transport follows too).
 
-    Runs in a worker thread (so `check_redirect` may resolve names). Returns a 200/206 response;
-    raises Transient (network trouble, 5xx, 429), Unsatisfiable (416), DownloadFailed or
-    InvalidRequest like `request.open_range`. A redirect from a public address to loopback,
-    link-local or private ones is refused unless `allow_private` (see `urls.check_redirect`).
+    Runs in a worker thread (so the redirect check may resolve names). Returns a 200/206
+    response; raises Transient (network trouble, 5xx, 429), Unsatisfiable (416), DownloadFailed
+    or InvalidRequest like `request.open_range`.
     """
     where = redact_url(url)
     current = httpx.URL(url)
     sent = {"User-Agent": USER_AGENT, "Accept": "*/*", **headers}
-    for _ in range(MAX_REDIRECTS + 1):
+    for _ in range(redirects.MAX_REDIRECTS + 1):
         try:
             resp = _get(current, sent, timeout, stop)
         except NETWORK_ERRORS as exc:
             raise Transient(f"{type(exc).__name__}: {exc}") from None
-        code = resp.status_code
-        location = resp.headers.get("location")
-        if code not in REDIRECTS or location is None:
-            error = status_error(code, resp.reason_phrase, resp.headers, where)
+        where_to = redirects.location(resp.status_code, resp.headers)
+        if where_to is None:
+            error = status_error(resp.status_code, resp.reason_phrase, resp.headers, where)
             if error is not None:
                 resp.close()
                 raise error
             return resp
         resp.close()
-        target = _redirect_target(current, location)
-        if target is None or target.scheme not in ("http", "https"):
-            raise InvalidRequest(
-                f"Refused a redirect from {where} to a location that is not an http:// or "
-                "https:// URL: only http:// and https:// downloads are allowed. Use a direct "
-                "http(s) link to the file.",
-                param="url",
-                code="unsafe_redirect",
-            )
-        check_redirect(url, str(target), allow_private=allow_private)
-        if not _same_origin(current, target) and not _https_upgrade(current, target):
-            sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-        current = target
-    raise DownloadFailed(f"Too many redirects for {where}; check the URL.")
-
-
-def _redirect_target(base: httpx.URL, location: str) -> httpx.URL | None:
-    """Resolve a Location header the way httpx does (relative, or absolute without a host)."""
-    try:
-        target = httpx.URL(location)
-        if target.scheme and not target.host:
-            if target.scheme not in ("http", "https"):
-                return None  # javascript:, data:, mailto: ... never a download
-            target = target.copy_with(host=base.host)
-        if target.is_relative_url:
-            target = base.join(target)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        return None
-    return target
-
-
-def _port(url: httpx.URL) -> int | None:
-    return url.port or {"http": 80, "https": 443}.get(url.scheme)
-
-
-def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
-    return a.scheme == b.scheme and a.host == b.host and _port(a) == _port(b)
-
-
-def _https_upgrade(a: httpx.URL, b: httpx.URL) -> bool:
-    """http://host -> https://host keeps credentials (httpx does the same)."""
-    return (
-        a.host == b.host and a.scheme == "http" and _port(a) == 80 and b.scheme == "https"
-    ) and _port(b) == 443
+        hop = redirects.next_hop(url, current, where_to, sent, allow_private=allow_private)
+        current, sent = hop.url, hop.headers
+    raise redirects.too_many(url)

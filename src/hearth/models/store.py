@@ -14,12 +14,10 @@ Everything that changes a model on disk goes through here. Guarantees:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import math
 import os
-import re
 import shutil
 import time
 import uuid
@@ -30,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from hearth.errors import Conflict, InsufficientStorage, InvalidRequest, ModelNotFound
+from hearth import atomic
+from hearth.errors import Conflict, InvalidRequest, ModelNotFound
 from hearth.keyedlocks import KeyedLocks
 from hearth.models.capabilities import record_capabilities
 from hearth.models.ids import validate_model_id
@@ -139,31 +138,13 @@ def _file_from_url(url: str | None) -> Path | None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    # The writer's pid is in the name, so a start-up sweep can tell a leftover from a kill -9
-    # apart from a file another live process is writing right now.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InsufficientStorage(
-                f"The disk holding {path.parent} is full ({exc.strerror}); {path.name} was "
-                "left as it was. Free some space and try again."
-            ) from None
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write JSON so that a crash leaves either the old file or the new one, never half of one.
+
+    Durable (fsync of the file and the folder); a full disk is InsufficientStorage. The temp
+    name carries the writer's pid (`atomic.temp_name`), so `sweep_temp_files` can tell a leftover
+    from a kill -9 apart from a file another live process is writing right now.
+    """
+    atomic.write_json(path, data, indent=2, newline=True, storage_error=True)
 
 
 class ModelStore:
@@ -630,19 +611,16 @@ class ModelStore:
         sweep_temp_files(folders)
 
 
-_TEMP_NAME = re.compile(r"^\.[^/]+\.json\.(\d+)\.[0-9a-f]{8}\.tmp$")
-
-
 def sweep_temp_files(folders: list[Path]) -> None:
-    """Delete `write_json_atomic` leftovers whose writing process no longer exists."""
+    """Delete `write_json_atomic` leftovers (temp files of a `.json`) whose writer is gone."""
     for folder in folders:
         try:
             names = [d.name for d in os.scandir(folder) if d.name.endswith(".tmp")]
         except OSError:
             continue
         for name in names:
-            match = _TEMP_NAME.match(name)
-            if match is None or _alive(int(match.group(1))):
+            found = atomic.parse_temp(name)
+            if found is None or not found[0].endswith(".json") or _alive(found[1]):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))

@@ -42,14 +42,23 @@ from hearth.models.store import MODEL_JSON, ModelEntry
 
 log = logging.getLogger("hearth.import")
 
-try:  # Linux: watchdog holds every rename-out event 0.5 s to pair it with its rename-in, and the
-    # events behind it wait too (a FIFO); the kernel emits both halves together, so 50 ms pairs
-    # them just as well and keeps a dropped file from waiting half a second behind an import.
+# Linux: watchdog's inotify grouper holds every IN_MOVED_FROM for `delay` (0.5 s) to pair it
+# with its IN_MOVED_TO, and its queue is a FIFO, so every event behind it waits too. Measured
+# with watchdog 7.1.1 (`bench/bench_watchdog_delay.py`, BENCHMARKS.md; 20 runs, median): a
+# rename inside the watched tree costs 0.4 ms either way (the kernel hands both halves over in
+# one read, so they pair at once), but a move whose other half is not seen (out of the tree,
+# or into a folder not yet watched, as an import's move into a new model folder can be) is
+# reported after 501 ms, and a file created right after it waits the same 501 ms; with
+# 0.05 s, 51 ms for both. watchdog has no public setting for it (Observer takes only `timeout`
+# and `generate_full_events`; InotifyWatchGroup builds the grouper with no argument), so the
+# class attribute is set here, and only while it still exists under that name.
+try:
     from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
-
-    InotifyMoveEventGrouper.delay = 0.05
 except ImportError:  # other platforms have no grouper
     pass
+else:
+    if isinstance(getattr(InotifyMoveEventGrouper, "delay", None), float):
+        InotifyMoveEventGrouper.delay = 0.05
 
 
 class _Events(FileSystemEventHandler):

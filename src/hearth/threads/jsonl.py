@@ -15,20 +15,18 @@ those, and only those, back.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
 import os
-import re
 import stat
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hearth import atomic
 from hearth.errors import InsufficientStorage, InvalidRequest
 
 #: A messages.jsonl (or thread.json) larger than this is refused rather than read into memory.
@@ -179,28 +177,13 @@ def rewrite(path: Path, lines: Iterable[Line]) -> None:
 
 def write_atomic(path: Path, payload: bytes) -> None:
     """Replace `path` with `payload` by rename: a link (hard or symbolic) at `path` is replaced,
-    never written through. The temp file is named as `is_temp_of` knows it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, payload, path)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    never written through. Durable, mode 0o644, a full disk is InsufficientStorage; the temp
+    file is named as `is_temp_of` knows it (`hearth.atomic`)."""
+    atomic.write_bytes(path, payload, mode=0o644, storage_error=True)
 
 
 def _write_all(fd: int, payload: bytes, path: Path) -> None:
+    """Write all of `payload` at the file's position (the append path)."""
     view = memoryview(payload)
     try:
         while view:
@@ -217,7 +200,7 @@ def _write_all(fd: int, payload: bytes, path: Path) -> None:
 def is_temp_of(name: str, target: str) -> bool:
     """Whether `name` is exactly the shape of a temp file `write_atomic` makes for a file named
     `target` (`.<target>.<pid>.<8 hex>.tmp`); a sweep removes nothing else."""
-    return re.fullmatch(rf"\.{re.escape(target)}\.[0-9]+\.[0-9a-f]{{8}}\.tmp", name) is not None
+    return atomic.is_temp_of(name, target)
 
 
 def remove_stale_temps(folder: Path, targets: Iterable[str], older_than: float) -> list[str]:
