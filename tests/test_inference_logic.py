@@ -25,6 +25,7 @@ from hearth.services.toolcalls import (
     call_schema,
     forced_tools,
     function_tools,
+    stream_answer,
 )
 
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -65,6 +66,53 @@ def test_call_reader_cut_before_the_name_has_no_call() -> None:
     reader = CallReader(None)
     assert reader.feed('{"na') == "" and reader.finish() == ""
     assert reader.name is None and reader.text == '{"na'
+
+
+def _completion(text: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
+    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+    return {"id": "chatcmpl-7", "created": 17, "model": "m", "choices": [choice], **extra}
+
+
+def _forced(chunks: list[dict[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    async def engine() -> Any:
+        for chunk in chunks:
+            yield chunk
+
+    async def read() -> list[dict[str, Any]]:
+        reader = CallReader(name)
+        return [c async for c in stream_answer(engine(), reader, include_usage=True)]
+
+    return asyncio.run(read())
+
+
+def test_a_forced_call_streams_as_openai_streams_calls() -> None:
+    """The engine's completion chunks, read through the shared parser, as OpenAI's call deltas:
+    role, the call's id and name, its arguments, the finish, then usage with llama.cpp's
+    timings; the head is the engine's own id, created and model."""
+    usage, timings = {"prompt_tokens": 3, "completion_tokens": 4}, {"predicted_n": 4}
+    text = '{"name": "get_weather", "arguments": {"city": "Café"}}'
+    chunks = [_completion(text[:9]), _completion(text[9:30]), _completion(text[30:])]
+    out = _forced([*chunks, _completion("", "stop", usage=usage, timings=timings)], None)
+    head = {"id": "chatcmpl-7", "object": "chat.completion.chunk", "created": 17, "model": "m"}
+    assert all({k: c[k] for k in head} == head for c in out)
+    deltas = [c["choices"][0]["delta"] if c["choices"] else None for c in out]
+    assert deltas[0] == {"role": "assistant", "content": None}
+    call = deltas[1]["tool_calls"][0]
+    assert call["id"].startswith("call_") and call["function"] == {"name": "get_weather",
+                                                                   "arguments": ""}  # fmt: skip
+    pieces = [d["tool_calls"][0]["function"]["arguments"] for d in deltas[2:-2]]
+    assert json.loads("".join(pieces)) == {"city": "Café"}
+    assert out[-2]["choices"][0]["finish_reason"] == "tool_calls" and deltas[-2] == {}
+    assert out[-1] == {**head, "choices": [], "usage": usage, "timings": timings}
+
+
+def test_a_forced_call_cut_short_or_failed_says_so() -> None:
+    cut = _forced([_completion('{"na'), _completion("me", "length")], None)
+    assert cut[-2]["choices"][0]["delta"] == {"content": '{"name'}
+    assert cut[-1]["choices"][0]["finish_reason"] == "length"
+    error = {"error": {"code": 500, "message": "boom", "type": "server_error"}}
+    failed = _forced([_completion('{"a": '), error, _completion("1}", "stop")], "f")
+    assert failed[-1] == error and len(failed) == 4  # role, call, arguments, the error: the end
 
 
 def test_forced_tools() -> None:

@@ -22,6 +22,7 @@ from hearth.config import load_settings
 from hearth.services import Services
 
 COLD = {"temperature": 0, "max_tokens": 12}
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +311,10 @@ def test_every_error_is_a_4xx_in_openai_shape(http: httpx.Client, threads_dir: P
         assert error["message"] and error["type"] == "invalid_request_error", (url, error)
         if code:
             assert error["code"] == code, (url, error)
+    for raw in (b"null", b"[1, 2]", b'"run"'):  # a run's body is a JSON object, as every route's
+        run = http.post(f"/v1/threads/{tid}/runs", content=raw, headers=JSON)
+        assert run.status_code == 400, run.text
+        assert "must be a JSON object" in run.json()["error"]["message"], run.text
     assert (threads_dir / tid / "messages.jsonl").read_bytes() == before  # nothing was written
     text = http.post(
         f"/v1/threads/{tid}/messages", content=b"role=user", headers={"content-type": "text/plain"}

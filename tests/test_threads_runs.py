@@ -1,6 +1,8 @@
 """Runs against a scripted engine: the message a run leaves in messages.jsonl when the answer
 ends, fails mid-stream, is refused before it starts, or is abandoned by its client. (The real
 model's runs are in test_threads_api.py; these are the endings it cannot be made to produce.)
+The reply a run stores is gathered through the shared parser (`engines.events`): its unit tests
+feed it bytes cut anywhere.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any
 
 import pytest
 
+from hearth.engines.events import EventSplitter, Finish, ReasoningDelta
 from hearth.errors import EngineError, HearthError, ModelNotFound
 from hearth.services import thread_runs
 from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService
+from hearth.threads.answer import ThreadReply
 from hearth.threads.interrupted import LIVE, WRITER, WRITER_KEY
 from hearth.threads.store import ThreadStore
+from hearth.threads.views import text_part
 
 HELLO = [
     b'data: {"object":"chat.completion.chunk","choices":[{"delta":{"content":"Hel"}}]}\n\n',
@@ -142,7 +147,7 @@ def test_a_late_partial_save_never_undoes_the_final_one(tmp_path: Path) -> None:
     async def go() -> None:
         run = await threads.start_run(tid, {})
         await drain(run)
-        run.answer.feed(HELLO[0])  # more text, as if the late save held a different answer
+        run.reply.feed(HELLO[0])  # more text, as if the late save held a different answer
         await run._save(final=False)
 
     asyncio.run(go())
@@ -193,7 +198,7 @@ def test_a_client_that_leaves_stops_the_message_with_its_text(tmp_path: Path) ->
         run = await threads.start_run(tid, {})
         events = run.events()
         async for _ in events:
-            if run.answer.text.count("Hello") >= 3:
+            if run.reply.text.count("Hello") >= 3:
                 break
         await events.aclose()  # what Starlette's disconnect does to the body iterator
 
@@ -201,3 +206,80 @@ def test_a_client_that_leaves_stops_the_message_with_its_text(tmp_path: Path) ->
     message = last(threads, tid)
     assert message["status"] == "stopped"
     assert message["content"][0]["text"]["value"].startswith("HelloHelloHel")
+
+
+# ---- the reply, gathered through the one parser of engine answers ------------------------------
+
+THINKING = [
+    b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}\n\n',
+    b'data: {"choices":[{"delta":{"reasoning_content":"Think \xc3\xa9"}}]}\n\n',
+    b'data: {"choices":[{"delta":{"reasoning_content":"ing."}}]}\n\n',
+    b'data: {"choices":[{"delta":{"content":"Caf\xc3\xa9 \xf0\x9f\x8d\xb5"}}]}\n\n',
+    b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":3,"total_tokens":7},'
+    b'"timings":{"prompt_n":4,"predicted_n":3}}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+def _fed(pieces: list[bytes]) -> ThreadReply:
+    reply = ThreadReply()
+    for piece in pieces:
+        reply.feed(piece)
+    return reply
+
+
+def test_the_reply_is_the_same_however_the_bytes_are_cut() -> None:
+    """Lines (and UTF-8 characters) split across reads: every cut gathers the same message."""
+    stream = b"".join(THINKING)
+    whole = _fed([stream])
+    assert whole.parts() == [
+        {"type": "reasoning", "text": {"value": "Think éing.", "annotations": []}},
+        text_part("Café 🍵"),
+    ]
+    metadata = whole.metadata()
+    assert metadata.pop("ttft_ms") >= 0
+    assert metadata == {
+        "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+        "timings": {"prompt_n": 4, "predicted_n": 3},
+        "finish_reason": "stop",
+    }
+    assert whole.error is None and whole.error_code is None
+    for cut in range(1, len(stream)):
+        reply = _fed([stream[:cut], stream[cut:]])
+        assert (reply.parts(), reply.finish_reason) == (whole.parts(), "stop"), cut
+        assert reply.metadata().keys() == whole.metadata().keys()
+    assert _fed([stream[i : i + 1] for i in range(len(stream))]).parts() == whole.parts()
+
+
+def test_the_time_to_first_token_starts_at_the_reasoning() -> None:
+    """A model that thinks first: its first token is the first thought, not the first word of
+    the answer; a role-only chunk is no token."""
+    reply = _fed(THINKING[:1])
+    assert reply.ttft_ms is None and reply.parts() == [text_part("")]
+    reply.feed(THINKING[1])
+    assert reply.ttft_ms is not None and reply.reasoning == "Think é" and reply.text == ""
+
+
+def test_an_error_chunk_keeps_the_text_so_far_and_names_the_failure() -> None:
+    reply = _fed([*THINKING[1:4], ERROR[:20], ERROR[20:]])
+    assert (reply.error, reply.error_code) == ("the engine died", "engine_error")
+    assert reply.text == "Café 🍵" and reply.finish_reason is None
+    assert "usage" not in reply.metadata()
+    bare = _fed([b'data: {"error":"out of memory"}\n\n'])
+    assert (bare.error, bare.error_code) == ("out of memory", "engine_error")
+    # llama.cpp's own error event has a numeric code: the stored code is the parser's, a string
+    llama = _fed([b'data: {"error":{"code":500,"message":"boom","type":"server_error"}}\n\n'])
+    assert (llama.error, llama.error_code) == ("boom", "engine_error")
+    refused = ThreadReply()
+    refused.fail("Model 'x' failed to load.", None)
+    assert (refused.error, refused.error_code) == ("Model 'x' failed to load.", "engine_error")
+
+
+def test_the_splitter_gives_the_events_of_complete_lines_only() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(THINKING[1][:-3]) == []  # the line is not complete yet
+    assert splitter.feed(THINKING[1][-3:] + b"data: {bad json}\n\n: comment\n") == [
+        ReasoningDelta("Think é")
+    ]
+    assert splitter.feed(THINKING[4] + THINKING[6]) == [Finish("stop")]

@@ -20,7 +20,7 @@ import pytest
 
 from hearth.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hearth.threads import exchange
-from hearth.threads.answer import Answer, chat_request
+from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import apply_thread_changes, new_message
 from hearth.threads.ids import new_message_id, new_thread_id
 from hearth.threads.store import ThreadStore
@@ -431,7 +431,7 @@ def test_chat_request_from_a_thread() -> None:
 
 
 def test_answer_gathers_split_lines_usage_timings_and_errors() -> None:
-    answer = Answer()
+    answer = ThreadReply()
     stream = (
         b'data: {"choices":[{"delta":{"role":"assistant","content":null}}]}\n\n'
         b'data: {"choices":[{"delta":{"content":"Hel"}}]}\n\ndata: {"choices":[{"delta":{"con'

@@ -300,6 +300,27 @@ async def answer_events(chunks: AsyncIterator[bytes]) -> AsyncGenerator[AnswerEv
             yield event
 
 
+class EventSplitter:
+    """`answer_events` for a reader that is not a generator: bytes in as they pass (a thread
+    run forwards them to its client untouched), the events of every line they complete out."""
+
+    __slots__ = ("_buffer", "_reader")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._reader = EventReader()
+
+    def feed(self, raw: bytes) -> list[AnswerEvent]:
+        """The events of the lines `raw` completes; a partial line waits for the next bytes."""
+        self._buffer += raw
+        events: list[AnswerEvent] = []
+        for payload in _payloads(self._buffer):
+            chunk = _chunk(payload)
+            if chunk is not None:
+                events += self._reader.chunk(chunk)
+        return events
+
+
 @dataclass
 class GatheredCall:
     """One tool call, gathered: id (None if the engine gave none), name, arguments so far."""

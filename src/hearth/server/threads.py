@@ -12,10 +12,9 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from hearth.server import jsonbody
-from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import client_closed, streaming, unless_disconnected
 from hearth.server.schemas import ERRORS
 from hearth.services.threads import ThreadService, encode_json
 
@@ -167,17 +166,17 @@ def delete_message(
 async def run_thread(thread_id: str, request: Request) -> Response:
     """The thread's model answers: streamed as the engine's chat.completion.chunk events
     (default), or the final message with "stream": false. The answer is saved as it grows."""
-    raw = await request.body()
-    body = jsonbody.loads(raw) if raw.strip() else {}
+    body = jsonbody.loads_object(await request.body(), empty=True)  # no body: the defaults
     threads = _threads(request)
     ok, run = await unless_disconnected(request, threads.start_run(thread_id, body))
     if not ok or run is None:
-        return Response(status_code=CLIENT_CLOSED)
+        return client_closed()
     headers = {"x-hearth-message-id": run.message_id, "x-hearth-thread-id": run.thread_id}
     if run.stream_requested:
-        headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(run.events(), media_type="text/event-stream", headers=headers)
+        response = streaming(run.events())
+        response.headers.update(headers)
+        return response
     ok, message = await unless_disconnected(request, run.whole())
     if not ok or message is None:
-        return Response(status_code=CLIENT_CLOSED)
+        return client_closed()
     return _json(message, headers=headers)

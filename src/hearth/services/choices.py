@@ -5,6 +5,12 @@ differ and stay reproducible); their answers are joined into one, choices indexe
 OpenAI answers. Usage counts the prompt once and the completions of all choices, as OpenAI's
 does. Streamed choices are read concurrently and interleaved as they come: with one engine slot
 they follow each other, with several (`n_parallel`) they run side by side.
+
+The choices' chunks are re-labelled, not rebuilt: each keeps every field the engine wrote (role
+deltas, tool-call fragments, logprobs) and only its choice index, id and counters change. So they
+are read as chunks (`engine_chunks`), not as typed events: rebuilding each chunk from its events
+would re-serialise every token of every choice and drop the fields events do not carry, to save
+nothing (no text, call or finish is gathered here, only the usage summed).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from hearth.engines.events import engine_chunks
+from hearth.engines.events import engine_chunks, engine_error
 from hearth.engines.proxy import Answer
 from hearth.errors import EngineError, HearthError, InvalidParameter
 from hearth.services.composed import DONE, Composed, checked, dumps, event, once
@@ -174,7 +180,7 @@ async def _interleave(
         if chunk is None:
             running -= 1
             continue
-        if chunk.get("error"):
+        if engine_error(chunk) is not None:
             yield event(chunk)
             return
         usage = chunk.pop("usage", None)

@@ -6,6 +6,10 @@ the `openai` client's `completions.create`) find `tokens`, `token_logprobs`, `to
 `text_offset` all null. Each chunk is rewritten here: `cmpl-` ids, the legacy log probabilities
 (`text_offset` counting characters from the start of the returned text, as vLLM does), and
 `echo` (the prompt put in front of the text).
+
+Chunks are rewritten in place rather than rebuilt from typed events: the legacy shape is the
+engine's chunk with a few fields re-labelled, and the log probabilities it carries are no event
+(rebuilding would lose them and re-serialise every token for nothing gathered).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from hearth.engines.events import engine_error
 from hearth.errors import InvalidParameter
 
 
@@ -102,7 +107,7 @@ async def legacy_stream(
     chunks: AsyncGenerator[dict[str, Any], None], shape: LegacyShape
 ) -> AsyncGenerator[dict[str, Any], None]:
     async for chunk in chunks:
-        yield chunk if chunk.get("error") else shape.rewrite(chunk)
+        yield chunk if engine_error(chunk) is not None else shape.rewrite(chunk)
 
 
 def merge_prompts(answers: list[Any]) -> dict[str, Any]:

@@ -26,13 +26,13 @@ from hearth.engines.events import engine_refusal
 from hearth.errors import HearthError, InvalidRequest, NotFound
 from hearth.keepalive import keep_alive_param
 from hearth.threads import interrupted
-from hearth.threads.answer import Answer, chat_request
+from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import message_view, text_part
 
 if TYPE_CHECKING:
-    from hearth.engines.proxy import Answer as Upstream
+    from hearth.engines.proxy import Answer
     from hearth.services.threads import ThreadService
 
 log = logging.getLogger("hearth.threads")
@@ -66,7 +66,7 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
             content = await upstream.read()
             raise engine_refusal(upstream.status_code, content, str(chat["model"]))
     except HearthError as exc:
-        run.answer.fail(exc.message, exc.code)
+        run.reply.fail(exc.message, exc.code)
         await run.finish(ended=True)
         raise
     except BaseException:  # the client left while the model loaded
@@ -86,8 +86,8 @@ class Run:
         self.model = model
         self.stream_requested = stream
         self.message_id = new_message_id()
-        self.answer = Answer()
-        self.upstream: Upstream | None = None
+        self.reply = ThreadReply()  # the message being written; `upstream` is the engine's answer
+        self.upstream: Answer | None = None
         self.message: dict[str, Any] = {}
         self._saved_at = time.monotonic()
         self._saving: asyncio.Task[None] | None = None  # a save of the growing answer
@@ -116,12 +116,13 @@ class Run:
         self.service.touch(self.thread_id)
 
     async def events(self) -> AsyncIterator[bytes]:
-        """The engine's SSE bytes, unchanged, while the answer is gathered and saved."""
+        """The engine's SSE bytes, unchanged, while the answer is gathered (from the same bytes,
+        through the one parser of engine answers) and saved."""
         assert self.upstream is not None
         ended = False
         try:
             async for raw in self.upstream.stream():
-                self.answer.feed(raw)
+                self.reply.feed(raw)
                 yield raw
                 self._save_growing()
             ended = True
@@ -159,13 +160,13 @@ class Run:
         self._saved_at = time.monotonic()
         if self._gone:
             return
-        answer = self.answer
-        change: dict[str, Any] = {"content": answer.parts()}
+        reply = self.reply
+        change: dict[str, Any] = {"content": reply.parts()}
         if final:
-            status = "error" if answer.error else ("ready" if ended else "stopped")
+            status = "error" if reply.error else ("ready" if ended else "stopped")
             change.update(status=status, completed_at=now())
-            if answer.error:
-                change.update(error_code=answer.error_code, error=answer.error)
+            if reply.error:
+                change.update(error_code=reply.error_code, error=reply.error)
 
         def edit(raw: dict[str, Any]) -> None:
             if not final and raw.get("status") != "pending":
@@ -173,7 +174,7 @@ class Run:
             raw.update(change)
             if final:
                 kept = interrupted.without_mark(raw.get("metadata"))
-                raw["metadata"] = {**kept, **answer.metadata()}
+                raw["metadata"] = {**kept, **reply.metadata()}
 
         try:
             self.message = await asyncio.to_thread(

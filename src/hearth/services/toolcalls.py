@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from hearth.engines.events import EventReader, Gathered
 from hearth.errors import InvalidParameter
 
 #: Chat-only fields a forced call does not send to `/v1/completions` (Hearth sets its own
@@ -208,9 +209,12 @@ def _finish(engine_reason: Any, reader: CallReader) -> str:
 
 
 def whole_answer(completion: Mapping[str, Any], reader: CallReader) -> dict[str, Any]:
-    """The engine's `/v1/completions` answer as a chat completion carrying the call."""
-    choice = (completion.get("choices") or [{}])[0]
-    reader.feed(str(choice.get("text") or ""))
+    """The engine's `/v1/completions` answer as a chat completion carrying the call. Its text
+    and finish are read through the shared parser; its counters pass on as the engine wrote them."""
+    said = Gathered()
+    for event in EventReader().whole(completion):
+        said.add(event)
+    reader.feed(said.text)
     message: dict[str, Any] = {"role": "assistant", "content": None}
     if reader.name is not None:
         message["tool_calls"] = [
@@ -232,7 +236,7 @@ def whole_answer(completion: Mapping[str, Any], reader: CallReader) -> dict[str,
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": _finish(choice.get("finish_reason"), reader),
+                "finish_reason": _finish(said.finish, reader),
             }
         ],
     }
@@ -250,23 +254,27 @@ def _chat_id(chunk: Mapping[str, Any]) -> str:
 async def stream_answer(
     chunks: AsyncGenerator[dict[str, Any], None], reader: CallReader, *, include_usage: bool
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """The engine's completion chunks as chat completion chunks carrying the call."""
+    """The engine's completion chunks as chat completion chunks carrying the call. What each
+    chunk says (text, finish, usage, timings, an error) is read through the shared parser; only
+    the head (id, created, model) is the chunk's own."""
+    parse = EventReader()
     head: dict[str, Any] | None = None
     ident = call_id()
     announced = False
     async for chunk in chunks:
-        if chunk.get("error"):
-            yield chunk
+        said = Gathered()
+        for event in parse.chunk(chunk):
+            said.add(event)
+        if said.failure is not None:
+            yield chunk  # the engine's error event, as it wrote it
             return
         if head is None:
             head = {"id": _chat_id(chunk), "object": "chat.completion.chunk",
                     "created": chunk.get("created") or int(time.time()),
                     "model": chunk.get("model")}  # fmt: skip
             yield _delta(head, {"role": "assistant", "content": None})
-        choice = (chunk.get("choices") or [{}])[0]
-        arguments = reader.feed(str(choice.get("text") or ""))
-        reason = choice.get("finish_reason")
-        if reason is not None:
+        arguments = reader.feed(said.text)
+        if said.finish is not None:
             arguments += reader.finish()
         if reader.name is not None and not announced:
             announced = True
@@ -275,14 +283,14 @@ async def stream_answer(
             yield _delta(head, {"tool_calls": [call]})
         if arguments and announced:
             yield _delta(head, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
-        if reason is not None:
+        if said.finish is not None:
             if not announced:  # cut off before a name: say what came out
                 yield _delta(head, {"content": reader.text})
-            yield _delta(head, {}, finish=_finish(reason, reader))
-        if include_usage and "usage" in chunk:
-            usage = {**head, "choices": [], "usage": chunk["usage"]}
-            if "timings" in chunk:
-                usage["timings"] = chunk["timings"]
+            yield _delta(head, {}, finish=_finish(said.finish, reader))
+        if include_usage and said.usage is not None:
+            usage = {**head, "choices": [], "usage": said.usage.raw}
+            if said.timings is not None:
+                usage["timings"] = said.timings
             yield usage
 
 

@@ -3,17 +3,17 @@
 Pure pieces of `POST /v1/threads/{id}/runs`. `chat_request` turns the stored conversation into
 an OpenAI chat-completions body, the same kind of body a client sends to /v1/chat/completions
 (so it takes the same path and the same checks; a stored parameter can only be a request
-field, never an engine flag). `Answer` reads the engine's SSE bytes as they pass through to the
-client, gathering the text, usage and llama.cpp's timings to store in the assistant message.
+field, never an engine flag). `ThreadReply` reads the engine's SSE bytes as they pass through to
+the client, through the one parser of engine answers (`engines.events`), gathering the text,
+usage and llama.cpp's timings to store in the assistant message.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from hearth.engines.events import EventSplitter, Failure, Gathered, ReasoningDelta, TextDelta
 from hearth.errors import InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.threads.views import (
@@ -92,77 +92,51 @@ def _chat_message(message: dict[str, Any]) -> dict[str, Any] | None:
     return {"role": role, "content": text}
 
 
-@dataclass
-class Answer:
-    """What the engine has said so far, from its `chat.completion.chunk` events."""
+class ThreadReply:
+    """The assistant message a run is writing, gathered from the engine's answer as its bytes
+    pass through to the client: one `Gathered` fed by the shared parser (`EventSplitter`), plus
+    what only a thread keeps (the time to the first token, a refusal before the stream)."""
 
-    started: float = field(default_factory=time.monotonic)
-    text: str = ""
-    reasoning: str = ""
-    usage: dict[str, Any] | None = None
-    timings: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    error: str | None = None
-    error_code: str | None = None
-    ttft_ms: float | None = None
-    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    __slots__ = ("_events", "gathered", "started", "ttft_ms")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.gathered = Gathered()
+        self.ttft_ms: float | None = None
+        self._events = EventSplitter()
 
     def feed(self, raw: bytes) -> None:
         """Take the next bytes of the stream (a line may be split across reads)."""
-        self._buffer += raw
-        end = self._buffer.rfind(b"\n")
-        if end < 0:
-            return
-        complete = bytes(self._buffer[: end + 1])
-        del self._buffer[: end + 1]
-        for line in complete.split(b"\n"):
-            if line.startswith(b"data:"):
-                self._chunk(line[5:].strip())
+        for event in self._events.feed(raw):
+            if self.ttft_ms is None and isinstance(event, TextDelta | ReasoningDelta):
+                self.ttft_ms = round((time.monotonic() - self.started) * 1000, 1)
+            self.gathered.add(event)
 
-    def _chunk(self, payload: bytes) -> None:
-        if not payload or payload == b"[DONE]":
-            return
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            return
-        if not isinstance(chunk, dict):
-            return
-        if chunk.get("error"):
-            self.fail(chunk["error"])
-            return
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict):
-                self._delta(choice)
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        if isinstance(chunk.get("timings"), dict):
-            self.timings = chunk["timings"]
+    def fail(self, message: str, code: str | None = None) -> None:
+        """Record a refusal before the stream (an unknown model, an engine that failed to load)."""
+        self.gathered.failure = Failure(message or "the engine failed", code or "engine_error")
 
-    def _delta(self, choice: dict[str, Any]) -> None:
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            for key in ("content", "reasoning_content"):
-                piece = delta.get(key)
-                if isinstance(piece, str) and piece:
-                    if self.ttft_ms is None:
-                        self.ttft_ms = round((time.monotonic() - self.started) * 1000, 1)
-                    if key == "content":
-                        self.text += piece
-                    else:
-                        self.reasoning += piece
-        if choice.get("finish_reason"):
-            self.finish_reason = str(choice["finish_reason"])
+    @property
+    def text(self) -> str:
+        return self.gathered.text
 
-    def fail(self, error: Any, code: str | None = None) -> None:
-        """Record an engine error (an error chunk, or a refusal before the stream)."""
-        if isinstance(error, dict):
-            self.error = str(error.get("message") or "the engine failed")
-            found = error.get("code") or error.get("type")
-            self.error_code = code or (str(found) if found else "engine_error")
-        else:
-            self.error = str(error or "the engine failed")
-            self.error_code = code or "engine_error"
+    @property
+    def reasoning(self) -> str:
+        return self.gathered.reasoning
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.gathered.finish
+
+    @property
+    def error(self) -> str | None:
+        failure = self.gathered.failure
+        return None if failure is None else failure.message
+
+    @property
+    def error_code(self) -> str | None:
+        failure = self.gathered.failure
+        return None if failure is None else failure.code
 
     def parts(self) -> list[dict[str, Any]]:
         """The message content so far, in Jan's parts (reasoning first, as models think)."""
@@ -177,12 +151,13 @@ class Answer:
     def metadata(self) -> dict[str, Any]:
         """What the message's metadata gains at the end: usage, timings, time to first token."""
         extra: dict[str, Any] = {}
-        if self.usage is not None:
-            extra["usage"] = self.usage
-        if self.timings is not None:
-            extra["timings"] = self.timings
+        gathered = self.gathered
+        if gathered.usage is not None:
+            extra["usage"] = gathered.usage.raw
+        if gathered.timings is not None:
+            extra["timings"] = gathered.timings
         if self.ttft_ms is not None:
             extra["ttft_ms"] = self.ttft_ms
-        if self.finish_reason is not None:
-            extra["finish_reason"] = self.finish_reason
+        if gathered.finish is not None:
+            extra["finish_reason"] = gathered.finish
         return extra
