@@ -287,8 +287,8 @@ class EventReader:
 def _error_code(error: Any) -> str:
     if isinstance(error, dict):
         found = error.get("code") or error.get("type")
-        if isinstance(found, str) and found:
-            return found
+        if isinstance(found, str | int) and not isinstance(found, bool) and found != "":
+            return str(found)  # llama.cpp's numeric code (500) is kept, as text
     return "engine_error"
 
 
