@@ -26,6 +26,7 @@ from hearth.server.ollama.root import wants_html
 from hearth.server.ollama.stream import ndjson
 from hearth.server.ollama.translate import (
     Reply,
+    Stamp,
     chat_call,
     durations,
     embed_inputs,
@@ -35,7 +36,6 @@ from hearth.server.ollama.translate import (
     options,
     response_format,
     rfc3339,
-    Stamp,
 )
 
 USER = [{"role": "user", "content": "hi"}]
@@ -256,13 +256,17 @@ def test_created_at_is_formatted_once_a_second_and_matches_rfc3339() -> None:
 def test_tool_calls_arriving_in_fragments_are_gathered_for_the_final_line() -> None:
     reply = Reply("m", chat=True)
     reader = EventReader()
+
+    def calls(*fragments: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"delta": {"tool_calls": list(fragments)}}]}
+
     chunks = [
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function",
-          "function": {"name": "get_weather", "arguments": ""}}]}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"ci'}}]}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": 'ty": '}}]}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}},
-          {"index": 1, "id": "c2", "function": {"name": "now", "arguments": "{}"}}]}}]},
+        calls({"index": 0, "id": "c1", "type": "function",
+               "function": {"name": "get_weather", "arguments": ""}}),
+        calls({"index": 0, "function": {"arguments": '{"ci'}}),
+        calls({"index": 0, "function": {"arguments": 'ty": '}}),
+        calls({"index": 0, "function": {"arguments": '"Paris"}'}},
+              {"index": 1, "id": "c2", "function": {"name": "now", "arguments": "{}"}}),
         {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
         {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 12},
          "timings": {"predicted_n": 12, "predicted_ms": 6.0, "prompt_ms": 2.0}},

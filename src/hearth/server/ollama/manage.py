@@ -22,9 +22,9 @@ from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.modelfile_text import quote, quote_parameter
 from hearth.models.store import ModelEntry
-from hearth.server import jsonbody
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines
+from hearth.server.ollama.routes import read_body
 from hearth.server.ollama.stream import NDJSON, line
 from hearth.server.ollama.translate import model_name, rfc3339
 from hearth.server.respond import streaming
@@ -42,11 +42,6 @@ FAR_FUTURE = 253402300799.0  # 9999-12-31: keep_alive -1 (never unloaded)
 
 def _services(request: Request) -> Services:
     return request.app.state.services
-
-
-async def read_body(request: Request) -> dict[str, Any]:
-    """The JSON object body (same limits as every route); an empty body reads as {}."""
-    return jsonbody.loads_object(await request.body(), empty=True)
 
 
 @router.get("/version")
