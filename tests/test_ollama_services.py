@@ -56,9 +56,9 @@ def test_a_pulled_name_is_recorded_only_when_it_is_no_library_name(
 ) -> None:
     make_model(home, "repo", {}, {"r.gguf": FAKE_GGUF})
     try:
-        ollama_names.record_name(services, "repo", "llama3.2")  # a library name: nothing kept
+        asyncio.run(ollama_names.record_name(services, "repo", "llama3.2"))  # a library name
         assert _entry(services, "repo").info.metadata.get("ollama") is None  # type: ignore[union-attr]
-        ollama_names.record_name(services, "repo", "hf.co/o/repo:Q8_0")
+        asyncio.run(ollama_names.record_name(services, "repo", "hf.co/o/repo:Q8_0"))
         assert asyncio.run(ollama_names.find(services, "hf.co/o/repo:Q8_0")) is not None
     finally:
         asyncio.run(services.stop())

@@ -87,11 +87,15 @@ async def find(services: Services, name: str) -> ModelEntry | None:
     return None
 
 
-def record_name(services: Services, model_id: str, name: str) -> None:
+async def record_name(services: Services, model_id: str, name: str) -> None:
     """Remember the name a client pulled by when it is no Ollama library name (hf.co/...), so
-    `find` finds the model by it. Writes model.json: a worker thread."""
+    `find` finds the model by it (model.json is written in a worker thread)."""
     if parse_ollama_ref(name) is not None or name == model_id:
         return
+    await asyncio.to_thread(_record, services, model_id, name)
+
+
+def _record(services: Services, model_id: str, name: str) -> None:
     with contextlib.suppress(HearthError):  # the model works under its id regardless
         services.update_model(model_id, {"metadata": {"ollama": {"name": name}}})
 

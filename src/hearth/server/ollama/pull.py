@@ -14,7 +14,6 @@ client's name (`hf.co/OWNER/REPO:QUANT`) records that name, so the client finds 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,5 +65,5 @@ async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, A
             return
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
-    await asyncio.to_thread(ollama_names.record_name, services, model_id, name)  # model.json
+    await ollama_names.record_name(services, model_id, name)
     yield {"status": "success"}

@@ -36,6 +36,7 @@ from hearth.server.ollama.translate import (
     chat_call,
     embed_inputs,
     generate_call,
+    json_bytes,
     model_name,
     normalized,
     options,
@@ -103,7 +104,7 @@ async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool
     reply.add(EventReader().whole(_answer_object(content, entry.id)))
     total = time.monotonic_ns() - started
     final = reply.final(time.time_ns(), total_ns=total, load_ns=load_ns, whole=True)
-    return JSONResponse(final)
+    return Response(json_bytes(final), media_type="application/json")
 
 
 async def _load_or_unload(

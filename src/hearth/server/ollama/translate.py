@@ -430,10 +430,15 @@ class Reply:
         return out
 
 
+def json_bytes(obj: dict[str, Any]) -> bytes:
+    """An answer object as compact JSON bytes. Text that cannot be UTF-8 (a lone surrogate an
+    upstream sent as an escape) is replaced by "?" rather than failing the answer."""
+    return _json(obj).encode("utf-8", "replace")
+
+
 def line(obj: dict[str, Any]) -> bytes:
-    """One NDJSON line (text that cannot be UTF-8, a lone surrogate from an upstream's escape,
-    is replaced rather than failing the stream)."""
-    return (_json(obj) + "\n").encode("utf-8", "replace")
+    """One NDJSON line (`json_bytes` and a newline)."""
+    return json_bytes(obj) + b"\n"
 
 
 def ollama_tool_call(call: dict[str, Any]) -> dict[str, Any]:
