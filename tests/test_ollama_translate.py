@@ -9,12 +9,24 @@ from typing import Any
 
 import pytest
 
+from hearth.engines.events import (
+    EventReader,
+    Failure,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    Timings,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from hearth.errors import InvalidRequest
 from hearth.models.capabilities import capabilities
 from hearth.server.ollama.root import wants_html
 from hearth.server.ollama.stream import ndjson
 from hearth.server.ollama.translate import (
     Reply,
+    Stamp,
     chat_call,
     durations,
     embed_inputs,
@@ -143,13 +155,13 @@ def test_durations_come_from_the_engines_timings() -> None:
 
 def test_a_whole_answer_becomes_one_final_object() -> None:
     reply = Reply("m:latest", chat=True)
-    reply.whole(
+    reply.add(EventReader().whole(
         {"choices": [{"finish_reason": "tool_calls", "message": {"content": "ok",
           "tool_calls": [{"function": {"name": "f", "arguments": '{"a": 1}'}}]}}],
          "usage": {"prompt_tokens": 3, "completion_tokens": 2},
          "timings": {"predicted_n": 2, "predicted_ms": 4.0, "prompt_ms": 1.0}}
-    )  # fmt: skip
-    final = reply.final(0.0, total_ns=9_000_000, load_ns=5, whole=True)
+    ))  # fmt: skip
+    final = reply.final(0, total_ns=9_000_000, load_ns=5, whole=True)
     assert final["message"]["content"] == "ok" and final["done"] is True
     assert final["done_reason"] == "stop" and final["eval_count"] == 2
     assert final["message"]["tool_calls"] == [{"function": {"name": "f", "arguments": {"a": 1}}}]
@@ -196,6 +208,114 @@ def test_an_engine_error_mid_stream_becomes_an_error_line() -> None:
     chunks = _sse({"choices": [{"delta": {"content": "a"}}]}, {"error": {"message": "died"}})
     got = asyncio.run(_collect(chunks, Reply("m", chat=True)))
     assert got[-1] == {"error": "died"}
+
+
+def _old_line(obj: dict[str, Any]) -> bytes:
+    """How lines were written before the typed events (a dict, json.dumps): the bytes the
+    precomputed writer must keep."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+@pytest.mark.parametrize("text", ["Hel", 'a "quote" \\ and\nnew line\t\x01', "é 🙂 中文", ""])
+def test_partial_lines_from_events_keep_the_bytes_of_a_json_encoding(text: str) -> None:
+    ns = 1_765_000_000_123_456_789
+    stamp = rfc3339(1_765_000_000.123456)
+    chat = Reply('m:"latest"', chat=True)
+    assert chat.partial([TextDelta(text or "x")], ns) == _old_line(
+        {"model": 'm:"latest"', "created_at": stamp,
+         "message": {"role": "assistant", "content": text or "x"}, "done": False}
+    )  # fmt: skip
+    both = chat.partial([ReasoningDelta("hmm"), TextDelta(text)], ns)
+    assert both == _old_line(
+        {"model": 'm:"latest"', "created_at": stamp,
+         "message": {"role": "assistant", "content": text, "thinking": "hmm"}, "done": False}
+    )  # fmt: skip
+    generate = Reply("g", chat=False)
+    assert generate.partial([TextDelta(text), ReasoningDelta("t")], ns) == _old_line(
+        {"model": "g", "created_at": stamp, "response": text, "thinking": "t", "done": False}
+    )
+
+
+def test_events_without_text_write_no_line_and_other_choices_are_ignored() -> None:
+    reply = Reply("m", chat=True)
+    assert reply.partial([], 0) is None
+    assert reply.partial([TextDelta("other", choice=1)], 0) is None
+    assert reply.partial([Finish("length"), Usage(3, 1, {"prompt_tokens": 3})], 0) is None
+    assert reply.gathered.finish == "length" and not reply.failed
+
+
+def test_created_at_is_formatted_once_a_second_and_matches_rfc3339() -> None:
+    stamp = Stamp()
+    second = 1_765_000_000
+    for ns in [0, 999_999, 1_000_000_000, second * 10**9, second * 10**9 + 999_999_999,
+               (second + 1) * 10**9 + 5_000, (second + 1) * 10**9 + 42_000]:  # fmt: skip
+        micros = ns // 1000
+        assert stamp(ns) == rfc3339(micros // 10**6 + (micros % 10**6) / 1e6)
+
+
+def test_tool_calls_arriving_in_fragments_are_gathered_for_the_final_line() -> None:
+    reply = Reply("m", chat=True)
+    reader = EventReader()
+
+    def calls(*fragments: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"delta": {"tool_calls": list(fragments)}}]}
+
+    chunks = [
+        calls({"index": 0, "id": "c1", "type": "function",
+               "function": {"name": "get_weather", "arguments": ""}}),
+        calls({"index": 0, "function": {"arguments": '{"ci'}}),
+        calls({"index": 0, "function": {"arguments": 'ty": '}}),
+        calls({"index": 0, "function": {"arguments": '"Paris"}'}},
+              {"index": 1, "id": "c2", "function": {"name": "now", "arguments": "{}"}}),
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+        {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 12},
+         "timings": {"predicted_n": 12, "predicted_ms": 6.0, "prompt_ms": 2.0}},
+    ]  # fmt: skip
+    events = [reader.chunk(chunk) for chunk in chunks]
+    assert [reply.partial(batch, 0) for batch in events] == [None] * len(chunks)
+    assert any(isinstance(e, ToolCallStart) for e in events[0])
+    assert any(isinstance(e, ToolCallDelta) for e in events[2])
+    final = reply.final(0, total_ns=1, load_ns=1, whole=False)
+    assert final["message"] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+            {"function": {"name": "now", "arguments": {}}},
+        ],
+    }
+    assert final["done_reason"] == "stop" and final["eval_count"] == 12
+    assert final["prompt_eval_count"] == 9 and final["eval_duration"] == 6_000_000
+
+
+def test_a_failure_mid_stream_is_the_last_line() -> None:
+    reply = Reply("m", chat=True)
+    assert reply.partial([TextDelta("a")], 0) is not None
+    written = reply.partial([Timings({"predicted_n": 1}), Failure("the engine died", "oom")], 0)
+    assert written == b'{"error":"the engine died"}\n' and reply.failed
+    chunks = _sse(
+        {"choices": [{"delta": {"content": "a"}}]},
+        {"error": {"message": "died", "type": "server_error"}},
+        {"choices": [{"delta": {"content": "never"}}]},
+        {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+    )
+    got = asyncio.run(_collect(chunks, Reply("m", chat=True)))
+    assert got == [got[0], {"error": "died"}] and got[0]["message"]["content"] == "a"
+
+
+def test_text_that_is_not_unicode_from_an_upstream_does_not_break_the_stream() -> None:
+    chunks = _sse({"choices": [{"delta": {"content": "a\ud800b"}}]})  # a lone surrogate escape
+    got = asyncio.run(_collect(chunks, Reply("m", chat=False)))
+    assert got[0]["response"] == "a?b" and got[-1]["done"] is True
+
+
+def test_a_whole_generate_answer_with_thinking() -> None:
+    reply = Reply("g", chat=False)
+    reply.add(EventReader().whole({"choices": [{"finish_reason": "length", "message": {
+        "content": "yes", "reasoning_content": "so"}}]}))  # fmt: skip
+    final = reply.final(0, total_ns=5, load_ns=1, whole=True)
+    assert (final["response"], final["thinking"], final["done_reason"]) == ("yes", "so", "length")
+    assert final["eval_count"] == 0 and final["total_duration"] == 5
 
 
 def test_capabilities_from_architecture_template_and_parameters() -> None:

@@ -1,38 +1,28 @@
-"""Hearth's models as Ollama describes models: names, details, /api/tags, /api/show, /api/ps.
+"""Hearth's models as Ollama describes models: details, /api/tags's entries, Ollama's 404.
 
-Names: Hearth id `x` is Ollama's `x:latest`; a model pulled by an Ollama name keeps that name
-(model.json `metadata.ollama.name`, e.g. `qwen2.5:0.5b` for the id `qwen2.5-0.5b`). A name a
-client sends resolves, in order, to: the id itself; the id without `:latest`; the id the
-Ollama name maps to (`hearth.models.names`: `qwen2.5:0.5b` -> `qwen2.5-0.5b`); a model whose
-recorded Ollama name it is (`hf.co/OWNER/REPO:QUANT` after an /api/pull).
-
-Details come from model.json's `metadata` (filled at import from the GGUF header) and, where
-it lacks them (a model.json written by hand), from the header itself, read once per file
-version (bounded reader, `models/gguf.py`) and cached (`models/facts.py`).
+Names resolve in the service layer (`services/ollama_names.py`: `x` is `x:latest`, a pulled
+model keeps its Ollama name); what only a model's files know (GGUF facts, a content digest,
+model.json's time) is read there too (`services/model_info.py`, a `ModelCard`). This module
+only writes them in Ollama's words.
 
 Nothing here reads a file on the event loop: /api/tags is a view of the shared model list
-(`services/listing.py`: the scan in steps, new entries' JSON made in a worker thread), and
-`resolve` looks a name up in a worker thread, or in that shared scan for recorded names.
+(`services/listing.py`: the scan in steps, new entries' JSON made in a worker thread, where
+`_tag_fragment` reads the entry's card), and `resolve` looks a name up through the services.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import json
 from typing import Any
 
-from hearth.errors import HearthError, InvalidModelId, ModelNotFound, NotFound
-from hearth.models.facts import Facts, facts
-from hearth.models.ids import is_valid_id
-from hearth.models.names import ollama_model_id, parse_ollama_ref
+from hearth.errors import NotFound
+from hearth.models.facts import Facts
 from hearth.models.store import ModelEntry
 from hearth.server.ollama.translate import rfc3339
-from hearth.services import Services
+from hearth.services import Services, model_info, ollama_names
 from hearth.services.listing import ListView, Status
+from hearth.services.model_info import ModelCard
 
-LATEST = ":latest"
 #: model_parameters -> Ollama's PARAMETER names, for /api/show's `parameters` text.
 PARAMETER_NAMES = {"max_tokens": "num_predict"}
 
@@ -47,78 +37,12 @@ def model_missing(name: str) -> NotFound:
     )
 
 
-# ---- names --------------------------------------------------------------------------------
-
-
-def ollama_name(entry: ModelEntry) -> str:
-    """The name Ollama's clients see: the recorded Ollama name, else `<id>:latest`."""
-    recorded = _recorded_name(entry)
-    if recorded:
-        return recorded if ":" in recorded.rsplit("/", 1)[-1] else recorded + LATEST
-    return entry.id + LATEST
-
-
-def _recorded_name(entry: ModelEntry) -> str | None:
-    meta = entry.info.metadata if entry.info is not None else {}
-    ollama = meta.get("ollama") if isinstance(meta, dict) else None
-    name = ollama.get("name") if isinstance(ollama, dict) else None
-    if not isinstance(name, str) or not name:
-        return None
-    ref = parse_ollama_ref(name)
-    if ref is not None and ollama_model_id(ref) != entry.id:
-        return None  # a copy keeps its source's metadata: its own id is its name
-    return name
-
-
-def candidates(name: str) -> list[str]:
-    """Ids `name` may stand for, most literal first."""
-    found = [name]
-    if name.lower().endswith(LATEST):
-        found.append(name[: -len(LATEST)])
-    with contextlib.suppress(HearthError):
-        found.append(ollama_model_id(name))
-    return [c for c in dict.fromkeys(found) if is_valid_id(c)]
-
-
 async def resolve(services: Services, name: str) -> ModelEntry:
-    """The model a client's name means, or Ollama's 404 ("model ... not found"): an id in a
-    worker thread (a folder read), then the recorded names of the shared list's entries."""
-    entry = await asyncio.to_thread(_by_id, services, name)
-    if entry is not None:
-        return entry
-    ids = set(candidates(name))
-    wanted = {name.lower(), (name + LATEST).lower()}
-    for entry in await services.lists.entries():
-        if entry.info is None:
-            continue
-        recorded = _recorded_name(entry)
-        if entry.id in ids or (recorded and recorded.lower() in wanted):
-            return entry
-    raise model_missing(name)
-
-
-def _by_id(services: Services, name: str) -> ModelEntry | None:
-    """The model whose folder is one of the ids `name` may stand for (a renamed model, whose
-    id is not its folder's name, is found in the list instead)."""
-    store = services.store
-    for model_id in candidates(name):
-        if not (store.models_dir / model_id).exists():
-            continue
-        with contextlib.suppress(InvalidModelId, ModelNotFound):
-            return store.get(model_id)
-    return None
-
-
-def new_id(name: str) -> str:
-    """The id a new model (/api/copy, /api/create) gets for an Ollama name."""
-    if name.lower().endswith(LATEST):
-        name = name[: -len(LATEST)]
-    if is_valid_id(name) and ":" not in name:
-        return name
-    return ollama_model_id(name)
-
-
-# ---- facts and details --------------------------------------------------------------------
+    """The model a client's name means, or Ollama's 404 ("model ... not found")."""
+    entry = await ollama_names.find(services, name)
+    if entry is None:
+        raise model_missing(name)
+    return entry
 
 
 def parameter_size(fact: Facts) -> str:
@@ -149,26 +73,8 @@ def details(entry: ModelEntry, fact: Facts) -> dict[str, Any]:
     }
 
 
-def digest(entry: ModelEntry) -> str:
-    """A stable 64-hex id of the model's content: its files' recorded sha256s when known, else
-    their names, sizes and times (never reads the weights)."""
-    parts = [entry.id]
-    for path in entry.files:
-        try:
-            st = path.stat()
-            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            parts.append(path.name)
-    if entry.info is not None:
-        parts += [s.sha256 or "" for s in entry.info.sources]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def modified_at(entry: ModelEntry) -> str:
-    try:
-        return rfc3339((entry.folder / "model.json").stat().st_mtime)
-    except OSError:
-        return rfc3339(entry.info.created if entry.info is not None else 0)
+def modified_at(card: ModelCard) -> str:
+    return rfc3339(card.changed_at)
 
 
 def listed(entry: ModelEntry) -> bool:
@@ -178,24 +84,25 @@ def listed(entry: ModelEntry) -> bool:
 
 def _tag_fragment(entry: ModelEntry, status: Status) -> str | None:
     """One model's /api/tags JSON, or None when it is not listed (a worker thread calls it:
-    its details may need the GGUF header)."""
+    its card may need the GGUF header)."""
     if not listed(entry):
         return None
-    return json.dumps(tag(entry), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(tag(model_info.card(entry)), ensure_ascii=False, separators=(",", ":"))
 
 
 #: GET /api/tags: the models that can answer, as Ollama lists them.
 TAGS_LIST = ListView("ollama-tags", _tag_fragment, '{"models":[', "]}")
 
 
-def tag(entry: ModelEntry) -> dict[str, Any]:
+def tag(card: ModelCard) -> dict[str, Any]:
     """One model as /api/tags lists it."""
-    name = ollama_name(entry)
+    entry = card.entry
+    name = ollama_names.ollama_name(entry)
     return {
         "name": name,
         "model": name,
-        "modified_at": modified_at(entry),
+        "modified_at": modified_at(card),
         "size": entry.size,
-        "digest": digest(entry),
-        "details": details(entry, facts(entry)),
+        "digest": card.digest,
+        "details": details(entry, card.facts),
     }

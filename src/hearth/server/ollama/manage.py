@@ -1,36 +1,38 @@
 """Ollama's model routes: tags, show, ps, copy, delete, create, pull, version.
 
-Thin translations into the service layer: names resolve through `catalog`, new models are
-made by `services/derive.py` (hard links, never a second copy of the weights), pulls are
-Hearth's own pulls (Ollama names, `hf.co/...`, URLs) with their progress rewritten as
-Ollama's status lines.
+Thin translations into the service layer: names resolve through `services/ollama_names.py`
+(Ollama's 404 from `catalog`), what a model's files say is read by `services/model_info.py`,
+new models are made by `services/derive.py` (hard links, never a second copy of the
+weights), pulls are Hearth's own pulls (Ollama names, `hf.co/...`, URLs) with their progress
+rewritten as Ollama's status lines.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from hearth import __version__
 from hearth.downloads.ollama import map_params
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.modelfile_text import quote, quote_parameter
-from hearth.models.facts import model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines
 from hearth.server.ollama.routes import read_body
 from hearth.server.ollama.stream import NDJSON, line
 from hearth.server.ollama.translate import model_name, rfc3339
+from hearth.server.respond import streaming
 from hearth.server.sliced import SlicedResponse
-from hearth.services import Services
+from hearth.services import Services, model_info
 from hearth.services.derive import ModelChanges
+from hearth.services.model_info import ModelCard
+from hearth.services.ollama_names import new_id, ollama_name
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 #: What /api/version reports: the Ollama API level Hearth follows (clients gate features on it).
@@ -61,15 +63,17 @@ async def show(request: Request) -> dict[str, Any]:
     """One model: details, GGUF metadata, template, parameters, capabilities, license."""
     body = await read_body(request)
     entry = await catalog.resolve(_services(request), model_name(body))
-    # the GGUF header (and model.json's time) is read in a worker thread, never on the loop
-    return await asyncio.to_thread(describe, entry, verbose=body.get("verbose") is True)
-
-
-def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
-    """/api/show's answer (reads the GGUF header: call it off the event loop)."""
     if entry.info is None:
         raise catalog.model_missing(entry.id)  # a broken folder: nothing to show
-    fact = catalog.facts(entry, header=True)
+    # the GGUF header (and model.json's time) is read in a worker thread, never on the loop
+    card = await model_info.card_off_loop(entry, header=True)
+    return describe(card, verbose=body.get("verbose") is True)
+
+
+def describe(card: ModelCard, *, verbose: bool = False) -> dict[str, Any]:
+    """/api/show's answer, from the model's card (read with its GGUF header)."""
+    entry, fact = card.entry, card.facts
+    assert entry.info is not None
     meta = entry.info.metadata
     info = {k: (v if verbose or not isinstance(v, list) else []) for k, v in fact.header.items()}
     parameters = _parameters(entry)
@@ -80,8 +84,8 @@ def describe(entry: ModelEntry, *, verbose: bool = False) -> dict[str, Any]:
         "template": fact.chat_template or "",
         "details": catalog.details(entry, fact),
         "model_info": info,
-        "capabilities": model_capabilities(entry, fact),
-        "modified_at": catalog.modified_at(entry),
+        "capabilities": card.capabilities(),
+        "modified_at": catalog.modified_at(card),
     }
     if isinstance(meta.get("system_prompt"), str):
         out["system"] = meta["system_prompt"]
@@ -139,19 +143,15 @@ def _modelfile(entry: ModelEntry, parameters: list[tuple[str, str | int | float]
 async def ps(request: Request) -> dict[str, Any]:
     """Loaded models, with when each unloads and its context length (their folders and GGUF
     headers read in a worker thread)."""
-    services = _services(request)
-    return {"models": await asyncio.to_thread(_loaded, services, services.running())}
+    return {"models": _loaded(await model_info.running_cards(_services(request)))}
 
 
-def _loaded(services: Services, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """/api/ps's entries for the engines' `running` list (reads files: a worker thread)."""
+def _loaded(running: list[tuple[dict[str, Any], ModelCard]]) -> list[dict[str, Any]]:
+    """/api/ps's entries for the loaded models and their cards."""
     models = []
-    for model in running:
-        try:
-            entry = services.store.get(model["id"])
-        except Exception:  # deleted meanwhile: it is on its way out
-            continue
-        name = catalog.ollama_name(entry)
+    for model, card in running:
+        entry = card.entry
+        name = ollama_name(entry)
         expires = model.get("expires_at")
         size = int(model.get("memory_estimate") or model.get("memory") or 0)
         params = model.get("engine_parameters") or {}
@@ -160,8 +160,8 @@ def _loaded(services: Services, running: list[dict[str, Any]]) -> list[dict[str,
                 "name": name,
                 "model": name,
                 "size": size,
-                "digest": catalog.digest(entry),
-                "details": catalog.details(entry, catalog.facts(entry)),
+                "digest": card.digest,
+                "details": catalog.details(entry, card.facts),
                 "expires_at": rfc3339(expires if isinstance(expires, float) else FAR_FUTURE),
                 "size_vram": size if int(params.get("ngl") or 0) > 0 else 0,
                 "context_length": params.get("ctx_len"),
@@ -190,7 +190,7 @@ async def copy(request: Request) -> Response:
     services = _services(request)
     entry = await catalog.resolve(services, source)
     name = destination if ":" in destination else None
-    await services.copy_model(entry.id, catalog.new_id(destination), ModelChanges(name=name))
+    await services.copy_model(entry.id, new_id(destination), ModelChanges(name=name))
     return Response(status_code=200)
 
 
@@ -247,12 +247,12 @@ async def create(request: Request) -> Response:
         raise InvalidRequest('"from" is required: the model (or .gguf path) to start from.')
     services = _services(request)
     changes = changes_from(body, name)
-    new_id = catalog.new_id(name)
+    model_id = new_id(name)
     if source.lower().endswith(".gguf") or source.startswith(("/", "./", "~")):
-        await services.create_model_from_file(Path(source).expanduser(), new_id, changes)
+        await services.create_model_from_file(Path(source).expanduser(), model_id, changes)
     else:
         entry = await catalog.resolve(services, source)
-        await services.copy_model(entry.id, new_id, changes)
+        await services.copy_model(entry.id, model_id, changes)
     statuses = ["reading model metadata", "creating system layer", "writing manifest", "success"]
     if body.get("stream") is False:
         return JSONResponse({"status": "success"})
@@ -273,7 +273,7 @@ async def pull(request: Request) -> Response:
         async for item in lines:
             last = item
         return _pull_answer(last)
-    return StreamingResponse(_ndjson(lines), media_type=NDJSON)
+    return streaming(_ndjson(lines), media_type=NDJSON)
 
 
 async def _ndjson(items: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:

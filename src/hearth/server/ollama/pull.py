@@ -14,24 +14,21 @@ client's name (`hf.co/OWNER/REPO:QUANT`) records that name, so the client finds 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from hearth.downloads.jobs import Job
 from hearth.errors import HearthError
-from hearth.models.names import parse_ollama_ref
-from hearth.server.ollama import catalog
-from hearth.services import Services
+from hearth.services import Services, ollama_names
 
 
 async def _source(services: Services, name: str) -> str:
     """What to hand `Services.pull`: an existing model's id, else the name as sent."""
     try:
-        return (await catalog.resolve(services, name)).id
+        entry = await ollama_names.find(services, name)
     except HearthError:
         return name
+    return name if entry is None else entry.id
 
 
 def _label(job: Job, index: int) -> str:
@@ -51,14 +48,6 @@ async def _progress(services: Services, job: Job) -> AsyncIterator[dict[str, Any
             }
 
 
-def _record_name(services: Services, model_id: str, name: str) -> None:
-    """Remember the name a client pulled by when it is no Ollama library name (hf.co/...)."""
-    if parse_ollama_ref(name) is not None or name == model_id:
-        return
-    with contextlib.suppress(HearthError):  # the model works under its id regardless
-        services.update_model(model_id, {"metadata": {"ollama": {"name": name}}})
-
-
 async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, Any]]:
     """Ollama's status lines for pulling `name` (an error ends them with an `error` line)."""
     yield {"status": "pulling manifest"}
@@ -76,5 +65,5 @@ async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, A
             return
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
-    await asyncio.to_thread(_record_name, services, model_id, name)  # writes model.json
+    await ollama_names.record_name(services, model_id, name)
     yield {"status": "success"}

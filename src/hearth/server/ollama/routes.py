@@ -2,8 +2,10 @@
 
 Each is a translation at the face (`translate.py`): the Ollama body becomes an OpenAI body,
 which goes through the same service call as /v1 (`Services.open_inference`: load on demand,
-keep_alive, engine selection), and the engine's answer comes back in Ollama's shape
-(`stream.py` for NDJSON). Besides that, Hearth acts on three things itself:
+keep_alive, engine selection) and the shared request ceremony (`server/respond.py`); the
+engine's answer comes back as typed events (`engines/events`) that `translate.Reply` writes in
+Ollama's shape (`stream.py` for NDJSON). Besides that, Hearth does three things itself, in the
+service layer (`services/loading.py`):
 
 - `num_ctx`: Ollama reloads a model with another context; so does Hearth, through a start with
   that `ctx_len` (`ensure_context`), bounded by the model's trained context;
@@ -18,12 +20,12 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from hearth.engines.events import engine_refusal
-from hearth.errors import HearthError, InvalidParameter, InvalidRequest
+from hearth.engines.events import EventReader
+from hearth.engines.proxy import Answer
+from hearth.errors import EngineError, InvalidParameter
 from hearth.keepalive import keep_alive_param
-from hearth.models.facts import facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
 from hearth.server.ollama import catalog
@@ -34,20 +36,17 @@ from hearth.server.ollama.translate import (
     chat_call,
     embed_inputs,
     generate_call,
+    json_bytes,
     model_name,
     normalized,
     options,
     rfc3339,
 )
-from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
-from hearth.services import Services, schema_limits
+from hearth.server.respond import client_closed, open_answer, streaming, unless_disconnected
+from hearth.services import Services, loading, schema_limits
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 Embedded = tuple[dict[str, Any], str, list[Any]] | None
-
-
-MIN_CTX = 256  # smaller contexts cannot hold a chat template's own tokens
-MAX_CTX = 1 << 20  # when the GGUF does not say its trained context
 
 
 def _services(request: Request) -> Services:
@@ -55,104 +54,65 @@ def _services(request: Request) -> Services:
 
 
 async def read_body(request: Request) -> dict[str, Any]:
-    """The JSON body (same limits as every route); an empty body reads as {}."""
-    raw = await request.body()
-    body = jsonbody.loads(raw) if raw.strip() else {}
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
-    return body
+    """The JSON object body (same limits as every route); an empty body reads as {}."""
+    return jsonbody.loads_object(await request.body(), empty=True)
 
 
-def system_prompt(entry: ModelEntry) -> str | None:
-    meta = entry.info.metadata if entry.info is not None else {}
-    value = meta.get("system_prompt") if isinstance(meta, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-async def ensure_context(services: Services, entry: ModelEntry, num_ctx: int) -> None:
-    """Have the model loaded with `num_ctx` tokens of context (clamped to what it was trained
-    for, as Ollama does). A model loaded with another context is restarted once idle; the new
-    one stays until another request asks otherwise or model.json changes."""
-    trained = (await facts_off_loop(entry)).context_length or MAX_CTX
-    wanted = max(MIN_CTX, min(num_ctx, trained, MAX_CTX))
-    for model in services.running():
-        if model["id"] == entry.id and model["engine_parameters"].get("ctx_len") == wanted:
-            return
-    await services.start_model(entry.id, {"ctx_len": wanted})
-
-
-async def _load(services: Services, entry: ModelEntry, num_ctx: int | None) -> int:
-    """Make sure the model is loaded; the nanoseconds that took (Ollama's load_duration)."""
-    started = time.monotonic_ns()
-    assert entry.info is not None
-    if entry.info.is_remote:
-        return 1
-    if num_ctx is not None:
-        await ensure_context(services, entry, num_ctx)
-    elif services.status_of(entry)[0] != "running":
-        await services.start_model(entry.id)
-    return time.monotonic_ns() - started
-
-
-async def _check_capabilities(entry: ModelEntry, call: Call) -> None:
-    """Refuse what the model cannot do with Ollama's 400s, before anything loads (the facts
-    may come from the GGUF header: read in a worker thread)."""
-    caps = model_capabilities(entry, await facts_off_loop(entry))
-    if call.images and "vision" not in caps:
-        raise InvalidParameter(
-            f'"{call.name}" does not support images (no vision projector: add one with '
-            "engine_parameters.mmproj)",
-            param="images",
+def _answer_object(content: bytes, model: str) -> dict[str, Any]:
+    """The engine's whole answer, which must be a JSON object (an upstream is a stranger)."""
+    try:
+        parsed = json.loads(content)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise EngineError(
+            f"Model '{model}''s engine answered with something that is not a JSON object, "
+            "as an OpenAI-compatible engine must. Check that engine (GET /v1/running names a "
+            "local one's log in <home>/logs/) and try again.",
+            code="engine_error",
         )
-    if call.think not in (None, False) and "thinking" not in caps:
-        raise InvalidParameter(f'"{call.name}" does not support thinking', param="think")
-    if call.think is not None and "thinking" not in caps:
+    return parsed
+
+
+async def _open(request: Request, entry: ModelEntry, call: Call) -> tuple[Answer | None, int]:
+    """Check what the model can do, load it, open the engine's answer: (the answer, or None
+    when the client left; the load's nanoseconds)."""
+    services = _services(request)
+    thinks = await loading.check_capabilities(
+        entry, call.name, images=call.images, think=call.think
+    )
+    if call.think is not None and not thinks:
         call.body.pop("chat_template_kwargs", None)
-
-
-async def _upstream_error(upstream: Any, model: str) -> HearthError:
-    """The engine's refusal (4xx/5xx JSON) as a Hearth error, written in Ollama's shape."""
-    return engine_refusal(upstream.status_code, await upstream.read(), model)
+    schema_limits.check_request(call.body)  # before the load, not only before the engine
+    load_ns = await loading.load(services, entry, call.num_ctx)
+    opening = services.open_inference(call.path, call.body, call.keep_alive)
+    return await open_answer(request, opening, entry.id), load_ns
 
 
 async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool) -> Response:
     """Send `call` to the engine and answer in Ollama's shape, streamed or whole."""
     started = time.monotonic_ns()
-    services = _services(request)
-    await _check_capabilities(entry, call)
-    schema_limits.check_request(call.body)  # before the load, not only before the engine
-    load_ns = await _load(services, entry, call.num_ctx)
-    opening = services.open_inference(call.path, call.body, call.keep_alive)
-    ok, upstream = await unless_disconnected(request, opening)
-    if not ok or upstream is None:
-        return Response(status_code=CLIENT_CLOSED)
+    answer, load_ns = await _open(request, entry, call)
+    if answer is None:
+        return client_closed()
     reply = Reply(call.name, chat=chat)
-    if upstream.status_code != 200:
-        raise await _upstream_error(upstream, entry.id)
-    if upstream.is_event_stream:
-        lines = ndjson(upstream.stream(), reply, started_ns=started, load_ns=load_ns)
-        return StreamingResponse(lines, media_type=NDJSON, headers={"cache-control": "no-cache"})
-    ok, content = await unless_disconnected(request, upstream.read())
+    if answer.is_event_stream:
+        lines = ndjson(answer.stream(), reply, started_ns=started, load_ns=load_ns)
+        return streaming(lines, media_type=NDJSON)
+    ok, content = await unless_disconnected(request, answer.read())
     if not ok or content is None:
-        return Response(status_code=CLIENT_CLOSED)
-    reply.whole(json.loads(content))
+        return client_closed()
+    reply.add(EventReader().whole(_answer_object(content, entry.id)))
     total = time.monotonic_ns() - started
-    return JSONResponse(reply.final(time.time(), total_ns=total, load_ns=load_ns, whole=True))
+    final = reply.final(time.time_ns(), total_ns=total, load_ns=load_ns, whole=True)
+    return Response(json_bytes(final), media_type="application/json")
 
 
 async def _load_or_unload(
     services: Services, entry: ModelEntry, call: Call, *, chat: bool
 ) -> Response:
     """An empty chat or prompt: load the model (keep_alive 0: unload it), as Ollama does."""
-    if call.keep_alive == 0:
-        await services.stop_model(entry.id)
-        reason = "unload"
-    else:
-        body: dict[str, Any] = {} if call.keep_alive is None else {"keep_alive": call.keep_alive}
-        if call.num_ctx is not None:
-            await ensure_context(services, entry, call.num_ctx)
-        await services.start_model(entry.id, body)
-        reason = "load"
+    reason = await loading.load_or_unload(services, entry, call.keep_alive, call.num_ctx)
     out: dict[str, Any] = {"model": call.name, "created_at": rfc3339(time.time())}
     if chat:
         out["message"] = {"role": "assistant", "content": ""}
@@ -168,7 +128,7 @@ async def chat(request: Request) -> Response:
     body = await read_body(request)
     services = _services(request)
     entry = await catalog.resolve(services, model_name(body))
-    call = chat_call(body, entry.id, system_prompt(entry))
+    call = chat_call(body, entry.id, loading.system_prompt(entry))
     if not call.body["messages"]:
         return await _load_or_unload(services, entry, call, chat=True)
     return await _answer(request, entry, call, chat=True)
@@ -180,7 +140,7 @@ async def generate(request: Request) -> Response:
     body = await read_body(request)
     services = _services(request)
     entry = await catalog.resolve(services, model_name(body))
-    call = generate_call(body, entry.id, system_prompt(entry))
+    call = generate_call(body, entry.id, loading.system_prompt(entry))
     if not body.get("prompt") and not body.get("images"):
         return await _load_or_unload(services, entry, call, chat=False)
     return await _answer(request, entry, call, chat=False)
@@ -205,16 +165,13 @@ async def _embed(request: Request, *, legacy: bool) -> Embedded:
         raise InvalidParameter("'dimensions' must be a positive integer.", param="dimensions")
     if not texts:
         return {"load_ns": 1, "total_ns": 1, "dimensions": dimensions}, name, []
-    load_ns = await _load(services, entry, num_ctx)
+    load_ns = await loading.load(services, entry, num_ctx)
     call_body = {"model": entry.id, "input": texts}
-    ok, upstream = await unless_disconnected(
-        request, services.open_inference("embeddings", call_body, keep_alive)
-    )
-    if not ok or upstream is None:
+    opening = services.open_inference("embeddings", call_body, keep_alive)
+    answer = await open_answer(request, opening, entry.id)
+    if answer is None:
         return None
-    if upstream.status_code != 200:
-        raise await _upstream_error(upstream, entry.id)
-    reply = json.loads(await upstream.read())
+    reply = _answer_object(await answer.read(), entry.id)
     vectors = [item.get("embedding") for item in reply.get("data") or []]
     usage = dict(reply.get("usage") or {})
     usage.update(load_ns=load_ns, total_ns=time.monotonic_ns() - started, dimensions=dimensions)
@@ -226,7 +183,7 @@ async def embed(request: Request) -> Response:
     """Ollama's embeddings: `input` a string or a list; unit-length vectors."""
     embedded = await _embed(request, legacy=False)
     if embedded is None:
-        return Response(status_code=CLIENT_CLOSED)
+        return client_closed()
     usage, name, vectors = embedded
     dimensions = usage["dimensions"]
     return JSONResponse(
@@ -245,6 +202,6 @@ async def embeddings(request: Request) -> Response:
     """Ollama's older embedding route: one `prompt`, one `embedding`."""
     embedded = await _embed(request, legacy=True)
     if embedded is None:
-        return Response(status_code=CLIENT_CLOSED)
+        return client_closed()
     vectors = embedded[2]
     return JSONResponse({"embedding": vectors[0] if vectors else []})

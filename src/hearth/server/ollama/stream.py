@@ -1,28 +1,25 @@
-"""An engine's OpenAI event stream, rewritten on the fly as Ollama's NDJSON.
+"""An engine's answer stream, rewritten on the fly as Ollama's NDJSON.
 
-The engine sends `data: {chunk}` events; Ollama's clients read one JSON object per line. Each
-event carrying text becomes one line at once (no buffering beyond the current event, so the
-decode rate through /api/chat matches /v1's: see bench/bench_ollama.py), and the final line
-carries `done: true` with the counters the engine reported in its last event. An error event
-(the engine died mid-answer: `data: {"error": {...}}`) becomes Ollama's `{"error": "..."}`
-line, which the `ollama` client raises as ResponseError.
+The engine's `data: {chunk}` lines are read by the one parser of an answer (`engines/events`:
+`engine_chunks`, `EventReader`); each chunk's typed events carrying text become one Ollama
+line at once (no buffering beyond the current chunk, so the decode rate through /api/chat
+matches /v1's: see bench/bench_ollama.py and bench/bench_ollama_writer.py), and the final line
+carries `done: true` with the counters the engine reported in its last chunk. A chunk is the
+unit because Ollama writes a token's text and thinking on one line. An engine failure (`data:
+{"error": {...}}`, a `Failure` event) becomes Ollama's `{"error": "..."}` line, which the
+`ollama` client raises as ResponseError, and ends the stream.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
-from hearth.server.engine_events import engine_chunks, engine_error
-from hearth.server.ollama.translate import Reply
+from hearth.engines.events import EventReader, engine_chunks
+from hearth.server.ollama.translate import Reply, line
 
 NDJSON = "application/x-ndjson"
-
-
-def line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+__all__ = ["NDJSON", "line", "ndjson"]
 
 
 async def ndjson(
@@ -31,16 +28,16 @@ async def ndjson(
     *,
     started_ns: int,
     load_ns: int,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], int] = time.time_ns,
 ) -> AsyncIterator[bytes]:
     """Ollama's lines for an engine's event stream (see the module docstring)."""
-    async for event in engine_chunks(chunks):
-        error = engine_error(event)
-        if error is not None:
-            yield line({"error": error})
-            return
-        partial = reply.feed(event, clock())
-        if partial is not None:
-            yield line(partial)
+    reader = EventReader()
+    partial = reply.partial
+    async for chunk in engine_chunks(chunks):
+        written = partial(reader.chunk(chunk), clock())
+        if written is not None:
+            yield written
+            if reply.failed:
+                return
     total = time.monotonic_ns() - started_ns
     yield line(reply.final(clock(), total_ns=total, load_ns=load_ns, whole=False))

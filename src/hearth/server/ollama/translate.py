@@ -5,9 +5,10 @@ mapping, so it can be unit-tested without a server:
 
 - requests: `chat_call` / `generate_call` / `embed_call` turn an Ollama body into the OpenAI
   body the engine gets, plus what Hearth itself acts on (`keep_alive`, `num_ctx`, `stream`);
-- answers: `Reply` accumulates an OpenAI answer (whole, or chunk by chunk from a stream) and
-  writes Ollama's objects, the final one with Ollama's counters and durations taken from the
-  engine's own `timings` (llama.cpp reports prompt_n/prompt_ms/predicted_n/predicted_ms).
+- answers: `Reply` writes the engine's typed events (`engines/events`: the one parser of an
+  answer) as Ollama's objects, a line per streamed chunk, the final one with Ollama's counters
+  and durations taken from the engine's own `timings` (llama.cpp reports
+  prompt_n/prompt_ms/predicted_n/predicted_ms).
 
 Everything in a request is a stranger's data: only the documented options reach the engine
 (`OPTIONS`), each type-checked; unknown options are ignored as Ollama ignores them; a wrong
@@ -20,10 +21,13 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hearth.engines.events import AnswerEvent, Failure, Gathered, ReasoningDelta, TextDelta
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.keepalive import keep_alive_param
 from hearth.ollama_options import OLLAMA_OPTIONS
@@ -32,6 +36,9 @@ OPTIONS = OLLAMA_OPTIONS  # see hearth.ollama_options
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 MAX_STOPS = 16
 DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}
+#: A string as JSON text (the documented encoder's own fast path for a str), and an object.
+_string = json.JSONEncoder(ensure_ascii=False).encode
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _IMAGE_MAGIC = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lG", "image/gif"),
                 ("UklGR", "image/webp"), ("Qk", "image/bmp"))  # fmt: skip
 
@@ -58,10 +65,9 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def model_name(body: Any) -> str:
-    """The model a body names (`model`, or Ollama's older `name`); 400 when missing."""
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+def model_name(body: dict[str, Any]) -> str:
+    """The model a body names (`model`, or Ollama's older `name`); 400 when missing. The body
+    is a JSON object already (`jsonbody.loads_object`)."""
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("model is required", param="model")
@@ -180,7 +186,7 @@ def _common(body: dict[str, Any], call: Call) -> None:
         call.body["chat_template_kwargs"] = {"enable_thinking": True, "reasoning_effort": think}
 
 
-def chat_call(body: Any, model_id: str, system_prompt: str | None = None) -> Call:
+def chat_call(body: dict[str, Any], model_id: str, system_prompt: str | None = None) -> Call:
     """POST /api/chat -> chat/completions. The model's recorded system prompt (SYSTEM of a
     created or pulled model) leads when the client sent no system message, as in Ollama."""
     name = model_name(body)
@@ -241,7 +247,7 @@ def openai_tool_calls(raw: Any, where: str) -> list[dict[str, Any]]:
     return calls
 
 
-def generate_call(body: Any, model_id: str, system_prompt: str | None = None) -> Call:
+def generate_call(body: dict[str, Any], model_id: str, system_prompt: str | None = None) -> Call:
     """POST /api/generate -> chat/completions (the model's chat template applies, as Ollama's
     template does), or with `raw: true` -> completions with the prompt as it is. `template`,
     `context` and `suffix` are accepted and not used (see the README)."""
@@ -267,7 +273,7 @@ def generate_call(body: Any, model_id: str, system_prompt: str | None = None) ->
     return call
 
 
-def embed_inputs(body: Any, *, legacy: bool) -> list[str]:
+def embed_inputs(body: dict[str, Any], *, legacy: bool) -> list[str]:
     """The texts of /api/embed (`input`: a string or a list) or /api/embeddings (`prompt`)."""
     raw = body.get("prompt") if legacy else body.get("input")
     texts = [raw] if isinstance(raw, str) else raw
@@ -314,91 +320,125 @@ def durations(
     }
 
 
-@dataclass
+class Stamp:
+    """`created_at` for a time in nanoseconds, as `rfc3339` writes it, cheaply: the date and time
+    of day are formatted once per second, each line adds its microseconds."""
+
+    __slots__ = ("_head", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._head = ""
+
+    def __call__(self, ns: int) -> str:
+        second, rest = divmod(ns, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._head = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        return f"{self._head}{rest // 1000:06d}Z"
+
+
 class Reply:
-    """One answer being written in Ollama's shape: fed OpenAI chunks (or one whole response),
-    it yields Ollama's partial objects and, at the end, the final one with the counters."""
+    """One answer written in Ollama's shape from the engine's typed events (`engines/events`).
 
-    name: str
-    chat: bool  # /api/chat (a `message`) or /api/generate (a `response`)
-    content: list[str] = field(default_factory=list)
-    thinking: list[str] = field(default_factory=list)
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    finish: str | None = None
-    timings: dict[str, Any] = field(default_factory=dict)
-    usage: dict[str, Any] = field(default_factory=dict)
+    Streamed, each engine chunk's events become one partial line (`partial`): its text (and
+    thinking) written into bytes made once per answer, so a token costs one string encoding and
+    one time stamp, never a dict or a full JSON encoding (the engine needs that CPU: see
+    bench/bench_ollama_writer.py). Tool calls, counters and the finish reason are gathered
+    (`Gathered`) for the final line (`final`). A whole answer is gathered with `add`."""
 
-    def feed(self, chunk: dict[str, Any], now: float) -> dict[str, Any] | None:
-        """One OpenAI stream chunk -> Ollama's partial object, or None if it adds no text."""
-        self._counters(chunk)
-        choices = chunk.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            return None
-        choice = choices[0]
-        self.finish = choice.get("finish_reason") or self.finish
-        delta = choice.get("delta") or {}
-        text = delta.get("content") if "delta" in choice else choice.get("text")
-        thought = delta.get("reasoning_content")
-        for call in delta.get("tool_calls") or []:
-            self._tool_delta(call)
+    __slots__ = ("_head", "_tail", "chat", "failed", "gathered", "name", "stamp")
+
+    def __init__(self, name: str, *, chat: bool) -> None:
+        self.name = name
+        self.chat = chat  # /api/chat (a `message`) or /api/generate (a `response`)
+        self.gathered = Gathered()
+        self.stamp = Stamp()
+        self.failed = False  # a Failure was written: nothing follows
+        self._head = '{"model":' + _string(name) + ',"created_at":"'
+        if chat:
+            self._tail = ('","message":{"role":"assistant","content":', "}", ',"done":false}\n')
+        else:
+            self._tail = ('","response":', "", ',"done":false}\n')
+
+    def partial(self, events: Sequence[AnswerEvent], now_ns: int) -> bytes | None:
+        """One engine chunk's events -> Ollama's partial line, or None when they add no text
+        (what they carry besides is gathered). A Failure becomes Ollama's error line."""
+        if len(events) == 1:
+            event = events[0]
+            if type(event) is TextDelta and event.choice == 0:  # a token: the hot path
+                before, close, after = self._tail
+                return (
+                    self._head + self.stamp(now_ns) + before + _string(event.text) + close + after
+                ).encode("utf-8", "replace")
+        return self._partial(events, now_ns)
+
+    def _partial(self, events: Sequence[AnswerEvent], now_ns: int) -> bytes | None:
+        text: list[str] = []
+        thought: list[str] = []
+        for event in events:
+            if type(event) is TextDelta:
+                if event.choice == 0:
+                    text.append(event.text)
+            elif type(event) is ReasoningDelta:
+                if event.choice == 0:
+                    thought.append(event.text)
+            elif type(event) is Failure:
+                self.failed = True
+                return line({"error": event.message})
+            else:
+                self.gathered.add(event)
         if not text and not thought:
             return None
-        return self._object(text or "", thought or "", now, done=False)
+        before, close, after = self._tail
+        written = self._head + self.stamp(now_ns) + before + _string("".join(text))
+        if thought:
+            written += ',"thinking":' + _string("".join(thought))
+        return (written + close + after).encode("utf-8", "replace")
 
-    def whole(self, response: dict[str, Any]) -> None:
-        """A non-streamed OpenAI response, all at once."""
-        self._counters(response)
-        choice = (response.get("choices") or [{}])[0]
-        self.finish = choice.get("finish_reason")
-        message = choice.get("message") or {}
-        text = message.get("content") if "message" in choice else choice.get("text")
-        self.content.append(text or "")
-        self.thinking.append(message.get("reasoning_content") or "")
-        for index, call in enumerate(message.get("tool_calls") or []):
-            self.tool_calls[index] = call
+    def add(self, events: Iterable[AnswerEvent]) -> None:
+        """Gather a whole answer's events (`EventReader().whole(response)`)."""
+        for event in events:
+            self.gathered.add(event)
 
-    def final(self, now: float, *, total_ns: int, load_ns: int, whole: bool) -> dict[str, Any]:
+    def final(self, now_ns: int, *, total_ns: int, load_ns: int, whole: bool) -> dict[str, Any]:
         """The last object: `done: true`, why, the counters; with the text when not streamed."""
-        text = "".join(self.content) if whole else ""
-        thought = "".join(self.thinking) if whole else ""
-        out = self._object(text, thought, now, done=True)
-        if self.chat and self.tool_calls:
-            out["message"]["tool_calls"] = [
-                ollama_tool_call(self.tool_calls[i]) for i in sorted(self.tool_calls)
-            ]
-        out["done_reason"] = DONE_REASONS.get(self.finish or "stop", self.finish or "stop")
-        out.update(durations(self.timings, self.usage, total_ns=total_ns, load_ns=load_ns))
-        return out
-
-    def _object(self, text: str, thought: str, now: float, *, done: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.name, "created_at": rfc3339(now)}
+        gathered = self.gathered
+        text = gathered.text if whole else ""
+        thought = gathered.reasoning if whole else ""
+        out: dict[str, Any] = {"model": self.name, "created_at": self.stamp(now_ns)}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thought:
                 message["thinking"] = thought
+            if gathered.calls:
+                message["tool_calls"] = [
+                    ollama_tool_call({"function": {"name": c.name, "arguments": c.arguments}})
+                    for c in gathered.tool_calls()
+                ]
             out["message"] = message
         else:
             out["response"] = text
             if thought:
                 out["thinking"] = thought
-        out["done"] = done
+        out["done"] = True
+        finish = gathered.finish or "stop"
+        out["done_reason"] = DONE_REASONS.get(finish, finish)
+        usage = gathered.usage.raw if gathered.usage is not None else {}
+        timings = gathered.timings or {}
+        out.update(durations(timings, usage, total_ns=total_ns, load_ns=load_ns))
         return out
 
-    def _counters(self, chunk: dict[str, Any]) -> None:
-        if isinstance(chunk.get("timings"), dict):
-            self.timings = chunk["timings"]
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
 
-    def _tool_delta(self, delta: Any) -> None:
-        """Streamed tool calls arrive in pieces (the arguments as string fragments)."""
-        if not isinstance(delta, dict):
-            return
-        index = delta.get("index", len(self.tool_calls))
-        call = self.tool_calls.setdefault(index, {"function": {"name": "", "arguments": ""}})
-        function = delta.get("function") or {}
-        call["function"]["name"] += function.get("name") or ""
-        call["function"]["arguments"] += function.get("arguments") or ""
+def json_bytes(obj: dict[str, Any]) -> bytes:
+    """An answer object as compact JSON bytes. Text that cannot be UTF-8 (a lone surrogate an
+    upstream sent as an escape) is replaced by "?" rather than failing the answer."""
+    return _json(obj).encode("utf-8", "replace")
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    """One NDJSON line (`json_bytes` and a newline)."""
+    return json_bytes(obj) + b"\n"
 
 
 def ollama_tool_call(call: dict[str, Any]) -> dict[str, Any]:
