@@ -6,6 +6,12 @@ It ties the pieces together: the store says what a model is, the model's engine 
 `EngineProcess`es runs it (one per replica) and picks a replica per request, and the proxy
 carries requests there. The service layer calls only this class.
 
+Each request crosses one seam: the model's kind opens the answer (`EngineKind.open`) and calls
+back the side it belongs to, which this class is (`registry.Engines`): `open_local` plans,
+leases, routes to a replica and sends over the lean client (engines/local.py); `open_remote`
+takes the model's profile and sends over httpx (engines/remote.py). Neither side asks the
+other's questions, and nothing here asks a target whether it is remote.
+
 Failures show up where people look: a model whose engine failed to start or died is listed
 with status "failed" and the reason (with the engine's last output) until it starts again,
 which the next request does by itself. Remote (`openai-compatible`) models bypass the

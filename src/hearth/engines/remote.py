@@ -22,9 +22,17 @@ import httpx
 
 from hearth.engines.proxy import TIMEOUT, Upstream
 from hearth.engines.registry import REMOTE_DEFAULT, RemoteKind, register
-from hearth.errors import EngineError, InvalidParameter
+from hearth.errors import EngineError, InvalidParameter, InvalidRequest
+from hearth.models.store import ModelEntry
 
 KNOWN = ("base_url", "api_key_env", "model")
+#: Jan's remote engines whose APIs speak OpenAI's protocol: default base_url and key variable.
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -124,6 +132,52 @@ class RemoteEngine:
                 f"The upstream {self.base_url} for '{self.alias}' is not reachable: "
                 f"{type(exc).__name__}. Check base_url and your network."
             ) from None
+
+
+# ---- profiles ---------------------------------------------------------------------------
+
+
+def remote_profile(engine: str, engine_json: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where a remote engine sends requests and which variable holds its key: the user's
+    engines/<engine>/engine.json, else a built-in profile (Jan's remote engines). The URL and the
+    key variable always come from the same place, so a key only goes where it was meant to."""
+    if engine_json is not None and ("base_url" in engine_json or "type" in engine_json):
+        return {k: v for k, v in engine_json.items() if k != "type"}
+    if engine in PROVIDERS:
+        base_url, key_env = PROVIDERS[engine]
+        return {"base_url": base_url, "api_key_env": key_env}
+    return None
+
+
+def unknown_engine(entry: ModelEntry, engine: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Model '{entry.id}' uses engine '{engine}', which is not configured. For a server that "
+        f"speaks OpenAI's API, create engines/{engine}/engine.json in your Hearth home with "
+        f'{{"type": "{REMOTE_DEFAULT}", "base_url": "https://host/v1", "api_key_env": "ENV_VAR"}}'
+        f"; for a local GGUF, remove 'engine' from models/{entry.folder.name}/model.json.",
+        param="engine",
+        code="unknown_engine",
+    )
+
+
+def remote_engine(entry: ModelEntry, engine_json: dict[str, Any] | None) -> RemoteEngine:
+    """The upstream for a remote model. The model.json names only the engine and the upstream
+    model (`engine_parameters.model`); llama.cpp parameters Jan's remote files carry are
+    ignored."""
+    info = entry.info
+    assert info is not None
+    engine = info.engine.lower()
+    profile = remote_profile(engine, engine_json)
+    if profile is None:
+        raise unknown_engine(entry, info.engine)
+    params = dict(profile)
+    if "model" in info.engine_parameters:
+        params["model"] = info.engine_parameters["model"]
+    source = f"engines/{engine}/engine.json" if engine_json is not None else f"engine '{engine}'"
+    return RemoteEngine.from_params(params, model_id=entry.id, source=source)
+
+
+# ---- requests -------------------------------------------------------------------------------
 
 
 class RemoteHTTP:

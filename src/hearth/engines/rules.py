@@ -13,7 +13,7 @@ from typing import Any
 
 from hearth.engines import registry
 from hearth.engines.flags import ENGINE_JSON_HINT
-from hearth.engines.plan import PROVIDERS
+from hearth.engines.remote import PROVIDERS
 from hearth.errors import InvalidParameter
 
 
