@@ -237,7 +237,7 @@ class EngineManager:
     ) -> Answer:
         """A remote kind's answer: the model's profile, over httpx."""
         assert entry.info is not None
-        engine = self.planner.remote(entry)
+        engine = self.planner.profile(entry)
         target = RemoteTarget(engine, self.http)
         content = prepare_body(
             body,
@@ -294,7 +294,7 @@ class EngineManager:
     async def start_remote(self, kind: RemoteKind, entry: ModelEntry) -> dict[str, Any]:
         """A remote model "starts" once its upstream answers at all."""
         assert entry.info is not None
-        engine = self.planner.remote(entry)
+        engine = self.planner.profile(entry)
         await engine.check_reachable()
         return {"id": entry.id, "object": "running_model", "status": "running",
                 "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip

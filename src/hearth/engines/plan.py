@@ -113,7 +113,7 @@ class Planner:
         key, data = self._engine_layer(engine)
         return remote_profile(engine, data if key is not None else None) is not None
 
-    def remote(self, entry: ModelEntry) -> RemoteEngine:
+    def profile(self, entry: ModelEntry) -> RemoteEngine:
         """The RemoteEngine for a remote model, cached until its record or engine.json change."""
         assert entry.info is not None
         engine = entry.info.engine.lower()
