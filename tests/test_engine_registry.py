@@ -152,3 +152,84 @@ def test_plugins_can_be_turned_off(tmp_path: Path) -> None:
         reply = http.post("/v1/chat/completions", json={**_chat("hi"), "model": "echo-off"})
         assert reply.status_code == 400
         assert reply.json()["error"]["code"] == "unknown_engine"
+
+
+KINDS_MODULE = '''
+from typing import Any, ClassVar
+
+from hearth.engines.registry import EngineKind, Launch, LocalKind, RemoteKind
+
+
+class Vague(EngineKind):  # neither local nor remote: says nothing of what it is
+    name: ClassVar[str] = "vague"
+
+
+class OldRemote(EngineKind):  # the old flag, which once made any kind a remote silently
+    name: ClassVar[str] = "old-remote"
+    local: ClassVar[bool] = False
+
+
+class Box(LocalKind):
+    name: ClassVar[str] = "box-engine"
+
+    def launch(self, spec: Any, *, host: str, port: int, key: str, workdir: str) -> Launch:
+        return Launch(["true"])
+
+
+class Cloud(RemoteKind):
+    name: ClassVar[str] = "my-cloud"
+
+
+def not_a_kind() -> None:
+    pass
+'''
+
+
+def test_a_plugin_kind_must_say_whether_it_is_local_or_remote(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A plugin's kind is a LocalKind or a RemoteKind subclass. Anything else (a bare
+    EngineKind, one with the old `local = False`, a function, a module that does not import) is
+    refused with an error in the log that says what to subclass, never turned into a remote."""
+    from importlib.metadata import EntryPoint
+
+    from hearth.engines import registry
+
+    (tmp_path / "hearth_kinds_t.py").write_text(KINDS_MODULE, encoding="utf-8")
+    (tmp_path / "hearth_broken_t.py").write_text("import no_such_module_here\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.names()  # the built-in kinds, before the table is swapped for this test's copy
+    monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
+
+    def load(name: str, value: str) -> Any:
+        point = EntryPoint(name=name, value=value, group=registry.ENTRY_POINT_GROUP)
+        return registry.load_plugin(point)
+
+    caplog.set_level("ERROR", logger="hearth.engines.registry")
+    for name, value in [
+        ("vague", "hearth_kinds_t:Vague"),
+        ("old-remote", "hearth_kinds_t:OldRemote"),
+        ("fn", "hearth_kinds_t:not_a_kind"),
+    ]:
+        assert load(name, value) is None
+        assert registry.get(name) is None and not registry.is_local(name)
+    assert load("broken", "hearth_broken_t:Kind") is None
+    messages = [r.getMessage() for r in caplog.records if r.name == "hearth.engines.registry"]
+    assert len(messages) == 4 and all("failed to load" in m for m in messages)
+    for message in messages[:3]:
+        assert "is not an engine kind Hearth can use" in message
+        assert "subclass hearth.engines.registry.LocalKind" in message and "RemoteKind" in message
+    assert "hearth_kinds_t.Vague" in messages[0] and "hearth_kinds_t.OldRemote" in messages[1]
+    assert "no_such_module_here" in messages[3]
+    assert capsys.readouterr().err == ""  # through the logger, not written to stderr
+
+    # Explicit kinds register as what they say they are.
+    box, cloud = load("box-engine", "hearth_kinds_t:Box"), load("my-cloud", "hearth_kinds_t:Cloud")
+    assert registry.local_kind("box-engine") is box and box is not None
+    assert registry.remote_kind("my-cloud") is cloud and not registry.is_local("my-cloud")
+    assert registry.remote_kind("gpu-box").name == "openai-compatible"
+    with pytest.raises(TypeError, match="not an engine kind Hearth can use"):
+        registry.register(object())  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from conftest import make_model
@@ -63,6 +64,41 @@ def test_relay_to_a_second_server_process(
             monkeypatch.setenv("UPSTREAM_KEY", "wrong")
             with pytest.raises(openai.AuthenticationError):
                 client.chat.completions.create(model="cluster", messages=HI, max_tokens=3)
+            _refusals_pass_through_on_v1_and_are_translated_elsewhere(front, upstream)
             with front.http() as http:
                 models = http.get("/v1/models").json()["data"]
             assert [(m["id"], m["status"]) for m in models] == [("cluster", "ready")]
+
+
+def _refusals_pass_through_on_v1_and_are_translated_elsewhere(
+    front: ThreadedServer, upstream: HearthProcess
+) -> None:
+    """A remote's refusal is already in OpenAI's shape, with its own words: OpenAI's face
+    passes it through byte for byte; the Ollama and Anthropic faces write it in their own
+    shape, as any engine refusal."""
+    body = {"messages": HI, "max_tokens": 3}
+    with httpx.Client(base_url=upstream.url, timeout=60) as direct:
+        own = direct.post(
+            "/v1/chat/completions",
+            json={**body, "model": "big-model"},
+            headers={"Authorization": "Bearer wrong"},
+        )
+    assert own.status_code == 401
+    said = own.json()["error"]["message"]
+    with front.http() as http:
+        v1 = http.post("/v1/chat/completions", json={**body, "model": "cluster"})
+        assert (v1.status_code, v1.content) == (401, own.content)
+        ollama = http.post(
+            "/api/chat", json={"model": "cluster", "messages": HI, "stream": False}
+        )
+        assert ollama.status_code == 401
+        assert ollama.json() == {"error": f"The engine answered: {said}"}
+        anthropic = http.post(
+            "/v1/messages",
+            json={"model": "cluster", "messages": HI, "max_tokens": 3},
+            headers={"anthropic-version": "2023-06-01"},
+        )
+        assert anthropic.status_code == 401
+        error = anthropic.json()
+        assert error["type"] == "error"
+        assert error["error"]["message"] == f"The engine answered: {said}"

@@ -10,13 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hearth.engines.rules import RULES
 from hearth.models.schema import SchemaError, merge_patch, normalize
 
 FOLDER = Path("/home/me/hearth/models/zephyr-7b")
 
 
 def norm(raw: Any) -> Any:
-    return normalize(raw, folder=FOLDER, default_created=1700000000)
+    return normalize(raw, folder=FOLDER, default_created=1700000000, engines=RULES)
 
 
 def test_empty_object_gets_every_spec_default() -> None:
@@ -395,10 +396,46 @@ def test_any_model_json_round_trips_through_an_edit(
     folder = tmp_path / "models" / "m"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").write_text(json.dumps(raw))
-    store = ModelStore(tmp_path / "models")
+    store = ModelStore(tmp_path / "models", engines=RULES)
     store.update("m", {"description": new_description})
     after = json.loads((folder / "model.json").read_text())
     assert after.pop("description") == new_description
     before = dict(raw)
     before.pop("description", None)
     assert after == before
+
+
+def test_no_module_under_models_imports_the_engines() -> None:
+    """models/ sits below engines/ (issue 23): the engine kinds' rules are handed in
+    (`EngineRules`), never imported, not even inside a function or under TYPE_CHECKING."""
+    import ast
+
+    import hearth.models
+
+    offenders: list[str] = []
+    for path in sorted(Path(hearth.models.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(n == "hearth.engines" or n.startswith("hearth.engines.") for n in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_without_the_engines_rules_a_store_knows_only_the_default_engine(
+    tmp_path: Path,
+) -> None:
+    """A store opened without the engines (a tool, a unit test) keeps names as written and
+    checks no kind's parameters; with them, Jan's names and the parameter checks apply."""
+    from hearth.models.schema import PlainRules
+
+    raw = {"engine": "nitro", "settings": {"ctx_lenn": 1}}
+    plain = normalize(raw, folder=FOLDER, default_created=1, engines=PlainRules())
+    assert plain.engine == "nitro" and plain.is_remote
+    assert not norm({}).is_remote and norm({"format": "api"}).is_remote
+    info = norm({"engine": "nitro", "settings": {"ctx_len": 1}})
+    assert info.engine == "llama-cpp" and not info.is_remote

@@ -35,9 +35,9 @@ def _greeting(value: Any) -> str:
 
 
 try:
-    from hearth.engines.registry import EngineKind, Launch
+    from hearth.engines.registry import Launch, LocalKind
 
-    class EchoKind(EngineKind):
+    class EchoKind(LocalKind):
         name: ClassVar[str] = "echo"
         params: ClassVar[dict[str, Any]] = {"greeting": _greeting}
         defaults: ClassVar[dict[str, Any]] = {"greeting": "echo"}

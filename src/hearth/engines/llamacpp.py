@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hearth.engines import params as P
-from hearth.engines.registry import EngineKind, Launch, LaunchSpec, Unknown, register
+from hearth.engines.registry import Launch, LaunchSpec, LocalKind, Unknown, register
 from hearth.engines.worker import KEY_ENV
 from hearth.errors import EngineError, InvalidParameter
 from hearth.pychild import python_command
@@ -198,11 +198,10 @@ def _read_shape(path: Path) -> dict[str, int | None]:
 # ---- the kind ------------------------------------------------------------------------------
 
 
-class LlamaCppKind(EngineKind):
+class LlamaCppKind(LocalKind):
     """llama.cpp's HTTP server: Hearth's worker, or the user's `binary` from engine.json."""
 
     name: ClassVar[str] = "llama-cpp"
-    local: ClassVar[bool] = True
     aliases: ClassVar[tuple[str, ...]] = (
         "nitro", "llama.cpp", "llama_cpp", "llamacpp", "cortex.llamacpp", "cortex",
     )  # fmt: skip
@@ -293,7 +292,8 @@ def mmproj_path(spec: LaunchSpec) -> Path:
     return mmproj if mmproj.is_absolute() else spec.model_path.parent / mmproj
 
 
-KIND = register(LlamaCppKind())
+KIND: LlamaCppKind = LlamaCppKind()
+register(KIND)
 
 
 def __getattr__(name: str) -> Any:

@@ -6,6 +6,12 @@ It ties the pieces together: the store says what a model is, the model's engine 
 `EngineProcess`es runs it (one per replica) and picks a replica per request, and the proxy
 carries requests there. The service layer calls only this class.
 
+Each request crosses one seam: the model's kind opens the answer (`EngineKind.open`) and calls
+back the side it belongs to, which this class is (`registry.Engines`): `open_local` plans,
+leases, routes to a replica and sends over the lean client (engines/local.py); `open_remote`
+takes the model's profile and sends over httpx (engines/remote.py). Neither side asks the
+other's questions, and nothing here asks a target whether it is remote.
+
 Failures show up where people look: a model whose engine failed to start or died is listed
 with status "failed" and the reason (with the engine's last output) until it starts again,
 which the next request does by itself. Remote (`openai-compatible`) models bypass the
@@ -19,96 +25,25 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from hearth.config import Settings
 from hearth.engines import registry
+from hearth.engines.local import LocalTarget
 from hearth.engines.plan import Planner
 from hearth.engines.process import EngineProcess
-from hearth.engines.proxy import Proxy, Upstream, prepare_body
-from hearth.engines.registry import LaunchSpec
-from hearth.engines.remote import RemoteEngine
-from hearth.engines.replicas import Replica, ReplicaSet
+from hearth.engines.proxy import LLAMA_DEFAULTS, OPENAI_DEFAULTS, Answer, prepare_body
+from hearth.engines.registry import EngineKind, LaunchSpec, LocalKind, RemoteKind
+from hearth.engines.remote import RemoteHTTP, RemoteTarget
+from hearth.engines.replicas import ReplicaSet
+from hearth.engines.upstream import EngineClient
 from hearth.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
 from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
 from hearth.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LocalTarget:
-    """One request's replica of a leased local model, for the proxy."""
-
-    lease: Lease[ReplicaSet]
-    replica: Replica
-    process: EngineProcess
-    headers: dict[str, str] = field(default_factory=dict)
-    remote: bool = False
-
-    @property
-    def prefix(self) -> str:
-        return self.process.kind.api_prefix
-
-    @property
-    def url(self) -> str:
-        return f"{self.process.base_url}{self.prefix}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.process.host, int(self.process.port or 0)
-
-    @property
-    def auth_head(self) -> bytes:
-        return self.process.auth_head
-
-    def release(self) -> None:
-        if not self.lease.released:
-            self.lease.runner.release(self.replica)
-        self.lease.release()
-
-    async def failure(self, exc: Exception) -> EngineError:
-        proc = self.process
-        with contextlib.suppress(TimeoutError):  # a killed child is reaped within milliseconds
-            await asyncio.wait_for(proc.wait_exit(), 1.0)
-        if proc.crashed or proc.unexpected_exit:
-            return self.lease.runner.failure(proc)
-        if proc.returncode is not None:
-            return EngineError(
-                f"The engine for '{proc.alias}' was stopped (unloaded or deleted) during the "
-                "request. Send it again to load the model anew."
-            )
-        return EngineError(
-            f"Lost the connection to the engine for '{proc.alias}' ({type(exc).__name__}: "
-            f"{exc}). Try again; if it persists, see {proc.log_path}."
-        )
-
-
-@dataclass
-class RemoteTarget:
-    engine: RemoteEngine
-    headers: dict[str, str]
-    remote: bool = True
-    prefix: str = ""
-
-    @property
-    def url(self) -> str:
-        return self.engine.base_url
-
-    @property
-    def address(self) -> tuple[str, int]:
-        raise NotImplementedError("a remote engine is reached by URL")
-
-    def release(self) -> None:
-        pass
-
-    async def failure(self, exc: Exception) -> EngineError:
-        return EngineError(
-            f"The upstream {self.engine.base_url} for '{self.engine.alias}' failed "
-            f"({type(exc).__name__}). Check its base_url, your network, and the upstream's status."
-        )
 
 
 class EngineManager:
@@ -124,7 +59,9 @@ class EngineManager:
             memory_budget_bytes=settings.memory_budget,
             default_keep_alive=settings.keep_alive,
         )
-        self.proxy = Proxy()
+        #: The local engines' lean client and the remotes' httpx client (engines/upstream.py).
+        self.client = EngineClient()
+        self.http = RemoteHTTP()
         #: Live engines' process groups, so a Hearth killed with SIGKILL leaves none behind
         #: once it starts again (`sweep_orphans`).
         self.registry_dir = settings.logs_dir / "engines"
@@ -227,8 +164,17 @@ class EngineManager:
             )
         return entry
 
-    def _remote(self, entry: ModelEntry) -> RemoteEngine:
-        return self.planner.remote(entry)
+    @staticmethod
+    def _kind(entry: ModelEntry) -> EngineKind:
+        """The kind that answers for a usable model: its local kind, or its remote kind (a
+        model.json with `"format": "api"` or an engine no local kind is named is remote)."""
+        info = entry.info
+        assert info is not None
+        if info.is_remote:
+            return registry.remote_kind(info.engine)
+        kind = registry.local_kind(info.engine)
+        assert kind is not None  # is_remote says otherwise
+        return kind
 
     def _plan(self, entry: ModelEntry, overrides: Mapping[str, Any] | None = None) -> LoadRequest:
         """Plan a load. Without overrides, a loaded instance whose files have not changed since
@@ -280,32 +226,45 @@ class EngineManager:
 
     # ---- requests -------------------------------------------------------------------------
 
-    async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Upstream:
+    async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Answer:
         """Send one OpenAI-style request (`path` like "chat/completions") to its model, loading
-        it first if needed. The returned Upstream holds the model until it is consumed."""
+        it first if needed. The returned answer holds the model until it is consumed."""
         entry = await asyncio.to_thread(self._usable, str(body["model"]))  # reads its folder
-        info = entry.info
-        assert info is not None
-        if info.is_remote:
-            engine = self._remote(entry)
-            remote = RemoteTarget(engine, engine.headers())
-            content = prepare_body(
-                body,
-                path=path,
-                model_parameters=info.model_parameters,
-                remote=True,
-                rewrite=engine.rewrite_body,
-            )
-            return await self.proxy.send(remote, path, content)
+        return await self._kind(entry).open(self, entry, path, body, keep_alive)
+
+    async def open_remote(
+        self, kind: RemoteKind, entry: ModelEntry, path: str, body: dict[str, Any]
+    ) -> Answer:
+        """A remote kind's answer: the model's profile, over httpx."""
+        assert entry.info is not None
+        engine = self.planner.profile(entry)
+        target = RemoteTarget(engine, self.http)
+        content = prepare_body(
+            body,
+            path=path,
+            model_parameters=entry.info.model_parameters,
+            defaults=OPENAI_DEFAULTS,
+            rewrite=engine.rewrite_body,
+        )
+        return await target.send(path, content)
+
+    async def open_local(
+        self,
+        kind: LocalKind,
+        entry: ModelEntry,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+    ) -> Answer:
+        """A local kind's answer: plan, lease, a replica, and the lean client."""
+        assert entry.info is not None
         req = self._plan(entry)
         spec: LaunchSpec = req.payload
-        kind = registry.local_kind(spec.kind)
-        assert kind is not None
         kind.check_request(spec, path)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
         content = prepare_body(
-            body, path=path, model_parameters=info.model_parameters, remote=False
+            body, path=path, model_parameters=entry.info.model_parameters, defaults=LLAMA_DEFAULTS
         )
         lease: Lease[ReplicaSet] = await self._load(entry, req, lease=True)
         try:
@@ -313,9 +272,9 @@ class EngineManager:
         except BaseException:
             lease.release()
             raise
-        target = LocalTarget(lease, replica, process)
+        target = LocalTarget(lease, replica, process, self.client)
         try:
-            return await self.proxy.send(target, path, content)
+            return await target.send(path, content)
         except BaseException:
             target.release()
             raise
@@ -330,12 +289,23 @@ class EngineManager:
     ) -> dict[str, Any]:
         """Load a model now (engine parameter overrides apply to this load) and describe it."""
         entry = await asyncio.to_thread(self._usable, model_id)  # reads its folder
+        return await self._kind(entry).start(self, entry, overrides, keep_alive)
+
+    async def start_remote(self, kind: RemoteKind, entry: ModelEntry) -> dict[str, Any]:
+        """A remote model "starts" once its upstream answers at all."""
         assert entry.info is not None
-        if entry.info.is_remote:
-            engine = self._remote(entry)
-            await engine.check_reachable()
-            return {"id": entry.id, "object": "running_model", "status": "running",
-                    "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip
+        engine = self.planner.profile(entry)
+        await engine.check_reachable()
+        return {"id": entry.id, "object": "running_model", "status": "running",
+                "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip
+
+    async def start_local(
+        self,
+        kind: LocalKind,
+        entry: ModelEntry,
+        overrides: Mapping[str, Any] | None,
+        keep_alive: float | None,
+    ) -> dict[str, Any]:
         req = self._plan(entry, overrides)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
@@ -356,7 +326,8 @@ class EngineManager:
     async def shutdown(self) -> None:
         """Stop every engine and close the connection pools (the server is exiting)."""
         await self.scheduler.shutdown()
-        await self.proxy.aclose()
+        self.client.close()
+        await self.http.aclose()
 
 
 def running_json(info: LoadedInfo[ReplicaSet]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""From a model record to what to launch: merged parameters, fingerprints, memory, remotes.
+"""From a model record to what to launch: merged parameters, fingerprints, memory; and the
+engine.json files every model reads (a remote's profile is made in engines/remote.py).
 
 Engine parameters come in layers, later wins (the model's engine kind validates and merges
 them: engines/registry.py, and params.py for llama.cpp):
@@ -26,8 +27,8 @@ from typing import Any
 
 from hearth.engines import registry
 from hearth.engines.registry import LaunchSpec
-from hearth.engines.remote import RemoteEngine
-from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.engines.remote import RemoteEngine, remote_engine, remote_profile, unknown_engine
+from hearth.errors import InvalidParameter
 from hearth.models.ids import is_valid_id
 from hearth.models.schema import DEFAULT_ENGINE
 from hearth.models.store import ModelEntry, write_json_atomic
@@ -41,14 +42,6 @@ ENGINE_JSON = "engine.json"
 #: Written to engines/llama-cpp/engine.json on the first start when missing: the base every
 #: local model starts from (a model's engine_parameters override it).
 DEFAULT_ENGINE_JSON: dict[str, Any] = {"ctx_len": 4096, "n_parallel": 1}
-REMOTE_ENGINE = "openai-compatible"
-#: Jan's remote engines whose APIs speak OpenAI's protocol: default base_url and key variable.
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-}
 _LOG_ROTATE_BYTES = 8 << 20
 
 
@@ -118,9 +111,9 @@ class Planner:
         if not is_valid_id(engine):
             return False
         key, data = self._engine_layer(engine)
-        return _remote_profile(engine, data if key is not None else None) is not None
+        return remote_profile(engine, data if key is not None else None) is not None
 
-    def remote(self, entry: ModelEntry) -> RemoteEngine:
+    def profile(self, entry: ModelEntry) -> RemoteEngine:
         """The RemoteEngine for a remote model, cached until its record or engine.json change."""
         assert entry.info is not None
         engine = entry.info.engine.lower()
@@ -201,46 +194,3 @@ class Planner:
                 os.replace(path, path.with_suffix(".log.1"))
         except OSError:
             pass
-
-
-# ---- remote models ----------------------------------------------------------------------
-
-
-def _remote_profile(engine: str, engine_json: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Where a remote engine sends requests and which variable holds its key: the user's
-    engines/<engine>/engine.json, else a built-in profile (Jan's remote engines). The URL and the
-    key variable always come from the same place, so a key only goes where it was meant to."""
-    if engine_json is not None and ("base_url" in engine_json or "type" in engine_json):
-        return {k: v for k, v in engine_json.items() if k != "type"}
-    if engine in PROVIDERS:
-        base_url, key_env = PROVIDERS[engine]
-        return {"base_url": base_url, "api_key_env": key_env}
-    return None
-
-
-def unknown_engine(entry: ModelEntry, engine: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Model '{entry.id}' uses engine '{engine}', which is not configured. For a server that "
-        f"speaks OpenAI's API, create engines/{engine}/engine.json in your Hearth home with "
-        f'{{"type": "{REMOTE_ENGINE}", "base_url": "https://host/v1", "api_key_env": "ENV_VAR"}}'
-        f"; for a local GGUF, remove 'engine' from models/{entry.folder.name}/model.json.",
-        param="engine",
-        code="unknown_engine",
-    )
-
-
-def remote_engine(entry: ModelEntry, engine_json: dict[str, Any] | None) -> RemoteEngine:
-    """The upstream for a remote model. The model.json names only the engine and the upstream
-    model (`engine_parameters.model`); llama.cpp parameters Jan's remote files carry are
-    ignored."""
-    info = entry.info
-    assert info is not None
-    engine = info.engine.lower()
-    profile = _remote_profile(engine, engine_json)
-    if profile is None:
-        raise unknown_engine(entry, info.engine)
-    params = dict(profile)
-    if "model" in info.engine_parameters:
-        params["model"] = info.engine_parameters["model"]
-    source = f"engines/{engine}/engine.json" if engine_json is not None else f"engine '{engine}'"
-    return RemoteEngine.from_params(params, model_id=entry.id, source=source)

@@ -44,7 +44,7 @@ import psutil
 
 from hearth.engines.base import LOG_TAIL_BYTES, LogRing, free_port, looks_secret, redact_args
 from hearth.engines.orphans import forget_engine, record_engine
-from hearth.engines.registry import EngineKind, LaunchSpec
+from hearth.engines.registry import LaunchSpec, LocalKind
 from hearth.engines.worker import KEY_ENV, PARENT_ENV, is_loopback
 from hearth.errors import EngineError
 from hearth.pychild import child_env
@@ -83,7 +83,7 @@ class EngineProcess:
 
     def __init__(
         self,
-        kind: EngineKind,
+        kind: LocalKind,
         spec: LaunchSpec,
         *,
         log_path: Path | None = None,

@@ -4,7 +4,9 @@ Speed matters here (a GPU engine emits hundreds of SSE events a second), so the 
 never parsed: chunks go from the engine's socket to the client's as they arrive, and the engine
 already names the model (it is started with the Hearth id as its alias). Only the request body
 is touched: the model's `model_parameters` fill in what the client left out, and a remote
-engine gets its upstream model name.
+engine gets its upstream model name. Where the bytes go is the target's business: a local
+replica over the lean client (engines/local.py), a remote over httpx (engines/remote.py); this
+module only moves them.
 
 Failures keep OpenAI's shape: an engine that dies before answering is a 502 EngineError; one
 that dies mid-stream ends the stream with `data: {"error": {...}}` (the `openai` client raises
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from hearth.engines.upstream import EngineClient, EngineResponse
+from hearth.engines.upstream import EngineResponse
 from hearth.errors import EngineError, HearthError
 
 #: No read timeout: a long generation may take minutes before (or between) bytes.
@@ -52,34 +54,16 @@ LLAMA_DEFAULTS = (
 
 
 class Target(Protocol):
-    """Where one request goes (a leased local engine or a remote), as the proxy sees it."""
+    """Where one request goes, as the proxy sees it: a leased local replica (engines/local.py)
+    or a remote's profile (engines/remote.py). Each sends over its own client."""
 
-    headers: dict[str, str]
-    remote: bool
-
-    @property
-    def prefix(self) -> str:
-        """Where a local engine's OpenAI-style routes live ("/v1")."""
+    async def send(self, path: str, content: bytes) -> Upstream:
+        """POST `content` to `path` and return once the response head is in."""
         ...
-
-    @property
-    def url(self) -> str:
-        """Base URL ending in /v1 (a remote's; a local engine's is host and port)."""
-        ...
-
-    @property
-    def address(self) -> tuple[str, int]: ...
 
     def release(self) -> None: ...
 
     async def failure(self, exc: Exception) -> EngineError: ...
-
-
-def engine_auth(target: Target) -> bytes:
-    """The header line that carries a local engine's per-launch key (b"" if it has none):
-    engines accept requests only with the key their `EngineProcess` made for them."""
-    auth = getattr(target, "auth_head", b"")
-    return auth if isinstance(auth, bytes) else b""
 
 
 def prepare_body(
@@ -87,12 +71,13 @@ def prepare_body(
     *,
     path: str,
     model_parameters: Mapping[str, Any],
-    remote: bool,
+    defaults: tuple[str, ...],
     rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bytes:
-    """The bytes to send upstream: the client's body with the model's defaults filled in."""
+    """The bytes to send upstream: the client's body with the model's `defaults` (the names
+    the engine knows: `OPENAI_DEFAULTS` or `LLAMA_DEFAULTS`) filled in."""
     if path in GENERATION:
-        for key in OPENAI_DEFAULTS if remote else LLAMA_DEFAULTS:
+        for key in defaults:
             value = model_parameters.get(key)
             if value is None or value == [] or key in body:
                 continue
@@ -122,8 +107,9 @@ class Answer(Protocol):
     def is_event_stream(self) -> bool: ...
 
     @property
-    def remote(self) -> bool:
-        """From an OpenAI-compatible upstream: its errors are already in OpenAI's shape."""
+    def errors_in_openai_shape(self) -> bool:
+        """An error answer already in OpenAI's shape, with its own message (a remote server's),
+        that OpenAI's face passes through; other refusals are rewritten with a fix."""
         ...
 
     async def read(self) -> bytes: ...
@@ -137,9 +123,16 @@ class Upstream:
     """One engine response. Exactly one of `read()` or `stream()` consumes it; both release
     the target's lease and close the connection when done, however they end."""
 
-    def __init__(self, target: Target, response: httpx.Response | EngineResponse) -> None:
+    def __init__(
+        self,
+        target: Target,
+        response: httpx.Response | EngineResponse,
+        *,
+        errors_in_openai_shape: bool,
+    ) -> None:
         self.target = target
         self.response = response
+        self.errors_in_openai_shape = errors_in_openai_shape
         self._closed = False
 
     @property
@@ -153,10 +146,6 @@ class Upstream:
     @property
     def is_event_stream(self) -> bool:
         return self.status_code == 200 and self.content_type.startswith("text/event-stream")
-
-    @property
-    def remote(self) -> bool:
-        return self.target.remote
 
     async def read(self) -> bytes:
         try:
@@ -183,43 +172,3 @@ class Upstream:
                 await self.response.aclose()
             finally:
                 self.target.release()
-
-
-class Proxy:
-    """The shared connection pools: a lean client for local engines (see upstream.py), httpx
-    for remote ones (TLS, proxies from the environment, compression)."""
-
-    def __init__(self) -> None:
-        self.local = EngineClient()
-        self._remote: httpx.AsyncClient | None = None
-
-    def remote_client(self) -> httpx.AsyncClient:
-        if self._remote is None:
-            self._remote = httpx.AsyncClient(timeout=TIMEOUT, trust_env=True)
-        return self._remote
-
-    async def send(self, target: Target, path: str, content: bytes) -> Upstream:
-        """POST to the target and return once the response head is in (the body follows)."""
-        headers = {"content-type": "application/json", **target.headers}
-        try:
-            if not target.remote:
-                host, port = target.address
-                # "/apply-template": llama.cpp's own routes live outside its OpenAI prefix
-                where = path if path.startswith("/") else f"{target.prefix}/{path}"
-                response = await self.local.post(
-                    host, port, where, content, headers, engine_auth(target)
-                )
-                return Upstream(target, response)
-            client = self.remote_client()
-            request = client.build_request(
-                "POST", f"{target.url}/{path}", content=content, headers=headers
-            )
-            return Upstream(target, await client.send(request, stream=True))
-        except (httpx.TransportError, OSError) as exc:
-            raise await target.failure(exc) from None
-
-    async def aclose(self) -> None:
-        self.local.close()
-        if self._remote is not None:
-            await self._remote.aclose()
-            self._remote = None

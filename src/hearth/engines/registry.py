@@ -1,14 +1,19 @@
 """Engine kinds: everything Hearth needs to know about one kind of engine, in one object.
 
-A *kind* says whether it runs locally or forwards to someone else's server, which
-`engine_parameters` it takes (validation, defaults, Jan's aliases), how much memory a model
-needs under it, and, for local kinds, how to launch one process and how to reach it. The rest
-of Hearth (schema, planner, manager, scheduler) asks the registry instead of knowing any kind.
+A *kind* is one of two things, by its class, never by a flag: a `LocalKind` (Hearth starts its
+processes: how to launch one and how to reach it) or a `RemoteKind` (someone else's
+OpenAI-compatible server). Both say which `engine_parameters` they take (validation, defaults,
+Jan's aliases) and how much memory a model needs under them, and both *open an answer*
+(`EngineKind.open`): a local kind through the manager's plan, lease, replica and lean client, a
+remote kind through its profile and httpx (the `Engines` the manager hands in). The rest of
+Hearth (planner, manager, scheduler, and the store through `engines/rules.py`) asks the
+registry instead of knowing any kind.
 
     llama-cpp            built in (engines/llamacpp.py): Hearth's worker or the user's llama-server
     openai-compatible    built in (engines/remote.py): remote servers, configured in engine.json
     anything else        a Python package of the user's that declares an entry point in the
-                         group `hearth.engines` naming an `EngineKind` (see README, "Engines")
+                         group `hearth.engines` naming a `LocalKind` or `RemoteKind` subclass
+                         (see README, "Engines"); anything else there is refused, and logged
 
 Who may choose a kind: a model.json names one by name (`"engine": "llama-cpp"`), but only
 among the kinds the user installed; it never names a module, a program or a flag. Registering
@@ -24,20 +29,24 @@ import difflib
 import importlib
 import logging
 import os
-import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
+from hearth.engines.proxy import Answer
 from hearth.errors import InvalidParameter
 from hearth.keepalive import parse_keep_alive
+from hearth.models.store import ModelEntry
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hearth.engines"
 BUILT_IN = ("hearth.engines.llamacpp", "hearth.engines.remote")
+#: The kind a remote model uses when no `RemoteKind` is registered under its engine's name.
+REMOTE_DEFAULT = "openai-compatible"
 #: One model may ask for up to this many processes; each counts against the memory budget.
 MAX_REPLICAS = 16
 ROUTING = ("prefix", "least-busy")
@@ -97,19 +106,40 @@ class Launch:
     die_with_parent: bool = True
 
 
-class EngineKind:
-    """The base of every kind. Subclasses set `name`, `local`, and override what differs."""
+class EngineKind(ABC):
+    """What every kind shares: its name, its parameters and the memory a model needs. Not a
+    kind on its own: subclass `LocalKind` or `RemoteKind` (the registry refuses anything else)."""
 
     name: ClassVar[str] = ""
-    local: ClassVar[bool] = True
-    #: Where its OpenAI-style routes live, and the route that answers 200 once it serves.
-    api_prefix: ClassVar[str] = "/v1"
-    health_path: ClassVar[str] = "/health"
     #: The kind's own parameters: name -> coercion (raises ValueError saying what it expects).
     params: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: Other names model.json files use for this kind (Jan's "nitro", "cortex.llamacpp", ...).
     aliases: ClassVar[tuple[str, ...]] = ()
+
+    # ---- answering --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+    ) -> Answer:
+        """Send one OpenAI-style request (`path` like "chat/completions") for `entry` and
+        return the answer once its head is in (the body follows)."""
+
+    @abstractmethod
+    async def start(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        overrides: Mapping[str, Any] | None,
+        keep_alive: float | None,
+    ) -> dict[str, Any]:
+        """An explicit start: load (or reach) the model now and describe it."""
 
     # ---- parameters -------------------------------------------------------------------------
 
@@ -166,6 +196,34 @@ class EngineKind:
         """Bytes one process of this model needs: by default the files plus 256 MiB."""
         return size + (256 << 20)
 
+
+class LocalKind(EngineKind):
+    """A kind whose processes Hearth starts and supervises (llama.cpp, a plugin's server).
+    Its answers come through the manager's plan, lease, replica and lean HTTP client."""
+
+    #: Where its OpenAI-style routes live, and the route that answers 200 once it serves.
+    api_prefix: ClassVar[str] = "/v1"
+    health_path: ClassVar[str] = "/health"
+
+    async def open(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+    ) -> Answer:
+        return await engines.open_local(self, entry, path, body, keep_alive)
+
+    async def start(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        overrides: Mapping[str, Any] | None,
+        keep_alive: float | None,
+    ) -> dict[str, Any]:
+        return await engines.start_local(self, entry, overrides, keep_alive)
+
     def check_request(self, spec: LaunchSpec, path: str) -> None:
         """Refuse (a HearthError naming the fix) a request this launch cannot serve, such as
         embeddings from a model that was not started for them. `path`: "chat/completions"..."""
@@ -174,22 +232,77 @@ class EngineKind:
         """Requests one process serves at once (replica routing counts free slots)."""
         return 1
 
-    # ---- launching (local kinds) --------------------------------------------------------------
-
     def check_files(self, spec: LaunchSpec) -> None:
         """Refuse (EngineError) before spawning if the files are not what the engine reads."""
 
+    @abstractmethod
     def launch(self, spec: LaunchSpec, *, host: str, port: int, key: str, workdir: str) -> Launch:
         """The command that serves `spec` on host:port and requires `key` on every route but
         the health route. `workdir` is a private temporary folder for this spawn, and the
         process's working directory: relative paths in argv resolve there, not where Hearth
         was started. A Python program is best started as `hearth.pychild.python_command`."""
-        raise NotImplementedError(f"engine kind {self.name!r} cannot launch a process")
 
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """Hearth's environment as this kind's process gets it (secrets were already dropped);
         a kind removes what could move its listener or change its auth."""
         return dict(env)
+
+
+class RemoteKind(EngineKind):
+    """A kind served by someone else's OpenAI-compatible server: no process, no local memory.
+    Where a model's requests go (its profile: base_url and the variable holding the key) is
+    the user's engines/<engine>/engine.json or a built-in profile; its answers come through
+    httpx (TLS, proxies, compression)."""
+
+    def estimate_memory(self, model_path: Path | None, size: int, params: Mapping[str, Any]) -> int:
+        return 0
+
+    async def open(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+    ) -> Answer:
+        return await engines.open_remote(self, entry, path, body)
+
+    async def start(
+        self,
+        engines: Engines,
+        entry: ModelEntry,
+        overrides: Mapping[str, Any] | None,
+        keep_alive: float | None,
+    ) -> dict[str, Any]:
+        return await engines.start_remote(self, entry)
+
+
+class Engines(Protocol):
+    """What kinds open answers with (the manager): the local side owns the plan, the lease,
+    the replica and the lean client; the remote side owns the profile and httpx."""
+
+    async def open_local(
+        self,
+        kind: LocalKind,
+        entry: ModelEntry,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+    ) -> Answer: ...
+
+    async def open_remote(
+        self, kind: RemoteKind, entry: ModelEntry, path: str, body: dict[str, Any]
+    ) -> Answer: ...
+
+    async def start_local(
+        self,
+        kind: LocalKind,
+        entry: ModelEntry,
+        overrides: Mapping[str, Any] | None,
+        keep_alive: float | None,
+    ) -> dict[str, Any]: ...
+
+    async def start_remote(self, kind: RemoteKind, entry: ModelEntry) -> dict[str, Any]: ...
 
 
 def _coerce(coerce: Callable[[Any], Any], key: str, value: Any, source: str) -> Any:
@@ -221,11 +334,37 @@ _loaded = False
 
 
 def register(kind: EngineKind) -> EngineKind:
-    """Make a kind known by its name (a later registration of the same name wins)."""
+    """Make a kind known by its name (a later registration of the same name wins). A kind is
+    a `LocalKind` or a `RemoteKind`; anything else is refused (TypeError saying so)."""
+    if not isinstance(kind, LocalKind | RemoteKind):
+        raise TypeError(not_a_kind(kind))
     if not kind.name:
         raise ValueError("an engine kind needs a name")
     _KINDS[kind.name] = kind
     return kind
+
+
+def not_a_kind(value: object) -> str:
+    """Why `value` cannot be registered, and what would do."""
+    what = value if isinstance(value, type) else type(value)
+    return (
+        f"{what.__module__}.{what.__qualname__} is not an engine kind Hearth can use: subclass "
+        "hearth.engines.registry.LocalKind (an engine Hearth starts as a process) or RemoteKind "
+        "(someone else's OpenAI-compatible server)."
+    )
+
+
+def load_plugin(point: EntryPoint) -> EngineKind | None:
+    """Register the kind one `hearth.engines` entry point names; None if it failed to import
+    or is not a kind (logged as an error: one broken plugin must not stop Hearth)."""
+    try:
+        found = point.load()
+        if isinstance(found, type) and not issubclass(found, LocalKind | RemoteKind):
+            raise TypeError(not_a_kind(found))
+        return register(found() if isinstance(found, type) else found)
+    except Exception as exc:
+        log.error("engine plugin %r (%s) failed to load: %s", point.name, point.value, exc)
+        return None
 
 
 def _load() -> None:
@@ -240,11 +379,7 @@ def _load() -> None:
     if os.environ.get("HEARTH_NO_PLUGINS"):
         return
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            kind = point.load()
-            register(kind() if isinstance(kind, type) else kind)
-        except Exception as exc:  # one broken plugin must not stop Hearth
-            print(f"hearth: engine plugin {point.value!r} failed to load: {exc}", file=sys.stderr)
+        load_plugin(point)
 
 
 def canonical_name(name: str) -> str:
@@ -263,14 +398,25 @@ def get(name: str) -> EngineKind | None:
     return _KINDS.get(name)
 
 
-def local_kind(name: str) -> EngineKind | None:
+def local_kind(name: str) -> LocalKind | None:
     """The local kind a model's `engine` names, or None (then the model is remote)."""
     kind = get(name)
-    return kind if kind is not None and kind.local else None
+    return kind if isinstance(kind, LocalKind) else None
 
 
 def is_local(name: str) -> bool:
     return local_kind(name) is not None
+
+
+def remote_kind(name: str) -> RemoteKind:
+    """The kind a remote model's `engine` names: a `RemoteKind` registered under that name,
+    else the OpenAI-compatible one (the engine is then a folder under engines/ or a profile)."""
+    kind = get(name)
+    if isinstance(kind, RemoteKind):
+        return kind
+    default = _KINDS[REMOTE_DEFAULT]
+    assert isinstance(default, RemoteKind)  # registered by engines/remote.py, built in
+    return default
 
 
 def names() -> list[str]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hearth.engines.process import EngineProcess
-from hearth.engines.registry import EngineKind, LaunchSpec
+from hearth.engines.registry import LaunchSpec, LocalKind
 from hearth.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class ReplicaSet:
 
     def __init__(
         self,
-        kind: EngineKind,
+        kind: LocalKind,
         spec: LaunchSpec,
         *,
         make_process: ProcessFactory,

@@ -262,7 +262,9 @@ class Importer:
                 display_name=readable_name(stem),
                 linked=mode == "link",
             )
-            normalize(raw, folder=folder, default_created=int(time.time()))
+            normalize(
+                raw, folder=folder, default_created=int(time.time()), engines=self.store.engines
+            )
             write_json_atomic(staging / MODEL_JSON, raw)
             # The model appears whole, in one rename: never a folder without its model.json.
             os.rename(staging, folder)

@@ -18,18 +18,24 @@ Jan's published files (2023-2025) differ from the spec; `normalize` maps them:
     "engine": "openai" + its profile's own base_url  -> loads; the URL is ignored
 
 Every known number has a range (`hearth.models.limits`), checked here for files and edits alike.
+
+What only the engine kinds know (their Jan names, which are local, their parameters, the built-in
+remote profiles) is handed in as `EngineRules` (engines/rules.py, by the service layer): models/
+never imports engines/, which sits above it.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from hearth.errors import InvalidParameter
 from hearth.models.ids import is_valid_id
 from hearth.models.limits import (
     CREATED_RANGE,
@@ -78,6 +84,53 @@ _MODEL_TYPES: dict[str, type] = {
 _JAN_KEYS = {"settings", "parameters", "source_url", "source"}
 
 
+class EngineRules(Protocol):
+    """What reading a model.json needs from the engine kinds. The methods that check raise
+    `InvalidParameter` naming the parameter; normalize turns it into a `SchemaError`."""
+
+    def canonical_name(self, name: str) -> str:
+        """A kind's own name for one of its aliases ("nitro" -> "llama-cpp"); others as they are."""
+        ...
+
+    def is_local(self, engine: str) -> bool:
+        """Is `engine` a kind Hearth runs locally (installed)? Otherwise the model is remote."""
+        ...
+
+    def profile_url(self, engine: str) -> str | None:
+        """The base_url of the engine's built-in remote profile, if it has one."""
+        ...
+
+    def check_model_parameters(self, engine: str, params: Mapping[str, Any]) -> None:
+        """A local model's engine_parameters as a file has them (unknown names are kept)."""
+        ...
+
+    def check_new_parameters(self, engine: str, layer: Mapping[str, Any]) -> None:
+        """engine_parameters an edit adds (unknown names are refused)."""
+        ...
+
+
+class PlainRules:
+    """The rules of a store opened without the engines (a tool that only reads files, a unit
+    test): only the default engine is local, names stay as written, no built-in profiles and
+    no kind's own parameter checks (the planner checks every layer again before any launch).
+    A serving Hearth always hands in the engines' own rules (services/core.py)."""
+
+    def canonical_name(self, name: str) -> str:
+        return name
+
+    def is_local(self, engine: str) -> bool:
+        return engine == DEFAULT_ENGINE
+
+    def profile_url(self, engine: str) -> str | None:
+        return None
+
+    def check_model_parameters(self, engine: str, params: Mapping[str, Any]) -> None:
+        pass
+
+    def check_new_parameters(self, engine: str, layer: Mapping[str, Any]) -> None:
+        pass
+
+
 class SchemaError(ValueError):
     """A model.json field that cannot be read; `field` names it, the message says the fix."""
 
@@ -117,13 +170,14 @@ class ModelInfo(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     assets: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
+    #: Decided once by `normalize`, from the engine rules it was given (not part of the file).
+    _remote: bool = PrivateAttr(default=False)
 
     @property
     def is_remote(self) -> bool:
-        """Served by someone else's server: not an engine kind installed to run locally."""
-        from hearth.engines.registry import is_local  # the registry knows the kinds
-
-        return self.format == "api" or not is_local(self.engine)
+        """Served by someone else's server: `"format": "api"`, or an engine that is not a kind
+        installed to run locally."""
+        return self._remote
 
 
 def _coerce(value: Any, kind: type, field: str) -> Any:
@@ -289,26 +343,25 @@ def _check_sources(sources: list[dict[str, Any]], field: str, *, remote: bool) -
             )
 
 
-def _is_profile_url(engine: str, value: Any) -> bool:
+def _is_profile_url(engines: EngineRules, engine: str, value: Any) -> bool:
     """Is `value` exactly the URL of the engine's built-in profile (`"openai"` with
     `"https://api.openai.com/v1"`, as Jan's remote files wrote it)? Such a base_url is harmless
     and ignored: requests go where the profile (or your engine.json) says, as without it. Any
     other URL, however near (another path, port, scheme, case or user info), is refused."""
-    from hearth.engines.plan import PROVIDERS  # the built-in profiles
-
-    profile = PROVIDERS.get(engine)
-    if profile is None or not isinstance(value, str):
+    url = engines.profile_url(engine)
+    if url is None or not isinstance(value, str):
         return False
-    return value == profile[0] or value == profile[0] + "/"
+    return value == url or value == url + "/"
 
 
-def _check_engine(info: ModelInfo) -> None:
+def _parameter_error(exc: InvalidParameter) -> SchemaError:
+    field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
+    return SchemaError(field, exc.message)
+
+
+def _check_engine(info: ModelInfo, engines: EngineRules) -> None:
     """What could never load is refused here, so a PATCH is refused before it is written and a
     file on disk is listed invalid, with the same message."""
-    from hearth.engines.flags import ENGINE_JSON_HINT
-    from hearth.engines.registry import local_kind
-    from hearth.errors import InvalidParameter
-
     if not is_valid_id(info.engine):
         raise SchemaError(
             "engine",
@@ -324,7 +377,7 @@ def _check_engine(info: ModelInfo) -> None:
     params = info.engine_parameters
     if info.is_remote:
         for key in _REMOTE_USER_ONLY:
-            if key == "base_url" and _is_profile_url(info.engine, params.get(key)):
+            if key == "base_url" and _is_profile_url(engines, info.engine, params.get(key)):
                 continue  # Jan wrote its profile's own URL: nothing goes anywhere new
             if key in params:
                 raise SchemaError(
@@ -340,39 +393,35 @@ def _check_engine(info: ModelInfo) -> None:
                 "'engine_parameters.model' must be the upstream model name (a string).",
             )
         return
-    kind = local_kind(info.engine)
-    assert kind is not None  # not remote
     try:
-        kind.validate_layer(params, "engine_parameters", unknown="keep")
+        engines.check_model_parameters(info.engine, params)
     except InvalidParameter as exc:
-        field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
-        hint = ENGINE_JSON_HINT.replace("llama-cpp", info.engine)
-        raise SchemaError(field, exc.message.replace(ENGINE_JSON_HINT, hint)) from None
+        raise _parameter_error(exc) from None
 
 
-def check_new_engine_parameters(patch: dict[str, Any], info: ModelInfo) -> None:
+def check_new_engine_parameters(
+    patch: dict[str, Any], info: ModelInfo, engines: EngineRules
+) -> None:
     """An edit may not add an engine parameter the engine does not know (a typo like
     `ctx_lenn` would otherwise say "updated" and fail at the next start). Names already in
     the file, perhaps written by another tool, are kept as they are."""
-    from hearth.engines.registry import local_kind
-    from hearth.errors import InvalidParameter
-
-    kind = local_kind(info.engine)
-    if kind is None or info.is_remote:
+    if info.is_remote:
         return
     for key in ("engine_parameters", "settings"):
         layer = patch.get(key)
         if not isinstance(layer, dict):
             continue
         try:
-            kind.validate_layer(layer, "the edit's engine_parameters")
+            engines.check_new_parameters(info.engine, layer)
         except InvalidParameter as exc:
-            field = f"engine_parameters.{exc.param}" if exc.param else "engine_parameters"
-            raise SchemaError(field, exc.message) from None
+            raise _parameter_error(exc) from None
 
 
-def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
-    """Map a raw model.json dict (spec or any Jan variant) onto the spec's fields."""
+def normalize(
+    raw: Any, *, folder: Path, default_created: int, engines: EngineRules
+) -> ModelInfo:
+    """Map a raw model.json dict (spec or any Jan variant) onto the spec's fields, checked
+    against the engine kinds' `engines` rules."""
     if not isinstance(raw, dict):
         raise SchemaError("(root)", "model.json must hold a JSON object, e.g. {} for all defaults.")
     data: dict[str, Any] = {k: v for k, v in raw.items() if k not in _JAN_KEYS}
@@ -403,9 +452,7 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
     if data.get("engine") is None:
         data.pop("engine", None)
     elif isinstance(data["engine"], str):
-        from hearth.engines.registry import canonical_name  # kinds know their Jan names
-
-        data["engine"] = canonical_name(data["engine"])
+        data["engine"] = engines.canonical_name(data["engine"])  # kinds know their Jan names
     data["engine_parameters"] = _coerce_params(
         data.get("engine_parameters"), _ENGINE_TYPES, ENGINE_RANGES, "engine_parameters"
     )
@@ -436,8 +483,9 @@ def normalize(raw: Any, *, folder: Path, default_created: int) -> ModelInfo:
         got = repr(first.get("input"))
         got = got if len(got) <= 200 else got[:200] + "..."
         raise SchemaError(field, f"'{field}': {first['msg']}; got {got}.") from exc
+    info._remote = info.format == "api" or not engines.is_local(info.engine)
     _check_sources(data["sources"], _sources_field(raw), remote=info.is_remote)
-    _check_engine(info)
+    _check_engine(info, engines)
     return info
 
 

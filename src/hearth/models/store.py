@@ -35,7 +35,9 @@ from hearth.models.capabilities import record_capabilities
 from hearth.models.ids import validate_model_id
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
+    EngineRules,
     ModelInfo,
+    PlainRules,
     SchemaError,
     check_new_engine_parameters,
     merge_patch,
@@ -150,11 +152,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class ModelStore:
     """Model folders under `models_dir`. Thread-safe; safe beside other processes."""
 
-    def __init__(self, models_dir: Path, roots: FileRoots | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path,
+        roots: FileRoots | None = None,
+        engines: EngineRules | None = None,
+    ) -> None:
         self.models_dir = models_dir
         self.home = models_dir.parent
         #: Where model files may live besides each model's own folder (import_dirs, CLI links).
         self.roots = roots if roots is not None else FileRoots(self.home)
+        #: What the engine kinds say about a model.json (the service layer hands them in).
+        self.engines: EngineRules = engines if engines is not None else PlainRules()
         self._cache: dict[str, tuple[tuple[int, ...], ModelEntry]] = {}
         self._renamed_claims: set[str] = set()
         self._locks = KeyedLocks()  # only folders being written: none kept after
@@ -359,7 +368,9 @@ class ModelStore:
                 )
         try:
             st = path.stat() if has_json else folder.stat()
-            info = normalize(raw, folder=folder, default_created=int(st.st_mtime))
+            info = normalize(
+                raw, folder=folder, default_created=int(st.st_mtime), engines=self.engines
+            )
         except SchemaError as exc:
             return self._invalid(
                 folder, raw if isinstance(raw, dict) else None, f"{self._rel(path)}: {exc.message}"
@@ -540,7 +551,9 @@ class ModelStore:
                     f"that model with PATCH /v1/models/{model_id}."
                 )
             try:
-                info = normalize(raw, folder=folder, default_created=int(time.time()))
+                info = normalize(
+                    raw, folder=folder, default_created=int(time.time()), engines=self.engines
+                )
                 self.check_places(info, folder)
             except SchemaError as exc:
                 raise InvalidRequest(exc.message, param=exc.field) from exc
@@ -573,8 +586,13 @@ class ModelStore:
                 raise InvalidRequest(f"{self._rel(path)} must hold a JSON object; fix it first.")
             merged = merge_patch(current, patch)
             try:
-                info = normalize(merged, folder=entry.folder, default_created=int(time.time()))
-                check_new_engine_parameters(patch, info)
+                info = normalize(
+                    merged,
+                    folder=entry.folder,
+                    default_created=int(time.time()),
+                    engines=self.engines,
+                )
+                check_new_engine_parameters(patch, info, self.engines)
                 self.check_places(info, entry.folder)
             except SchemaError as exc:
                 raise InvalidRequest(exc.message, param=exc.field) from exc

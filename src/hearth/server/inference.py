@@ -66,7 +66,7 @@ async def proxy(request: Request, path: str) -> Response:
     ok, upstream = await unless_disconnected(request, opening)
     if not ok or upstream is None:
         return Response(status_code=CLIENT_CLOSED)
-    if upstream.status_code >= 400 and not upstream.remote:  # in OpenAI's shape, with a fix
+    if upstream.status_code >= 400 and not upstream.errors_in_openai_shape:  # else: with a fix
         raise engine_refusal(upstream.status_code, await upstream.read(), str(body["model"]))
     if upstream.is_event_stream:
         return StreamingResponse(

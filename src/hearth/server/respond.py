@@ -59,7 +59,7 @@ async def open_answer(
     ok, answer = await unless_disconnected(request, opening)
     if not ok or answer is None:
         return None
-    if answer.status_code >= 400 and not (pass_errors and answer.remote):
+    if answer.status_code >= 400 and not (pass_errors and answer.errors_in_openai_shape):
         raise engine_refusal(answer.status_code, await answer.read(), model)
     return answer
 

@@ -61,7 +61,7 @@ class Composed:
     the engine answers in `under`."""
 
     status_code = 200
-    remote = False  # composed from local engines' answers only
+    errors_in_openai_shape = False  # composed from local engines' answers only
 
     def __init__(
         self, chunks: AsyncGenerator[bytes, None], *, event_stream: bool, under: Iterable[Answer]

@@ -107,9 +107,11 @@ class Services:
     def create(cls, settings: Settings) -> Services:
         """The start-up work every process that works on a home does first: create what is
         missing, finish deletes and imports a crash interrupted."""
+        from hearth.engines.rules import RULES  # what the engine kinds say about model.json
+
         ensure_home(settings)
         roots = FileRoots(settings.home, settings.import_dirs)
-        store = ModelStore(settings.models_dir, roots)
+        store = ModelStore(settings.models_dir, roots, RULES)
         store.sweep_trash()
         errors = ImportErrors(settings.logs_dir / "import-errors.json")
         importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
