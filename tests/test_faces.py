@@ -181,3 +181,11 @@ def test_one_key_header_record_reads_its_own_header() -> None:
     assert KeyHeader("X-Test-Key").token(headers) == "k2"
     assert KeyHeader("x-api-key").token(headers) is None  # empty is no key
     assert BEARER.token({"authorization": "Basic k1"}) is None
+
+
+@pytest.mark.parametrize("pattern", ["api/*", "/a*/b", "/**"])
+def test_a_record_with_a_malformed_path_pattern_is_refused(pattern: str) -> None:
+    with pytest.raises(ValueError, match="not a path pattern"):
+        Faces([Face("bad", (), paths=(pattern,))])
+    with pytest.raises(ValueError, match="share a name"):
+        Faces([HEALTH, HEALTH])

@@ -8,8 +8,8 @@ the web page, the docs). Its record says everything the core needs to know about
 - `paths`: the paths it owns, so that an error on one of them, including a 404 or 405 on a
   path no route answers and a refusal by the guard before any route runs, is written in the
   face's dialect (`error`);
-- `inference`: path prefixes whose bodies are prompts (long contexts, pasted images), capped
-  at the `max_body_bytes` setting rather than `MANAGEMENT_MAX_BODY`;
+- `inference`: its body limit: path prefixes whose bodies are prompts (long contexts, pasted
+  images), capped at the `max_body_bytes` setting rather than `MANAGEMENT_MAX_BODY`;
 - `keys`: the headers its clients send the API key in; `client_headers`: other headers its
   clients send from a browser (allowed by CORS when `cors_origins` is set);
 - `public` and `opens`: what is readable without the key.
@@ -120,6 +120,10 @@ class Faces:
         names = [face.name for face in self.faces]
         if len(set(names)) != len(names):
             raise ValueError(f"two faces share a name: {names}")
+        for face in self.faces:
+            for pattern in (*face.paths, *face.public, *face.inference):
+                if not pattern.startswith("/") or "*" in pattern[:-1]:  # a star ends it only
+                    raise ValueError(f"face {face.name!r}: {pattern!r} is not a path pattern")
         self.default = default  # the shape of a path no face owns
         self.inference_prefixes = _ordered(p for face in self.faces for p in face.inference)
         self.keys: tuple[KeyHeader, ...] = _ordered(k for face in self.faces for k in face.keys)

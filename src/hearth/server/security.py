@@ -23,16 +23,16 @@ Checked in this order, for every path (routes added later are covered without a 
   and text types without a preflight). A body with no Content-Type at all passes to the route,
   as scripts send it; a browser sends one only with an Origin, judged above. Bodies are capped
   before they are read: inference routes at the `max_body_bytes` setting, everything else at
-  1 MiB (`face.MANAGEMENT_MAX_BODY`); a face's record names its inference paths. A
-  Content-Length over the cap is refused at once; a chunked body is counted as the
-  route reads it and refused as soon as it passes the cap.
+  1 MiB (`face.MANAGEMENT_MAX_BODY`); each face's record names its inference paths. A
+  Content-Length over the cap is refused at once; a chunked body is counted as the route
+  reads it and refused as soon as it passes the cap.
 
 Refusals are Hearth errors (`hearth.errors`), written by the same writer as every other error
 (`hearth.server.errors.send_error`) in the shape of the face that owns the path, so a client
 cannot tell the guard's from a route's. The guard knows no face by name: it reads the records
-it is handed (`server/face.py`). Before
-one is written, what the client is already sending is read and dropped, within bounds
-(`_linger`), so that closing the connection does not reset it under the refusal.
+it is handed (`server/face.py`). Before one is written, what the client is already sending is
+read and dropped, within bounds (`_linger`), so that closing the connection does not reset it
+under the refusal.
 """
 
 from __future__ import annotations
