@@ -26,7 +26,7 @@ from hearth.errors import (
 )
 from hearth.server.anthropic.stream import events, sse
 from hearth.server.anthropic.translate import Assembler, count_body, messages_call, parse_input
-from hearth.server.errors import error_payload
+from hearth.server.faces import FACES
 
 BASE: dict[str, Any] = {
     "model": "m",
@@ -249,8 +249,8 @@ def test_engine_error_mid_stream_is_an_error_event() -> None:
 )
 def test_errors_on_messages_paths_are_anthropic_shaped(exc: HearthError, kind: str) -> None:
     for path in ("/v1/messages", "/v1/messages/count_tokens"):
-        assert error_payload(exc, path) == {
+        assert FACES.error(path)(exc) == {
             "type": "error",
             "error": {"type": kind, "message": "x"},
         }
-    assert "type" not in error_payload(exc, "/v1/messagesx")  # OpenAI's shape elsewhere
+    assert "type" not in FACES.error("/v1/messagesx")(exc)  # OpenAI's shape elsewhere

@@ -22,7 +22,6 @@ from hearth.engines.events import (
 )
 from hearth.errors import InvalidRequest
 from hearth.models.capabilities import capabilities
-from hearth.server.ollama.root import wants_html
 from hearth.server.ollama.stream import ndjson
 from hearth.server.ollama.translate import (
     Reply,
@@ -37,6 +36,7 @@ from hearth.server.ollama.translate import (
     response_format,
     rfc3339,
 )
+from hearth.server.web import wants_html
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -1,5 +1,9 @@
 """The app factory: one FastAPI app per Services, routers mounted, guards and errors installed.
 
+The app serves faces (`server/face.py`; Hearth's are listed in `server/faces.py`): it mounts
+their routers in order, and hands the same records to the error writer, the guard and the
+docs, which know no face by name.
+
 Middleware, outermost first: CORS (answers preflights from allowed origins and labels their
 responses), then the guard (`security.py`: Host, cross-site, API key, body limits) in front of
 every route, static files and docs included.
@@ -18,21 +22,10 @@ from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from hearth import __version__
-from hearth.server import (
-    anthropic,
-    downloads,
-    health,
-    imports,
-    inference,
-    models,
-    ollama,
-    responses,
-    running,
-    threads,
-    web,
-)
 from hearth.server.docs import install_docs
 from hearth.server.errors import install_error_handlers
+from hearth.server.face import Faces
+from hearth.server.faces import FACES
 from hearth.server.jsonbody import checked_body
 from hearth.server.security import GuardMiddleware
 from hearth.services import Services
@@ -65,8 +58,14 @@ def settle(app: FastAPI) -> None:
 
 
 def create_app(
-    services: Services, *, on_start: list[Hook] | None = None, on_stop: list[Hook] | None = None
+    services: Services,
+    *,
+    on_start: list[Hook] | None = None,
+    on_stop: list[Hook] | None = None,
+    faces: Faces = FACES,
 ) -> FastAPI:
+    """The app serving `faces` (Hearth's own unless a test hands it others)."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.start()
@@ -95,33 +94,16 @@ def create_app(
         dependencies=[Depends(checked_body)],  # JSON depth/surrogate limits on every body
     )
     app.state.services = services
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(inference.router)  # early: routes are matched in order, per request
-    app.include_router(anthropic.router)  # Anthropic's Messages (/v1/messages)
-    app.include_router(responses.router)  # OpenAI's Responses API, translated to chat
-    app.include_router(imports.router)
-    app.include_router(downloads.router)
-    app.include_router(models.router)
-    app.include_router(running.router)
-    app.include_router(threads.router)  # conversations as files: Jan's Threads/Messages, runs
-    app.include_router(ollama.router)  # Ollama's API (/api/*) and the liveness probe at /
-    app.include_router(web.router)  # the web page's files, /static/web/ (before docs' /static)
-    install_docs(app, api_key=bool(settings.api_key))
-    app.add_middleware(GuardMiddleware, settings=settings)
+    install_error_handlers(app, faces)
+    for router in faces.routers:  # in the records' order: routes are matched in order
+        app.include_router(router)
+    install_docs(app, faces, api_key=bool(settings.api_key))  # /static: after /static/web/
+    app.add_middleware(GuardMiddleware, settings=settings, faces=faces)
     if settings.cors_origins:  # added last: outermost, so preflights never need the key
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "authorization",
-                "content-type",
-                "x-api-key",
-                # Anthropic's SDK in a browser sends these (/v1/messages); Hearth ignores them
-                "anthropic-version",
-                "anthropic-beta",
-                "anthropic-dangerous-direct-browser-access",
-            ],
+            allow_headers=faces.client_headers,  # the key headers, JSON's, the faces' own
         )
     return app

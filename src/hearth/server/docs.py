@@ -21,10 +21,12 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from hearth.models import ids
-from hearth.server.security import INFERENCE_PREFIXES
+from hearth.server.face import Faces
 
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER = "/static/swagger-ui"
+#: The docs' paths, all readable without the key: the pages, FastAPI's schema and the mount.
+PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/static/*")
 # ids._ID_RE matches whole ids with fullmatch; JSON Schema patterns are unanchored.
 MODEL_ID_SCHEMA = {
     "type": "string",
@@ -64,12 +66,12 @@ async def oauth2_redirect() -> HTMLResponse:
     return page
 
 
-def install_docs(app: FastAPI, *, api_key: bool) -> None:
-    """Serve /docs and /static, and complete the generated schema (see the module docstring).
+def install_docs(app: FastAPI, faces: Faces, *, api_key: bool) -> None:
+    """Serve /static, and complete the generated schema from the faces' records (see the
+    module docstring); `router` (/docs) is mounted with the other faces' routers, before.
 
     The app must be built with docs_url=None and redoc_url=None (their pages use a CDN).
     """
-    app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     build = app.openapi
 
@@ -77,28 +79,30 @@ def install_docs(app: FastAPI, *, api_key: bool) -> None:
         fresh = app.openapi_schema is None
         schema = build()
         if fresh:
-            _complete(schema, api_key=api_key)
+            _complete(schema, faces, api_key=api_key)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _complete(schema: dict[str, Any], *, api_key: bool) -> None:
+def _complete(schema: dict[str, Any], faces: Faces, *, api_key: bool) -> None:
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             for param in operation.get("parameters", []):
                 if param.get("in") == "path" and param.get("name") == "model_id":
                     param["schema"] = {**param.get("schema", {}), **MODEL_ID_SCHEMA}
-            if path.startswith(INFERENCE_PREFIXES):
+            if faces.is_inference(path):
                 _require_model(operation)
     if not api_key:
         return
     schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes["bearer"] = {"type": "http", "scheme": "bearer"}
-    schemes["x-api-key"] = {"type": "apiKey", "in": "header", "name": "x-api-key"}
-    schema["security"] = [{"bearer": []}, {"x-api-key": []}]
-    if "/health" in schema.get("paths", {}):
-        schema["paths"]["/health"]["get"]["security"] = [{}]  # open to all
+    named = [key.openapi() for key in faces.keys]  # every face's key headers
+    schemes.update(named)
+    schema["security"] = [{name: []} for name, _ in named]
+    for path, operations in schema.get("paths", {}).items():
+        if faces.is_public(path):  # /health: open to all
+            for operation in operations.values():
+                operation["security"] = [{}]
 
 
 def _require_model(operation: dict[str, Any]) -> None:

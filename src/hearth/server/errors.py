@@ -1,23 +1,22 @@
-"""The one place errors become HTTP: OpenAI's `{"error": {message, type, param, code}}`.
+"""The one place errors become HTTP, in the caller's dialect.
 
 Everything that answers with an error goes through `error_body`: the exception handlers
 below (Hearth's own errors, FastAPI's validation errors, Starlette's 404/405, the backstops)
 and the security middleware, which refuses requests before any route runs (`send_error`).
 
-The shape follows the path's dialect: under `/api/` (Ollama's API) an error is Ollama's
-`{"error": "<message>"}` with the same status, because Ollama's clients read `error` as a
-string; under `/v1/messages` (Anthropic's Messages API) it is Anthropic's
-`{"type": "error", "error": {"type", "message"}}`, its `type` chosen by status
-(`ANTHROPIC_TYPES`), which Anthropic's SDK turns into its matching exception classes;
-everything else gets OpenAI's object. One writer, three shapes, chosen by path only.
+The shape is the one of the face that owns the request's path (`server/face.py`: each face's
+record names its error writer, `server/faces.py` lists Hearth's): under `/api/` Ollama's
+`{"error": "<message>"}`, under `/v1/messages` Anthropic's `{"type": "error", "error":
+{"type", "message"}}`, elsewhere OpenAI's `{"error": {message, type, param, code}}`. The
+status is the error's own in every shape. This module knows no face: it is handed the
+records (`install_error_handlers(app, faces)`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
@@ -36,53 +35,17 @@ from hearth.errors import (
 )
 from hearth.models.ids import validate_model_id
 from hearth.server import jsonbody
+from hearth.server.face import ErrorShape, Faces, openai_error
 
 log = logging.getLogger("hearth.server")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _MODELS = "/v1/models/"
-OLLAMA_PREFIX = "/api/"
 
 
-def is_ollama_path(path: str) -> bool:
-    """Is `path` part of Ollama's API (errors there are `{"error": "..."}`)?"""
-    return path.startswith(OLLAMA_PREFIX)
-
-
-ANTHROPIC_PATH = "/v1/messages"
-#: HTTP status -> Anthropic's error type (any other 4xx: invalid_request_error, 5xx: api_error).
-ANTHROPIC_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-}
-
-
-def is_anthropic_path(path: str) -> bool:
-    """Is `path` part of Anthropic's Messages API (/v1/messages, /v1/messages/count_tokens)?"""
-    return path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/")
-
-
-def anthropic_error(exc: HearthError) -> dict[str, Any]:
-    """Anthropic's error shape for `exc`, typed by its status."""
-    fallback = "invalid_request_error" if exc.status < 500 else "api_error"
-    kind = ANTHROPIC_TYPES.get(exc.status, fallback)
-    return {"type": "error", "error": {"type": kind, "message": exc.message}}
-
-
-def error_payload(exc: HearthError, path: str = "") -> dict[str, Any]:
-    """The error object in the dialect of `path`."""
-    if is_anthropic_path(path):
-        return anthropic_error(exc)
-    return {"error": exc.message} if is_ollama_path(path) else exc.to_openai()
-
-
-def error_body(exc: HearthError, path: str = "") -> bytes:
+def error_body(exc: HearthError, shape: ErrorShape = openai_error) -> bytes:
     """The error as UTF-8 JSON; text that UTF-8 cannot hold (a lone surrogate quoted from the
     request) is written escaped rather than failing the error itself."""
-    payload = error_payload(exc, path)
+    payload = shape(exc)
     try:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return text.encode("utf-8")
@@ -91,20 +54,20 @@ def error_body(exc: HearthError, path: str = "") -> bytes:
 
 
 def error_response(
-    exc: HearthError, headers: Mapping[str, str] | None = None, path: str = ""
+    exc: HearthError, headers: Mapping[str, str] | None = None, shape: ErrorShape = openai_error
 ) -> Response:
     return Response(
-        error_body(exc, path),
+        error_body(exc, shape),
         exc.status,
         headers=dict(headers or {}),
         media_type="application/json",
     )
 
 
-async def send_error(send: Send, exc: HearthError, path: str = "") -> None:
+async def send_error(send: Send, exc: HearthError, shape: ErrorShape = openai_error) -> None:
     """Answer with `exc` straight on the ASGI channel and close the connection (the security
     middleware: a body the client may still be sending is never read)."""
-    body = error_body(exc, path)
+    body = error_body(exc, shape)
     await send(
         {
             "type": "http.response.start",
@@ -200,12 +163,17 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> HearthError:
     return error
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    _install_backstops(app)
+def install_error_handlers(app: FastAPI, faces: Faces) -> None:
+    """Every error the app answers with, in the shape of the face that owns its path."""
+
+    def shape(request: Request) -> ErrorShape:
+        return faces.error(request.url.path)
+
+    _install_backstops(app, shape)
 
     @app.exception_handler(HearthError)
     async def _hearth(request: Request, exc: HearthError) -> Response:
-        return error_response(exc, path=request.url.path)
+        return error_response(exc, shape=shape(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -218,7 +186,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"Invalid request: {where}{first.get('msg')}. See /docs for the expected shape.",
                 param=param,
             ),
-            path=request.url.path,
+            shape=shape(request),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -228,7 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status == 405:  # Starlette's Allow names one route's methods: all of them
             headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
             headers["allow"] = _allowed_methods(request)
-        return error_response(error, headers, path=request.url.path)
+        return error_response(error, headers, shape(request))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -238,11 +206,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"Internal error: {type(exc).__name__}: {exc}. This is a bug in Hearth; the "
                 "server log has the details."
             ),
-            path=request.url.path,
+            shape=shape(request),
         )
 
 
-def _install_backstops(app: FastAPI) -> None:
+def _install_backstops(app: FastAPI, shape: Callable[[Request], ErrorShape]) -> None:
     """Bad input that got past the body checks still answers 400, never 500."""
 
     @app.exception_handler(RecursionError)
@@ -250,10 +218,10 @@ def _install_backstops(app: FastAPI) -> None:
         """Backstop: input nested past what some step could walk (the body parsers refuse
         nesting first, so reaching this means a path they do not cover)."""
         log.warning("RecursionError on %s %s: refused as bad input", request.method, request.url)
-        return error_response(jsonbody.too_deep(), path=request.url.path)
+        return error_response(jsonbody.too_deep(), shape=shape(request))
 
     @app.exception_handler(UnicodeEncodeError)
     async def _unencodable(request: Request, exc: UnicodeEncodeError) -> Response:
         """Backstop: text that cannot be written as UTF-8 (a lone surrogate) came in."""
         log.warning("%s on %s %s: refused as bad input", exc, request.method, request.url)
-        return error_response(jsonbody.lone_surrogate(), path=request.url.path)
+        return error_response(jsonbody.lone_surrogate(), shape=shape(request))

@@ -14,21 +14,25 @@ Checked in this order, for every path (routes added later are covered without a 
   `<img>` GET) that need no CORS preflight. A request is refused when its `Origin` is neither
   Hearth's own nor in `cors_origins`, or when the browser labels it `Sec-Fetch-Site:
   cross-site`/`same-site` (an `<img>` sends no Origin) without an allowed Origin.
-- API key: when set, everything but /health, the docs and the web page (`/` asked for as HTML,
-  and its files under /static/web/: they hold no data, and the page asks for the key) needs
-  it, as `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's clients), compared
-  in constant time. /health then tells a caller without the key only that the server is up.
+- API key: when set, everything but what a face's record makes public (/health, the docs and
+  the web page: `/` asked for as HTML, and its files under /static/web/: they hold no data,
+  and the page asks for the key) needs it, in any face's key header (`Authorization: Bearer
+  <key>`, or `x-api-key: <key>` as Anthropic's clients send it), compared in constant time.
+  /health then tells a caller without the key only that the server is up.
 - Bodies: a POST/PUT/PATCH body declared as anything but JSON is 415 (a page can send form
   and text types without a preflight). A body with no Content-Type at all passes to the route,
   as scripts send it; a browser sends one only with an Origin, judged above. Bodies are capped
   before they are read: inference routes at the `max_body_bytes` setting, everything else at
-  1 MiB. A Content-Length over the cap is refused at once; a chunked body is counted as the
-  route reads it and refused as soon as it passes the cap.
+  1 MiB (`face.MANAGEMENT_MAX_BODY`); each face's record names its inference paths. A
+  Content-Length over the cap is refused at once; a chunked body is counted as the route
+  reads it and refused as soon as it passes the cap.
 
 Refusals are Hearth errors (`hearth.errors`), written by the same writer as every other error
-(`hearth.server.errors.send_error`), so a client cannot tell the guard's from a route's. Before
-one is written, what the client is already sending is read and dropped, within bounds
-(`_linger`), so that closing the connection does not reset it under the refusal.
+(`hearth.server.errors.send_error`) in the shape of the face that owns the path, so a client
+cannot tell the guard's from a route's. The guard knows no face by name: it reads the records
+it is handed (`server/face.py`). Before one is written, what the client is already sending is
+read and dropped, within bounds (`_linger`), so that closing the connection does not reset it
+under the refusal.
 """
 
 from __future__ import annotations
@@ -53,26 +57,9 @@ from hearth.errors import (
     UnsupportedMediaType,
 )
 from hearth.server.errors import send_error
+from hearth.server.face import MANAGEMENT_MAX_BODY, Faces
 from hearth.server.httpproto import REQUEST_TARGET
-from hearth.server.web import is_page_request
 
-# Readable without the key: readiness and the API's own documentation (no model data).
-PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
-PUBLIC_PREFIXES = ("/static/",)
-# Routes that take prompts (large bodies: long contexts, images). A prefix list, so the
-# dialects added later (Responses, Anthropic, Ollama) get the inference cap too.
-INFERENCE_PREFIXES = (  # and conversations: their messages carry pasted images as data: URLs
-    "/v1/threads",
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/responses",
-    "/v1/messages",
-    "/api/chat",
-    "/api/generate",
-    "/api/embed",
-)
-MANAGEMENT_MAX_BODY = 1024 * 1024
 _LINGER_BYTES = 8 * 1024 * 1024  # read at most this much of a refused body before closing
 _LINGER_IDLE_S = 0.2  # and stop once the client has sent nothing for this long
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -105,16 +92,6 @@ def parse_host(value: str) -> str | None:
     return f"[{ip6}]"
 
 
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-
-def _is_open(scope: Scope, headers: dict[str, str]) -> bool:
-    """Readable without the key: the public paths, and the web page a browser opens at `/`."""
-    path: str = scope["path"]
-    return _is_public(path) or is_page_request(scope["method"], path, headers.get("accept", ""))
-
-
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
@@ -125,8 +102,9 @@ def _is_json(content_type: str) -> bool:
 class GuardMiddleware:
     """Refuses, in one place, what no route should ever see; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, faces: Faces) -> None:
         self.app = app
+        self.faces = faces
         self.api_key = _digest(settings.api_key.encode()) if settings.api_key else None
         allowed: set[str] = {h.lower() for h in LOOPBACK_HOSTS}
         allowed.update(h.lower() for h in settings.allowed_hosts)
@@ -142,19 +120,20 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(_headers(scope["headers"]))
+        path: str = scope["path"]
         try:
             limit = self._check(scope, headers)
         except HearthError as refused:
             await _linger(receive)
-            await send_error(send, refused, scope["path"])
+            await send_error(send, refused, self.faces.error(path))
             return
-        body = _LimitedBody(receive, send, limit, scope["path"])
+        body = _LimitedBody(receive, send, limit, self.faces.is_inference(path))
         try:
             await self.app(scope, body.receive, body.send)
         except RequestTooLarge as exc:  # raised by body.receive and not turned into a response
             if not body.started:
                 await _linger(receive)
-                await send_error(send, exc, scope["path"])
+                await send_error(send, exc, self.faces.error(path))
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> int:
         """Raise the refusal for this request, or return the body cap that applies to it."""
@@ -169,10 +148,10 @@ class GuardMiddleware:
         self._check_site(scope, headers, host)
         authenticated = self.api_key is None or self._key_ok(headers)
         scope.setdefault("state", {})[AUTHENTICATED] = authenticated
-        if not authenticated and not _is_open(scope, headers):
+        if not authenticated and not self._is_open(scope, headers):
             raise Unauthorized(
-                "Missing or wrong API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: "
-                "<key>') with the key set by HEARTH_API_KEY, --api-key-file or --api-key."
+                f"Missing or wrong API key. Send {self.faces.key_hint} with the key set by "
+                "HEARTH_API_KEY, --api-key-file or --api-key."
             )
         return self._check_body(scope["method"], path, headers)
 
@@ -201,7 +180,7 @@ class GuardMiddleware:
                 "setting (--cors-origin, HEARTH_CORS_ORIGINS)."
             )
         site = headers.get("sec-fetch-site", "").lower()
-        if origin is None and not site and not _is_public(scope["path"]):
+        if origin is None and not site and not self.faces.is_public(scope["path"]):
             # An older browser sends neither header for an <img> or a link; its Referer still
             # names the page that made the request.
             referer = _origin_of(headers.get("referer", ""))
@@ -219,29 +198,31 @@ class GuardMiddleware:
                 "'cors_origins' setting (--cors-origin, HEARTH_CORS_ORIGINS)."
             )
 
-    @staticmethod
-    def _navigation(scope: Scope, headers: dict[str, str]) -> bool:
+    def _is_open(self, scope: Scope, headers: dict[str, str]) -> bool:
+        """Readable without the key: the faces' public paths, and what a face opens (the web
+        page a browser opens at `/`)."""
+        return self.faces.is_open(scope["method"], scope["path"], headers.get("accept", ""))
+
+    def _navigation(self, scope: Scope, headers: dict[str, str]) -> bool:
         """A link followed to the docs or /health: opens a page, changes nothing."""
         return (
             headers.get("sec-fetch-mode", "").lower() == "navigate"
             and scope["method"] in _SAFE_METHODS
-            and _is_open(scope, headers)
+            and self._is_open(scope, headers)
         )
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
+        """Does some face's key header carry the key?"""
         assert self.api_key is not None
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        bearer = token.strip() if scheme.lower() == "bearer" else None
-        candidates = [t for t in (bearer, headers.get("x-api-key")) if t]
+        candidates = self.faces.offered_keys(headers)
         # Digests of equal length: the comparison time says nothing about the key's length.
         return any(
             hmac.compare_digest(_digest(t.encode("latin-1")), self.api_key) for t in candidates
         )
 
     def _check_body(self, method: str, path: str, headers: dict[str, str]) -> int:
-        limit = (
-            self.max_inference_body if path.startswith(INFERENCE_PREFIXES) else MANAGEMENT_MAX_BODY
-        )
+        inference = self.faces.is_inference(path)
+        limit = self.max_inference_body if inference else MANAGEMENT_MAX_BODY
         length = _content_length(headers)
         has_body = (length or 0) > 0 or "transfer-encoding" in headers
         content_type = headers.get("content-type")
@@ -251,7 +232,7 @@ class GuardMiddleware:
                 "Send the body as JSON with 'Content-Type: application/json'."
             )
         if length is not None and length > limit:
-            raise _too_large(limit, path)
+            raise _too_large(limit, inference)
         return limit
 
 
@@ -259,11 +240,11 @@ class _LimitedBody:
     """`receive` that counts body bytes and raises RequestTooLarge past the cap, and `send`
     that closes the connection after such a refusal (the rest of the body is never read)."""
 
-    def __init__(self, receive: Receive, send: Send, limit: int, path: str) -> None:
+    def __init__(self, receive: Receive, send: Send, limit: int, inference: bool) -> None:
         self._receive = receive
         self._send = send
         self.limit = limit
-        self.path = path
+        self.inference = inference
         self.seen = 0
         self.over = False
         self.started = False
@@ -274,7 +255,7 @@ class _LimitedBody:
             self.seen += len(message.get("body", b""))
             if self.seen > self.limit:
                 self.over = True
-                raise _too_large(self.limit, self.path)
+                raise _too_large(self.limit, self.inference)
         return message
 
     async def send(self, message: Message) -> None:
@@ -343,8 +324,8 @@ def _target_authority(scope: Scope) -> str | None:
     return rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
 
 
-def _too_large(limit: int, path: str) -> RequestTooLarge:
-    if path.startswith(INFERENCE_PREFIXES):
+def _too_large(limit: int, inference: bool) -> RequestTooLarge:
+    if inference:
         return RequestTooLarge(
             f"The request body is larger than {limit} bytes, the limit set by 'max_body_bytes'. "
             "Send a smaller body, or raise the limit in settings.json or HEARTH_MAX_BODY_BYTES."
