@@ -20,11 +20,12 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
+
+from hearth import atomic
 
 #: psutil derives start times from clock ticks (10 ms); a match within this is the same process.
 _SAME_START = 0.05
@@ -64,15 +65,7 @@ def record_engine(folder: Path, *, pid: int, model_id: str) -> Path | None:
     record = EngineRecord(pid, pid, created, model_id, os.getpid(), owner_created)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{pid}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{pid}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(asdict(record), out)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(path, asdict(record), mode=0o600)  # read back after a crash: durable
     return path
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from hearth import atomic
 from hearth.engines.flags import (
     ENGINE_JSON_HINT,
     USER_ONLY_WHY,
@@ -326,6 +327,6 @@ def build_server_args(
             raise ValueError("build_server_args needs template_dir to write a chat template")
         path = Path(template_dir) / "chat_template.jinja"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template, encoding="utf-8")
+        atomic.write_text(path, template, durable=False)  # the launch's own folder
         args += ["--chat-template-file", str(path)]
     return args

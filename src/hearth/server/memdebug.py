@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from types import FrameType
 
+from hearth import atomic
+
 ENV = "HEARTH_MEMDEBUG_DIR"
 TOP = 40
 
@@ -54,9 +56,7 @@ class _Probe:
             growth = Counter({k: types[k] - self.base_types.get(k, 0) for k in types})
             lines.extend(f"{n:+d} {name}" for name, n in growth.most_common(TOP) if n > 0)
         path = self.folder / f"dump-{self.count:03d}.txt"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic.write_text(path, "\n".join(lines) + "\n", durable=False)  # a debugging aid
 
 
 def _mib(snap: tracemalloc.Snapshot) -> str:
