@@ -230,11 +230,14 @@ class EngineManager:
         """Send one OpenAI-style request (`path` like "chat/completions") to its model, loading
         it first if needed. The returned answer holds the model until it is consumed."""
         entry = await asyncio.to_thread(self._usable, str(body["model"]))  # reads its folder
-        return await self._kind(entry).open(self, entry, path, body, keep_alive)
+        match self._kind(entry):
+            case LocalKind() as kind:
+                return await self._open_local(kind, entry, path, body, keep_alive)
+            case RemoteKind():
+                return await self._open_remote(entry, path, body)
+        raise AssertionError("the registry holds only local and remote kinds")
 
-    async def open_remote(
-        self, kind: RemoteKind, entry: ModelEntry, path: str, body: dict[str, Any]
-    ) -> Answer:
+    async def _open_remote(self, entry: ModelEntry, path: str, body: dict[str, Any]) -> Answer:
         """A remote kind's answer: the model's profile, over httpx."""
         assert entry.info is not None
         engine = self.planner.profile(entry)
@@ -248,7 +251,7 @@ class EngineManager:
         )
         return await target.send(path, content)
 
-    async def open_local(
+    async def _open_local(
         self,
         kind: LocalKind,
         entry: ModelEntry,
@@ -289,9 +292,14 @@ class EngineManager:
     ) -> dict[str, Any]:
         """Load a model now (engine parameter overrides apply to this load) and describe it."""
         entry = await asyncio.to_thread(self._usable, model_id)  # reads its folder
-        return await self._kind(entry).start(self, entry, overrides, keep_alive)
+        match self._kind(entry):
+            case LocalKind():
+                return await self._start_local(entry, overrides, keep_alive)
+            case RemoteKind():
+                return await self._start_remote(entry)
+        raise AssertionError("the registry holds only local and remote kinds")
 
-    async def start_remote(self, kind: RemoteKind, entry: ModelEntry) -> dict[str, Any]:
+    async def _start_remote(self, entry: ModelEntry) -> dict[str, Any]:
         """A remote model "starts" once its upstream answers at all."""
         assert entry.info is not None
         engine = self.planner.profile(entry)
@@ -299,9 +307,8 @@ class EngineManager:
         return {"id": entry.id, "object": "running_model", "status": "running",
                 "engine": entry.info.engine, "base_url": engine.base_url}  # fmt: skip
 
-    async def start_local(
+    async def _start_local(
         self,
-        kind: LocalKind,
         entry: ModelEntry,
         overrides: Mapping[str, Any] | None,
         keep_alive: float | None,

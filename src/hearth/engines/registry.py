@@ -34,12 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
-from hearth.engines.proxy import Answer
 from hearth.errors import InvalidParameter
 from hearth.keepalive import parse_keep_alive
-from hearth.models.store import ModelEntry
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ class Launch:
     die_with_parent: bool = True
 
 
-class EngineKind(ABC):
+class EngineKind:
     """What every kind shares: its name, its parameters and the memory a model needs. Not a
     kind on its own: subclass `LocalKind` or `RemoteKind` (the registry refuses anything else)."""
 
@@ -116,30 +114,6 @@ class EngineKind(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: Other names model.json files use for this kind (Jan's "nitro", "cortex.llamacpp", ...).
     aliases: ClassVar[tuple[str, ...]] = ()
-
-    # ---- answering --------------------------------------------------------------------------
-
-    @abstractmethod
-    async def open(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        path: str,
-        body: dict[str, Any],
-        keep_alive: float | None,
-    ) -> Answer:
-        """Send one OpenAI-style request (`path` like "chat/completions") for `entry` and
-        return the answer once its head is in (the body follows)."""
-
-    @abstractmethod
-    async def start(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        overrides: Mapping[str, Any] | None,
-        keep_alive: float | None,
-    ) -> dict[str, Any]:
-        """An explicit start: load (or reach) the model now and describe it."""
 
     # ---- parameters -------------------------------------------------------------------------
 
@@ -197,32 +171,13 @@ class EngineKind(ABC):
         return size + (256 << 20)
 
 
-class LocalKind(EngineKind):
+class LocalKind(EngineKind, ABC):
     """A kind whose processes Hearth starts and supervises (llama.cpp, a plugin's server).
     Its answers come through the manager's plan, lease, replica and lean HTTP client."""
 
     #: Where its OpenAI-style routes live, and the route that answers 200 once it serves.
     api_prefix: ClassVar[str] = "/v1"
     health_path: ClassVar[str] = "/health"
-
-    async def open(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        path: str,
-        body: dict[str, Any],
-        keep_alive: float | None,
-    ) -> Answer:
-        return await engines.open_local(self, entry, path, body, keep_alive)
-
-    async def start(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        overrides: Mapping[str, Any] | None,
-        keep_alive: float | None,
-    ) -> dict[str, Any]:
-        return await engines.start_local(self, entry, overrides, keep_alive)
 
     def check_request(self, spec: LaunchSpec, path: str) -> None:
         """Refuse (a HearthError naming the fix) a request this launch cannot serve, such as
@@ -256,53 +211,6 @@ class RemoteKind(EngineKind):
 
     def estimate_memory(self, model_path: Path | None, size: int, params: Mapping[str, Any]) -> int:
         return 0
-
-    async def open(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        path: str,
-        body: dict[str, Any],
-        keep_alive: float | None,
-    ) -> Answer:
-        return await engines.open_remote(self, entry, path, body)
-
-    async def start(
-        self,
-        engines: Engines,
-        entry: ModelEntry,
-        overrides: Mapping[str, Any] | None,
-        keep_alive: float | None,
-    ) -> dict[str, Any]:
-        return await engines.start_remote(self, entry)
-
-
-class Engines(Protocol):
-    """What kinds open answers with (the manager): the local side owns the plan, the lease,
-    the replica and the lean client; the remote side owns the profile and httpx."""
-
-    async def open_local(
-        self,
-        kind: LocalKind,
-        entry: ModelEntry,
-        path: str,
-        body: dict[str, Any],
-        keep_alive: float | None,
-    ) -> Answer: ...
-
-    async def open_remote(
-        self, kind: RemoteKind, entry: ModelEntry, path: str, body: dict[str, Any]
-    ) -> Answer: ...
-
-    async def start_local(
-        self,
-        kind: LocalKind,
-        entry: ModelEntry,
-        overrides: Mapping[str, Any] | None,
-        keep_alive: float | None,
-    ) -> dict[str, Any]: ...
-
-    async def start_remote(self, kind: RemoteKind, entry: ModelEntry) -> dict[str, Any]: ...
 
 
 def _coerce(coerce: Callable[[Any], Any], key: str, value: Any, source: str) -> Any:
