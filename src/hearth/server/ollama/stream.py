@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from hearth.server.engine_events import engine_chunks, engine_error
+from hearth.engines.events import engine_chunks, engine_error
 from hearth.server.ollama.translate import Reply
 
 NDJSON = "application/x-ndjson"
