@@ -22,7 +22,8 @@ from hearth.engines.events import (
     ToolCallStart,
     Usage,
 )
-from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.errors import EngineError, InvalidParameter, InvalidRequest
+from hearth.server.respond import whole_object
 from hearth.server.responses import stream, translate
 
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
@@ -312,3 +313,11 @@ def test_writer_engine_failure_mid_stream_is_an_error_event() -> None:
          "error": {"type": "server_error", "code": "engine_error", "message": "engine died",
                    "param": None}},
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("content", [b"[1]", b"{not json", b'"text"', b"null"])
+def test_a_whole_answer_that_is_not_an_object_is_the_engines_failure(content: bytes) -> None:
+    """Read by /v1/responses and /v1/messages/count_tokens: a 502 naming the engine, where a
+    JSON list used to be a 500."""
+    with pytest.raises(EngineError, match="engine answered"):
+        whole_object(content)

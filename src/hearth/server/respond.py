@@ -4,7 +4,9 @@ then stream the face's bytes or read the answer whole.
 
 A face is a request translator plus an event writer; everything else about answering a request
 is here, written once, so a feature that touches every face (keep-alives, progress) has one
-place to go.
+place to go. The helpers the writers share are here too: `sse` frames an event the way
+Anthropic and the Responses API name it, and a non-streamed answer is read with `read_whole`
+and folded into the same typed events a stream makes (`whole_object`, `whole_answer`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from hearth.engines.events import Usage, answer_events
+from hearth.engines.events import answer_events
 from hearth.engines.proxy import Answer
 from hearth.errors import EngineError, HearthError
 from hearth.server import jsonbody
@@ -114,7 +114,7 @@ async def count_tokens(request: Request) -> Response:
     if content is None:
         return client_closed()
     usage = whole_answer(whole_object(content)).usage
-    tokens = usage.prompt_tokens if isinstance(usage, Usage) else None
+    tokens = usage.prompt_tokens if usage is not None else None
     if tokens is None:
         raise HearthError("The engine did not report the prompt's token count.")
     return JSONResponse({"input_tokens": tokens})
