@@ -12,6 +12,17 @@ from typing import Any
 
 import pytest
 
+from hearth.engines.events import (
+    EventReader,
+    Failure,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    Timings,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
 from hearth.errors import (
     Conflict,
     EngineError,
@@ -24,8 +35,8 @@ from hearth.errors import (
     Unauthorized,
     Unavailable,
 )
-from hearth.server.anthropic.stream import events, sse
-from hearth.server.anthropic.translate import Assembler, count_body, messages_call, parse_input
+from hearth.server.anthropic.stream import Assembler, events, sse
+from hearth.server.anthropic.translate import count_body, messages_call, parse_input
 from hearth.server.faces import FACES
 
 BASE: dict[str, Any] = {
@@ -55,8 +66,10 @@ TOOL_STREAM = [
 
 def run(reply: Assembler, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = reply.start()
+    reader = EventReader()
     for c in chunks:
-        out += reply.feed(c)
+        for event in reader.chunk(c):
+            out += reply.add(event)
     return out + reply.finish_events()
 
 
@@ -232,6 +245,110 @@ def test_engine_error_mid_stream_is_an_error_event() -> None:
     out = asyncio.run(collect())
     assert out[-1] == {"type": "error", "error": {"type": "api_error", "message": "engine died"}}
     assert sse(out[-1]).startswith(b"event: error\ndata: {")
+
+
+# ---- the writer: typed engine events in, Anthropic's events out ----------------------------
+
+
+def test_writer_takes_typed_events() -> None:
+    reply = Assembler("m")
+    out: list[Any] = []
+    for event in (
+        ReasoningDelta("hmm"),  # the model's thinking is not shown (as before)
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        TextDelta("other choice", choice=1),
+        Finish("stop"),
+        Usage(12, 3, {"prompt_tokens": 12, "completion_tokens": 3}),
+        Timings({"predicted_n": 3}),
+    ):
+        out += reply.add(event)
+    assert out == [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "text_delta", "text": "Hel"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+    ]  # fmt: skip
+    assert reply.finish_events() == [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"input_tokens": 12, "output_tokens": 3}},
+        {"type": "message_stop"},
+    ]  # fmt: skip
+    assert reply.message()["content"] == [{"type": "text", "text": "Hello"}]
+
+
+def test_writer_tool_call_whose_id_and_name_come_in_a_later_fragment() -> None:
+    """An upstream that names the call after its first fragment: the block is opened by the
+    first fragment (its start is already written), so it gets a made id and no second block;
+    every argument fragment joins it."""
+    reader, reply = EventReader(), Assembler("m")
+    late = [
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city"'}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": "call_late", "type": "function",
+                               "function": {"name": "get_weather", "arguments": ':"P"}'}}]}),
+        chunk({}, "tool_calls"),
+    ]  # fmt: skip
+    out = [e for c in late for event in reader.chunk(c) for e in reply.add(event)]
+    out += reply.finish_events()
+    starts = [e for e in out if e["type"] == "content_block_start"]
+    assert len(starts) == 1
+    block = starts[0]["content_block"]
+    assert block["type"] == "tool_use" and block["id"].startswith("toolu_")
+    deltas = [e["delta"]["partial_json"] for e in out if e["type"] == "content_block_delta"]
+    assert deltas == ['{"city"', ':"P"}']
+    message = reply.message()
+    assert message["content"] == [{**block, "input": {"city": "P"}}]
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_writer_arguments_before_the_start_open_one_block() -> None:
+    reply = Assembler("m")
+    out = reply.add(TextDelta("Sure."))
+    out += reply.add(ToolCallDelta(0, '{"a":'))
+    out += reply.add(ToolCallStart(0, "call_1", "f"))  # too late: its block is written
+    out += reply.add(ToolCallDelta(0, "1}"))
+    out += reply.add(ToolCallStart(1, "call_2", "g"))
+    out += reply.finish_events()
+    kinds = [(e["type"], e.get("index")) for e in out]
+    assert kinds == [
+        ("content_block_start", 0), ("content_block_delta", 0), ("content_block_stop", 0),
+        ("content_block_start", 1), ("content_block_delta", 1), ("content_block_delta", 1),
+        ("content_block_stop", 1), ("content_block_start", 2), ("content_block_stop", 2),
+        ("message_delta", None), ("message_stop", None),
+    ]  # fmt: skip
+    content = reply.message()["content"]
+    assert content[1]["input"] == {"a": 1} and content[1]["name"] == ""
+    assert content[2] == {"type": "tool_use", "id": "call_2", "name": "g", "input": {}}
+
+
+def test_writer_engine_failure_mid_stream_ends_with_an_error_event() -> None:
+    reply = Assembler("m", ["STOP"])
+    out = reply.add(TextDelta("held back"))
+    assert reply.add(Failure("engine died", "engine_error")) == [
+        {"type": "error", "error": {"type": "api_error", "message": "engine died"}}
+    ]
+    assert reply.failure is not None and not reply.done
+    # what was held back for the stop sequence ("ack") never goes out: the stream stops here
+    shown = "".join(e["delta"]["text"] for e in out if e["type"] == "content_block_delta")
+    assert shown == "held b"
+
+
+def test_writer_stop_sequence_cut_counts_the_pieces_seen() -> None:
+    reply = Assembler("m", ["END"])
+    out: list[Any] = []
+    for text in ("a", "b E", "ND c", "never"):
+        out += reply.add(TextDelta(text))
+    out += reply.add(Usage(5, 9, {}))  # usage may still come: it counts
+    out += reply.finish_events()
+    assert "".join(e["delta"]["text"] for e in out if e["type"] == "content_block_delta") == "ab "
+    assert out[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+    assert out[-2]["usage"] == {"input_tokens": 5, "output_tokens": 9}
+    cut = Assembler("m", ["END"])
+    for text in ("a", "b E", "ND c", "never"):
+        cut.add(TextDelta(text))
+    cut.finish_events()
+    assert cut.counts() == {"input_tokens": 0, "output_tokens": 3}  # "never" came after
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,18 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from hearth.errors import InvalidParameter, InvalidRequest
+from hearth.engines.events import (
+    Failure,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    Timings,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+)
+from hearth.errors import EngineError, InvalidParameter, InvalidRequest
+from hearth.server.respond import whole_object
 from hearth.server.responses import stream, translate
 
 TOOL = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
@@ -211,3 +222,102 @@ def test_stream_engine_error_becomes_error_event() -> None:
     chunks = [_chunk({"content": "a"}), b'data: {"error": {"message": "boom"}}\n\n']
     events = _run(chunks)
     assert events[-1]["type"] == "error" and events[-1]["message"] == "boom"
+
+
+# ---- the writer: typed engine events in, Responses events out ------------------------------
+
+
+def _writer() -> stream.Events:
+    call = translate.call({"model": "m", "input": "x", "stream": True, "tools": [TOOL]})
+    return stream.Events(call, "resp_1", 1)
+
+
+def _valid(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    adapter: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    for event in events:
+        adapter.validate_python(event)  # each event parses as the client's own type
+    return events
+
+
+def test_writer_takes_typed_events() -> None:
+    writer = _writer()
+    out = writer.start()
+    for event in (
+        ReasoningDelta("hmm"),  # the model's thinking is not shown (as before)
+        TextDelta("Hi"),
+        TextDelta("ignored", choice=1),
+        ToolCallStart(0, None, "get_weather"),
+        ToolCallDelta(0, '{"city":"P"}'),
+        Finish("tool_calls"),
+        Usage(3, 4, {"prompt_tokens": 3, "completion_tokens": 4}),
+        Timings({"predicted_n": 4}),
+    ):
+        out += writer.add(event)
+    out = _valid(out + writer.finish())
+    assert [e["type"] for e in out] == [
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done",
+        "response.completed",
+    ]  # fmt: skip
+    assert [e["sequence_number"] for e in out] == list(range(len(out)))
+    final = Response.model_validate(out[-1]["response"])
+    assert final.output_text == "Hi" and final.usage and final.usage.total_tokens == 7
+    call = final.output[1]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert call.call_id.startswith("call_") and call.arguments == '{"city":"P"}'
+
+
+def test_writer_tool_call_whose_id_and_name_come_in_a_later_fragment() -> None:
+    """The first fragment opens the item (already written); a later id or name does not open
+    a second one, and every argument fragment joins it."""
+    first = {"index": 0, "function": {"arguments": '{"ci'}}
+    late = {"index": 0, "id": "abc", "function": {"name": "get_weather", "arguments": 'ty":1}'}}
+    events = _run([_chunk({"tool_calls": [first]}), _chunk({"tool_calls": [late]}, "tool_calls")])
+    added = [e for e in events if e["type"] == "response.output_item.added"]
+    assert len(added) == 1
+    final = Response.model_validate(events[-1]["response"])
+    assert len(final.output) == 1
+    call = final.output[0]
+    assert call.type == "function_call" and call.call_id.startswith("call_")
+    assert call.arguments == '{"city":1}'
+
+
+def test_writer_interleaved_calls_keep_each_item_to_its_own_fragments() -> None:
+    writer = _writer()
+    for event in (
+        ToolCallStart(0, "a", "f"),
+        ToolCallDelta(0, "{"),
+        ToolCallStart(1, "b", "g"),
+        ToolCallDelta(1, "{}"),
+        ToolCallDelta(0, "}"),  # back to call 0: a new item, as before
+    ):
+        writer.add(event)
+    out = _valid(writer.finish())
+    final = Response.model_validate(out[-1]["response"])
+    arguments = [item.arguments for item in final.output if item.type == "function_call"]
+    assert arguments == ["{", "{}", "}"]
+
+
+def test_writer_engine_failure_mid_stream_is_an_error_event() -> None:
+    writer = _writer()
+    out = writer.start() + writer.add(TextDelta("a"))
+    error = writer.add(Failure("engine died", "engine_error"))
+    assert writer.failure is not None
+    assert _valid(error) == [
+        {"type": "error", "sequence_number": len(out), "code": "engine_error",
+         "message": "engine died", "param": None,
+         "error": {"type": "server_error", "code": "engine_error", "message": "engine died",
+                   "param": None}},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("content", [b"[1]", b"{not json", b'"text"', b"null"])
+def test_a_whole_answer_that_is_not_an_object_is_the_engines_failure(content: bytes) -> None:
+    """Read by /v1/responses and /v1/messages/count_tokens: a 502 naming the engine, where a
+    JSON list used to be a 500."""
+    with pytest.raises(EngineError, match="engine answered"):
+        whole_object(content)

@@ -7,21 +7,18 @@ Each route loads the model on demand and streams the engine's answer back untouc
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
-from hearth.engines.events import engine_refusal
 from hearth.errors import InvalidRequest
 from hearth.keepalive import keep_alive_param
 from hearth.server import jsonbody
-from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import client_closed, open_answer, read_whole, streaming
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["inference"])
-T = TypeVar("T")
 
 _EXAMPLES = {
     "chat/completions": {
@@ -46,9 +43,7 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
     Parsed once, here, with the same limits as every other route (`jsonbody`: nesting depth,
     lone surrogates), so hostile JSON is a 400 before it reaches an engine.
     """
-    body = jsonbody.loads(raw)
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+    body = jsonbody.loads_object(raw)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(
@@ -60,25 +55,22 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
 
 
 async def proxy(request: Request, path: str) -> Response:
+    """The engine's answer, passed through byte for byte (an OpenAI-compatible upstream's
+    errors too: they are already in this face's shape)."""
     body, keep_alive = parse_body(await request.body())
     services: Services = request.app.state.services
     opening = services.open_inference(path, body, keep_alive)
-    ok, upstream = await unless_disconnected(request, opening)
-    if not ok or upstream is None:
-        return Response(status_code=CLIENT_CLOSED)
-    if upstream.status_code >= 400 and not upstream.errors_in_openai_shape:  # else: with a fix
-        raise engine_refusal(upstream.status_code, await upstream.read(), str(body["model"]))
-    if upstream.is_event_stream:
-        return StreamingResponse(
-            upstream.stream(),
-            status_code=upstream.status_code,
-            media_type=upstream.content_type,
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    answer = await open_answer(request, opening, str(body["model"]), pass_errors=True)
+    if answer is None:
+        return client_closed()
+    if answer.is_event_stream:
+        return streaming(
+            answer.stream(), media_type=answer.content_type, status_code=answer.status_code
         )
-    ok, content = await unless_disconnected(request, upstream.read())
-    if not ok or content is None:
-        return Response(status_code=CLIENT_CLOSED)
-    return Response(content, status_code=upstream.status_code, media_type=upstream.content_type)
+    content = await read_whole(request, answer)
+    if content is None:
+        return client_closed()
+    return Response(content, status_code=answer.status_code, media_type=answer.content_type)
 
 
 @router.post("/chat/completions", responses=ERRORS, openapi_extra=_doc("chat/completions"))

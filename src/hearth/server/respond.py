@@ -4,26 +4,33 @@ then stream the face's bytes or read the answer whole.
 
 A face is a request translator plus an event writer; everything else about answering a request
 is here, written once, so a feature that touches every face (keep-alives, progress) has one
-place to go.
+place to go. The helpers the writers share are here too: `sse` frames an event the way
+Anthropic and the Responses API name it, and a non-streamed answer is read with `read_whole`
+and folded into the same typed events a stream makes (`whole_object`, `whole_answer`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+import json
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from hearth.engines.events import engine_refusal
+from hearth.engines.events import AnswerEvent, EventReader, Gathered, engine_refusal
 from hearth.engines.proxy import Answer
+from hearth.errors import EngineError
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
 EVENT_STREAM = "text/event-stream"
 #: What every stream says to caches and proxies in between: nothing to keep, nothing to buffer.
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+# One encoder, made once: `json.dumps` with any option builds a new JSONEncoder per call, a
+# cost paid per token on a stream (the output is the same bytes).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 async def _until_disconnect(request: Request) -> None:
@@ -76,3 +83,42 @@ def streaming(
     return StreamingResponse(
         chunks, status_code=status_code, media_type=media_type, headers=STREAM_HEADERS
     )
+
+
+async def read_whole(request: Request, answer: Answer) -> bytes | None:
+    """The answer's body read whole, or None when the client left first (the read is
+    cancelled, which stops the engine)."""
+    ok, content = await unless_disconnected(request, answer.read())
+    return content if ok else None
+
+
+def whole_object(content: bytes) -> dict[str, Any]:
+    """An engine's non-streamed answer as its JSON object; anything else is the engine's
+    failure (502), never a 500."""
+    try:
+        parsed = json.loads(content)
+    except ValueError as bad:
+        raise EngineError(f"The engine answered with something other than JSON: {bad}") from bad
+    if not isinstance(parsed, dict):
+        raise EngineError("The engine answered with JSON that is not an object.")
+    return parsed
+
+
+def gather(events: Iterable[AnswerEvent], choice: int = 0) -> Gathered:
+    """One choice of an answer, folded from its events (a whole answer: `whole_answer`)."""
+    gathered = Gathered(choice)
+    for event in events:
+        gathered.add(event)
+    return gathered
+
+
+def whole_answer(reply: Mapping[str, Any], choice: int = 0) -> Gathered:
+    """A non-streamed chat completion folded as a stream of it would be: the one reading of a
+    whole answer behind every face."""
+    return gather(EventReader().whole(reply), choice)
+
+
+def sse(event: Mapping[str, Any]) -> bytes:
+    """One event as Anthropic and the Responses API write it: `event:` naming its type, then
+    its data."""
+    return f"event: {event['type']}\ndata: {_ENCODE(event)}\n\n".encode()

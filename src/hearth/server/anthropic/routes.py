@@ -12,20 +12,29 @@ version, and the betas are features of Anthropic's service. The key is Hearth's,
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from hearth.engines.events import engine_refusal
-from hearth.engines.proxy import Answer as Upstream
-from hearth.errors import EngineError, HearthError, InvalidRequest
+from hearth.engines.events import answer_events
+from hearth.engines.proxy import Answer
+from hearth.errors import EngineError, HearthError
 from hearth.server import jsonbody
-from hearth.server.anthropic.stream import SSE, events, sse
-from hearth.server.anthropic.translate import Assembler, Call, count_body, messages_call
-from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
+from hearth.server.anthropic.shapes import Message
+from hearth.server.anthropic.stream import Assembler, events
+from hearth.server.anthropic.translate import Call, count_body, messages_call
+from hearth.server.respond import (
+    client_closed,
+    open_answer,
+    read_whole,
+    sse,
+    streaming,
+    unless_disconnected,
+    whole_answer,
+    whole_object,
+)
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
@@ -43,42 +52,33 @@ _DOC = {
 }
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    """The JSON body, parsed with the limits of every route (`jsonbody`)."""
-    body = jsonbody.loads(await request.body())
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
-    return body
-
-
-async def _open(request: Request, call: Call, body: dict[str, Any]) -> Upstream | None:
-    """The engine's answer (200 only: a refusal is raised as a Hearth error); None when the
-    client left first."""
+async def _open(request: Request, call: Call, body: dict[str, Any]) -> Answer | None:
+    """The engine's answer (a refusal is raised as a Hearth error); None when the client left
+    first."""
     services: Services = request.app.state.services
     opening = services.open_inference("chat/completions", body, call.keep_alive)
-    ok, upstream = await unless_disconnected(request, opening)
-    if not ok or upstream is None:
-        return None
-    if upstream.status_code != 200:
-        raise engine_refusal(upstream.status_code, await upstream.read(), str(body["model"]))
-    return upstream
+    return await open_answer(request, opening, str(body["model"]))
 
 
-async def _sse(upstream: Upstream, reply: Assembler) -> AsyncIterator[bytes]:
+async def _sse(answer: Answer, reply: Assembler) -> AsyncIterator[bytes]:
     try:
-        async for event in events(upstream.stream(), reply):
+        async for event in events(answer.stream(), reply):
             yield sse(event)
     finally:
-        await upstream.close()  # a stop sequence ends early: this cancels the generation
+        await answer.close()  # a stop sequence ends early: this cancels the generation
 
 
-async def _whole(upstream: Upstream, reply: Assembler) -> dict[str, Any]:
+async def _whole(answer: Answer, reply: Assembler) -> Message:
     try:
-        async for event in events(upstream.stream(), reply):
-            if event["type"] == "error":
-                raise EngineError(str(event["error"]["message"]))
+        async for event in answer_events(answer.stream()):
+            reply.add(event)
+            if reply.failure is not None:
+                raise EngineError(reply.failure.message)
+            if reply.done:
+                break
     finally:
-        await upstream.close()
+        await answer.close()
+    reply.finish_events()
     return reply.message()
 
 
@@ -86,17 +86,16 @@ async def _whole(upstream: Upstream, reply: Assembler) -> dict[str, Any]:
 async def messages(request: Request) -> Response:
     """Anthropic's Messages: `max_tokens` required; streamed (SSE with `event:` lines) with
     "stream": true. Text, base64 images, tool_use/tool_result, system, stop_sequences."""
-    call = messages_call(await _body(request))
-    upstream = await _open(request, call, call.body)
-    if upstream is None:
-        return Response(status_code=CLIENT_CLOSED)
+    call = messages_call(jsonbody.loads_object(await request.body()))
+    answer = await _open(request, call, call.body)
+    if answer is None:
+        return client_closed()
     reply = Assembler(call.name, call.stops)
     if call.stream:
-        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(_sse(upstream, reply), media_type=SSE, headers=headers)
-    ok, message = await unless_disconnected(request, _whole(upstream, reply))
+        return streaming(_sse(answer, reply))
+    ok, message = await unless_disconnected(request, _whole(answer, reply))
     if not ok or message is None:
-        return Response(status_code=CLIENT_CLOSED)
+        return client_closed()
     return JSONResponse(message)
 
 
@@ -105,17 +104,17 @@ async def count_tokens(request: Request) -> Response:
     """The input tokens a Messages request would use: exact, counted by the engine on the same
     prompt (chat template and tools included) with one token generated. It loads the model;
     the prompt stays in the engine's cache for the request that follows."""
-    body = await _body(request)
+    body = jsonbody.loads_object(await request.body())
     body.setdefault("max_tokens", 1)  # count_tokens does not take max_tokens
     call = messages_call(body)
-    upstream = await _open(request, call, count_body(call))
-    if upstream is None:
-        return Response(status_code=CLIENT_CLOSED)
-    ok, content = await unless_disconnected(request, upstream.read())
-    if not ok or content is None:
-        return Response(status_code=CLIENT_CLOSED)
-    usage = json.loads(content).get("usage") or {}
-    tokens = usage.get("prompt_tokens")
-    if not isinstance(tokens, int):
+    answer = await _open(request, call, count_body(call))
+    if answer is None:
+        return client_closed()
+    content = await read_whole(request, answer)
+    if content is None:
+        return client_closed()
+    usage = whole_answer(whole_object(content)).usage
+    tokens = usage.prompt_tokens if usage is not None else None
+    if tokens is None:
         raise HearthError("The engine did not report the prompt's token count.")
     return JSONResponse({"input_tokens": tokens})

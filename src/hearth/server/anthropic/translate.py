@@ -8,14 +8,9 @@ without a server:
   gets. Only the documented fields are read, each type-checked and bounded; unknown fields
   (`metadata`, `thinking`, `cache_control`, ...) are ignored, as a proxy to a model without
   them must. Nothing in the body becomes an engine flag.
-- answers: `Assembler` is fed the engine's OpenAI stream chunks and yields Anthropic's stream
-  events (`message_start` ... `message_stop`); a non-streamed request is assembled from the
-  same events (`Assembler.message`), so both shapes come from one code path.
-
-Stop sequences are matched here rather than by the engine: llama.cpp stops on them but does not
-say whether it stopped on one or on end-of-turn, while Anthropic's `stop_reason:
-"stop_sequence"` and `stop_sequence` must name it. Text is held back by at most the longest
-sequence's length minus one character, so a stream never shows part of a stop sequence.
+- answers: `parse_input` reads a tool call's arguments as Anthropic's `input`; the answer
+  itself is written from the engine's typed events by `stream.Assembler`. Stop sequences are
+  taken here (`Call.stops`) and matched there, not by the engine (see `stream.py`).
 """
 
 from __future__ import annotations
@@ -37,7 +32,6 @@ MAX_MESSAGES = 10_000
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 SKIPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})  # the model's own, not replayed
-FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
 @dataclass
@@ -276,10 +270,9 @@ def _stops(raw: Any) -> list[str]:
     return list(raw)
 
 
-def messages_call(body: Any) -> Call:
-    """POST /v1/messages -> chat/completions (see the module docstring)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+def messages_call(body: dict[str, Any]) -> Call:
+    """POST /v1/messages -> chat/completions (see the module docstring). The body is already
+    known to be a JSON object (`jsonbody.loads_object`)."""
     name = body.get("model")
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("model: Field required.", param="model")
@@ -317,177 +310,6 @@ def count_body(call: Call) -> dict[str, Any]:
 
 
 # ---- answers ------------------------------------------------------------------------------
-
-Event = dict[str, Any]
-
-
-@dataclass
-class Assembler:
-    """One answer being written in Anthropic's shape from the engine's OpenAI chunks.
-
-    `feed` takes one chunk and returns the Anthropic events it makes; `finish` the closing
-    ones. `done` turns true when a stop sequence matched (the caller then closes the engine's
-    stream, which cancels the generation). `message` is the whole Message for a non-streamed
-    request, built from the same events.
-    """
-
-    name: str
-    stops: list[str] = field(default_factory=list)
-    id: str = field(default_factory=lambda: new_id("msg"))
-    blocks: list[dict[str, Any]] = field(default_factory=list)
-    open_kind: str | None = None  # "text" or "tool_use": the block now being written
-    tool_blocks: dict[int, int] = field(default_factory=dict)  # OpenAI call index -> block
-    pending: str = ""  # text held back while it may be the start of a stop sequence
-    finish: str | None = None
-    stop_sequence: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    pieces: int = 0  # text and argument chunks seen: output tokens when no usage comes
-    done: bool = False
-
-    def start(self) -> list[Event]:
-        """`message_start` and a `ping`, sent as soon as the engine accepted the request."""
-        message = self._message([], None)
-        return [{"type": "message_start", "message": message}, {"type": "ping"}]
-
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        choices = chunk.get("choices") or []
-        if self.done or not choices or not isinstance(choices[0], dict):
-            return []
-        choice = choices[0]
-        self.finish = choice.get("finish_reason") or self.finish
-        delta = choice.get("delta") or {}
-        events: list[Event] = []
-        if isinstance(delta.get("content"), str) and delta["content"]:
-            self.pieces += 1
-            events += self._text(delta["content"])
-        for call in delta.get("tool_calls") or []:
-            if isinstance(call, dict) and not self.done:
-                self.pieces += 1
-                events += self._tool(call)
-        return events
-
-    def finish_events(self) -> list[Event]:
-        """Flush held-back text, close the open block, say why and how much."""
-        events = self._emit_text(self.pending) if self.pending and not self.done else []
-        self.pending = ""
-        events += self._close()
-        reason, usage = self.stop_reason(), self.counts()
-        return [
-            *events,
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": reason, "stop_sequence": self.stop_sequence},
-                "usage": usage,
-            },
-            {"type": "message_stop"},
-        ]
-
-    def stop_reason(self) -> str:
-        if self.stop_sequence is not None:
-            return "stop_sequence"
-        if any(b["type"] == "tool_use" for b in self.blocks):
-            return "tool_use"
-        return FINISH.get(self.finish or "stop", "end_turn")
-
-    def counts(self) -> dict[str, int]:
-        """Anthropic's usage. When Hearth cut the answer at a stop sequence the engine never
-        reported usage: output is counted from the chunks seen (one token each, llama.cpp's
-        streaming unit) and input is unknown (0)."""
-        output = self.usage.get("completion_tokens")
-        return {
-            "input_tokens": int(self.usage.get("prompt_tokens") or 0),
-            "output_tokens": int(output if isinstance(output, int) else self.pieces),
-        }
-
-    def message(self) -> dict[str, Any]:
-        """The whole Message (non-streamed request), after `finish_events`."""
-        content = []
-        for block in self.blocks:
-            if block["type"] == "tool_use":
-                text = block["json"]
-                block = {k: v for k, v in block.items() if k != "json"}
-                block["input"] = parse_input(text)
-            content.append(block)
-        return self._message(content, self.stop_reason(), self.counts())
-
-    def _message(
-        self, content: list[Any], reason: str | None, usage: dict[str, int] | None = None
-    ) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.name,
-            "content": content,
-            "stop_reason": reason,
-            "stop_sequence": self.stop_sequence if reason else None,
-            "usage": usage or {"input_tokens": 0, "output_tokens": 0},
-        }
-
-    def _text(self, text: str) -> list[Event]:
-        if not self.stops:
-            return self._emit_text(text)
-        self.pending += text
-        hits = [(self.pending.find(s), s) for s in self.stops if s in self.pending]
-        if hits:
-            at, seq = min(hits)
-            head, self.pending = self.pending[:at], ""
-            self.stop_sequence, self.done = seq, True
-            return self._emit_text(head) if head else []
-        keep = max(len(s) for s in self.stops) - 1
-        cut = len(self.pending) - keep
-        if cut <= 0:
-            return []
-        head, self.pending = self.pending[:cut], self.pending[cut:]
-        return self._emit_text(head)
-
-    def _emit_text(self, text: str) -> list[Event]:
-        events = []
-        if self.open_kind != "text":
-            events += self._close()
-            self.blocks.append({"type": "text", "text": ""})
-            self.open_kind = "text"
-            events.append(self._block_start({"type": "text", "text": ""}))
-        self.blocks[-1]["text"] += text
-        delta = {"type": "text_delta", "text": text}
-        return [*events, {"type": "content_block_delta", "index": len(self.blocks) - 1,
-                          "delta": delta}]  # fmt: skip
-
-    def _tool(self, call: dict[str, Any]) -> list[Event]:
-        events: list[Event] = []
-        index = call.get("index", len(self.tool_blocks))
-        function = call.get("function") or {}
-        if index not in self.tool_blocks:
-            if self.pending:  # text before the call: out now, it cannot become a stop any more
-                events += self._emit_text(self.pending)
-                self.pending = ""
-            events += self._close()
-            call_id = call.get("id") if isinstance(call.get("id"), str) else new_id("toolu")
-            name = function.get("name") or ""
-            block: dict[str, Any] = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
-            self.blocks.append({**block, "json": ""})
-            self.tool_blocks[index] = len(self.blocks) - 1
-            self.open_kind = "tool_use"
-            events.append(self._block_start(block))
-        position = self.tool_blocks[index]
-        fragment = function.get("arguments")
-        if isinstance(fragment, str) and fragment:
-            self.blocks[position]["json"] += fragment
-            delta = {"type": "input_json_delta", "partial_json": fragment}
-            events.append({"type": "content_block_delta", "index": position, "delta": delta})
-        return events
-
-    def _block_start(self, block: dict[str, Any]) -> Event:
-        index = len(self.blocks) - 1
-        return {"type": "content_block_start", "index": index, "content_block": block}
-
-    def _close(self) -> list[Event]:
-        if self.open_kind is None:
-            return []
-        self.open_kind = None
-        return [{"type": "content_block_stop", "index": len(self.blocks) - 1}]
 
 
 def parse_input(text: str) -> dict[str, Any]:

@@ -13,16 +13,20 @@ continue (`previous_response_id`) or delete later; those answer 400/404 saying s
 
 from __future__ import annotations
 
-import json
 import time
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
-from hearth.engines.events import engine_refusal
-from hearth.errors import EngineError, NotFound
+from hearth.errors import NotFound
 from hearth.server import jsonbody
-from hearth.server.respond import CLIENT_CLOSED, unless_disconnected
+from hearth.server.respond import (
+    client_closed,
+    open_answer,
+    read_whole,
+    streaming,
+    whole_object,
+)
 from hearth.server.responses.stream import Events, events
 from hearth.server.responses.translate import call, new_id, response
 from hearth.server.schemas import ERRORS
@@ -50,31 +54,19 @@ _DOC = {
 @router.post("/responses", responses=ERRORS, openapi_extra=_DOC)
 async def create_response(request: Request) -> Response:
     """OpenAI's Responses API (streamed as Responses events with "stream": true)."""
-    translated = call(jsonbody.loads(await request.body()))
+    translated = call(jsonbody.loads_object(await request.body()))
     services: Services = request.app.state.services
     opening = services.open_inference("chat/completions", translated.body, translated.keep_alive)
-    ok, upstream = await unless_disconnected(request, opening)
-    if not ok or upstream is None:
-        return Response(status_code=CLIENT_CLOSED)
-    if upstream.status_code != 200:
-        raise engine_refusal(
-            upstream.status_code, await upstream.read(), str(translated.body["model"])
-        )
+    answer = await open_answer(request, opening, str(translated.body["model"]))
+    if answer is None:
+        return client_closed()
     response_id, created = new_id("resp"), int(time.time())
-    if upstream.is_event_stream:
-        state = Events(translated, response_id, created)
-        return StreamingResponse(
-            events(upstream.stream(), state),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-        )
-    ok, content = await unless_disconnected(request, upstream.read())
-    if not ok or content is None:
-        return Response(status_code=CLIENT_CLOSED)
-    try:
-        reply = json.loads(content)
-    except ValueError as bad:
-        raise EngineError(f"The engine answered with something other than JSON: {bad}") from bad
+    if answer.is_event_stream:
+        return streaming(events(answer.stream(), Events(translated, response_id, created)))
+    content = await read_whole(request, answer)
+    if content is None:
+        return client_closed()
+    reply = whole_object(content)
     return JSONResponse(response(translated, reply, response_id, created))
 
 

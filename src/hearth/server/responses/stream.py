@@ -1,4 +1,4 @@
-"""An engine's chat-completion chunks, rewritten on the fly as Responses API events.
+"""An engine's answer events (`engines/events.py`), written on the fly as Responses API events.
 
 OpenAI's order, each event an SSE `event: <type>` line plus `data: {...}` with a
 `sequence_number`: response.created, response.in_progress, then per output item
@@ -6,42 +6,63 @@ output_item.added, (text) content_part.added, output_text.delta..., output_text.
 content_part.done / (call) function_call_arguments.delta..., function_call_arguments.done,
 then output_item.done; last response.completed (response.incomplete when cut by
 max_output_tokens). Text goes out as soon as a chunk brings it (no buffering beyond the current
-SSE event). An engine error mid-answer becomes an `error` event, which the official client
-raises as APIError.
+SSE event). An engine error mid-answer (`Failure`) becomes an `error` event, which the official
+client raises as APIError.
+
+`Events` is the writer: `add` takes one typed event and returns the Responses events it makes.
+What the engine said is folded in one `Gathered`; the writer keeps only what it has written
+(the open item, where its text or arguments start, the sequence number).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-from hearth.server.engine_events import engine_chunks, engine_error, sse
+from hearth.engines.events import (
+    AnswerEvent,
+    Failure,
+    Finish,
+    Gathered,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    answer_events,
+)
+from hearth.server.respond import sse
+from hearth.server.responses.shapes import Event, FunctionCallItem, MessageItem, OutputItem
 from hearth.server.responses.translate import (
     Call,
     call_item,
     envelope,
     finished,
+    gathered_usage,
     message_item,
     new_id,
 )
 
-Event = dict[str, Any]
-
 
 class Events:
-    """The state of one streamed Response: which item is open, what it holds so far."""
+    """The writer of one streamed Response: which item is open, where its text or arguments
+    start in what the engine said (`seen`), the next sequence number."""
+
+    __slots__ = (
+        "arguments_from", "base", "failure", "open", "output", "seen", "sequence", "text_from",
+        "tool_index",
+    )  # fmt: skip
 
     def __init__(self, call: Call, response_id: str, created: int) -> None:
         self.base = envelope(call, response_id, created)
         self.sequence = 0
-        self.output: list[dict[str, Any]] = []  # finished items
-        self.open: dict[str, Any] | None = None  # the item being streamed
-        self.text = ""  # the open message's text so far
-        self.tool_index: Any = None  # the engine's index of the open tool call
-        self.finish_reason: Any = None
-        self.usage: Any = None
+        self.output: list[OutputItem] = []  # finished items
+        self.open: MessageItem | FunctionCallItem | None = None  # the item being streamed
+        self.seen = Gathered()  # what the engine said
+        self.text_from = 0  # the open message's text is seen.text[text_from:]
+        self.tool_index: int | None = None  # the engine's index of the open tool call
+        self.arguments_from = 0  # its arguments: seen.calls[tool_index].arguments[this:]
+        self.failure: Failure | None = None
 
-    def _event(self, kind: str, **fields: Any) -> Event:
+    def _event(self, kind: str, **fields: object) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return event
@@ -52,20 +73,31 @@ class Events:
             self._event("response.in_progress", response=self.base),
         ]
 
-    def _where(self) -> dict[str, Any]:
-        assert self.open is not None
-        return {"item_id": self.open["id"], "output_index": len(self.output)}
+    def add(self, event: AnswerEvent) -> list[Event]:
+        """One engine event -> the Responses events it makes (reasoning is not shown)."""
+        match event:
+            case TextDelta(choice=0):
+                return self._text(event)
+            case ToolCallStart(choice=0):
+                return self._call(event)
+            case ToolCallDelta(choice=0):
+                return self._arguments(event)
+            case Finish(choice=0) | Usage():
+                self.seen.add(event)
+            case Failure(message=message):
+                self.failure = event
+                return [self.failed(message)]
+        return []
 
-    def _open(self, item: dict[str, Any]) -> list[Event]:
+    def _open(self, item: MessageItem | FunctionCallItem) -> list[Event]:
         self.open = item
-        added = dict(item)  # a snapshot: the open item changes as deltas arrive
         index = len(self.output)
-        events = [self._event("response.output_item.added", output_index=index, item=added)]
+        events = [self._event("response.output_item.added", output_index=index, item=item)]
         if item["type"] == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            events.append(self._event("response.content_part.added", **self._where(),
-                                      content_index=0, part=part))  # fmt: skip
-            self.text = ""
+            events.append(self._event("response.content_part.added", item_id=item["id"],
+                                      output_index=index, content_index=0, part=part))  # fmt: skip
+            self.text_from = len(self.seen.text)
         return events
 
     def close(self) -> list[Event]:
@@ -74,8 +106,9 @@ class Events:
         if item is None:
             return []
         where = {"item_id": item["id"], "output_index": len(self.output)}
+        done: OutputItem
         if item["type"] == "message":
-            done = message_item(item["id"], self.text)
+            done = message_item(item["id"], self.seen.text[self.text_from :])
             part = done["content"][0]
             events = [
                 self._event("response.output_text.done", **where, content_index=0,
@@ -83,65 +116,70 @@ class Events:
                 self._event("response.content_part.done", **where, content_index=0, part=part),
             ]  # fmt: skip
         else:
-            done = {**item, "status": "completed"}
+            assert self.tool_index is not None
+            arguments = self.seen.calls[self.tool_index].arguments[self.arguments_from :]
+            done = {**item, "arguments": arguments, "status": "completed"}
             events = [self._event("response.function_call_arguments.done", **where,
-                                  arguments=item["arguments"])]  # fmt: skip
+                                  arguments=arguments)]  # fmt: skip
         events.append(self._event("response.output_item.done", output_index=where["output_index"],
                                   item=done))  # fmt: skip
         self.output.append(done)
         return events
 
-    def _text(self, text: str) -> list[Event]:
-        events: list[Event] = []
-        if self.open is None or self.open["type"] != "message":
-            events += self.close() + self._open(message_item(new_id("msg"), "", "in_progress"))
-        assert self.open is not None
-        self.text += text
-        events.append(self._event("response.output_text.delta", **self._where(), content_index=0,
-                                  delta=text, logprobs=[]))  # fmt: skip
+    def _text(self, event: TextDelta) -> list[Event]:
+        events = []
+        open_item = self.open
+        if open_item is None or open_item["type"] != "message":
+            events = self.close() + self._open(message_item(new_id("msg"), "", "in_progress"))
+            open_item = self.open
+            assert open_item is not None
+        self.seen.add(event)
+        sequence = self.sequence
+        self.sequence = sequence + 1
+        events.append(
+            {"type": "response.output_text.delta", "sequence_number": sequence,
+             "item_id": open_item["id"], "output_index": len(self.output), "content_index": 0,
+             "delta": event.text, "logprobs": []}
+        )  # fmt: skip
         return events
 
-    def _tool(self, delta: dict[str, Any]) -> list[Event]:
-        events: list[Event] = []
-        function = delta.get("function") or {}
-        index = delta.get("index", 0)
-        if self.open is None or self.open["type"] != "function_call" or index != self.tool_index:
-            self.tool_index = index
-            call_id = str(delta.get("id") or new_id("call"))
-            item = call_item(new_id("fc"), call_id, str(function.get("name") or ""), "",
-                             "in_progress")  # fmt: skip
-            events += self.close() + self._open(item)
+    def _call(self, event: ToolCallStart) -> list[Event]:
+        """A new tool call: its item opens (a repeated start of the open call changes nothing)."""
+        if self._is_open(event.index):
+            return []
+        self.seen.add(event)
+        return self._open_call(event.index, event.id, event.name)
+
+    def _arguments(self, event: ToolCallDelta) -> list[Event]:
+        events = []
+        if not self._is_open(event.index):  # arguments of a call not open: it opens, unnamed
+            events = self._open_call(event.index, None, "")
+        self.seen.add(event)
         assert self.open is not None
-        arguments = function.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            self.open["arguments"] += arguments
-            events.append(self._event("response.function_call_arguments.delta", **self._where(),
-                                      delta=arguments))  # fmt: skip
+        events.append(self._event("response.function_call_arguments.delta",
+                                  item_id=self.open["id"], output_index=len(self.output),
+                                  delta=event.arguments))  # fmt: skip
         return events
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        """One chat.completion.chunk -> the events it makes."""
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        events: list[Event] = []
-        for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                events += self._text(text)
-            for tool in delta.get("tool_calls") or []:
-                if isinstance(tool, dict):
-                    events += self._tool(tool)
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        return events
+    def _is_open(self, index: int) -> bool:
+        return (
+            self.open is not None
+            and self.open["type"] == "function_call"
+            and index == self.tool_index
+        )
+
+    def _open_call(self, index: int, call_id: str | None, name: str) -> list[Event]:
+        events = self.close()
+        self.tool_index = index
+        known = self.seen.calls.get(index)
+        self.arguments_from = len(known.arguments) if known is not None else 0
+        item = call_item(new_id("fc"), call_id or new_id("call"), name, "", "in_progress")
+        return events + self._open(item)
 
     def finish(self) -> list[Event]:
         """Close what is open; the final response.completed (or .incomplete)."""
         events = self.close()
-        final = finished(self.base, self.output, self.finish_reason, self.usage)
+        final = finished(self.base, self.output, self.seen.finish, gathered_usage(self.seen))
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         return [*events, self._event(kind, response=final)]
 
@@ -155,12 +193,10 @@ async def events(chunks: AsyncIterator[bytes], state: Events) -> AsyncIterator[b
     """The Responses event stream for an engine's chat-completion event stream."""
     for event in state.start():
         yield sse(event)
-    async for chunk in engine_chunks(chunks):
-        error = engine_error(chunk)
-        if error is not None:
-            yield sse(state.failed(error))
-            return
-        for event in state.feed(chunk):
+    async for answer in answer_events(chunks):
+        for event in state.add(answer):
             yield sse(event)
+        if state.failure is not None:
+            return
     for event in state.finish():
         yield sse(event)

@@ -3,7 +3,8 @@
 `POST /v1/responses` is a translation at the face: `call` turns a Responses body into the
 chat-completions body the engine gets (so Hearth's chat path, its errors and keep_alive apply
 once, for both dialects), and `response` turns the engine's chat completion into a Response
-object. The streamed form is in `stream.py`, built from the same pieces.
+object, read as the same typed events a stream of it makes (`engines/events.py`). The streamed
+form is in `stream.py`, built from the same pieces.
 
 Everything in a request is a stranger's data: only the fields below reach the engine, each
 type-checked and bounded; fields Hearth does not act on (`user`, `reasoning`, `truncation`,
@@ -20,11 +21,23 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from hearth.engines.events import Gathered
 from hearth.errors import InvalidParameter, InvalidRequest
 from hearth.keepalive import keep_alive_param
+from hearth.server.respond import whole_answer
+from hearth.server.responses.shapes import (
+    Echo,
+    FunctionCallItem,
+    MessageItem,
+    OutputItem,
+    Response,
+    Status,
+    Usage,
+)
 
 MAX_ITEMS = 4096  # input items in one request
 MAX_TOOLS = 128
@@ -48,9 +61,9 @@ class Call:
 
     name: str  # the model as the client named it
     body: dict[str, Any]  # the chat-completions body for the engine
+    echo: Echo  # request fields a Response repeats
     stream: bool = False
     keep_alive: float | None = None
-    echo: dict[str, Any] = field(default_factory=dict)  # request fields a Response repeats
 
 
 # ---- small readers ------------------------------------------------------------------------
@@ -308,10 +321,9 @@ def _refuse_stored(body: dict[str, Any]) -> None:
             raise _bad(NOT_STORED.format(field=key), key)
 
 
-def call(body: Any) -> Call:
-    """A Responses request body -> the chat-completions call (see the module docstring)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest('The request body must be a JSON object like {"model": "..."}.')
+def call(body: dict[str, Any]) -> Call:
+    """A Responses request body (a JSON object: `jsonbody.loads_object`) -> the
+    chat-completions call (see the module docstring)."""
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise InvalidRequest(
@@ -344,7 +356,7 @@ def call(body: Any) -> Call:
     raw_keep = body.get("keep_alive")
     keep_alive = None if raw_keep is None else keep_alive_param(raw_keep)
     echo = _echo(body, functions, max_tokens, limits)
-    return Call(name, chat, stream=stream, keep_alive=keep_alive, echo=echo)
+    return Call(name, chat, echo, stream=stream, keep_alive=keep_alive)
 
 
 def _echo(
@@ -352,10 +364,10 @@ def _echo(
     functions: list[dict[str, Any]],
     max_tokens: int | None,
     limits: dict[str, float | None],
-) -> dict[str, Any]:
+) -> Echo:
     """The request's own settings, as a Response repeats them (validated copies only)."""
     choice = body.get("tool_choice")
-    instructions = body.get("instructions")
+    instructions = body.get("instructions")  # checked by `messages`: a string or None
     fmt = body.get("text", {}).get("format") if isinstance(body.get("text"), dict) else None
     return {
         "instructions": instructions,
@@ -374,7 +386,7 @@ def _echo(
 # ---- the answer ---------------------------------------------------------------------------
 
 
-def usage(raw: Any) -> dict[str, Any] | None:
+def usage(raw: Any) -> Usage | None:
     """Chat usage -> Responses usage (input/output/total tokens and their details)."""
     if not isinstance(raw, dict):
         return None
@@ -391,20 +403,28 @@ def usage(raw: Any) -> dict[str, Any] | None:
     }
 
 
-def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+def gathered_usage(gathered: Gathered) -> dict[str, Any] | None:
+    """The engine's usage object as it sent it (None when it sent none)."""
+    return gathered.usage.raw if gathered.usage is not None else None
+
+
+def message_item(item_id: str, text: str, status: Status = "completed") -> MessageItem:
     return {
         "type": "message",
         "id": item_id,
         "status": status,
         "role": "assistant",
-        "content": content if status == "completed" else [],
+        "content": (
+            [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+            if status == "completed"
+            else []
+        ),
     }
 
 
 def call_item(
-    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
-) -> dict[str, Any]:
+    item_id: str, call_id: str, name: str, arguments: str, status: Status = "completed"
+) -> FunctionCallItem:
     return {
         "type": "function_call",
         "id": item_id,
@@ -415,15 +435,13 @@ def call_item(
     }
 
 
-def envelope(
-    call: Call, response_id: str, created: int, status: str = "in_progress"
-) -> dict[str, Any]:
+def envelope(call: Call, response_id: str, created: int) -> Response:
     """A Response object without output (what `response.created` carries)."""
     return {
         "id": response_id,
         "object": "response",
         "created_at": created,
-        "status": status,
+        "status": "in_progress",
         "error": None,
         "incomplete_details": None,
         "model": call.name,
@@ -438,8 +456,8 @@ def envelope(
 
 
 def finished(
-    base: dict[str, Any], output: list[dict[str, Any]], finish_reason: Any, raw_usage: Any
-) -> dict[str, Any]:
+    base: Response, output: list[OutputItem], finish_reason: str | None, raw_usage: Any
+) -> Response:
     """The final Response: status from the finish reason, output items, usage."""
     cut = finish_reason == "length"
     return {
@@ -451,24 +469,15 @@ def finished(
     }
 
 
-def response(call: Call, reply: Any, response_id: str, created: int) -> dict[str, Any]:
-    """A whole chat completion (the engine's answer) -> a Response object."""
-    choices = reply.get("choices") if isinstance(reply, dict) else None
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    message = choice.get("message") or {}
-    output: list[dict[str, Any]] = []
-    text = message.get("content")
-    if isinstance(text, str) and text:
-        output.append(message_item(new_id("msg"), text))
-    for tool_call in message.get("tool_calls") or []:
-        function = tool_call.get("function") or {}
-        output.append(
-            call_item(
-                new_id("fc"),
-                str(tool_call.get("id") or new_id("call")),
-                str(function.get("name") or ""),
-                str(function.get("arguments") or ""),
-            )
-        )
+def response(call: Call, reply: Mapping[str, Any], response_id: str, created: int) -> Response:
+    """A whole chat completion (the engine's answer) -> a Response object: its text, then its
+    tool calls in the engine's order."""
+    answer = whole_answer(reply)
+    output: list[OutputItem] = []
+    if answer.text:
+        output.append(message_item(new_id("msg"), answer.text))
+    for tool_call in answer.tool_calls():
+        call_id = tool_call.id or new_id("call")
+        output.append(call_item(new_id("fc"), call_id, tool_call.name, tool_call.arguments))
     base = envelope(call, response_id, created)
-    return finished(base, output, choice.get("finish_reason"), reply.get("usage"))
+    return finished(base, output, answer.finish, gathered_usage(answer))
