@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 State = Literal["starting", "running", "stopping"]
 
+
 class Runner(Protocol):
     """What the scheduler needs from a loaded model: start it, stop it, ask whether it lives."""
 

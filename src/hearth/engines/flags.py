@@ -104,7 +104,7 @@ def plain_relative_path(value: str, what: str) -> str:
         or any(p in ("", ".", "..") or len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts)
     ):
         raise ValueError(
-            f"a file name inside the model's folder (like \"mmproj.gguf\"); {what} may not "
+            f'a file name inside the model\'s folder (like "mmproj.gguf"); {what} may not '
             "point elsewhere"
         )
     return value

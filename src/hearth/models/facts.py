@@ -97,8 +97,6 @@ def model_capabilities(entry: ModelEntry, fact: Facts | None = None) -> list[str
 Identity = tuple[int, int, int, int]
 
 
-
-
 class HeaderCache:
     """GGUF headers by file identity, shared by every thread of the process.
 

@@ -49,7 +49,6 @@ ROLES = ("system", "user", "assistant")
 _KEYWORD = re.compile(r"^\s*([A-Za-z]+)(?:\s+|$)(.*)$", re.DOTALL)
 
 
-
 @dataclass
 class Modelfile:
     """What a Modelfile asks for. `source` is FROM's text; `path` is set when it names a file."""

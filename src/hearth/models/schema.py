@@ -328,7 +328,7 @@ def plain_file_name(value: Any, field: str) -> str:
             f"'{field}' is {shown}: it must be a plain file name inside the model's folder "
             '(like "model.Q4_K_M.gguf"; no folders, at most 255 bytes, not model.json).',
         )
-    return value
+    return str(value)  # a str: `ok` checked it
 
 
 def _check_sources(sources: list[dict[str, Any]], field: str, *, remote: bool) -> None:
@@ -371,7 +371,7 @@ def _check_engine(info: ModelInfo, engines: EngineRules) -> None:
     if not _FORMAT.fullmatch(info.format):
         raise SchemaError(
             "format",
-            f"'format' is {info.format[:80]!r}; Hearth runs \"gguf\" models (\"ggufv3\", "
+            f'\'format\' is {info.format[:80]!r}; Hearth runs "gguf" models ("ggufv3", '
             '"ggufv2") and remote ones ("api"). Fix it or remove it.',
         )
     params = info.engine_parameters
@@ -417,9 +417,7 @@ def check_new_engine_parameters(
             raise _parameter_error(exc) from None
 
 
-def normalize(
-    raw: Any, *, folder: Path, default_created: int, engines: EngineRules
-) -> ModelInfo:
+def normalize(raw: Any, *, folder: Path, default_created: int, engines: EngineRules) -> ModelInfo:
     """Map a raw model.json dict (spec or any Jan variant) onto the spec's fields, checked
     against the engine kinds' `engines` rules."""
     if not isinstance(raw, dict):
@@ -527,4 +525,3 @@ def merge_patch(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             out[target] = _rfc7396(out.get(target), value)
     return out
-

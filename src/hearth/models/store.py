@@ -177,7 +177,8 @@ class ModelStore:
             try:
                 next(steps)
             except StopIteration as done:
-                return done.value
+                entries: Entries = done.value  # the generator's return value
+                return entries
 
     def scan(self, pause_every: int = 0, slice_s: float = 0.0) -> Generator[int, None, Entries]:
         """`list` in steps: a generator that pauses after every `pause_every` folders (0: never),

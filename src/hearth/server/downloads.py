@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from hearth.downloads.jobs import Job
+from hearth.server.respond import services_of
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
@@ -27,7 +28,7 @@ class PullRequest(BaseModel):
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 def _job_body(job: Job | None, model_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from hearth.server.respond import services_of
 from hearth.server.schemas import ERRORS, ModelObject
 from hearth.services import Services
 
@@ -40,7 +41,7 @@ class ImportErrorList(BaseModel):
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 @router.post(

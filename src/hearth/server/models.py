@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
+from hearth.server.respond import services_of
 from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
 from hearth.server.sliced import SlicedResponse
 from hearth.services import Services
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["models"])
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 def _json(body: Any, status: int = 200) -> Response:

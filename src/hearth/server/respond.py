@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from hearth.engines.events import AnswerEvent, EventReader, Gathered, engine_refusal
 from hearth.engines.proxy import Answer
 from hearth.errors import EngineError
+from hearth.services import Services
 
 T = TypeVar("T")
 CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
@@ -31,6 +32,12 @@ STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 # One encoder, made once: `json.dumps` with any option builds a new JSONEncoder per call, a
 # cost paid per token on a stream (the output is the same bytes).
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def services_of(request: Request) -> Services:
+    """The app's service layer (set once by `server/app.py`; typed here for every route)."""
+    services: Services = request.app.state.services
+    return services
 
 
 async def _until_disconnect(request: Request) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from hearth.server.respond import services_of
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
@@ -26,7 +27,7 @@ _START_BODY = Body(
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 @router.post("/models/{model_id}/start", responses=ERRORS)

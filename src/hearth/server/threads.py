@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from hearth.server import jsonbody
-from hearth.server.respond import client_closed, streaming, unless_disconnected
+from hearth.server.respond import client_closed, services_of, streaming, unless_disconnected
 from hearth.server.schemas import ERRORS
 from hearth.services.threads import ThreadService, encode_json
 
@@ -42,7 +42,7 @@ _MESSAGE_LIMIT = Query(1000, ge=1, le=10_000, description="How many to answer (1
 
 
 def _threads(request: Request) -> ThreadService:
-    return request.app.state.services.threads  # type: ignore[no-any-return]
+    return services_of(request).threads
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

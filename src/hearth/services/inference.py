@@ -216,4 +216,3 @@ class Inference:
                 param="tools",
             )
         return prompt
-

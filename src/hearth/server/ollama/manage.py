@@ -27,7 +27,7 @@ from hearth.server.ollama.pull import pull_lines
 from hearth.server.ollama.routes import read_body
 from hearth.server.ollama.stream import NDJSON, line
 from hearth.server.ollama.translate import model_name, rfc3339
-from hearth.server.respond import streaming
+from hearth.server.respond import services_of, streaming
 from hearth.server.sliced import SlicedResponse
 from hearth.services import Services, model_info
 from hearth.services.derive import ModelChanges
@@ -41,7 +41,7 @@ FAR_FUTURE = 253402300799.0  # 9999-12-31: keep_alive -1 (never unloaded)
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 @router.get("/version")

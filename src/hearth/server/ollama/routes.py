@@ -42,7 +42,13 @@ from hearth.server.ollama.translate import (
     options,
     rfc3339,
 )
-from hearth.server.respond import client_closed, open_answer, streaming, unless_disconnected
+from hearth.server.respond import (
+    client_closed,
+    open_answer,
+    services_of,
+    streaming,
+    unless_disconnected,
+)
 from hearth.services import Services, loading, schema_limits
 
 router = APIRouter(prefix="/api", tags=["ollama"])
@@ -50,7 +56,7 @@ Embedded = tuple[dict[str, Any], str, list[Any]] | None
 
 
 def _services(request: Request) -> Services:
-    return request.app.state.services
+    return services_of(request)
 
 
 async def read_body(request: Request) -> dict[str, Any]:
