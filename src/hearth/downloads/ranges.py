@@ -132,7 +132,7 @@ class RangeFetcher:
         stopper = Stopper()
         return await run_blocking(
             self._pool, stopper, open_wire, self.url, headers, self.timeout, stopper,
-            self.allow_private,
+            self.allow_private, discard=WireResponse.close,
         )  # fmt: skip
 
     async def _fetch(
