@@ -77,17 +77,14 @@ def test_serve_refuses_a_taken_port(home: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = HearthProcess(home, port=port).start(wait=False)
-        code = proc.stop(timeout=60) if proc.proc.wait(timeout=60) is None else proc.proc.returncode
-        out = proc.proc.stdout.read() if proc.proc.stdout else ""
+        code, out = HearthProcess(home, port=port).start(wait=False).exited(timeout=60)
     assert code != 0
     assert f"Port {port}" in out and "--port" in out
 
 
 def test_serve_refuses_a_network_bind_without_a_key(home: Path) -> None:
-    proc = HearthProcess(home, "--host", "0.0.0.0").start(wait=False)
-    assert proc.proc.wait(timeout=60) != 0
-    out = proc.proc.stdout.read() if proc.proc.stdout else ""
+    code, out = HearthProcess(home, "--host", "0.0.0.0").start(wait=False).exited(timeout=60)
+    assert code != 0
     assert "--api-key" in out and "--insecure" in out
 
 

@@ -164,8 +164,17 @@ def replying(payload: bytes) -> Handler:
 
 
 async def with_hub(handler: Handler, ref: str = "acme/x-GGUF", **kwargs: Any) -> HfResolution:
-    """Resolve `ref` against a raw Hub; every test is bounded so a hang fails instead of waiting."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    """Resolve `ref` against a raw Hub; every test is bounded so a hang fails instead of waiting.
+    Each connection's writer is closed when its handler ends (or is cancelled as the loop ends):
+    an unclosed one is a ResourceWarning, and the suite makes those errors."""
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         call = resolve_hf(ref, endpoint=f"http://127.0.0.1:{port}", token="", **kwargs)
