@@ -21,6 +21,8 @@ from hearth.cli.common import UsageError
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve` processes
+
 LEFT, UP = "\x1b[D", "\x1b[A"
 PROMPT = ">>> "
 

@@ -19,6 +19,8 @@ from support.server import HearthProcess, ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve` processes
+
 HI = [{"role": "user", "content": "Say hi"}]
 
 

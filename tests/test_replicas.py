@@ -17,6 +17,8 @@ from hearth.config import load_settings
 from hearth.engines.replicas import Prefix, Replica, Router, prefix_of
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve` processes
+
 SYSTEM = {"role": "system", "content": "You are terse."}
 
 

