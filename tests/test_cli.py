@@ -72,6 +72,7 @@ def test_cli_goes_through_a_running_server(server: ThreadedServer, home: Path) -
     assert code == 0 and not (home / "models" / "beta").exists()
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_taken_port(home: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -82,12 +83,14 @@ def test_serve_refuses_a_taken_port(home: Path) -> None:
     assert f"Port {port}" in out and "--port" in out
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_network_bind_without_a_key(home: Path) -> None:
     code, out = HearthProcess(home, "--host", "0.0.0.0").start(wait=False).exited(timeout=60)
     assert code != 0
     assert "--api-key" in out and "--insecure" in out
 
 
+@pytest.mark.slow
 def test_serve_creates_the_home_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     home = tmp_path / "brand-new"
     with HearthProcess(home) as proc:

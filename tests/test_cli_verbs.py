@@ -185,6 +185,7 @@ HUB = [
 ]
 
 
+@pytest.mark.slow
 def test_search_the_hub_and_the_library(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with HubSearch(HUB) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.base)

@@ -199,6 +199,7 @@ def test_a_hub_that_never_answers_fails_within_the_timeout() -> None:
         asyncio.run(with_hub(stall, timeout=0.3))
 
 
+@pytest.mark.slow
 def test_a_hub_that_drips_headers_hits_the_total_deadline() -> None:
     async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -284,6 +285,7 @@ def test_hub_error_statuses_do_not_quote_the_server() -> None:
         asyncio.run(with_hub(replying(gated)))
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_file_listing_gives_a_short_error() -> None:
     siblings = [{"rfilename": f"shard-{i:06d}.gguf", "size": 1} for i in range(100_000)]
     body = listing(siblings=siblings)

@@ -159,6 +159,7 @@ def test_a_full_disk_mid_download_is_507_and_leaves_nothing(
     assert str(tmp_path) in info.value.message and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_two_downloads_that_only_fit_alone_are_refused_together(
     server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +260,7 @@ async def silent(head: bytes, writer: asyncio.StreamWriter) -> None:
 
 
 @pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.slow
 def test_a_drip_feed_fails_within_the_stall_deadline(tmp_path: Path, chunked: bool) -> None:
     seen: list[int] = []
     with (
@@ -272,6 +274,7 @@ def test_a_drip_feed_fails_within_the_stall_deadline(tmp_path: Path, chunked: bo
     assert seen and max(seen) > 0  # bytes were reported as they arrived
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     with serve(silent) as srv, pytest.raises(DownloadFailed, match=r"no response within 0\.3 s"):
         fetch(srv.url(), tmp_path, stall_seconds=0.3, retries=1)
@@ -321,6 +324,7 @@ def test_odd_redirect_locations_are_refused(
     assert target not in info.value.message and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_stall_deadline_also_holds_on_the_httpx_path(tmp_path: Path) -> None:
     async def run(url: str) -> DownloadResult:
         async with httpx.AsyncClient() as client:

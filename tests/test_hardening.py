@@ -170,6 +170,7 @@ def test_a_model_json_cannot_choose_where_a_secret_goes(
     assert capture.requests == []
 
 
+@pytest.mark.slow
 def test_a_secret_goes_to_the_url_configured_beside_it(
     server: ThreadedServer, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ package's `__init__` that re-exports its own modules a cycle.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.cache
 def all_modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
 
@@ -122,8 +124,10 @@ def _imports(tree: ast.AST, where: str = "") -> Iterator[tuple[ast.Import | ast.
             yield from _imports(child, where)
 
 
-def import_edges() -> list[Edge]:
-    """Every import of one Hearth module by another, found anywhere in the module's source."""
+@functools.cache
+def import_edges() -> tuple[Edge, ...]:
+    """Every import of one Hearth module by another, found anywhere in the module's source
+    (read once per session: the four tests share it)."""
     modules = all_modules()
     edges: dict[Edge, None] = {}  # ordered, and `from x import a, b` from one module is one edge
     for source, path in modules.items():
@@ -134,10 +138,10 @@ def import_edges() -> list[Edge]:
             for target in _targets(node, source, is_package, modules):
                 if target != source:
                     edges[Edge(source, target, relative, node.lineno, where)] = None
-    return sorted(edges, key=lambda edge: (edge.source, edge.target, edge.line))
+    return tuple(sorted(edges, key=lambda edge: (edge.source, edge.target, edge.line)))
 
 
-def strongly_connected(nodes: Iterable[str], edges: list[Edge]) -> list[list[str]]:
+def strongly_connected(nodes: Iterable[str], edges: Iterable[Edge]) -> list[list[str]]:
     """The groups of modules that reach each other (Tarjan's algorithm, iterative): each group
     of two or more is one knot of cycles."""
     after: dict[str, set[str]] = {node: set() for node in nodes}
@@ -182,7 +186,7 @@ def strongly_connected(nodes: Iterable[str], edges: list[Edge]) -> list[list[str
     return sorted(groups)
 
 
-def shortest_cycle(group: list[str], edges: list[Edge]) -> list[str]:
+def shortest_cycle(group: list[str], edges: Iterable[Edge]) -> list[str]:
     """One shortest cycle through the group's first module (breadth-first), to show the knot."""
     members = set(group)
     after: dict[str, list[str]] = {}
@@ -208,7 +212,7 @@ def shortest_cycle(group: list[str], edges: list[Edge]) -> list[str]:
     return group
 
 
-def describe_cycles(groups: list[list[str]], edges: list[Edge]) -> str:
+def describe_cycles(groups: list[list[str]], edges: tuple[Edge, ...]) -> str:
     """Each knot: its modules, one shortest cycle, and every import inside it (file:line)."""
     lines = [f"{len(groups)} import cycle group(s) between Hearth's modules:"]
     for group in groups:
