@@ -25,7 +25,7 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 KEY = "anthropic-test-key"
 COLD = {"temperature": 0}  # the SDK no longer has sampling arguments: sent as extra body

@@ -23,7 +23,7 @@ from hearth.address import server_address
 from hearth.config import load_settings
 from hearth.errors import InvalidRequest
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 KEY = "file-key-0123456789abcdef"
 

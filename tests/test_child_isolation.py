@@ -29,7 +29,7 @@ from hearth.engines.llamacpp import KIND
 from hearth.engines.registry import LaunchSpec
 from hearth.starter import STARTER_ID
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 #: The `hearth` console script: unlike `python -m hearth`, it puts no folder of the user's on
 #: sys.path, so a planted `hearth/` can only reach the children it starts.

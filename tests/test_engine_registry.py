@@ -23,7 +23,7 @@ from support.engines import gone, running, until
 from support.server import HearthProcess
 from support.smollm import FILENAME, smollm2_path
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 
 def _model(home: Path, model_id: str, raw: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from hearth.models.ids import id_from_filename, unique_id
 from hearth.models.importer import _copy_with_progress, split_name
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from hearth.instance import LOCK_FILE, RUNTIME_FILE, HomeInstance, running_serve
 from hearth.server.background import BackgroundServer
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 KEY = "instance-test-key-0123456789"
 

@@ -24,7 +24,7 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 TINY = gguf_bytes(name="Tiny Llama", context_length=4096, n_tensors=4, tensor_shape=(64, 64))
 HELLO = [{"role": "user", "content": "Say hello."}]

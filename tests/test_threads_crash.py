@@ -23,7 +23,7 @@ from hearth.config import load_settings
 from hearth.services import Services
 from hearth.threads.interrupted import WRITER, WRITER_KEY
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 STORY = "Write a long story about a dragon and a knight."
 #: Pinned sampling and a long bound: the model writes for seconds, the same words every time.

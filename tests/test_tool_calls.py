@@ -22,7 +22,7 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 SUPPORT = Path(__file__).parent / "support"
 HERMES = (SUPPORT / "hermes_template.jinja").read_text()

@@ -29,7 +29,7 @@ from support.waiting import wait_for
 from hearth.config import load_settings
 from hearth.services import Services
 
-pytestmark = pytest.mark.slow  # starts SmolLM2 engines or `hearth serve`: pyproject.toml
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 KEY = "k3y-0123456789abcdef"
 PULLED = gguf_bytes(name="Web Pulled", context_length=2048, n_tensors=4, tensor_shape=(256, 256))
