@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.server import ThreadedServer
+from support.server import HearthProcess, ThreadedServer
 
 from hearth.config import Settings, load_settings
 from hearth.services import Services
@@ -26,6 +26,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HEARTH_STARTER", "0")  # `hearth serve` children: no starter download
     # a bare name that is no model id is an Ollama name: never ask the real registry
     monkeypatch.setenv("HEARTH_OLLAMA_REGISTRY", "http://127.0.0.1:9")
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """A `hearth serve` child a test started and did not stop (one it killed, one expected to
+    exit whose output it read) is stopped and its pipe closed as the test ends. Those of wider
+    fixtures (started before this one) are their fixtures' to close."""
+    before = len(HearthProcess.started)
+    yield
+    while len(HearthProcess.started) > before:
+        HearthProcess.started.pop().close()
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ from hearth.config import load_settings
 from hearth.server.app import create_app
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 PINNED = {"temperature": 0, "seed": 42}
 LONG = {"max_tokens": 400, "ignore_eos": True}  # the engine would write on for a while
 

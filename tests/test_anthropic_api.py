@@ -25,6 +25,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 KEY = "anthropic-test-key"
 COLD = {"temperature": 0}  # the SDK no longer has sampling arguments: sent as extra body
 HELLO = [{"role": "user", "content": "Say hello."}]
@@ -55,8 +57,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
 
 
 @pytest.fixture(scope="module")
-def client(srv: ThreadedServer) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=srv.url, api_key=KEY, max_retries=0, timeout=120)
+def client(srv: ThreadedServer) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=srv.url, api_key=KEY, max_retries=0, timeout=120) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +209,10 @@ def test_bad_bodies_are_invalid_request(client: anthropic.Anthropic, body: Any) 
 
 
 def test_bad_key_is_authentication_error(srv: ThreadedServer) -> None:
-    wrong = anthropic.Anthropic(base_url=srv.url, api_key="nope", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as caught:
+    with (
+        anthropic.Anthropic(base_url=srv.url, api_key="nope", max_retries=0) as wrong,
+        pytest.raises(anthropic.AuthenticationError) as caught,
+    ):
         wrong.messages.create(model="smol", max_tokens=4, messages=HELLO)
     body: Any = caught.value.body
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
@@ -217,5 +222,5 @@ def test_bad_key_is_authentication_error(srv: ThreadedServer) -> None:
 
 
 def test_bearer_key_works_too(srv: ThreadedServer) -> None:
-    bearer = anthropic.Anthropic(base_url=srv.url, auth_token=KEY, max_retries=0)
-    assert bearer.messages.count_tokens(model="smol", messages=HELLO).input_tokens > 0
+    with anthropic.Anthropic(base_url=srv.url, auth_token=KEY, max_retries=0) as bearer:
+        assert bearer.messages.count_tokens(model="smol", messages=HELLO).input_tokens > 0

@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import make_model
 from support.fault_server import FaultServer
 from support.server import HearthProcess, free_port
+
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 
 def test_no_generated_request_makes_a_server_error(home: Path) -> None:

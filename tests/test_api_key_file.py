@@ -23,6 +23,8 @@ from hearth.address import server_address
 from hearth.config import load_settings
 from hearth.errors import InvalidRequest
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 KEY = "file-key-0123456789abcdef"
 
 
@@ -34,14 +36,11 @@ def _key_file(path: Path, text: str = KEY + "\n", mode: int = 0o600) -> Path:
 
 def _refused(proc: HearthProcess) -> tuple[int, str]:
     """Start a server expected to exit on its own; its exit code and output."""
-    proc.start(wait=False)
-    assert proc.proc is not None
-    code = proc.proc.wait(timeout=60)
-    return code, proc.proc.stdout.read() if proc.proc.stdout else ""
+    return proc.start(wait=False).exited(timeout=60)
 
 
 def _client(proc: HearthProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{proc.url}/v1", api_key=key, max_retries=0)
+    return proc.keep(openai.OpenAI(base_url=f"{proc.url}/v1", api_key=key, max_retries=0))
 
 
 def test_serve_with_a_key_file_needs_that_key_and_never_shows_it(
@@ -104,10 +103,9 @@ def test_what_a_key_file_may_be(home: Path, tmp_path: Path) -> None:
     assert "alone on one line" in error(_key_file(tmp_path / "space", f" {KEY}\n"))
     assert "not UTF-8" in error(_bytes(tmp_path))
     assert "over 4096 bytes" in error(_key_file(tmp_path / "big", "k" * 5000))
-    if os.geteuid() == 0:  # only root can give a file away (the suite runs as root here)
-        other = _key_file(tmp_path / "theirs")
-        os.chown(other, 12345, 12345)
-        assert "belongs to another user" in error(other)
+    other = _key_file(tmp_path / "theirs")
+    os.chown(other, 12345, 12345)  # only root can give a file away: the suite runs as root
+    assert "belongs to another user" in error(other)
     crlf = _key_file(tmp_path / "crlf", KEY + "\r\n")
     assert load_settings(home=home, env={"HEARTH_API_KEY_FILE": str(crlf)}).api_key == KEY
 

@@ -29,6 +29,8 @@ from hearth.engines.llamacpp import KIND
 from hearth.engines.registry import LaunchSpec
 from hearth.starter import STARTER_ID
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 #: The `hearth` console script: unlike `python -m hearth`, it puts no folder of the user's on
 #: sys.path, so a planted `hearth/` can only reach the children it starts.
 SCRIPT = [str(Path(sys.executable).parent / "hearth")]
@@ -58,7 +60,9 @@ def test_the_worker_never_runs_modules_from_the_servers_folder(tmp_path: Path) -
     add_smol(home, "smol")
     env = {**_env(), "HEARTH_IMPORT_DIRS": str(cache_dir())}
     with HearthProcess(home, env=env, cwd=start, launcher=SCRIPT) as proc:
-        client = openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
+        client = proc.keep(
+            openai.OpenAI(base_url=f"{proc.url}/v1", api_key="unused", max_retries=0)
+        )
         reply = client.chat.completions.create(
             model="smol",
             messages=[{"role": "user", "content": "Hi!"}],

@@ -72,25 +72,25 @@ def test_cli_goes_through_a_running_server(server: ThreadedServer, home: Path) -
     assert code == 0 and not (home / "models" / "beta").exists()
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_taken_port(home: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = HearthProcess(home, port=port).start(wait=False)
-        code = proc.stop(timeout=60) if proc.proc.wait(timeout=60) is None else proc.proc.returncode
-        out = proc.proc.stdout.read() if proc.proc.stdout else ""
+        code, out = HearthProcess(home, port=port).start(wait=False).exited(timeout=60)
     assert code != 0
     assert f"Port {port}" in out and "--port" in out
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_network_bind_without_a_key(home: Path) -> None:
-    proc = HearthProcess(home, "--host", "0.0.0.0").start(wait=False)
-    assert proc.proc.wait(timeout=60) != 0
-    out = proc.proc.stdout.read() if proc.proc.stdout else ""
+    code, out = HearthProcess(home, "--host", "0.0.0.0").start(wait=False).exited(timeout=60)
+    assert code != 0
     assert "--api-key" in out and "--insecure" in out
 
 
+@pytest.mark.slow
 def test_serve_creates_the_home_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     home = tmp_path / "brand-new"
     with HearthProcess(home) as proc:

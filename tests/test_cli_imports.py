@@ -116,6 +116,7 @@ def test_the_console_script_answers_help(tmp_path: Path) -> None:
         assert command in done.stdout
 
 
+@pytest.mark.slow
 def test_commands_that_ask_the_server_load_only_the_client(home: Path) -> None:
     (home / "models" / "broken").mkdir()
     (home / "models" / "broken" / "model.json").write_text("{}", encoding="utf-8")
@@ -142,6 +143,7 @@ def test_without_a_server_models_list_reads_the_folder(home: Path) -> None:
     assert "hearth.services" in modules
 
 
+@pytest.mark.slow
 def test_home_is_accepted_before_and_after_the_command(tmp_path: Path) -> None:
     """`hearth --home H ls` and `hearth ls --home H` (Ollama's and LM Studio's habit) agree;
     the option after the command wins over the one before it and over HEARTH_HOME."""
@@ -167,6 +169,7 @@ def test_home_is_accepted_before_and_after_the_command(tmp_path: Path) -> None:
         assert f"only-in-{other}" not in done.stdout, args
 
 
+@pytest.mark.slow
 def test_a_cached_offline_list_loads_neither_pydantic_nor_the_store(home: Path) -> None:
     """No server, nothing changed since the last list: the list cache answers (cli/listcache.py)
     with plain columns, without pydantic, the settings, the store or even the HTTP client."""

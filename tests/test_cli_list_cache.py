@@ -79,6 +79,7 @@ def check(home: Path, spy: Spy, *, changed: bool = True, env: dict[str, str] | N
     return slow
 
 
+@pytest.mark.slow
 def test_the_cache_never_changes_what_is_printed(home: Path, spy: Spy, tmp_path: Path) -> None:
     make_model(home, "alpha", {"name": "Alpha"}, {"alpha.gguf": FAKE_GGUF})
     make_model(home, "beta", {"name": "Beta"}, {"beta.gguf": FAKE_GGUF})

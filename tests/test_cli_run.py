@@ -21,6 +21,8 @@ from hearth.cli.common import UsageError
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 LEFT, UP = "\x1b[D", "\x1b[A"
 PROMPT = ">>> "
 

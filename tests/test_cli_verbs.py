@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import FAKE_GGUF, make_model
 from support.cli import CliRunner
@@ -80,6 +79,7 @@ def test_show_like_ollama_then_rm(home: Path) -> None:
     assert code == 1 and "does not exist" in out
 
 
+@pytest.mark.slow
 def test_load_needs_a_server_and_loads_into_it(home: Path, server: ThreadedServer) -> None:
     add_smol(home, "smol")
     code, out = cli(home, "load", "smol")  # no HEARTH_PORT: no server for this home
@@ -146,16 +146,9 @@ def test_create_reports_modelfile_mistakes_before_doing_anything(
     assert list((home / "models").iterdir()) == []
 
 
-def _ollama_routes(server: ThreadedServer) -> bool:
-    answer = httpx.post(f"{server.url}/api/copy", json={})
-    return "No route" not in answer.text
-
-
 def test_cp_and_create_through_the_server(
     home: Path, tmp_path: Path, server: ThreadedServer
 ) -> None:
-    if not _ollama_routes(server):
-        pytest.skip("the server has no /api/copy and /api/create yet (Ollama's API, issue 11)")
     make_model(home, "alpha", RECORD, {"alpha.gguf": FAKE_GGUF})
     code, out = cli(home, "cp", "alpha", "gamma", port=server.port)
     assert code == 0 and "Copied alpha to gamma" in out, out
@@ -192,6 +185,7 @@ HUB = [
 ]
 
 
+@pytest.mark.slow
 def test_search_the_hub_and_the_library(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with HubSearch(HUB) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.base)

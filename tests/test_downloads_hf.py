@@ -164,8 +164,17 @@ def replying(payload: bytes) -> Handler:
 
 
 async def with_hub(handler: Handler, ref: str = "acme/x-GGUF", **kwargs: Any) -> HfResolution:
-    """Resolve `ref` against a raw Hub; every test is bounded so a hang fails instead of waiting."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    """Resolve `ref` against a raw Hub; every test is bounded so a hang fails instead of waiting.
+    Each connection's writer is closed when its handler ends (or is cancelled as the loop ends):
+    an unclosed one is a ResourceWarning, and the suite makes those errors."""
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         call = resolve_hf(ref, endpoint=f"http://127.0.0.1:{port}", token="", **kwargs)
@@ -190,6 +199,7 @@ def test_a_hub_that_never_answers_fails_within_the_timeout() -> None:
         asyncio.run(with_hub(stall, timeout=0.3))
 
 
+@pytest.mark.slow
 def test_a_hub_that_drips_headers_hits_the_total_deadline() -> None:
     async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -275,6 +285,7 @@ def test_hub_error_statuses_do_not_quote_the_server() -> None:
         asyncio.run(with_hub(replying(gated)))
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_file_listing_gives_a_short_error() -> None:
     siblings = [{"rfilename": f"shard-{i:06d}.gguf", "size": 1} for i in range(100_000)]
     body = listing(siblings=siblings)

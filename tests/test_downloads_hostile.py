@@ -7,6 +7,7 @@ that never answers, a malformed Content-Length. The FaultServer covers range tri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import shutil
 import subprocess
@@ -23,9 +24,11 @@ from support.gguf_factory import gguf_bytes as real_gguf
 
 from hearth.downloads import common
 from hearth.downloads.common import BodyTooLarge
+from hearth.downloads.pump import run_blocking
 from hearth.downloads.space import LEDGER
 from hearth.downloads.state import PartWriter
 from hearth.downloads.transfer import DownloadFailed, DownloadResult, download_file
+from hearth.downloads.wire import Stopper, WireResponse, open_wire
 from hearth.errors import InsufficientStorage, InvalidModelFile, InvalidRequest
 
 FAST: dict[str, Any] = {"backoff": 0.001, "max_backoff": 0.01, "min_range_size": 256 * 1024}
@@ -156,6 +159,7 @@ def test_a_full_disk_mid_download_is_507_and_leaves_nothing(
     assert str(tmp_path) in info.value.message and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_two_downloads_that_only_fit_alone_are_refused_together(
     server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,6 +260,7 @@ async def silent(head: bytes, writer: asyncio.StreamWriter) -> None:
 
 
 @pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.slow
 def test_a_drip_feed_fails_within_the_stall_deadline(tmp_path: Path, chunked: bool) -> None:
     seen: list[int] = []
     with (
@@ -269,6 +274,7 @@ def test_a_drip_feed_fails_within_the_stall_deadline(tmp_path: Path, chunked: bo
     assert seen and max(seen) > 0  # bytes were reported as they arrived
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     with serve(silent) as srv, pytest.raises(DownloadFailed, match=r"no response within 0\.3 s"):
         fetch(srv.url(), tmp_path, stall_seconds=0.3, retries=1)
@@ -318,6 +324,7 @@ def test_odd_redirect_locations_are_refused(
     assert target not in info.value.message and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_stall_deadline_also_holds_on_the_httpx_path(tmp_path: Path) -> None:
     async def run(url: str) -> DownloadResult:
         async with httpx.AsyncClient() as client:
@@ -372,3 +379,33 @@ def test_an_endless_pull_on_a_real_small_disk_fails_cleanly(tmp_path: Path) -> N
             assert shutil.disk_usage(disk).free > (1 << 20)  # the reserve held
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_response_opened_as_its_download_is_cancelled_is_closed(server: FaultServer) -> None:
+    """Cancelled while the worker thread opens a response: the thread still returns it (it was
+    open before the stop), and nobody awaits it any more. It must be closed there and then,
+    not left to the garbage collector with its socket open (a ResourceWarning, an error here)."""
+    url = server.add("/m.gguf", gguf_bytes(4096))
+    opened: list[WireResponse] = []
+    stopper = Stopper()
+
+    def open_then_wait_for_the_stop() -> WireResponse:
+        resp = open_wire(url, {}, 10, stopper)
+        opened.append(resp)
+        while not stopper.stopped:  # the caller is cancelled now: the result lands after it
+            time.sleep(0.01)
+        return resp
+
+    async def main() -> None:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            task = asyncio.create_task(
+                run_blocking(pool, stopper, open_then_wait_for_the_stop, discard=WireResponse.close)
+            )
+            while not opened:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert opened[0].conn.sock is None  # closed by `discard`, not by the collector

@@ -135,6 +135,7 @@ def test_overlapping_pulls_conflict_and_unknown_jobs_are_not_found(
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_running_jobs_count_the_bytes_they_still_promise(
     server: FaultServer, tmp_path: Path
 ) -> None:

@@ -400,6 +400,7 @@ class _MiniServer(ThreadingHTTPServer):
         super().__exit__(*exc)
 
 
+@pytest.mark.slow
 def test_chunked_body_of_unknown_size(tmp_path: Path) -> None:
     data = gguf_bytes(1_500_000, 20)
     with _MiniServer(data, chunked=True) as srv:
@@ -408,6 +409,7 @@ def test_chunked_body_of_unknown_size(tmp_path: Path) -> None:
     assert srv.targets == ["/m.gguf"] and leftovers(tmp_path) == ["m.gguf"]
 
 
+@pytest.mark.slow
 def test_https_verifies_the_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = gguf_bytes(SIZE, 21)
     (tmp_path / "cert.pem").write_text(TEST_CERT)
@@ -422,6 +424,7 @@ def test_https_verifies_the_certificate(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.sha256 == sha256(data) and leftovers(dest) == ["m.gguf"]
 
 
+@pytest.mark.slow
 def test_a_configured_proxy_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = gguf_bytes(SIZE, 22)
     with _MiniServer(data) as proxy:

@@ -36,7 +36,7 @@ from hearth.engines.upstream import EngineClient
 from hearth.errors import EngineError, InvalidParameter
 from hearth.services import Services
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 CHAT = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 2}
 EVIL = "http://evil.example"
 
@@ -291,6 +291,8 @@ def test_groups_a_killed_hearth_left_behind_are_swept(
         if hearth.poll() is None:
             hearth.kill()
             hearth.wait()
+        if hearth.stdout is not None:
+            hearth.stdout.close()
         if helper is not None and not gone(helper):
             os.kill(helper, signal.SIGKILL)
 

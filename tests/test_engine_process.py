@@ -24,7 +24,7 @@ from hearth.engines.remote import RemoteEngine
 from hearth.engines.templates import jan_to_jinja, render_chat_template
 from hearth.errors import EngineError, InvalidParameter
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 SMALL = {"ctx_len": 512, "cpu_threads": 2}
 CHAT = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8, "temperature": 0}
@@ -174,6 +174,8 @@ def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
 
 
 def fake_binary(tmp_path: Path, body: str) -> str:

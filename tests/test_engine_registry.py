@@ -23,6 +23,8 @@ from support.engines import gone, running, until
 from support.server import HearthProcess
 from support.smollm import FILENAME, smollm2_path
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 
 def _model(home: Path, model_id: str, raw: dict[str, Any]) -> None:
     folder = home / "models" / model_id
@@ -55,7 +57,9 @@ def _chat(content: str, **extra: Any) -> dict[str, Any]:
 def test_a_plugin_engine_kind_serves_through_hearth(hearth: HearthProcess) -> None:
     import openai
 
-    client = openai.OpenAI(base_url=f"{hearth.url}/v1", api_key="unused", max_retries=0)
+    client = hearth.keep(
+        openai.OpenAI(base_url=f"{hearth.url}/v1", api_key="unused", max_retries=0)
+    )
     reply = client.chat.completions.create(model="echo-one", **_chat("Say hi"))
     assert reply.model == "echo-one"
     assert (reply.choices[0].message.content or "").endswith("> hi there: Say hi")

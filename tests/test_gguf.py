@@ -443,6 +443,7 @@ def test_fuzz_random_bytes(fuzz_dir: Path, data: bytes, gguf_prefix: bool) -> No
     words=st.lists(st.tuples(st.integers(0, len(BASE) - 8), st.sampled_from(EXTREMES)), max_size=2),
     cut=st.integers(0, len(BASE)),
 )
+@pytest.mark.slow
 def test_fuzz_mutated_valid_header(
     fuzz_dir: Path, flips: list[tuple[int, int]], words: list[tuple[int, int]], cut: int
 ) -> None:

@@ -82,6 +82,7 @@ def status(server: ThreadedServer, model_id: str) -> dict[str, Any]:
 # ---- 1. No request and no model folder names a program ---------------------------------------
 
 
+@pytest.mark.slow
 def test_a_program_named_over_the_api_never_runs(
     server: ThreadedServer, home: Path, tmp_path: Path
 ) -> None:
@@ -109,6 +110,7 @@ def test_a_program_named_over_the_api_never_runs(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_shared_model_json_that_names_a_program_is_listed_invalid(
     server: ThreadedServer, home: Path, tmp_path: Path
 ) -> None:
@@ -144,6 +146,7 @@ def test_only_the_users_engine_json_may_name_a_program(
 # ---- 2. Secrets go only where the user's engine.json sends them ------------------------------
 
 
+@pytest.mark.slow
 def test_a_model_json_cannot_choose_where_a_secret_goes(
     server: ThreadedServer, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,6 +170,7 @@ def test_a_model_json_cannot_choose_where_a_secret_goes(
     assert capture.requests == []
 
 
+@pytest.mark.slow
 def test_a_secret_goes_to_the_url_configured_beside_it(
     server: ThreadedServer, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,6 +188,7 @@ def test_a_secret_goes_to_the_url_configured_beside_it(
     assert json.loads(seen["body"])["model"] == "up"
 
 
+@pytest.mark.slow
 def test_a_model_json_naming_its_profiles_own_url_changes_nothing(
     server: ThreadedServer, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,6 +259,7 @@ def test_files_outside_the_models_folder_are_refused(
         assert item["size"] == 0
 
 
+@pytest.mark.slow
 def test_files_under_import_dirs_and_cli_links_may_be_used(home: Path, tmp_path: Path) -> None:
     library = tmp_path / "library"
     library.mkdir()
@@ -382,6 +388,7 @@ def test_things_named_gguf_that_are_not_files_are_import_errors(home: Path) -> N
     assert "character device" in errors["device.gguf"]
 
 
+@pytest.mark.slow
 def test_a_shared_model_json_cannot_paint_the_terminal(home: Path) -> None:
     """Names and errors in `hearth models list` come from model.json: shown as text, never as
     Rich markup or terminal escape codes."""

@@ -75,6 +75,7 @@ def check_hosts(port: int) -> None:
         assert status == 200 and body["object"] == "list", target
 
 
+@pytest.mark.slow
 def test_an_ambiguous_host_is_a_400_under_hearth_serve(home: Path) -> None:
     with HearthProcess(home) as proc:
         check_hosts(proc.port)

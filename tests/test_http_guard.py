@@ -300,6 +300,7 @@ def test_the_api_key_covers_every_route_but_health_and_docs(home: Path) -> None:
         assert {"bearer", "x-api-key"} <= set(schema["components"]["securitySchemes"])
 
 
+@pytest.mark.slow
 def test_a_short_key_is_refused_beyond_loopback(home: Path) -> None:
     proc = HearthProcess(home, "--host", "0.0.0.0", "--api-key", "only-15-chars!!").start(
         wait=False

@@ -24,6 +24,8 @@ from hearth.models.ids import id_from_filename, unique_id
 from hearth.models.importer import _copy_with_progress, split_name
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 
 @pytest.fixture
 def drop(tmp_path: Path, home: Path) -> Callable[..., Path]:

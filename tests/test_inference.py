@@ -23,6 +23,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 HI = [{"role": "user", "content": "Say hi"}]
 LONG = {"ignore_eos": True}  # with max_tokens: exactly that many tokens, however long
 

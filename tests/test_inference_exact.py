@@ -14,6 +14,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 ASK = [{"role": "user", "content": "Tell me a long story about a cat."}]
 PIXEL = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"

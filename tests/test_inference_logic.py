@@ -44,6 +44,7 @@ def _pieces(text: str, cuts: list[int]) -> list[str]:
     cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=8),
     spaces=st.sampled_from(["", " ", "\n  "]),
 )
+@pytest.mark.slow
 def test_call_reader_gets_name_and_arguments_however_the_text_is_cut(
     args: dict[str, str], cuts: list[int], spaces: str
 ) -> None:

@@ -77,6 +77,7 @@ CUTS = st.lists(st.integers(min_value=0, max_value=4000), max_size=30)
 
 @settings(max_examples=150, deadline=None)
 @given(pieces=PAYLOADS, cuts=CUTS)
+@pytest.mark.slow
 def test_chunked_bodies_survive_any_split(pieces: list[bytes], cuts: list[int]) -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     trailer = b"X-Trailer: 1\r\n" if len(pieces) % 2 else b""
@@ -86,6 +87,7 @@ def test_chunked_bodies_survive_any_split(pieces: list[bytes], cuts: list[int]) 
 
 @settings(max_examples=100, deadline=None)
 @given(payload=st.binary(max_size=2000), cuts=CUTS)
+@pytest.mark.slow
 def test_content_length_and_until_close_bodies(payload: bytes, cuts: list[int]) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload)
     assert asyncio.run(feed(head, payload, cuts)) == payload

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import FAKE_GGUF, make_model
 from support.server import HearthProcess, free_port
 
@@ -21,6 +22,8 @@ from hearth.config import load_settings
 from hearth.instance import LOCK_FILE, RUNTIME_FILE, HomeInstance, running_server
 from hearth.server.background import BackgroundServer
 from hearth.services import Services
+
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 
 KEY = "instance-test-key-0123456789"
 
@@ -40,11 +43,7 @@ def runtime_file(home: Path) -> dict[str, object]:
 
 def refused(proc: HearthProcess) -> tuple[int, str]:
     """Start a server expected to exit on its own; its exit code and output."""
-    proc.start(wait=False)
-    assert proc.proc is not None
-    code = proc.proc.wait(timeout=60)
-    out = proc.proc.stdout.read() if proc.proc.stdout else ""
-    return code, out
+    return proc.start(wait=False).exited(timeout=60)
 
 
 def test_a_second_serve_on_the_same_home_exits_naming_the_first(home: Path) -> None:

@@ -61,6 +61,7 @@ def test_different_keys_do_not_wait_for_each_other() -> None:
         assert got.is_set() and len(locks) == 1
 
 
+@pytest.mark.slow
 def test_model_store_keeps_no_lock_per_model_written(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     for n in range(200):

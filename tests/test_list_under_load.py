@@ -22,6 +22,8 @@ from hearth.models.store import ModelEntry
 from hearth.server.sliced import SLICE_BYTES
 from hearth.services import LIST_PAUSE_EVERY, Services
 
+pytestmark = pytest.mark.slow  # takes seconds (thousands of model folders): see pyproject
+
 WATCHED = "model-0007"
 
 

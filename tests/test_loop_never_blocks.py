@@ -14,8 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from support.debug_server import DebugLoopServer
 from support.gguf_factory import gguf_bytes
+
+pytestmark = pytest.mark.slow  # takes seconds (thousands of model folders): see pyproject
 
 MODELS = 2000
 #: A real (small) GGUF whose template renders tools: its capabilities come from the header only.

@@ -25,6 +25,7 @@ def test_off_without_the_variable_or_without_tracing(
     assert not (tmp_path / "dumps").exists()
 
 
+@pytest.mark.slow
 def test_on_it_writes_the_baseline_then_the_growth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 TINY = gguf_bytes(name="Tiny Llama", context_length=4096, n_tensors=4, tensor_shape=(64, 64))
 HELLO = [{"role": "user", "content": "Say hello."}]
 FAST = {"num_predict": 6, "temperature": 0}
@@ -55,7 +57,7 @@ def srv(home: Path, registry: FaultServer) -> Iterator[ThreadedServer]:
 
 @pytest.fixture(scope="module")
 def client(srv: ThreadedServer) -> ollama.Client:
-    return ollama.Client(host=srv.url, timeout=120, trust_env=False)
+    return srv.keep(ollama.Client(host=srv.url, timeout=120, trust_env=False))
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +273,9 @@ def test_the_api_key_guards_api_routes(home: Path) -> None:
             refused = h.get("/api/tags")
             assert refused.status_code == 401 and isinstance(refused.json()["error"], str)
             assert h.get("/api/tags", headers={"authorization": "Bearer wrong"}).status_code == 401
-        keyed = ollama.Client(host=server.url, headers={"Authorization": "Bearer sekrit"})
+        keyed = server.keep(
+            ollama.Client(host=server.url, headers={"Authorization": "Bearer sekrit"})
+        )
         assert "smol:latest" in {m.model for m in keyed.list().models}
 
 
@@ -286,3 +290,5 @@ def test_langchain_chat_and_embeddings(srv: ThreadedServer) -> None:
     assert "".join(str(c.content) for c in chat.stream("Say hi."))
     vectors = OllamaEmbeddings(model="smol-embed", base_url=srv.url)
     assert len(vectors.embed_query("a cat")) == 576
+    for model in (chat, vectors):  # langchain-ollama never closes the ollama.Client it opens
+        srv.keep(model._client)

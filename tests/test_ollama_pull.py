@@ -31,6 +31,8 @@ from hearth.errors import DownloadFailed
 from hearth.models.names import OllamaRef
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 MODEL = gguf_bytes(name="Tiny Llama", context_length=4096, n_tensors=4, tensor_shape=(256, 256))
 PARAMS = json.dumps(
     {

@@ -22,6 +22,8 @@ from hearth.cli.main import main as cli_app
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 # A real, valid GGUF (about 1 MB) so the header can be read once the file is complete.
 MODEL = gguf_bytes(name="Pulled Model", context_length=4096, n_tensors=4, tensor_shape=(256, 256))
 

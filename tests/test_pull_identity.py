@@ -35,6 +35,8 @@ from hearth.downloads.pulls import Pulls, source_key
 from hearth.models.store import ModelStore
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 MODEL = gguf_bytes(name="First", context_length=2048, n_tensors=4, tensor_shape=(256, 256))
 OTHER = gguf_bytes(name="Second", context_length=4096, n_tensors=4, tensor_shape=(256, 256))
 NAME = "/m/model-Q4_K_M.gguf"

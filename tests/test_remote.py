@@ -20,6 +20,8 @@ from support.server import HearthProcess, ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 HI = [{"role": "user", "content": "Say hi"}]
 
 

@@ -17,6 +17,8 @@ from hearth.config import load_settings
 from hearth.engines.replicas import Prefix, Replica, Router, prefix_of
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 SYSTEM = {"role": "system", "content": "You are terse."}
 
 

@@ -19,6 +19,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 # Qwen2.5's tool template (Hermes-style <tool_call> tags), for a model whose own has no tools.
 HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
 OK_SCHEMA = {

@@ -25,6 +25,8 @@ from hearth.config import Settings, load_settings
 from hearth.server.serve import bind_socket
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 HI = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 2}
 
 

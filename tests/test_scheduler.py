@@ -543,6 +543,7 @@ op = st.tuples(
 @pytest.mark.parametrize(("max_models", "budget_gib"), [(2, 100), (3, 8)])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=1, max_size=25), seed=st.integers(0, 1000))
+@pytest.mark.slow
 def test_random_workload_respects_limits(
     max_models: int, budget_gib: int, ops: list[tuple[str, str, float | None, str]], seed: int
 ) -> None:

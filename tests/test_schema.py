@@ -386,6 +386,7 @@ unknown = st.dictionaries(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(known=valid_known, extra=unknown, new_description=st.text(max_size=30))
+@pytest.mark.slow
 def test_any_model_json_round_trips_through_an_edit(
     known: dict[str, Any], extra: dict[str, Any], new_description: str, tmp_path: Path
 ) -> None:

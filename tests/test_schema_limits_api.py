@@ -22,6 +22,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
 PINNED = {"temperature": 0, "seed": 42}
 ASK = [{"role": "user", "content": "Pick a colour."}]
@@ -99,14 +101,14 @@ def test_openai_faces_refuse_the_huge_enum_before_any_engine(
 
 
 def test_ollama_and_anthropic_faces_refuse_it_in_their_own_shape(srv: ThreadedServer) -> None:
-    client = ollama.Client(host=srv.url)
+    client = srv.keep(ollama.Client(host=srv.url))
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="smol", messages=ASK, format=HUGE)
     assert caught.value.status_code == 400 and "2,000 in all" in caught.value.error
     with pytest.raises(ollama.ResponseError) as caught:
         client.generate(model="smol", prompt="Pick a colour.", format=HUGE)
     assert caught.value.status_code == 400 and "Limits on schemas" in caught.value.error
-    claude = anthropic.Anthropic(base_url=srv.url, api_key="unused", max_retries=0)
+    claude = srv.keep(anthropic.Anthropic(base_url=srv.url, api_key="unused", max_retries=0))
     tool = {"name": "pick", "description": "Pick one.", "input_schema": HUGE}
     with pytest.raises(anthropic.BadRequestError) as refused:
         claude.messages.create(

@@ -37,6 +37,7 @@ MODELS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_search_hub_lists_gguf_repos_by_downloads_with_their_quants(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -67,6 +68,7 @@ def test_search_hub_lists_gguf_repos_by_downloads_with_their_quants(
     assert {"downloads", "likes", "siblings"} <= set(query["expand"])  # one call, no per-repo
 
 
+@pytest.mark.slow
 def test_search_hub_takes_an_explicit_endpoint_and_caps_the_limit() -> None:
     with HubSearch(MODELS) as hub:
         rows = search_hub("qwen", limit=10_000, endpoint=hub.base + "/")
@@ -74,6 +76,7 @@ def test_search_hub_takes_an_explicit_endpoint_and_caps_the_limit() -> None:
     assert [r["id"] for r in rows] == ["dave/Qwen2.5-GGUF"] and query["limit"] == ["100"]
 
 
+@pytest.mark.slow
 def test_a_hub_that_answers_an_error_is_a_clear_error() -> None:
     with HubSearch(MODELS) as hub, pytest.raises(DownloadFailed) as caught:
         search_hub("llama", endpoint=f"{hub.base}/not-a-hub")

@@ -24,6 +24,8 @@ from hearth.cli.main import main as cli_app
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "hearth"
 MODEL = gguf_bytes(name="Pulled Model", context_length=4096, n_tensors=2, tensor_shape=(64, 64))
 

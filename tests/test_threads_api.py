@@ -21,6 +21,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 COLD = {"temperature": 0, "max_tokens": 12}
 JSON = {"content-type": "application/json"}
 

@@ -23,6 +23,8 @@ from hearth.config import load_settings
 from hearth.services import Services
 from hearth.threads.interrupted import WRITER, WRITER_KEY
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 STORY = "Write a long story about a dragon and a knight."
 #: Pinned sampling and a long bound: the model writes for seconds, the same words every time.
 LONG = {"max_tokens": 400, "temperature": 0, "seed": 7, "ignore_eos": True}

@@ -22,6 +22,8 @@ from support.server import ThreadedServer
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 SUPPORT = Path(__file__).parent / "support"
 HERMES = (SUPPORT / "hermes_template.jinja").read_text()
 LLAMA31 = (SUPPORT / "llama31_template.jinja").read_text()
@@ -238,7 +240,7 @@ def test_langchain_bind_tools_and_structured_output(srv: ThreadedServer) -> None
 
 
 def test_anthropic_any_tool_choice_returns_tool_use(srv: ThreadedServer) -> None:
-    client = anthropic.Anthropic(base_url=srv.url, api_key="unused")
+    client = srv.keep(anthropic.Anthropic(base_url=srv.url, api_key="unused"))
     message = client.messages.create(
         model="hermes",
         max_tokens=CALL_TOKENS,

@@ -29,6 +29,8 @@ from support.waiting import wait_for
 from hearth.config import load_settings
 from hearth.services import Services
 
+pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
+
 KEY = "k3y-0123456789abcdef"
 PULLED = gguf_bytes(name="Web Pulled", context_length=2048, n_tensors=4, tensor_shape=(256, 256))
 EVIL = (

@@ -54,6 +54,8 @@ class DebugLoopServer:
             seen.append(line)
             if line.startswith(SERVING):
                 return self
+        self._proc.kill()
+        self._proc.communicate()  # reaps it and closes the pipe
         raise RuntimeError("the debug-loop server did not start:\n" + "".join(seen))
 
     def __exit__(self, *exc: object) -> None:

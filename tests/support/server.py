@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import uvicorn
@@ -24,6 +24,9 @@ import uvicorn
 from hearth.server.app import create_app
 from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services
+
+#: A client (openai, anthropic, ollama, httpx): anything with `close()`.
+Client = TypeVar("Client")
 
 
 def free_port() -> int:
@@ -46,6 +49,7 @@ class ThreadedServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+        self._clients: list[Any] = []  # handed out by `openai()`, closed with the server
 
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
@@ -57,6 +61,8 @@ class ThreadedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        while self._clients:  # an unclosed client's sockets are a ResourceWarning, an error here
+            self._clients.pop().close()
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
@@ -65,12 +71,21 @@ class ThreadedServer:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
     def openai(self, api_key: str = "unused") -> Any:
+        """An `openai` client of this server; closed when the server stops."""
         import openai
 
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0)
+        return self.keep(openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key, max_retries=0))
+
+    def keep(self, client: Client) -> Client:
+        """`client`, closed when the server stops (for clients a test does not close itself)."""
+        self._clients.append(client)
+        return client
 
 
 class HearthProcess:
+    #: Every one started; conftest's `_no_process_left` closes those a test left behind.
+    started: ClassVar[list[HearthProcess]] = []
+
     def __init__(
         self,
         home: Path,
@@ -99,6 +114,12 @@ class HearthProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
+        self._clients: list[Any] = []
+
+    def keep(self, client: Client) -> Client:
+        """`client`, closed when the server stops (for clients a test does not close itself)."""
+        self._clients.append(client)
+        return client
 
     def start(self, wait: bool = True, timeout: float = 60) -> HearthProcess:
         self.proc = subprocess.Popen(
@@ -109,6 +130,7 @@ class HearthProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        HearthProcess.started.append(self)
         if wait:
             self.wait_healthy(timeout)
         return self
@@ -118,7 +140,7 @@ class HearthProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read() if self.proc.stdout else ""
+                out, _ = self.proc.communicate()  # reads and closes the pipe
                 raise RuntimeError(f"hearth exited with {self.proc.returncode}:\n{out}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
@@ -143,6 +165,21 @@ class HearthProcess:
     def __enter__(self) -> HearthProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+    def exited(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for a server expected to exit on its own: its exit code and output (the pipe
+        is read to the end and closed)."""
+        assert self.proc is not None
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.output += out or ""
+        return self.proc.returncode, out or ""
+
+    def close(self) -> None:
+        """Stop it if it still runs and close its output pipe (also when it exited by itself
+        or was killed: an open pipe is a ResourceWarning, an error in this suite)."""
+        while self._clients:
+            self._clients.pop().close()
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
             self.stop()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -31,12 +31,18 @@ TICK_SECONDS = 0.1
 
 
 async def run_blocking(
-    executor: Executor, stopper: Stopper, fn: Callable[..., T], *args: object
+    executor: Executor,
+    stopper: Stopper,
+    fn: Callable[..., T],
+    *args: object,
+    discard: Callable[[T], object] | None = None,
 ) -> T:
     """Run `fn(*args)` on `executor`; if we are cancelled, stop it and wait until it has stopped.
 
     Waiting matters: the thread writes into the `.part` through the writer's fd, so the caller
     must not close the writer (or publish the file) while the thread could still touch it.
+    A result that lands as we are cancelled (an opened response) reaches nobody: `discard`
+    gets it, so its socket is closed rather than left to the garbage collector.
     """
     loop = asyncio.get_running_loop()
     fut = loop.run_in_executor(executor, functools.partial(fn, *args))
@@ -47,8 +53,8 @@ async def run_blocking(
         while not fut.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait([fut])
-        if not fut.cancelled():
-            fut.exception()  # retrieved: its error no longer matters
+        if not fut.cancelled() and fut.exception() is None and discard is not None:
+            discard(fut.result())  # (the exception, if any, is retrieved: it no longer matters)
         raise
 
 

@@ -113,8 +113,9 @@ class WireTransport:
         sent = range_headers(headers, start, end, state)
         stopper = Stopper()
         return await run_blocking(
-            self.pool, stopper, open_wire, url, sent, self.timeout, stopper, self.allow_private
-        )
+            self.pool, stopper, open_wire, url, sent, self.timeout, stopper, self.allow_private,
+            discard=WireResponse.close,
+        )  # fmt: skip
 
     async def copy(
         self, resp: Reply, writer: PartWriter, seg: Segment, pos: int, limit: int, sink: Sink
