@@ -259,23 +259,12 @@ def test_the_graph_reader_sees_every_kind_of_import() -> None:
     assert shortest_cycle(["a", "b", "c"], edges_of_a_knot) == ["a", "b", "c", "a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 23: main still has 5 cycle groups (address/config, cli.chat/cli.info, "
-    "models.store/schema/facts/links with engines.plan, services.core/derive, "
-    "services.threads/thread_runs); the branches that remove them drop this mark",
-)
 def test_no_import_cycle_between_modules() -> None:
     edges = import_edges()
     groups = strongly_connected(all_modules(), edges)
     assert not groups, describe_cycles(groups, edges)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 23 point 4: models/schema.py still imports engines.plan, flags and registry; "
-    "the branch that hands the checks in drops this mark",
-)
 def test_the_store_does_not_import_the_engines() -> None:
     """Models are data: the engines read them, never the other way round (hand the checks in)."""
     found = crossings(("hearth.models",), ("hearth.engines",))

@@ -80,7 +80,7 @@ def client(server: ThreadedServer, home: Path, upstream: Upstream) -> ollama.Cli
     engine_json.write_text(json.dumps({"type": "openai-compatible", "base_url": upstream.url}))
     make_model(home, "remote", {"engine": "box", "engine_parameters": {"model": "up"}})
     make_model(home, "broken", {"engine": "box", "engine_parameters": {"model": "garbage"}})
-    return ollama.Client(host=server.url)
+    return server.keep(ollama.Client(host=server.url))
 
 
 def test_text_an_upstream_cannot_encode_is_replaced_not_a_500(client: ollama.Client) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hearth.address import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
 from hearth.errors import InvalidRequest
+from hearth.home import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
 from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive
 from hearth.keyfile import KEY_FIELDS, merge_key_layers
 

@@ -22,9 +22,9 @@ ENGINE_OLLAMA_NAMES = {"ctx_len": "num_ctx"}
 
 def _ollama_names() -> dict[str, str]:
     """model.json's request fields -> Ollama's option names (`max_tokens` is `num_predict`)."""
-    from hearth.cli.chat import OPTIONS
+    from hearth.ollama_options import OLLAMA_OPTIONS  # what `hearth run`'s /set takes, too
 
-    return {field: name for name, (field, _) in OPTIONS.items()}
+    return {field: name for name, (field, _) in {**OLLAMA_OPTIONS, "stop": ("stop", str)}.items()}
 
 
 def _metadata(model: dict[str, Any]) -> dict[str, Any]:

@@ -22,14 +22,26 @@ import asyncio
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from hearth.errors import HearthError
 from hearth.models.capabilities import capabilities, effective_template
 from hearth.models.gguf import GGUFInfo, read_gguf_header
-from hearth.models.store import ModelEntry
+from hearth.models.schema import ModelInfo
 
 _HIDDEN_KEYS = ("tokenizer.chat_template",)  # shown as a template, not as metadata
+
+
+class ModelFiles(Protocol):
+    """What facts are read from: a model's model.json and its weights (a store's ModelEntry).
+    A protocol, so the store can ask for facts without the two modules importing each other."""
+
+    @property
+    def info(self) -> ModelInfo | None: ...
+
+    @property
+    def model_path(self) -> Path | None: ...
 
 
 @dataclass
@@ -46,7 +58,7 @@ class Facts:
     header: dict[str, Any] = field(default_factory=dict)
 
 
-def facts(entry: ModelEntry, *, header: bool = False) -> Facts:
+def facts(entry: ModelFiles, *, header: bool = False) -> Facts:
     """The model's facts from its metadata, reading the GGUF header for what is missing (or
     always, with `header`, for the full key/value list)."""
     meta = entry.info.metadata if entry.info is not None else {}
@@ -77,12 +89,12 @@ def facts(entry: ModelEntry, *, header: bool = False) -> Facts:
     return out
 
 
-async def facts_off_loop(entry: ModelEntry, *, header: bool = False) -> Facts:
+async def facts_off_loop(entry: ModelFiles, *, header: bool = False) -> Facts:
     """`facts` for a coroutine: in a worker thread, since it may read the GGUF header."""
     return await asyncio.to_thread(facts, entry, header=header)
 
 
-def model_capabilities(entry: ModelEntry, fact: Facts | None = None) -> list[str]:
+def model_capabilities(entry: ModelFiles, fact: Facts | None = None) -> list[str]:
     """What the model can do (see `capabilities.py`), from its facts and engine parameters."""
     fact = fact or facts(entry)
     params = entry.info.engine_parameters if entry.info is not None else {}

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from hearth import atomic
+
 LINKS_FILE = "linked-files.json"
 
 
@@ -61,8 +63,6 @@ class FileRoots:
 
     def add(self, paths: Iterable[Path]) -> None:
         """Record files the user linked (atomic rewrite under a lock, across processes)."""
-        from hearth.models.store import write_json_atomic
-
         with self._lock, open(self.path.with_name(f".{LINKS_FILE}.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             files = self._read()
@@ -70,4 +70,6 @@ class FileRoots:
                 real = os.path.realpath(path)
                 if real not in files:
                     files.append(real)
-            write_json_atomic(self.path, {"files": files})
+            atomic.write_json(
+                self.path, {"files": files}, indent=2, newline=True, storage_error=True
+            )

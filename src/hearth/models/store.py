@@ -32,6 +32,7 @@ from hearth import atomic
 from hearth.errors import Conflict, InvalidRequest, ModelNotFound
 from hearth.keyedlocks import KeyedLocks
 from hearth.models.capabilities import record_capabilities
+from hearth.models.facts import model_capabilities
 from hearth.models.ids import validate_model_id
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
@@ -106,8 +107,6 @@ class ModelEntry:
         meta = self.info.metadata
         if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
             return record_capabilities(self.info)
-        from hearth.models.facts import model_capabilities  # it imports this module
-
         return model_capabilities(self)
 
     def to_api_json(self, status: str | None = None, error: str | None = None) -> str:

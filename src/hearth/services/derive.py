@@ -23,16 +23,30 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hearth.downloads.blobs import link_or_copy
 from hearth.errors import Conflict, InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.models.links import is_inside
-from hearth.models.store import ModelEntry
+from hearth.models.store import ModelEntry, ModelStore
 
-if TYPE_CHECKING:
-    from hearth.services.core import Services
+
+class Services(Protocol):
+    """What deriving a model needs of the service layer (`services.core.Services`): a protocol,
+    so that the service layer may call this module without the two importing each other."""
+
+    store: ModelStore
+
+    def model_json(self, entry: ModelEntry) -> dict[str, Any]: ...
+
+    def get_model(self, model_id: str) -> dict[str, Any]: ...
+
+    def update_model(self, model_id: str, patch: Any) -> dict[str, Any]: ...
+
+    def import_model(
+        self, path: Path, *, model_id: str | None = ..., mode: str = ..., check_allowed: bool = ...
+    ) -> dict[str, Any]: ...
 
 
 @dataclass

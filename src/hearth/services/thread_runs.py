@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -29,11 +29,27 @@ from hearth.threads import interrupted
 from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now
 from hearth.threads.ids import new_message_id
+from hearth.threads.store import ThreadStore
 from hearth.threads.views import message_view, text_part
 
 if TYPE_CHECKING:
     from hearth.engines.proxy import Answer
-    from hearth.services.threads import ThreadService
+
+
+class ThreadService(Protocol):
+    """What a run needs of `services.threads.ThreadService` (a protocol, so that the thread
+    service may start runs without the two modules importing each other)."""
+
+    store: ThreadStore
+    live: set[str]
+
+    def check_model(self, model_id: str) -> object: ...
+
+    def open_inference(
+        self, path: str, body: dict[str, Any], keep_alive: float | None
+    ) -> Awaitable[Answer]: ...
+
+    def touch(self, thread_id: str) -> None: ...
 
 log = logging.getLogger("hearth.threads")
 
