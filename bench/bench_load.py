@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.engines import add_smol
 from support.server import HearthProcess, free_port
 
+from hearth.core.pychild import python_command
 from hearth.engines.params import build_server_args, merge_engine_params
 from hearth.engines.plan import DEFAULT_ENGINE_JSON
-from hearth.pychild import python_command
 
 PARAMS = {"ctx_len": 2048, "cpu_threads": 2}
 

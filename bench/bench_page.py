@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.chromium import ARGS, CHROMIUM
 from support.engines import add_smol
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.server.app import create_app
 from hearth.services import Services
 

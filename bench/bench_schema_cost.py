@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.engines import add_smol
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services, schema_limits
 
 DEFAULT = ["enum:10", "enum:1000", "enum:2000", "opt:100", "opt:500", "anyof:10"]

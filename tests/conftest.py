@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.server import HearthProcess, ThreadedServer
 
-from hearth.config import Settings, load_settings
+from hearth.core.config import Settings, load_settings
 from hearth.services import Services
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from support.engines import add_smol
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.server.app import create_app
 from hearth.services import Services
 

@@ -12,18 +12,7 @@ from typing import Any
 
 import pytest
 
-from hearth.engines.events import (
-    EventReader,
-    Failure,
-    Finish,
-    ReasoningDelta,
-    TextDelta,
-    Timings,
-    ToolCallDelta,
-    ToolCallStart,
-    Usage,
-)
-from hearth.errors import (
+from hearth.core.errors import (
     Conflict,
     EngineError,
     Forbidden,
@@ -34,6 +23,17 @@ from hearth.errors import (
     RequestTooLarge,
     Unauthorized,
     Unavailable,
+)
+from hearth.engines.events import (
+    EventReader,
+    Failure,
+    Finish,
+    ReasoningDelta,
+    TextDelta,
+    Timings,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
 )
 from hearth.server.anthropic.stream import Assembler, events, sse
 from hearth.server.anthropic.translate import count_body, messages_call, parse_input

@@ -19,9 +19,9 @@ import openai
 import pytest
 from support.server import HearthProcess
 
-from hearth.address import server_address
-from hearth.config import load_settings
-from hearth.errors import InvalidRequest
+from hearth.core.address import server_address
+from hearth.core.config import load_settings
+from hearth.core.errors import InvalidRequest
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 

@@ -1,4 +1,4 @@
-"""`hearth.atomic`, the one atomic-write helper, and the sites that use it (no server).
+"""`hearth.core.atomic`, the one atomic-write helper, and the sites that use it (no server).
 
 Failures in the middle of a write are real: a child process with a small RLIMIT_FSIZE gets EFBIG
 from the kernel part way through the bytes, and a small tmpfs fills up (ENOSPC; the suite runs
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hearth import atomic
+from hearth.core import atomic
+from hearth.core.errors import InsufficientStorage
 from hearth.downloads.state import PartState, load_state, save_state
-from hearth.errors import InsufficientStorage
 from hearth.models.store import sweep_temp_files, write_json_atomic
 from hearth.threads import jsonl
 
@@ -52,7 +52,7 @@ def test_a_failure_mid_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> 
         f"""
         import resource, signal, sys
         sys.path.insert(0, {str(SRC)!r})
-        from hearth import atomic
+        from hearth.core import atomic
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         try:

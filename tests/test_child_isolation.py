@@ -24,10 +24,10 @@ from support.smollm import FILENAME, cache_dir, smollm2_path
 from test_starter import build_index
 
 import hearth
-from hearth import pychild
+from hearth.core import pychild
 from hearth.engines.llamacpp import KIND
 from hearth.engines.registry import LaunchSpec
-from hearth.starter import STARTER_ID
+from hearth.services.starter import STARTER_ID
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 

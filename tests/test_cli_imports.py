@@ -20,7 +20,7 @@ import pytest
 from support.server import ThreadedServer
 
 from hearth import __version__
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 #: Never loaded by a command that talks to a server, nor by importing the CLI.
@@ -37,18 +37,18 @@ HEAVY = (
     "hearth.downloads",
     "hearth.engines",
     "hearth.models",
-    "hearth.scheduler",
+    "hearth.engines.scheduler",
     "hearth.server",
     "hearth.services",
     "hearth.runtime",
-    "hearth.starter",
-    "hearth.config",
+    "hearth.services.starter",
+    "hearth.core.config",
     "pydantic",
     "typer",
     "click",
 )
 #: Not loaded by `import hearth.cli.main`, `--help` or `--version` either.
-COMMAND_ONLY = ("rich", "hearth.address", "hearth.client", "hearth.cli.backend")
+COMMAND_ONLY = ("rich", "hearth.core.address", "hearth.cli.client", "hearth.cli.backend")
 
 RUN = """
 import json, sys
@@ -129,7 +129,7 @@ def test_commands_that_ask_the_server_load_only_the_client(home: Path) -> None:
         for args in cases:
             code, out, modules = loaded(*hearth(*args), env=env)
             assert code == (1 if args == ["stop", "x"] else 0), (args, out)
-            assert "hearth.client" in modules, args
+            assert "hearth.cli.client" in modules, args
             # plain columns and lines (cli/output.py): Rich is for progress bars and spinners
             assert offenders(modules, (*HEAVY, "rich")) == [], args
     assert "does not exist" in out  # `stop x`: the server's answer, through the client

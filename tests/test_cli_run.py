@@ -18,7 +18,7 @@ from support.server import ThreadedServer
 
 from hearth.cli.chat import parse_option, read_message, request_options, verbose_lines
 from hearth.cli.common import UsageError
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hearth.config import load_settings, resolve_home
-from hearth.errors import InvalidRequest
+from hearth.core.config import load_settings, resolve_home
+from hearth.core.errors import InvalidRequest
 
 
 def test_layers_in_order(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_bad_settings_say_which_and_where(
 
 def test_server_address_follows_the_settings_precedence(tmp_path: Path) -> None:
     """The CLI's pydantic-free reader agrees with load_settings on host, port and key."""
-    from hearth.address import server_address
+    from hearth.core.address import server_address
 
     (tmp_path / "settings.json").write_text(
         json.dumps({"port": 2000, "host": "::1", "api_key": "from-file", "keep_alive": "5m"}),
@@ -81,7 +81,7 @@ def test_server_address_follows_the_settings_precedence(tmp_path: Path) -> None:
 def test_server_address_hands_odd_values_to_the_full_loader(
     tmp_path: Path, content: str, message: str
 ) -> None:
-    from hearth.address import server_address
+    from hearth.core.address import server_address
 
     (tmp_path / "settings.json").write_text(content, encoding="utf-8")
     with pytest.raises(InvalidRequest, match=message):

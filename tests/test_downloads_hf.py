@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
+from hearth.core.errors import Forbidden, InvalidRequest, NotFound
 from hearth.downloads.common import DownloadFailed
 from hearth.downloads.hf import HfResolution, pick_files, quant_of, resolve_hf
 from hearth.downloads.transfer import download_file
-from hearth.errors import Forbidden, InvalidRequest, NotFound
 
 TINY = {
     "README.md": b"# tiny",

@@ -22,6 +22,7 @@ import pytest
 from support.fault_server import GGUF_HEADER, FaultServer, gguf_bytes, sha256
 from support.gguf_factory import gguf_bytes as real_gguf
 
+from hearth.core.errors import InsufficientStorage, InvalidModelFile, InvalidRequest
 from hearth.downloads import common
 from hearth.downloads.common import BodyTooLarge
 from hearth.downloads.pump import run_blocking
@@ -29,7 +30,6 @@ from hearth.downloads.space import LEDGER
 from hearth.downloads.state import PartWriter
 from hearth.downloads.transfer import DownloadFailed, DownloadResult, download_file
 from hearth.downloads.wire import Stopper, WireResponse, open_wire
-from hearth.errors import InsufficientStorage, InvalidModelFile, InvalidRequest
 
 FAST: dict[str, Any] = {"backoff": 0.001, "max_backoff": 0.01, "min_range_size": 256 * 1024}
 Handler = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]  # (request head, writer)
@@ -351,7 +351,7 @@ def test_an_endless_pull_on_a_real_small_disk_fails_cleanly(tmp_path: Path) -> N
     not `downloading`, and the next pull answers (no 500)."""
     from support.server import ThreadedServer
 
-    from hearth.config import load_settings
+    from hearth.core.config import load_settings
     from hearth.services import Services
 
     disk = tmp_path / "disk"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
+from hearth.core.errors import Conflict, NotFound
 from hearth.downloads.jobs import DownloadManager, FileSpec, Job, JobSnapshot
-from hearth.errors import Conflict, NotFound
 
 SIZE = 1_500_000
 FAST = {"backoff": 0.001, "max_backoff": 0.01, "min_range_size": 256 * 1024}

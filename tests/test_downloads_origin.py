@@ -14,10 +14,10 @@ import httpx
 import pytest
 from support.fault_server import FaultServer, gguf_bytes
 
+from hearth.core.errors import InvalidRequest
 from hearth.downloads.common import DownloadFailed, Transient
 from hearth.downloads.request import MAX_RETRY_AFTER, open_range
 from hearth.downloads.urls import check_redirect, hub_auth_headers, token_allowed
-from hearth.errors import InvalidRequest
 
 PUBLIC = "http://93.184.216.34"  # a literal public address: no DNS, never contacted
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
+from hearth.core.errors import InvalidModelFile
 from hearth.downloads.ranges import Progress, RangeContext, RangeFetcher
 from hearth.downloads.state import PartState, PartWriter
 from hearth.downloads.transport import (
@@ -21,7 +22,6 @@ from hearth.downloads.transport import (
     WireTransport,
     open_transport,
 )
-from hearth.errors import InvalidModelFile
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
+from hearth.core.errors import InvalidRequest
 from hearth.downloads import redirects
 from hearth.downloads.common import DownloadFailed, DownloadResult
 from hearth.downloads.transfer import download_file
-from hearth.errors import InvalidRequest
 
 FAST: dict[str, Any] = {"backoff": 0.001, "max_backoff": 0.01, "retries": 2}
 TRANSPORTS = ["wire", "httpx"]

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from support.fault_server import FaultServer, gguf_bytes, sha256
 
+from hearth.core.errors import InsufficientStorage, InvalidModelFile, InvalidRequest
 from hearth.downloads.transfer import (
     ChecksumMismatch,
     DownloadCancelled,
@@ -23,7 +24,6 @@ from hearth.downloads.transfer import (
     DownloadResult,
     download_file,
 )
-from hearth.errors import InsufficientStorage, InvalidModelFile, InvalidRequest
 
 FAST: dict[str, Any] = {"backoff": 0.001, "max_backoff": 0.01, "min_range_size": 256 * 1024}
 SIZE = 2_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hearth.core.errors import InvalidRequest
 from hearth.downloads.urls import (
     HfRef,
     classify_source,
@@ -13,7 +14,6 @@ from hearth.downloads.urls import (
     validate_filename,
     validate_url,
 )
-from hearth.errors import InvalidRequest
 
 
 @pytest.mark.parametrize(

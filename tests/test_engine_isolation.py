@@ -28,12 +28,12 @@ from support.engines import add_smol, fake_engine, gone, running, until
 from support.server import ThreadedServer
 from support.smollm import cache_dir, smollm2_path
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
+from hearth.core.errors import EngineError, InvalidParameter
 from hearth.engines.llamacpp import LlamaCppProcess, check_launch_args
 from hearth.engines.orphans import EngineRecord, record_engine, start_time, sweep_orphans
 from hearth.engines.params import merge_engine_params
 from hearth.engines.upstream import EngineClient
-from hearth.errors import EngineError, InvalidParameter
 from hearth.services import Services
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

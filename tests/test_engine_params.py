@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from hearth.core.errors import EngineError, InvalidParameter
 from hearth.engines.base import LogRing, redact_args, redact_env, redact_text
 from hearth.engines.params import build_server_args, merge_engine_params
 from hearth.engines.remote import RemoteEngine
-from hearth.errors import EngineError, InvalidParameter
 
 
 @pytest.mark.parametrize(

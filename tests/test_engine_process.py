@@ -18,11 +18,11 @@ import pytest
 from support.engines import FOREVER_LOADING, fake_engine, gone, until
 from support.smollm import smollm2_path
 
+from hearth.core.errors import EngineError, InvalidParameter
 from hearth.engines.llamacpp import LlamaCppProcess
 from hearth.engines.params import merge_engine_params
 from hearth.engines.remote import RemoteEngine
 from hearth.engines.templates import jan_to_jinja, render_chat_template
-from hearth.errors import EngineError, InvalidParameter
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

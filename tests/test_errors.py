@@ -1,4 +1,5 @@
-"""One error tree (`hearth.errors`), written to the wire in one place, read back by its code."""
+"""One error tree (`hearth.core.errors`), written to the wire in one place, read back by its
+code."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from conftest import FAKE_GGUF, make_model
 from support.server import ThreadedServer
 
 import hearth
-from hearth import errors
-from hearth.client import HearthClient
-from hearth.errors import (
+from hearth.cli.client import HearthClient
+from hearth.core import errors
+from hearth.core.errors import (
     ChecksumMismatch,
     DownloadCancelled,
     HearthError,
@@ -43,7 +44,7 @@ def test_every_hearth_error_is_defined_in_errors_py() -> None:
     elsewhere = {
         f"{cls.__module__}.{cls.__qualname__}"
         for cls in _subclasses(HearthError)
-        if cls.__module__ != "hearth.errors"
+        if cls.__module__ != "hearth.core.errors"
     }
     assert elsewhere == set()
 
@@ -54,7 +55,7 @@ def test_old_import_paths_still_name_the_same_classes() -> None:
     from hearth.downloads import common, transfer
     from hearth.engines import templates
     from hearth.server import serve
-    from hearth.starter import StarterError
+    from hearth.services.starter import StarterError
 
     assert common.DownloadFailed is transfer.DownloadFailed is errors.DownloadFailed
     assert common.DownloadCancelled is errors.DownloadCancelled

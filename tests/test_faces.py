@@ -14,8 +14,8 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
-from hearth.errors import Conflict, HearthError
+from hearth.core.config import load_settings
+from hearth.core.errors import Conflict, HearthError
 from hearth.server.app import create_app
 from hearth.server.face import BEARER, Face, Faces, KeyHeader
 from hearth.server.faces import DOCS, FACES, HEALTH, WEB

@@ -29,7 +29,7 @@ from support.gguf_factory import (
 )
 from support.smollm import smollm2_path
 
-from hearth.errors import InvalidModelFile
+from hearth.core.errors import InvalidModelFile
 from hearth.models.gguf import GGUFInfo, read_gguf_header, sniff_format
 
 FUZZ = settings(

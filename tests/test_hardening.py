@@ -21,7 +21,7 @@ from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
 from support.waiting import job_done, wait_for
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.server import HearthProcess, ThreadedServer
 
-from hearth.config import load_settings
-from hearth.errors import HearthError
+from hearth.core.config import load_settings
+from hearth.core.errors import HearthError
 from hearth.models.ids import is_valid_id
 from hearth.server.security import parse_host
 from hearth.server.serve import check_bind_policy

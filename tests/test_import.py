@@ -19,7 +19,7 @@ from support.smollm import smollm2_path
 from support.waiting import wait_for
 
 from hearth.cli.main import main as cli_app
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.models.ids import id_from_filename, unique_id
 from hearth.models.importer import _copy_with_progress, split_name
 from hearth.services import Services

@@ -20,7 +20,7 @@ from conftest import FAKE_GGUF, make_model
 from support.engines import FOREVER_LOADING, add_smol, fake_engine, gone, running, status, until
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml

@@ -11,7 +11,7 @@ import pytest
 from support.engines import add_smol
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml

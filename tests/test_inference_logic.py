@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hearth.core.errors import EngineError, InvalidParameter
 from hearth.engines.events import engine_refusal
-from hearth.errors import EngineError, InvalidParameter
 from hearth.services.choices import choice_bodies, choice_count, merge_whole, open_choices
 from hearth.services.inference import needs_a_look
 from hearth.services.legacy import legacy_logprobs, legacy_options, merge_prompts

@@ -18,8 +18,8 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.server import HearthProcess, free_port
 
-from hearth.config import load_settings
-from hearth.instance import LOCK_FILE, RUNTIME_FILE, HomeInstance, running_server
+from hearth.core.config import load_settings
+from hearth.core.instance import LOCK_FILE, RUNTIME_FILE, HomeInstance, running_server
 from hearth.server.background import BackgroundServer
 from hearth.services import Services
 

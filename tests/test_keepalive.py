@@ -9,9 +9,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
-from hearth.errors import InvalidParameter, InvalidRequest
-from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive, keep_alive_param, parse_keep_alive
+from hearth.core.config import load_settings
+from hearth.core.errors import InvalidParameter, InvalidRequest
+from hearth.core.keepalive import KEEP_ALIVE_HELP, KeepAlive, keep_alive_param, parse_keep_alive
 
 VALUES = [
     (300, 300.0),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.keyedlocks import KeyedLocks
+from hearth.core.keyedlocks import KeyedLocks
 from hearth.models.store import ModelStore
 
 

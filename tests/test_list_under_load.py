@@ -17,7 +17,7 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.server import ThreadedServer
 
-from hearth.coalesce import FreshRun
+from hearth.core.coalesce import FreshRun
 from hearth.models.store import ModelEntry
 from hearth.server.sliced import SLICE_BYTES
 from hearth.services import LIST_PAUSE_EVERY, Services

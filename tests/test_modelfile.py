@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hearth.modelfile_text import quote, quote_parameter
+from hearth.core.modelfile_text import quote, quote_parameter
 from hearth.models.modelfile import ModelfileError, is_path, parse
 
 FULL = '''# A pirate, from a local file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.ids import is_valid_id
 from hearth.models.names import OllamaRef, ollama_model_id, parse_ollama_ref
 

@@ -25,9 +25,9 @@ from support.server import ThreadedServer, free_port
 from support.smollm import smollm2_path
 from support.waiting import job_done
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
+from hearth.core.errors import DownloadFailed
 from hearth.downloads.ollama import Layer, Where, map_params, model_json, parse_manifest
-from hearth.errors import DownloadFailed
 from hearth.models.names import OllamaRef
 from hearth.services import Services
 

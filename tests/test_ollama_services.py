@@ -11,7 +11,7 @@ import pytest
 from conftest import FAKE_GGUF, make_model
 from support.gguf_factory import write_gguf
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.store import ModelEntry
 from hearth.services import Services, loading, model_info, ollama_names
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hearth.core.errors import InvalidRequest
 from hearth.engines.events import (
     EventReader,
     Failure,
@@ -20,7 +21,6 @@ from hearth.engines.events import (
     ToolCallStart,
     Usage,
 )
-from hearth.errors import InvalidRequest
 from hearth.models.capabilities import capabilities
 from hearth.server.ollama.stream import ndjson
 from hearth.server.ollama.translate import (

@@ -19,7 +19,7 @@ from support.waiting import job_done as wait_job
 from support.waiting import wait_for
 
 from hearth.cli.main import main as cli_app
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml

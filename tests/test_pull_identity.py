@@ -27,7 +27,7 @@ from support.silent_server import SilentServer
 from support.waiting import job_done, wait_for
 
 from hearth.cli.render import SHOWN_MAX, shown
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.downloads import common, pulls
 from hearth.downloads.common import DownloadFailed
 from hearth.downloads.jobs import DownloadManager

@@ -13,7 +13,7 @@ from support.server import ThreadedServer
 from support.smollm import cache_dir
 
 from hearth.cli.main import main as app
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.engines.replicas import Prefix, Replica, Router, prefix_of
 from hearth.services import Services
 

@@ -12,6 +12,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from hearth.core.errors import EngineError, InvalidParameter, InvalidRequest
 from hearth.engines.events import (
     Failure,
     Finish,
@@ -22,7 +23,6 @@ from hearth.engines.events import (
     ToolCallStart,
     Usage,
 )
-from hearth.errors import EngineError, InvalidParameter, InvalidRequest
 from hearth.server.respond import whole_object
 from hearth.server.responses import stream, translate
 

@@ -21,7 +21,7 @@ from support.server import HearthProcess, ThreadedServer
 
 from hearth.cli.main import main as app
 from hearth.cli.run import ChatSession
-from hearth.config import Settings, load_settings
+from hearth.core.config import Settings, load_settings
 from hearth.server.serve import bind_socket
 from hearth.services import Services
 

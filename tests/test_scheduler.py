@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hearth.core.errors import EngineError, Unavailable
 from hearth.engines.llamacpp import COMPUTE_OVERHEAD_BYTES, estimate_model_memory
-from hearth.errors import EngineError, Unavailable
-from hearth.scheduler import LoadRequest, Scheduler
+from hearth.engines.scheduler import LoadRequest, Scheduler
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hearth.errors import SchemaTooCostly
+from hearth.core.errors import SchemaTooCostly
 from hearth.services import schema_limits as sl
 from hearth.services.schema_limits import check_request, json_size
 

@@ -13,8 +13,8 @@ from support.ollama_registry import HubModel, HubSearch
 from support.server import free_port
 from support.silent_server import SilentServer
 
+from hearth.core.errors import DownloadFailed
 from hearth.downloads.search import search_hub, search_library
-from hearth.errors import DownloadFailed
 from hearth.models.names import parse_ollama_ref
 
 MODELS = [

@@ -8,7 +8,7 @@ import openai
 import pytest
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 

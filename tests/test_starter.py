@@ -17,7 +17,7 @@ from support.server import HearthProcess
 from support.smollm import smollm2_path
 
 from hearth.models.store import ModelStore
-from hearth.starter import (
+from hearth.services.starter import (
     FILENAME,
     MEMBER,
     SHA256,

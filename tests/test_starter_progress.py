@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from support.smollm import smollm2_path
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.models.store import ModelStore
 from hearth.services import Services
-from hearth.starter import MEMBER, SIZE, STARTER_ID, install, install_on_start, log_display
+from hearth.services.starter import MEMBER, SIZE, STARTER_ID, install, install_on_start, log_display
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from jinja2.exceptions import SecurityError
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines.templates import (
     UnsafeChatTemplate,
     jan_to_jinja,
     render_chat_template,
     trio_to_jinja,
 )
-from hearth.errors import InvalidParameter
 
 CHATML = (
     "<|im_start|>system\n{system_message}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"

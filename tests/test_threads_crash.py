@@ -19,7 +19,7 @@ from support.engines import add_smol
 from support.server import HearthProcess, ThreadedServer
 from support.waiting import wait_for
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 from hearth.threads.interrupted import WRITER, WRITER_KEY
 

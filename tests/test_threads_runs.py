@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from hearth.core.errors import EngineError, HearthError, ModelNotFound
 from hearth.engines.events import EventSplitter, Finish, ReasoningDelta
-from hearth.errors import EngineError, HearthError, ModelNotFound
 from hearth.services import thread_runs
 from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hearth.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from hearth.core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hearth.threads import exchange
 from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import apply_thread_changes, new_message

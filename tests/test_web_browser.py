@@ -26,7 +26,7 @@ from support.gguf_factory import gguf_bytes
 from support.server import ThreadedServer
 from support.waiting import wait_for
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.services import Services
 
 pytestmark = pytest.mark.slow  # SmolLM2 engines, `hearth serve` or seconds: see pyproject.toml

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.server import ThreadedServer
 
-from hearth.config import load_settings
+from hearth.core.config import load_settings
 from hearth.server.web import web_files
 from hearth.services import Services
 

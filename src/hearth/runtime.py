@@ -12,12 +12,12 @@ import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from hearth.config import Settings
-from hearth.instance import HomeInstance
+from hearth.core.config import Settings
+from hearth.core.instance import HomeInstance
 from hearth.services import Services
 
 if TYPE_CHECKING:
-    from hearth.starter import Display
+    from hearth.services.starter import Display
 
 
 def run_server(settings: Settings, starter_display: Display | None = None) -> None:
@@ -31,7 +31,7 @@ def run_server(settings: Settings, starter_display: Display | None = None) -> No
     before it binds, so its error says "home busy" rather than "port taken".
     """
     from hearth.server.serve import serve
-    from hearth.starter import install_on_start
+    from hearth.services.starter import install_on_start
 
     with HomeInstance(settings.home) as instance:
         services = Services.create(settings)

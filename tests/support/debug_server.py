@@ -81,7 +81,7 @@ def _path(tests: Path) -> str:
 async def _serve(home: Path, port: int) -> None:
     import uvicorn
 
-    from hearth.config import load_settings
+    from hearth.core.config import load_settings
     from hearth.server.app import create_app
     from hearth.services import Services
 

@@ -3,7 +3,7 @@
 Going through the server when it runs keeps its view coherent (a removed model is also stopped);
 working on the folder directly lets a person manage models with no server at all.
 
-The home's server is found from its server.json (see `hearth.instance`), whatever port it was
+The home's server is found from its server.json (see `hearth.core.instance`), whatever port it was
 started on; the configured address (settings' host and port) is tried only when no live server
 publishes itself there, for servers embedded in another program.
 """
@@ -14,13 +14,13 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hearth.errors import HearthError, Unavailable
-from hearth.instance import RunningServer, running_server
+from hearth.core.errors import HearthError, Unavailable
+from hearth.core.instance import RunningServer, running_server
 
 if TYPE_CHECKING:
-    from hearth.address import ServerAddress
     from hearth.cli.remote import RemoteBackend
-    from hearth.config import Settings
+    from hearth.core.address import ServerAddress
+    from hearth.core.config import Settings
 
 #: A published server holds the home: wait a little for it to answer rather than bypass it.
 PUBLISHED_HEALTH_TIMEOUT = 5.0

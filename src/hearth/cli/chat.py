@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import EngineError, HearthError, from_wire
-from hearth.ollama_options import OLLAMA_OPTIONS
+from hearth.core.errors import EngineError, HearthError, from_wire
+from hearth.core.ollama_options import OLLAMA_OPTIONS
 
 if TYPE_CHECKING:
-    from hearth.client import HearthClient
+    from hearth.cli.client import HearthClient
 
 Message = dict[str, str]
 Stream = Callable[[list[Message]], Iterator[str]]

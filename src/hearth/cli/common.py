@@ -6,7 +6,7 @@ every valued option through pydantic (~330 ms of imports here) and `import typer
 145 ms; Click, under it, still costs 70-90 ms, a third of the budget, for what argparse does in
 ~15 ms (subcommands, options before or after the command, help, usage errors).
 
-Every module of `hearth.cli` imports only the standard library and `hearth.errors` at its top:
+Every module of `hearth.cli` imports only the standard library and `hearth.core.errors` at its top:
 what a command needs (settings, Rich, the client, the services, the server) it imports when it
 runs, so `hearth --help` loads almost nothing and `hearth ps` loads neither the store, the
 engines nor pydantic (tests/test_cli_imports.py checks it).
@@ -20,11 +20,11 @@ import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 
 if TYPE_CHECKING:
-    from hearth.address import ServerAddress
-    from hearth.config import Settings
+    from hearth.core.address import ServerAddress
+    from hearth.core.config import Settings
 
 Handler = Callable[[argparse.Namespace], "int | None"]
 
@@ -79,14 +79,14 @@ def command(
 
 def settings_from(args: argparse.Namespace, **flags: Any) -> Settings:
     """Every setting, validated (pydantic): for commands that work on the home themselves."""
-    from hearth.config import load_settings
+    from hearth.core.config import load_settings
 
     return load_settings(home=getattr(args, "home", None), flags=flags)
 
 
 def address_from(args: argparse.Namespace) -> ServerAddress:
     """Just where the home's server is and its key: for commands that only talk to it."""
-    from hearth.address import server_address
+    from hearth.core.address import server_address
 
     return server_address(getattr(args, "home", None))
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.cli.common import address_from, command, fail, settings_from
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 
 if TYPE_CHECKING:
-    from hearth.client import HearthClient
+    from hearth.cli.client import HearthClient
     from hearth.models.modelfile import Modelfile
     from hearth.services.derive import ModelChanges
 
@@ -113,7 +113,7 @@ def copy(args: argparse.Namespace) -> None:
 
 def read_modelfile(path: Path) -> Modelfile:
     """The Modelfile at `path`, parsed and checked (a FROM file must exist)."""
-    from hearth.errors import ModelfileError
+    from hearth.core.errors import ModelfileError
     from hearth.models.modelfile import parse
 
     try:
@@ -134,7 +134,7 @@ def create(args: argparse.Namespace) -> None:
     TEMPLATE, LICENSE, MESSAGE). ADAPTER is not supported."""
     from hearth.cli.backend import server_for
     from hearth.cli.output import clean, echo, paint, warn
-    from hearth.errors import Forbidden
+    from hearth.core.errors import Forbidden
 
     modelfile = read_modelfile(Path(args.file))
     if modelfile.messages:

@@ -42,7 +42,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hearth import __version__, atomic
+from hearth import __version__
+from hearth.core import atomic
 
 if TYPE_CHECKING:
     from hearth.services import Services

@@ -11,13 +11,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from hearth.cli.common import Exit, address_from, command, fail, settings_from
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from hearth.client import HearthClient
-    from hearth.config import Settings
+    from hearth.cli.client import HearthClient
+    from hearth.core.config import Settings
     from hearth.services import Services
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hearth.client import HearthClient
+from hearth.cli.client import HearthClient
 
 
 class RemoteBackend(HearthClient):

@@ -20,10 +20,10 @@ from hearth.cli.chat import ChatSession, stream_chat
 from hearth.cli.common import address_from, command, fail, settings_from
 
 if TYPE_CHECKING:
-    from hearth.address import ServerAddress
+    from hearth.cli.client import HearthClient
     from hearth.cli.output import Table
-    from hearth.client import HearthClient
-    from hearth.config import Settings
+    from hearth.core.address import ServerAddress
+    from hearth.core.config import Settings
 
 __all__ = ["ChatSession", "add_commands", "stream_chat"]  # the chat's pieces live in chat.py
 
@@ -37,8 +37,8 @@ def session_client(
     """The home's running server's client, or one for a server started here for this session
     (`hearth.runtime.serve_in_background`: it holds the home's lock like `hearth serve`)."""
     from hearth.cli.backend import server_for
+    from hearth.cli.client import HearthClient
     from hearth.cli.render import err_console
-    from hearth.client import HearthClient
 
     running = server_for(address)
     if running is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 # The download errors live in the one error tree; imported here for the download code.
-from hearth.errors import BodyTooLarge, ChecksumMismatch, DownloadCancelled, DownloadFailed
+from hearth.core.errors import BodyTooLarge, ChecksumMismatch, DownloadCancelled, DownloadFailed
 
 __all__ = [
     "BodyTooLarge",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
+from hearth.core.errors import InvalidRequest, NotFound
 from hearth.downloads.common import DownloadFailed
 from hearth.downloads.hub import HUB_TIMEOUT, MAX_LISTING_BYTES, list_repo
 from hearth.downloads.urls import (
@@ -31,7 +32,6 @@ from hearth.downloads.urls import (
     shown_name,
     validate_filename,
 )
-from hearth.errors import InvalidRequest, NotFound
 
 DEFAULT_QUANT = "Q4_K_M"
 QUANT_ORDER: tuple[str, ...] = (

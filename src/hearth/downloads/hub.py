@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 import httpx
 
+from hearth.core.errors import Forbidden, NotFound
 from hearth.downloads import redirects
 from hearth.downloads.common import DownloadFailed
 from hearth.downloads.urls import hub_auth_headers, redact_url
-from hearth.errors import Forbidden, NotFound
 
 HUB_TIMEOUT = 30.0  # seconds for the whole listing call
 HUB_CONNECT_TIMEOUT = 10.0

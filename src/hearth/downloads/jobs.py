@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hearth.core.errors import Conflict, HearthError, InsufficientStorage, NotFound
 from hearth.downloads.transfer import DownloadCancelled, DownloadResult, download_file
 from hearth.downloads.urls import FileSpec, redact_url, validate_filename, validate_url
-from hearth.errors import Conflict, HearthError, InsufficientStorage, NotFound
 
 __all__ = ["DownloadManager", "FileProgress", "FileSpec", "Job", "JobSnapshot", "JobState"]
 

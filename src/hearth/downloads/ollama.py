@@ -33,14 +33,14 @@ from urllib.parse import quote
 
 import httpx
 
+from hearth.core.errors import InvalidRequest, NotFound
+from hearth.core.ollama_options import OLLAMA_OPTIONS
 from hearth.downloads import redirects
 from hearth.downloads.common import DownloadFailed
 from hearth.downloads.urls import FileSpec, redact_url, validate_url
-from hearth.errors import InvalidRequest, NotFound
 from hearth.models.importer import DEFAULT_CTX_CAP
 from hearth.models.limits import MODEL_RANGES, range_problem
 from hearth.models.names import OllamaRef
-from hearth.ollama_options import OLLAMA_OPTIONS
 
 MEDIA_PREFIX = "application/vnd.ollama.image."
 MANIFEST_ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"

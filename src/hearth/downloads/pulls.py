@@ -22,6 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hearth.core.errors import (
+    Conflict,
+    HearthError,
+    InsufficientStorage,
+    InvalidModelFile,
+    InvalidRequest,
+)
 from hearth.downloads.blobs import reuse_known_blobs
 from hearth.downloads.common import DownloadFailed, DownloadResult, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
@@ -37,13 +44,6 @@ from hearth.downloads.urls import (
     redact_url,
     shown_name,
     validate_url,
-)
-from hearth.errors import (
-    Conflict,
-    HearthError,
-    InsufficientStorage,
-    InvalidModelFile,
-    InvalidRequest,
 )
 from hearth.models.gguf import read_gguf_header
 from hearth.models.ids import id_from_filename, is_valid_id, readable_name, validate_model_id

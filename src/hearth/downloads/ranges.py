@@ -16,6 +16,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hearth.core.errors import InsufficientStorage, InvalidModelFile
 from hearth.downloads import common
 from hearth.downloads.common import (
     STALL_BYTES,
@@ -31,7 +32,6 @@ from hearth.downloads.request import check_same_file
 from hearth.downloads.space import LEDGER, Claim
 from hearth.downloads.state import PartState, PartWriter, Segment, save_state
 from hearth.downloads.transport import Reply, Transport
-from hearth.errors import InsufficientStorage, InvalidModelFile
 
 GGUF_MAGIC = b"GGUF"
 

@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from hearth.core.errors import InsufficientStorage
 from hearth.downloads import common
 from hearth.downloads.common import human
-from hearth.errors import InsufficientStorage
 
 
 @dataclass(eq=False)

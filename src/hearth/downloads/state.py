@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hearth import atomic
+from hearth.core import atomic
 
 SIDECAR_VERSION = 1
 READ_BACK_CHUNK = 256 << 10  # small enough to stay in the CPU cache between pread and sha256
@@ -114,7 +114,7 @@ class PartState:
 
 
 def save_state(path: Path, state: PartState) -> None:
-    """Write the sidecar atomically (`hearth.atomic`) so a crash never leaves half a JSON.
+    """Write the sidecar atomically (`hearth.core.atomic`) so a crash never leaves half a JSON.
 
     Not durable (no fsync): it is rewritten every second, on the event loop, while the `.part`
     it describes takes unsynced writes too; after a power cut the final size and sha256 checks

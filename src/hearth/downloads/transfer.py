@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from hearth.core.errors import InsufficientStorage, InvalidModelFile
 from hearth.downloads import common
 from hearth.downloads.common import (
     STALL_SECONDS,
@@ -46,7 +47,6 @@ from hearth.downloads.space import LEDGER
 from hearth.downloads.state import PartState, PartWriter, load_state, save_state
 from hearth.downloads.transport import Reply, Transport, open_transport
 from hearth.downloads.urls import redact_url, validate_filename, validate_url
-from hearth.errors import InsufficientStorage, InvalidModelFile
 from hearth.models.gguf import read_gguf_header
 
 __all__ = [

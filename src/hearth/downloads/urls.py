@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 
 ALLOWED_SCHEMES = ("http", "https")
 HF_HOSTS = ("hf.co", "huggingface.co", "www.huggingface.co")

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.errors import EngineError, HearthError, InvalidRequest, from_wire
+from hearth.core.errors import EngineError, HearthError, InvalidRequest, from_wire
 
 
 def _payloads(buffer: bytearray) -> list[bytes]:

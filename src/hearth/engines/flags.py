@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from hearth.errors import InvalidParameter
+from hearth.core.errors import InvalidParameter
 
 #: Flags that decide where the engine listens, who may talk to it, what it serves or what it
 #: is called: Hearth sets these itself, and no layer may change them (not even engine.json).

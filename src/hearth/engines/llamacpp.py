@@ -3,7 +3,7 @@
 Both take the same flags (`params.build_server_args`), so one kind serves both: `binary` in the
 user's engines/llama-cpp/engine.json picks a llama-server, otherwise Hearth runs
 `python -s -P -m hearth.engines.worker` (llama.cpp's server from the xllamacpp wheel; isolated
-from the folder Hearth was started in, see `hearth.pychild`). The generic
+from the folder Hearth was started in, see `hearth.core.pychild`). The generic
 supervision (ports, readiness, death, process groups) is `engines/process.py`; this module says
 what to run, which parameters it takes, and how much memory a model needs.
 
@@ -28,11 +28,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hearth.core.errors import EngineError, InvalidParameter
+from hearth.core.pychild import python_command
 from hearth.engines import params as P
 from hearth.engines.registry import Launch, LaunchSpec, LocalKind, Unknown, register
 from hearth.engines.worker import KEY_ENV
-from hearth.errors import EngineError, InvalidParameter
-from hearth.pychild import python_command
 
 log = logging.getLogger(__name__)
 

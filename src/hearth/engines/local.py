@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from hearth.core.errors import EngineError
 from hearth.engines.process import EngineProcess
 from hearth.engines.proxy import Upstream
 from hearth.engines.replicas import Replica, ReplicaSet
+from hearth.engines.scheduler import Lease
 from hearth.engines.upstream import EngineClient
-from hearth.errors import EngineError
-from hearth.scheduler import Lease
 
 HEADERS = {"content-type": "application/json"}
 

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from hearth.config import Settings
+from hearth.core.config import Settings
+from hearth.core.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
 from hearth.engines import registry
 from hearth.engines.local import LocalTarget
 from hearth.engines.plan import Planner
@@ -37,11 +38,10 @@ from hearth.engines.proxy import LLAMA_DEFAULTS, OPENAI_DEFAULTS, Answer, prepar
 from hearth.engines.registry import EngineKind, LaunchSpec, LocalKind, RemoteKind
 from hearth.engines.remote import RemoteHTTP, RemoteTarget
 from hearth.engines.replicas import ReplicaSet
+from hearth.engines.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 from hearth.engines.upstream import EngineClient
-from hearth.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
 from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
-from hearth.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from hearth import atomic
+from hearth.core import atomic
 
 #: psutil derives start times from clock ticks (10 ms); a match within this is the same process.
 _SAME_START = 0.05

@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from hearth import atomic
+from hearth.core import atomic
+from hearth.core.errors import InvalidParameter
+from hearth.core.keepalive import KEEP_ALIVE_HELP, parse_keep_alive
 from hearth.engines.flags import (
     ENGINE_JSON_HINT,
     USER_ONLY_WHY,
@@ -26,11 +28,9 @@ from hearth.engines.flags import (
     plain_relative_path,
 )
 from hearth.engines.registry import COMMON
-from hearth.errors import InvalidParameter
-from hearth.keepalive import KEEP_ALIVE_HELP, parse_keep_alive
 from hearth.models.limits import ENGINE_RANGES, shown
 
-__all__ = ["KEEP_ALIVE_HELP", "parse_keep_alive"]  # their home is hearth.keepalive
+__all__ = ["KEEP_ALIVE_HELP", "parse_keep_alive"]  # their home is hearth.core.keepalive
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 FLASH_ATTN = ("on", "off", "auto")

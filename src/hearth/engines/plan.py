@@ -25,14 +25,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines import registry
 from hearth.engines.registry import LaunchSpec
 from hearth.engines.remote import RemoteEngine, remote_engine, remote_profile, unknown_engine
-from hearth.errors import InvalidParameter
+from hearth.engines.scheduler import LoadRequest
 from hearth.models.ids import is_valid_id
 from hearth.models.schema import DEFAULT_ENGINE
 from hearth.models.store import ModelEntry, write_json_atomic
-from hearth.scheduler import LoadRequest
 
 __all__ = ["LaunchSpec", "Planner"]
 

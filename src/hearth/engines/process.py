@@ -2,9 +2,9 @@
 
 The kind (engines/registry.py) says what to run; this class runs it the same way for all:
 pick a free port on 127.0.0.1, start the child in its own session and in a private temporary
-folder (never the directory Hearth was started from: see `hearth.pychild`), copy its stdout+stderr
-into a 16 KB ring (and a log file if given), and poll the kind's health route until 200.
-While waiting it tells apart
+folder (never the directory Hearth was started from: see `hearth.core.pychild`), copy its
+stdout+stderr into a 16 KB ring (and a log file if given), and poll the kind's health route until
+200. While waiting it tells apart
 
 - exited: the child is gone → EngineError with the exit code and the log tail;
 - still loading: the health route answers 503 (llama-server), or the child writes output or
@@ -42,12 +42,12 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
+from hearth.core.errors import EngineError
+from hearth.core.pychild import child_env
 from hearth.engines.base import LOG_TAIL_BYTES, LogRing, free_port, looks_secret, redact_args
 from hearth.engines.orphans import forget_engine, record_engine
 from hearth.engines.registry import LaunchSpec, LocalKind
 from hearth.engines.worker import KEY_ENV, PARENT_ENV, is_loopback
-from hearth.errors import EngineError
-from hearth.pychild import child_env
 
 if TYPE_CHECKING:
     import httpx  # imported where used: validating a model.json loads this module's kind

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
+from hearth.core.errors import EngineError, HearthError
 from hearth.engines.upstream import EngineResponse
-from hearth.errors import EngineError, HearthError
 
 #: No read timeout: a long generation may take minutes before (or between) bytes.
 TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=None)

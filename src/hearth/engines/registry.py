@@ -36,8 +36,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from hearth.errors import InvalidParameter
-from hearth.keepalive import parse_keep_alive
+from hearth.core.errors import InvalidParameter
+from hearth.core.keepalive import parse_keep_alive
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class LocalKind(EngineKind, ABC):
         """The command that serves `spec` on host:port and requires `key` on every route but
         the health route. `workdir` is a private temporary folder for this spawn, and the
         process's working directory: relative paths in argv resolve there, not where Hearth
-        was started. A Python program is best started as `hearth.pychild.python_command`."""
+        was started. A Python program is best started as `hearth.core.pychild.python_command`."""
 
     def child_env(self, env: Mapping[str, str]) -> dict[str, str]:
         """Hearth's environment as this kind's process gets it (secrets were already dropped);

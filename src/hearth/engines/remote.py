@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import httpx
 
+from hearth.core.errors import EngineError, InvalidParameter, InvalidRequest
 from hearth.engines.proxy import TIMEOUT, Upstream
 from hearth.engines.registry import REMOTE_DEFAULT, RemoteKind, register
-from hearth.errors import EngineError, InvalidParameter, InvalidRequest
 from hearth.models.store import ModelEntry
 
 KNOWN = ("base_url", "api_key_env", "model")

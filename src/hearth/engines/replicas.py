@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from hearth.core.errors import EngineError
 from hearth.engines.process import EngineProcess
 from hearth.engines.registry import LaunchSpec, LocalKind
-from hearth.errors import EngineError
 
 log = logging.getLogger(__name__)
 

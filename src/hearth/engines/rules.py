@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines import registry
 from hearth.engines.flags import ENGINE_JSON_HINT
 from hearth.engines.remote import PROVIDERS
-from hearth.errors import InvalidParameter
 
 
 class KindRules:

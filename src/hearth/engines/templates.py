@@ -36,7 +36,7 @@ from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from hearth.errors import InvalidParameter
+from hearth.core.errors import InvalidParameter
 
 SYSTEM = "{system_message}"
 PROMPT = "{prompt}"
@@ -44,7 +44,7 @@ _SPECIAL = re.compile(r"^(<[^<>\s]+>|\[/?[A-Z_]+\])")
 
 
 # A chat template tried to reach Python internals: both a 400 and a Jinja SecurityError.
-from hearth.errors import UnsafeChatTemplate  # noqa: E402  (one error tree: errors.py)
+from hearth.core.errors import UnsafeChatTemplate  # noqa: E402  (one error tree: errors.py)
 
 
 def _lit(text: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 from hearth.models.capabilities import capabilities, effective_template
 from hearth.models.gguf import GGUFInfo, read_gguf_header
 from hearth.models.schema import ModelInfo

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import NoReturn
 
-from hearth.errors import InvalidModelFile
+from hearth.core.errors import InvalidModelFile
 
 __all__ = ["GGUFInfo", "MetadataValue", "read_gguf_header", "sniff_format"]
 

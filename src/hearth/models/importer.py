@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import Conflict, Forbidden, InvalidModelFile, InvalidRequest
+from hearth.core.errors import Conflict, Forbidden, InvalidModelFile, InvalidRequest
 from hearth.models.gguf import GGUFInfo, read_gguf_header, sniff_format
 from hearth.models.ids import id_from_filename, readable_name, unique_id, validate_model_id
 from hearth.models.import_errors import ImportErrors

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from hearth import atomic
+from hearth.core import atomic
 
 LINKS_FILE = "linked-files.json"
 

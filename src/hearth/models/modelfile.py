@@ -17,7 +17,7 @@ Understood (keywords in any case, as Ollama reads them):
   `#` starts a comment line. A double-quoted value with a backslash is read as a JSON string
   when it is one (`"line 1\\nline 2 \"quoted\""`), else as written (`"C:\\models"`).
 
-Writing: `hearth.modelfile_text.quote` (for /api/show's and `hearth show`'s Modelfile) writes
+Writing: `hearth.core.modelfile_text.quote` (for /api/show's and `hearth show`'s Modelfile) writes
 triple quotes, as Ollama does, when the text reads back exactly that way, else one
 double-quoted JSON string on one line: `parse` gives back the very text, and no text can add
 an instruction.
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import ModelfileError
-from hearth.ollama_options import OLLAMA_OPTIONS
+from hearth.core.errors import ModelfileError
+from hearth.core.ollama_options import OLLAMA_OPTIONS
 
 #: Ollama's option names a Modelfile may set, and the kind of value each takes (the options
 #: every Ollama face of Hearth reads, plus the context size and stop strings).

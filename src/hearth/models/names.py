@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.ids import MAX_ID_LENGTH, validate_model_id
 
 LIBRARY = "library"

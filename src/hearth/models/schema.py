@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from hearth.errors import InvalidParameter
+from hearth.core.errors import InvalidParameter
 from hearth.models.ids import is_valid_id
 from hearth.models.limits import (
     CREATED_RANGE,

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from hearth import atomic
-from hearth.errors import Conflict, InvalidRequest, ModelNotFound
-from hearth.keyedlocks import KeyedLocks
+from hearth.core import atomic
+from hearth.core.errors import Conflict, InvalidRequest, ModelNotFound
+from hearth.core.keyedlocks import KeyedLocks
 from hearth.models.capabilities import record_capabilities
 from hearth.models.facts import model_capabilities
 from hearth.models.ids import validate_model_id

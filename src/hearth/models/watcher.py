@@ -27,7 +27,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from hearth.errors import HearthError, InvalidModelFile
+from hearth.core.errors import HearthError, InvalidModelFile
 from hearth.models.gguf import GGUFInfo
 from hearth.models.importer import (
     Importer,

@@ -15,8 +15,8 @@ import time
 
 import uvicorn
 
-from hearth.errors import HearthError
-from hearth.instance import HomeInstance
+from hearth.core.errors import HearthError
+from hearth.core.instance import HomeInstance
 from hearth.server.app import create_app
 from hearth.server.httpproto import TargetKeepingProtocol
 from hearth.services import Services

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Send
 
-from hearth.errors import (
+from hearth.core.errors import (
     HearthError,
     InvalidModelId,
     InvalidRequest,

@@ -37,7 +37,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 
 #: A face's error writer: the JSON object its clients read an error from.
 ErrorShape = Callable[[HearthError], dict[str, Any]]

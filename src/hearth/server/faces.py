@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hearth.errors import HearthError
+from hearth.core.errors import HearthError
 from hearth.server import (
     anthropic,
     docs,

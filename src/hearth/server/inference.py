@@ -11,8 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from hearth.errors import InvalidRequest
-from hearth.keepalive import keep_alive_param
+from hearth.core.errors import InvalidRequest
+from hearth.core.keepalive import keep_alive_param
 from hearth.server import jsonbody
 from hearth.server.respond import client_closed, open_answer, read_whole, streaming
 from hearth.server.schemas import ERRORS

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import Request
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 
 MAX_DEPTH = 64
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

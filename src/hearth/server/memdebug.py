@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from types import FrameType
 
-from hearth import atomic
+from hearth.core import atomic
 
 ENV = "HEARTH_MEMDEBUG_DIR"
 TOP = 40

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
+from hearth.core.errors import EngineError
 from hearth.engines.events import AnswerEvent, EventReader, Gathered, engine_refusal
 from hearth.engines.proxy import Answer
-from hearth.errors import EngineError
 from hearth.services import Services
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ Checked in this order, for every path (routes added later are covered without a 
   Content-Length over the cap is refused at once; a chunked body is counted as the route
   reads it and refused as soon as it passes the cap.
 
-Refusals are Hearth errors (`hearth.errors`), written by the same writer as every other error
+Refusals are Hearth errors (`hearth.core.errors`), written by the same writer as every other error
 (`hearth.server.errors.send_error`) in the shape of the face that owns the path, so a client
 cannot tell the guard's from a route's. The guard knows no face by name: it reads the records
 it is handed (`server/face.py`). Before one is written, what the client is already sending is
@@ -46,8 +46,8 @@ from collections.abc import Iterable
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hearth.config import LOOPBACK_HOSTS, Settings
-from hearth.errors import (
+from hearth.core.config import LOOPBACK_HOSTS, Settings
+from hearth.core.errors import (
     CrossOriginRefused,
     HearthError,
     HostNotAllowed,

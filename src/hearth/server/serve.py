@@ -1,6 +1,6 @@
 """Run the API server: refuse unsafe binds, fail loudly on a taken port, then hand to uvicorn.
 
-The caller holds the home's lock (`hearth.instance.HomeInstance`) from before `serve` binds
+The caller holds the home's lock (`hearth.core.instance.HomeInstance`) from before `serve` binds
 until after it returns, so a second server on the same home is told "home busy", not
 "port taken"; `serve` publishes the bound port in the home's server.json for the CLI.
 """
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from hearth.config import Settings
-from hearth.errors import ServeError
-from hearth.instance import HomeInstance
+from hearth.core.config import Settings
+from hearth.core.errors import ServeError
+from hearth.core.instance import HomeInstance
 from hearth.server import memdebug
 from hearth.server.app import Hook, create_app
 from hearth.server.httpproto import TargetKeepingProtocol

@@ -36,7 +36,7 @@ from importlib.resources.abc import Traversable
 
 from fastapi import APIRouter, Request, Response
 
-from hearth.errors import NotFound
+from hearth.core.errors import NotFound
 
 CSP = "; ".join(
     [

@@ -23,9 +23,9 @@ from typing import Any
 
 import anyio
 
+from hearth.core.errors import EngineError, HearthError, InvalidParameter
 from hearth.engines.events import engine_chunks, engine_error
 from hearth.engines.proxy import Answer
-from hearth.errors import EngineError, HearthError, InvalidParameter
 from hearth.services.composed import DONE, Composed, checked, dumps, event, once
 
 MAX_CHOICES = 16

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import Settings, ensure_home
-from hearth.errors import InvalidRequest
-from hearth.keepalive import keep_alive_param
+from hearth.core.config import Settings, ensure_home
+from hearth.core.errors import InvalidRequest
+from hearth.core.keepalive import keep_alive_param
 from hearth.models.import_errors import ImportErrors
 from hearth.models.importer import Importer, Progress
 from hearth.models.links import FileRoots

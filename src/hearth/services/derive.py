@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hearth.core.errors import Conflict, InvalidRequest
 from hearth.downloads.blobs import link_or_copy
-from hearth.errors import Conflict, InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.models.links import is_inside
 from hearth.models.store import ModelEntry, ModelStore

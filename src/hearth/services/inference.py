@@ -20,9 +20,9 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines.events import engine_chunks
 from hearth.engines.proxy import GENERATION, Answer
-from hearth.errors import InvalidParameter
 from hearth.models.capabilities import effective_template
 from hearth.models.facts import Facts, facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines.events import engine_error
-from hearth.errors import InvalidParameter
 
 
 def legacy_options(body: dict[str, Any]) -> tuple[str, bool]:

@@ -20,7 +20,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hearth.coalesce import FreshRun
+from hearth.core.coalesce import FreshRun
 from hearth.models.facts import HEADERS
 from hearth.models.store import ModelEntry, ModelStore
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import InvalidParameter
+from hearth.core.errors import InvalidParameter
 from hearth.models.facts import facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
 

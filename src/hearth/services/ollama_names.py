@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from hearth.errors import HearthError, InvalidModelId, ModelNotFound
+from hearth.core.errors import HearthError, InvalidModelId, ModelNotFound
 from hearth.models.ids import is_valid_id
 from hearth.models.names import ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore

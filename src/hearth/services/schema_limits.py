@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.errors import SchemaTooCostly
+from hearth.core.errors import SchemaTooCostly
 
 #: Compact JSON bytes of one schema (descriptions included).
 MAX_SCHEMA_BYTES = 512 * 1024

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from hearth.core.errors import HearthError, InvalidRequest, NotFound
+from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import engine_refusal
-from hearth.errors import HearthError, InvalidRequest, NotFound
-from hearth.keepalive import keep_alive_param
 from hearth.threads import interrupted
 from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import Conflict, InvalidRequest, NotFound
+from hearth.core.errors import Conflict, InvalidRequest, NotFound
 from hearth.threads import edits, exchange, interrupted, jsonl
 from hearth.threads.ids import validate_message_id
 from hearth.threads.store import Message, StoredThread, ThreadStore, message_not_found

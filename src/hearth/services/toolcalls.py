@@ -25,8 +25,8 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from hearth.core.errors import InvalidParameter
 from hearth.engines.events import EventReader, Gathered
-from hearth.errors import InvalidParameter
 
 #: Chat-only fields a forced call does not send to `/v1/completions` (Hearth sets its own
 #: constraint; `stop` could cut a call in half).

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hearth.core.errors import InvalidRequest
 from hearth.engines.events import EventSplitter, Failure, Gathered, ReasoningDelta, TextDelta
-from hearth.errors import InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.threads.views import (
     content_parts,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import text_part

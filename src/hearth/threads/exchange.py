@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.ids import is_valid_id
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import content_parts, message_text, part_text

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 from hearth.models.ids import MAX_ID_LENGTH, is_valid_id
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth import atomic
-from hearth.errors import InsufficientStorage, InvalidRequest
+from hearth.core import atomic
+from hearth.core.errors import InsufficientStorage, InvalidRequest
 
 #: A messages.jsonl (or thread.json) larger than this is refused rather than read into memory.
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -178,7 +178,7 @@ def rewrite(path: Path, lines: Iterable[Line]) -> None:
 def write_atomic(path: Path, payload: bytes) -> None:
     """Replace `path` with `payload` by rename: a link (hard or symbolic) at `path` is replaced,
     never written through. Durable, mode 0o644, a full disk is InsufficientStorage; the temp
-    file is named as `is_temp_of` knows it (`hearth.atomic`)."""
+    file is named as `is_temp_of` knows it (`hearth.core.atomic`)."""
     atomic.write_bytes(path, payload, mode=0o644, storage_error=True)
 
 

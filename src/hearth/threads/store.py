@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import Conflict, Forbidden, NotFound
-from hearth.keyedlocks import KeyedLocks
+from hearth.core.errors import Conflict, Forbidden, NotFound
+from hearth.core.keyedlocks import KeyedLocks
 from hearth.models.ids import is_valid_id
 from hearth.models.links import is_inside
 from hearth.threads import jsonl

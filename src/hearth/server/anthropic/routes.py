@@ -18,9 +18,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from hearth.core.errors import EngineError, HearthError
 from hearth.engines.events import answer_events
 from hearth.engines.proxy import Answer
-from hearth.errors import EngineError, HearthError
 from hearth.server import jsonbody
 from hearth.server.anthropic.shapes import Message
 from hearth.server.anthropic.stream import Assembler, events

@@ -22,8 +22,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.errors import InvalidParameter, InvalidRequest
-from hearth.keepalive import keep_alive_param
+from hearth.core.errors import InvalidParameter, InvalidRequest
+from hearth.core.keepalive import keep_alive_param
 
 MAX_STOPS = 16
 MAX_STOP_CHARS = 256

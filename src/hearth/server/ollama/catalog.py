@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hearth.errors import NotFound
+from hearth.core.errors import NotFound
 from hearth.models.facts import Facts
 from hearth.models.store import ModelEntry
 from hearth.server.ollama.translate import rfc3339

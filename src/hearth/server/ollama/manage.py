@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from hearth import __version__
+from hearth.core.errors import InvalidParameter, InvalidRequest
+from hearth.core.modelfile_text import quote, quote_parameter
 from hearth.downloads.ollama import map_params
-from hearth.errors import InvalidParameter, InvalidRequest
-from hearth.modelfile_text import quote, quote_parameter
 from hearth.models.store import ModelEntry
 from hearth.server.ollama import catalog
 from hearth.server.ollama.pull import pull_lines

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from hearth.core.errors import HearthError
 from hearth.downloads.jobs import Job
-from hearth.errors import HearthError
 from hearth.services import Services, ollama_names
 
 

@@ -22,10 +22,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from hearth.core.errors import EngineError, InvalidParameter
+from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import EventReader
 from hearth.engines.proxy import Answer
-from hearth.errors import EngineError, InvalidParameter
-from hearth.keepalive import keep_alive_param
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
 from hearth.server.ollama import catalog

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hearth.core.errors import InvalidParameter, InvalidRequest
+from hearth.core.keepalive import keep_alive_param
+from hearth.core.ollama_options import OLLAMA_OPTIONS
 from hearth.engines.events import AnswerEvent, Failure, Gathered, ReasoningDelta, TextDelta
-from hearth.errors import InvalidParameter, InvalidRequest
-from hearth.keepalive import keep_alive_param
-from hearth.ollama_options import OLLAMA_OPTIONS
 
-OPTIONS = OLLAMA_OPTIONS  # see hearth.ollama_options
+OPTIONS = OLLAMA_OPTIONS  # see hearth.core.ollama_options
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 MAX_STOPS = 16
 DONE_REASONS = {"stop": "stop", "length": "length", "tool_calls": "stop", "content_filter": "stop"}

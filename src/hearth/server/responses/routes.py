@@ -18,7 +18,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from hearth.errors import NotFound
+from hearth.core.errors import NotFound
 from hearth.server import jsonbody
 from hearth.server.respond import (
     client_closed,

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hearth.core.errors import InvalidParameter, InvalidRequest
+from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import Gathered
-from hearth.errors import InvalidParameter, InvalidRequest
-from hearth.keepalive import keep_alive_param
 from hearth.server.respond import whole_answer
 from hearth.server.responses.shapes import (
     Echo,

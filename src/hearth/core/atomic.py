@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import InsufficientStorage
+from hearth.core.errors import InsufficientStorage
 
 NAME_MAX_BYTES = 255
 DEFAULT_MODE = 0o666  # what open() creates with: the umask decides, as for any new file

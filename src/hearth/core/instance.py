@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hearth.errors import Conflict
+from hearth.core.errors import Conflict
 
 LOCK_FILE = ".hearth.lock"
 RUNTIME_FILE = "server.json"

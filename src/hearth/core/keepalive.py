@@ -5,7 +5,7 @@ Requests (`"keep_alive": "5m"` in an inference body or a start body), settings
 values, Ollama's: seconds as a number or a string, or a duration such as "30s", "5m", "1h30m";
 0 unloads right after each request, any negative value means never (read as -1).
 
-A leaf module (it imports only `hearth.errors` and pydantic) so the faces, the settings and
+A leaf module (it imports only `hearth.core.errors` and pydantic) so the faces, the settings and
 the engines can all use it without importing each other.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
-from hearth.errors import InvalidParameter
+from hearth.core.errors import InvalidParameter
 
 KEEP_ALIVE_HELP = 'seconds or a duration like "30s", "5m", "1h30m" (0 unloads at once, -1 never)'
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

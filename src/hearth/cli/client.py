@@ -1,7 +1,7 @@
 """A typed client for Hearth's own API (the CLI uses it when a server is running).
 
 Errors come back as the server raised them: the body's `code` picks the class from
-`hearth.errors` (see `from_wire`), so callers catch ModelNotFound, not "a 404". A server that
+`hearth.core.errors` (see `from_wire`), so callers catch ModelNotFound, not "a 404". A server that
 cannot be reached (refused, reset, timed out) is `Unavailable`, naming the address.
 
 It speaks HTTP/1.1 with the standard library's `http.client`: the CLI makes a few JSON calls and
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from hearth.errors import HearthError, Unavailable, from_wire
+from hearth.core.errors import HearthError, Unavailable, from_wire
 
 _DEFAULT: Any = object()  # "the client's timeout", as opposed to None: "no timeout"
 _PATH_SAFE = "/%!$&'()*+,;=:@~"  # what httpx leaves unquoted in a path

@@ -1,5 +1,6 @@
 """The home folder and its settings.json, read the one way both settings loaders share: the fast
-one for commands that only call a server (`hearth.address`) and the full one (`hearth.config`).
+one for commands that only call a server (`hearth.core.address`) and the full one
+(`hearth.core.config`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 
 DEFAULT_HOME = "~/hearth"
 SETTINGS_FILE = "settings.json"

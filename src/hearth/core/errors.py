@@ -29,7 +29,7 @@
 
 Services raise these; the server writes them in one place (`hearth.server.errors`) as
 `{"error": {"message", "type", "param", "code"}}`, the CLI prints the message, and the client
-(`hearth.client`) turns such a body back into the class its `code` names (`from_wire`).
+(`hearth.cli.client`) turns such a body back into the class its `code` names (`from_wire`).
 Messages say what went wrong *and* how to fix it. A few raisers set a finer `code` on an
 instance (`home_busy`, `unsafe_redirect`, ...); those come back as the class of their status.
 """
@@ -277,7 +277,7 @@ def _by_code() -> dict[str, type[HearthError]]:
 @functools.cache
 def _unsafe_chat_template() -> type[InvalidParameter]:
     """Built on first use: its second base is jinja2's SecurityError (so the sandbox treats it
-    as one), and importing jinja2 costs ~150 ms that `import hearth.errors` should not pay."""
+    as one), and importing jinja2 costs ~150 ms that `import hearth.core.errors` should not pay."""
     from jinja2.exceptions import SecurityError
 
     class UnsafeChatTemplate(InvalidParameter, SecurityError):
@@ -290,7 +290,7 @@ def _unsafe_chat_template() -> type[InvalidParameter]:
 
 
 def __getattr__(name: str) -> Any:
-    """`from hearth.errors import UnsafeChatTemplate` builds that class on first use."""
+    """`from hearth.core.errors import UnsafeChatTemplate` builds that class on first use."""
     if name == "UnsafeChatTemplate":
         return _unsafe_chat_template()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

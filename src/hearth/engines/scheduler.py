@@ -25,7 +25,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import psutil
 
-from hearth.errors import EngineError, HearthError, Unavailable
+from hearth.core.errors import EngineError, HearthError, Unavailable
 
 log = logging.getLogger(__name__)
 

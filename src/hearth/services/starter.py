@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import HearthError, StarterError
+from hearth.core.errors import HearthError, StarterError
+from hearth.core.pychild import child_env, python_command
 from hearth.models.store import ModelEntry, ModelStore
-from hearth.pychild import child_env, python_command
 from hearth.services import Services
 
 log = logging.getLogger("hearth")

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hearth.errors import InvalidRequest
-from hearth.home import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
-from hearth.keepalive import KEEP_ALIVE_HELP, KeepAlive
-from hearth.keyfile import KEY_FIELDS, merge_key_layers
+from hearth.core.errors import InvalidRequest
+from hearth.core.home import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
+from hearth.core.keepalive import KEEP_ALIVE_HELP, KeepAlive
+from hearth.core.keyfile import KEY_FIELDS, merge_key_layers
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest
 
 MAX_KEY_FILE_BYTES = 4096
 KEY_FIELDS = ("api_key", "api_key_file")

@@ -4,11 +4,11 @@ Commands that only talk to a running server (`hearth ps`, `stop`, `ls`, ...) nee
 settings: the home (to find its server.json), the configured address (for a server embedded in
 another program) and the api key. Validating every setting with pydantic costs such a command
 more time than its whole round trip, so this module reads just those, with the same precedence as
-`hearth.config.load_settings` (defaults < settings.json < HEARTH_* environment < flags), and
+`hearth.core.config.load_settings` (defaults < settings.json < HEARTH_* environment < flags), and
 hands anything it cannot read plainly to the full loader, whose error says what to fix.
 
-`hearth.config` uses the same home resolution and settings.json reader (`hearth.home`), so the
-two cannot drift.
+`hearth.core.config` uses the same home resolution and settings.json reader
+(`hearth.core.home`), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hearth.home import (
+from hearth.core.home import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     SETTINGS_FILE,
@@ -26,7 +26,7 @@ from hearth.home import (
     resolve_home,
     settings_file_layer,
 )
-from hearth.keyfile import merge_key_layers
+from hearth.core.keyfile import merge_key_layers
 
 
 class ServerAddress(NamedTuple):
@@ -56,7 +56,7 @@ def server_address(
     merged.update(merge_key_layers(layers))  # a key file is read (and checked) here
     plain = _plain(merged)
     if plain is None:  # let pydantic say precisely what is wrong (or coerce what is fine)
-        from hearth.config import load_settings
+        from hearth.core.config import load_settings
 
         full = load_settings(home=resolved, env=env)
         return ServerAddress(resolved, full.host, full.port, full.api_key)
