@@ -26,6 +26,7 @@ ROOT = SRC / "hearth"
 
 #: The layers below the faces: none of them may know the server or the command line.
 BELOW_FACES = (
+    "hearth.core",
     "hearth.models",
     "hearth.threads",
     "hearth.downloads",
@@ -33,6 +34,14 @@ BELOW_FACES = (
     "hearth.services",
 )
 FACES = ("hearth.server", "hearth.cli")
+#: The HTTP dialects: each a request translator and an event writer, none knowing another.
+DIALECTS = (
+    "hearth.server.inference",
+    "hearth.server.ollama",
+    "hearth.server.anthropic",
+    "hearth.server.responses",
+    "hearth.server.threads",
+)
 
 
 @dataclass(frozen=True)
@@ -272,3 +281,24 @@ def test_the_store_does_not_import_the_engines() -> None:
 def test_nothing_below_the_faces_imports_a_face() -> None:
     found = crossings(BELOW_FACES, FACES)
     assert not found, "a layer below the faces imports one:\n" + "\n".join(map(str, found))
+
+
+def test_the_core_imports_nothing_else_of_hearth() -> None:
+    """`core/` is what every layer may import: it must not lean on any of them."""
+    above = ("hearth.models", "hearth.threads", "hearth.downloads", "hearth.engines",
+             "hearth.services", "hearth.server", "hearth.cli", "hearth.runtime")  # fmt: skip
+    found = crossings(("hearth.core",), above)
+    assert not found, "core/ imports a layer:\n" + "\n".join(map(str, found))
+
+
+def test_faces_never_import_each_other() -> None:
+    """What dialects share lives in server/respond.py, server/jsonbody.py and engines/events.py;
+    adding a dialect is one package and one record in server/faces.py (the only module that
+    knows them all)."""
+    found = [
+        edge
+        for dialect in DIALECTS
+        for edge in crossings((dialect,), tuple(d for d in DIALECTS if d != dialect))
+    ]
+    assert not found, "a face imports another:\n" + "\n".join(map(str, found))
+

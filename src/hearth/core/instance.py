@@ -177,12 +177,14 @@ class HomeInstance:
         """Write server.json for the bound port; it never holds the api key."""
         if self._fd is None:
             raise RuntimeError("publish() before acquire()")
-        from hearth.models.store import write_json_atomic  # the server's stack, not the CLI's
+        from hearth.core import atomic  # the server's path, not the CLI's: imported here
 
         server = RunningServer(
             pid=os.getpid(), host=host, port=port, url=connect_url(host, port), started=time.time()
         )
-        write_json_atomic(self.runtime_path, server._asdict())
+        atomic.write_json(
+            self.runtime_path, server._asdict(), indent=2, newline=True, storage_error=True
+        )
         self.published = server
         return server
 
