@@ -1,6 +1,7 @@
-"""/api/chat over a remote OpenAI-compatible engine whose answers are a stranger's data: text that
-is no Unicode (a lone surrogate sent as a JSON escape) and an answer that is not JSON. Real
-server, real `ollama` client, a loopback upstream."""
+"""The translated faces over a remote OpenAI-compatible engine whose answers are a stranger's data:
+text that is no Unicode (a lone surrogate sent as a JSON escape), an answer that is not JSON, a
+redirect instead of an answer. Real server, real `ollama` and `anthropic` clients, a loopback
+upstream."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import anthropic
 import ollama
 import pytest
 from conftest import make_model
@@ -27,7 +29,12 @@ class Upstream:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                if body.get("stream"):
+                if body["model"] == "moved":
+                    self.send_response(307)
+                    self.send_header("location", "https://elsewhere.invalid/v1/chat/completions")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                elif body.get("stream"):
                     self._send("text/event-stream", _events())
                 elif body["model"] == "garbage":
                     self._send("application/json", b"<html>not json</html>")
@@ -80,6 +87,7 @@ def client(server: ThreadedServer, home: Path, upstream: Upstream) -> ollama.Cli
     engine_json.write_text(json.dumps({"type": "openai-compatible", "base_url": upstream.url}))
     make_model(home, "remote", {"engine": "box", "engine_parameters": {"model": "up"}})
     make_model(home, "broken", {"engine": "box", "engine_parameters": {"model": "garbage"}})
+    make_model(home, "moved", {"engine": "box", "engine_parameters": {"model": "moved"}})
     return server.keep(ollama.Client(host=server.url))
 
 
@@ -96,3 +104,20 @@ def test_an_upstream_answer_that_is_not_json_is_an_engine_error(client: ollama.C
     with pytest.raises(ollama.ResponseError) as info:
         client.chat(model="broken", messages=[{"role": "user", "content": "hi"}], stream=False)
     assert info.value.status_code == 502 and "not a JSON object" in info.value.error
+
+
+def test_a_redirect_instead_of_an_answer_is_an_error_on_every_translated_face(
+    client: ollama.Client, server: ThreadedServer
+) -> None:
+    """A translating face takes only a 200 from the engine: a remote's 307 (say, http sent on
+    to https) is an error the client sees, never an empty answer that looks complete."""
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ollama.ResponseError):
+        client.chat(model="moved", messages=messages, stream=False)
+    claude = server.keep(anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0))
+    for stream in (False, True):
+        with pytest.raises(anthropic.APIStatusError):
+            claude.messages.create(
+                model="moved", max_tokens=8, messages=messages, stream=stream
+            )
+

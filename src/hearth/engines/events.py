@@ -134,6 +134,16 @@ class ToolCallStart:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallName:
+    """More of a tool call's name, sent after the call's first fragment (some upstreams send
+    the id first and the name later)."""
+
+    index: int
+    name: str
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """More of a tool call's arguments (a fragment of a JSON string)."""
 
@@ -175,7 +185,15 @@ class Failure:
 
 
 AnswerEvent = (
-    TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | Finish | Usage | Timings | Failure
+    TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallName
+    | ToolCallDelta
+    | Finish
+    | Usage
+    | Timings
+    | Failure
 )
 
 
@@ -191,10 +209,12 @@ class EventReader:
     sent it: llama.cpp, vLLM or another OpenAI-compatible upstream.
     """
 
-    __slots__ = ("_calls",)
+    __slots__ = ("_calls", "_last")
 
     def __init__(self) -> None:
         self._calls: set[tuple[int, int]] = set()
+        #: per choice, the call the last fragment belonged to, and that call's id
+        self._last: dict[int, tuple[int, str | None]] = {}
 
     def chunk(self, chunk: Mapping[str, Any]) -> list[AnswerEvent]:
         """One `chat.completion.chunk` (or legacy `text_completion` chunk)."""
@@ -216,11 +236,13 @@ class EventReader:
         events: list[AnswerEvent] = []
         for choice in response.get("choices") or []:
             if isinstance(choice, dict):
-                self._choice(choice, choice.get("message"), events)
+                self._choice(choice, choice.get("message"), events, whole=True)
         self._counters(response, events)
         return events
 
-    def _choice(self, choice: Mapping[str, Any], delta: Any, events: list[AnswerEvent]) -> None:
+    def _choice(
+        self, choice: Mapping[str, Any], delta: Any, events: list[AnswerEvent], whole: bool = False
+    ) -> None:
         at = choice.get("index", 0)
         at = at if type(at) is int else 0
         if isinstance(delta, dict):
@@ -234,7 +256,8 @@ class EventReader:
             if calls:
                 for position, call in enumerate(calls):
                     if isinstance(call, dict):
-                        self._call(call, position, at, events)
+                        default = position if whole else None
+                        self._call(call, default, at, events)
         else:
             text = choice.get("text")
             if isinstance(text, str) and text:
@@ -244,29 +267,36 @@ class EventReader:
             events.append(Finish(str(reason), at))
 
     def _call(
-        self, call: Mapping[str, Any], position: int, at: int, events: list[AnswerEvent]
+        self, call: Mapping[str, Any], default: int | None, at: int, events: list[AnswerEvent]
     ) -> None:
-        index = call.get("index", position)
-        index = index if type(index) is int else position
+        raw_id = call.get("id")
+        call_id = raw_id if isinstance(raw_id, str) and raw_id else None
+        index = call.get("index")
+        if type(index) is not int:
+            index = default if default is not None else self._unindexed(at, call_id)
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
+        name = function.get("name")
+        name = name if isinstance(name, str) else ""
         if (at, index) not in self._calls:
             self._calls.add((at, index))
-            call_id = call.get("id")
-            name = function.get("name")
-            events.append(
-                ToolCallStart(
-                    index,
-                    call_id if isinstance(call_id, str) and call_id else None,
-                    name if isinstance(name, str) else "",
-                    at,
-                )
-            )
+            events.append(ToolCallStart(index, call_id, name, at))
+        elif name:  # the name after the call's first fragment (some upstreams): more of it
+            events.append(ToolCallName(index, name, at))
+        self._last[at] = (index, call_id or self._last.get(at, (index, None))[1])
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
             events.append(ToolCallDelta(index, arguments, at))
         elif isinstance(arguments, dict):  # some upstreams send the object itself
             events.append(ToolCallDelta(index, json.dumps(arguments, ensure_ascii=False), at))
+
+    def _unindexed(self, at: int, call_id: str | None) -> int:
+        """The call a streamed fragment without `index` belongs to (some upstreams leave it
+        out): a new id starts the next call; no id, or the same one, continues the last."""
+        last = self._last.get(at)
+        if last is not None and (call_id is None or call_id == last[1]):
+            return last[0]
+        return sum(1 for choice, _ in self._calls if choice == at)
 
     @staticmethod
     def _counters(chunk: Mapping[str, Any], events: list[AnswerEvent]) -> None:
@@ -356,6 +386,8 @@ class Gathered:
                 self.pieces += 1
             case ToolCallStart(index, call_id, name, at) if at == self.choice:
                 self.calls[index] = GatheredCall(call_id, name)
+            case ToolCallName(index, name, at) if at == self.choice:
+                self.calls.setdefault(index, GatheredCall(None, "")).name += name
             case ToolCallDelta(index, arguments, at) if at == self.choice:
                 self.calls.setdefault(index, GatheredCall(None, "")).arguments += arguments
                 self.pieces += 1

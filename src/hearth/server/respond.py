@@ -69,12 +69,15 @@ async def open_answer(
 ) -> Answer | None:
     """The answer `opening` gives, or None when the client left first. An engine's refusal is
     raised as a Hearth error; with `pass_errors` (OpenAI's own face) an answer whose errors are
-    already in OpenAI's shape is returned as it is, to be passed through."""
+    already in OpenAI's shape is returned as it is, to be passed through. A face that translates
+    takes only a 200: anything else (a remote's redirect included) has no answer in it."""
     ok, answer = await unless_disconnected(request, opening)
     if not ok or answer is None:
         return None
-    if answer.status_code >= 400 and not (pass_errors and answer.errors_in_openai_shape):
-        raise engine_refusal(answer.status_code, await answer.read(), model)
+    status = answer.status_code
+    passed = pass_errors and (status < 400 or answer.errors_in_openai_shape)
+    if not passed and status != 200:
+        raise engine_refusal(status, await answer.read(), model)
     return answer
 
 
