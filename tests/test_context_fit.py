@@ -71,7 +71,8 @@ def test_a_request_over_the_loaded_context_is_answered_after_one_reload(
     )
     assert answer.usage is not None and 512 < answer.usage.prompt_tokens < 2048
     assert _running_ctx(srv) == 2048  # the prompt + max_tokens 4, to the next power of two
-    reloads = [r.getMessage() for r in caplog.records if "reloading with a context" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records]
+    reloads = [line for line in logged if "reloading with a context" in line]
     assert len(reloads) == 1 and "short" in reloads[0] and "2048" in reloads[0]
     assert "(was 512)" in reloads[0]
     model_json = json.loads((srv.services.settings.models_dir / "short" / "model.json").read_text())

@@ -29,8 +29,9 @@ from typing import Any
 
 from hearth.engines.context import DEFAULT_ROOM, ContextExceeded, answer_room
 from hearth.engines.proxy import Answer
+from hearth.threads.views import CONTEXT_POLICIES
 
-POLICIES = ("drop-oldest", "stop")
+POLICIES = CONTEXT_POLICIES
 #: Resends after dropping, at most (the first normally fits; images count only on resend).
 ROUNDS = 3
 
