@@ -119,7 +119,8 @@ async def _open_fitting(
                 raise ContextExceeded(
                     f"This conversation no longer fits the model's context. {exc.message} Its "
                     'context policy is "stop": start a new conversation, delete older messages, '
-                    'or choose "drop the oldest turns" in its settings.',
+                    'or choose "Leave out the oldest turns" in its settings (metadata.'
+                    'context_overflow "drop-oldest").',
                     prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx, need=exc.need,
                 ) from None  # fmt: skip
             if exc.prompt_tokens is None or exc.n_ctx is None or fitter.rounds >= ROUNDS:
