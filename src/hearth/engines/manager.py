@@ -56,6 +56,7 @@ from hearth.engines.replicas import ReplicaSet
 from hearth.engines.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 from hearth.engines.upstream import EngineClient
 from hearth.models.facts import facts_off_loop
+from hearth.models.limits import ENGINE_RANGES
 from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
 
@@ -288,25 +289,34 @@ class EngineManager:
         answer = await self._send_local(entry, req, path, body, content)
         if answer.status_code != 400 or path not in GENERATION:
             return answer
-        content_back = await answer.read()  # an error: small, and reading it frees the lease
-        overflow = overflow_of(content_back)
+        refusal = await answer.read()  # an error: small, and reading it frees the lease
+        return await self._refit(entry, req, path, body, content, refusal, keep_alive)
+
+    async def _refit(
+        self,
+        entry: ModelEntry,
+        req: LoadRequest,
+        path: str,
+        body: dict[str, Any],
+        content: bytes,
+        refusal: bytes,
+        keep_alive: float | None,
+    ) -> Answer:
+        """After the engine's 400: a request too long for the loaded context is sent once more
+        to the model reloaded with a larger one (`_grown`); any other refusal is handed on."""
+        overflow = overflow_of(refusal)
         if overflow is None:
-            return Refused(400, content_back)
-        grown = await self._grown(entry, req, overflow, answer_room(body), keep_alive)
-        log.info(
-            "model %s: reloading with a context of %d tokens (was %s): a request needs %d "
-            "(its prompt is %s tokens)", entry.id, grown.payload.params["ctx_len"],
-            overflow.n_ctx, needed(overflow.prompt_tokens or 0, answer_room(body)),
-            overflow.prompt_tokens,
-        )  # fmt: skip
+            return Refused(400, refusal)
+        room = answer_room(body)
+        grown = await self._grown(entry, req, overflow, room, keep_alive)
         answer = await self._send_local(entry, grown, path, body, content)
-        if answer.status_code == 400:  # once only: a second refusal is the client's
-            content_back = await answer.read()
-            overflow = overflow_of(content_back)
-            if overflow is not None:
-                raise exceeded(entry.id, overflow, room=answer_room(body))
-            return Refused(400, content_back)
-        return answer
+        if answer.status_code != 400:
+            return answer
+        refusal = await answer.read()  # once only: a second refusal is the client's
+        overflow = overflow_of(refusal)
+        if overflow is not None:
+            raise exceeded(entry.id, overflow, room=room)
+        return Refused(400, refusal)
 
     async def _send_local(
         self, entry: ModelEntry, req: LoadRequest, path: str, body: dict[str, Any], content: bytes
@@ -337,7 +347,9 @@ class EngineManager:
         naming the size it needs and why no reload helps (the setting is off, the context was
         asked for explicitly, over the trained context or the memory budget)."""
         spec: LaunchSpec = req.payload
-        trained = (await facts_off_loop(entry)).context_length
+        trained = (await facts_off_loop(entry)).context_length  # a GGUF's (stranger's) number
+        if trained is not None:
+            trained = min(trained, int(ENGINE_RANGES["ctx_len"][1]))  # what ctx_len may be
         prompt = overflow.prompt_tokens
         if prompt is None:
             raise exceeded(entry.id, overflow, room=room, trained=trained)
@@ -358,6 +370,10 @@ class EngineManager:
         for size in grown_sizes(need, trained):
             grown = await asyncio.to_thread(self.planner.with_context, entry, req, size, keep_alive)
             if grown.memory_bytes <= budget:
+                log.info(
+                    "model %s: reloading with a context of %d tokens (was %s): a request needs "
+                    "%d (its prompt is %d tokens)", entry.id, size, overflow.n_ctx, need, prompt,
+                )  # fmt: skip
                 return grown
             tried.append((size, grown.memory_bytes))
         size, memory = tried[-1]
