@@ -619,3 +619,59 @@ def test_light_dark_and_narrow_screens(browser: Any, srv: ThreadedServer, width:
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") != background
     context.close()
     web.check()
+
+
+# ---- a conversation longer than its model's context ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    """A model loaded with 512 tokens of context that is never grown (`grow_context` off)."""
+    path = tmp_path_factory.mktemp("tight") / "home"
+    (path / "models").mkdir(parents=True)
+    (path / "settings.json").write_text(json.dumps({"grow_context": False}), encoding="utf-8")
+    add_smol(path, "smol-tight", {"ctx_len": 512},
+             model_parameters={"max_tokens": 4, "temperature": 0, "seed": 42})  # fmt: skip
+    with ThreadedServer(Services.create(load_settings(home=path, env={}))) as server:
+        yield server
+
+
+def test_the_conversation_chooses_what_happens_when_it_outgrows_the_context(
+    browser: Any, tight: ThreadedServer
+) -> None:
+    old = [("alpha " * 260, "A."), ("beta " * 260, "B.")]
+    messages = [
+        {"role": role, "content": text} for user, answer in old
+        for role, text in (("user", user), ("assistant", answer))
+    ]  # fmt: skip
+    thread = api(tight, "POST", "/v1/threads", {"model": "smol-tight", "messages": messages})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    web = Page(context.new_page(), tight.url)
+    page = web.open(f"#/t/{thread['id']}")
+    page.wait_for_selector(".message .bubble")
+    page.click("#thread-settings")
+    assert page.input_value("#set-overflow") == ""  # the server's setting until chosen
+    page.select_option("#set-overflow", "drop-oldest")
+    page.click("#settings-form button[value=save]")
+    page.fill("#composer-input", "Say hi.")
+    page.keyboard.press("Enter")
+    note = page.wait_for_selector(".message.assistant .context-note", timeout=60_000)
+    assert "2 earlier messages were left out" in note.inner_text()
+    stored = httpx.get(f"{tight.url}/v1/threads/{thread['id']}").json()
+    assert stored["metadata"]["context_overflow"] == "drop-oldest"
+    page.click("#thread-settings")
+    assert page.input_value("#set-overflow") == "drop-oldest"
+    page.select_option("#set-overflow", "stop")
+    page.click("#settings-form button[value=save]")
+    page.wait_for_function("() => !document.getElementById('settings-dialog').open")
+    page.fill("#composer-input", "And again.")
+    page.keyboard.press("Enter")
+    error = page.wait_for_selector(".message.assistant .error-box", timeout=60_000)
+    assert "no longer fits" in error.inner_text() and '"stop"' in error.inner_text()
+    stored = httpx.get(f"{tight.url}/v1/threads/{thread['id']}").json()
+    assert stored["metadata"]["context_overflow"] == "stop"
+    context.close()
+    refused = [e for e in web.errors if "/runs" in e or "status of 400" in e]
+    assert len(refused) == 2  # the refused run (its response, and the console saying so)
+    web.errors = [e for e in web.errors if e not in refused]
+    web.check()

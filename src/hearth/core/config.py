@@ -14,7 +14,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -91,6 +91,20 @@ class Settings(BaseModel):
     )
     keep_alive: KeepAlive = Field(
         300.0, description=f"How long an idle model stays loaded: {KEEP_ALIVE_HELP}."
+    )
+    grow_context: bool = Field(
+        True,
+        description="Reload a local model once with a larger context when a request does not "
+        "fit the loaded one but fits the model's trained context and the memory budget (the "
+        "running engine's size only, never written to model.json). false: such a request is a "
+        "400 naming the size it needs.",
+    )
+    context_overflow: Literal["drop-oldest", "stop"] = Field(
+        "drop-oldest",
+        description="What a conversation (thread run) that outgrows its model's context does "
+        "by default: 'drop-oldest' leaves its oldest turns out of what the model sees (the "
+        "system prompt and the latest message stay), 'stop' ends the run with a message saying "
+        "so. Each conversation may choose its own (metadata.context_overflow).",
     )
     starter: bool = Field(
         True,

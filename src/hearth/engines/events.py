@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.core.errors import EngineError, HearthError, InvalidRequest, from_wire
+from hearth.engines.context import EXCEED, exceeded, overflow_of
 
 
 def _payloads(buffer: bytearray) -> list[bytes]:
@@ -71,14 +72,9 @@ def engine_refusal(status: int, content: bytes, model: str) -> HearthError:
     message = error.get("message")
     text = message.strip() if isinstance(message, str) and message.strip() else ""
     kind = error.get("type")
-    if kind == "exceed_context_size_error":
-        return InvalidRequest(
-            f"{text or 'The request does not fit the context'}. Send fewer tokens (a shorter "
-            f"conversation or a lower max_tokens), or give the model a larger context: "
-            f"`hearth models edit {model} engine_parameters.ctx_len=16384`.",
-            param="messages",
-            code="context_length_exceeded",
-        )
+    overflow = overflow_of(content) if kind == EXCEED else None
+    if overflow is not None:  # the manager names more (trained context, why no reload)
+        return exceeded(model, overflow)
     if kind == "not_supported_error" or status == 501:
         return InvalidRequest(
             f"Model '{model}' cannot do this: {text or 'not supported by its engine'}.",

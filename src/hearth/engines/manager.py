@@ -31,15 +31,32 @@ from typing import Any
 from hearth.core.config import Settings
 from hearth.core.errors import Conflict, EngineError, InvalidParameter, InvalidRequest
 from hearth.engines import registry
+from hearth.engines.context import (
+    Overflow,
+    Refused,
+    answer_room,
+    exceeded,
+    grown_sizes,
+    needed,
+    overflow_of,
+)
 from hearth.engines.local import LocalTarget
 from hearth.engines.plan import Planner
 from hearth.engines.process import EngineProcess
-from hearth.engines.proxy import LLAMA_DEFAULTS, OPENAI_DEFAULTS, Answer, prepare_body
+from hearth.engines.proxy import (
+    GENERATION,
+    LLAMA_DEFAULTS,
+    OPENAI_DEFAULTS,
+    Answer,
+    prepare_body,
+)
 from hearth.engines.registry import EngineKind, LaunchSpec, LocalKind, RemoteKind
 from hearth.engines.remote import RemoteHTTP, RemoteTarget
 from hearth.engines.replicas import ReplicaSet
 from hearth.engines.scheduler import Lease, LoadedInfo, LoadRequest, Scheduler
 from hearth.engines.upstream import EngineClient
+from hearth.models.facts import facts_off_loop
+from hearth.models.limits import ENGINE_RANGES
 from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
 
@@ -269,6 +286,42 @@ class EngineManager:
         content = prepare_body(
             body, path=path, model_parameters=entry.info.model_parameters, defaults=LLAMA_DEFAULTS
         )
+        answer = await self._send_local(entry, req, path, body, content)
+        if answer.status_code != 400 or path not in GENERATION:
+            return answer
+        refusal = await answer.read()  # an error: small, and reading it frees the lease
+        return await self._refit(entry, req, path, body, content, refusal, keep_alive)
+
+    async def _refit(
+        self,
+        entry: ModelEntry,
+        req: LoadRequest,
+        path: str,
+        body: dict[str, Any],
+        content: bytes,
+        refusal: bytes,
+        keep_alive: float | None,
+    ) -> Answer:
+        """After the engine's 400: a request too long for the loaded context is sent once more
+        to the model reloaded with a larger one (`_grown`); any other refusal is handed on."""
+        overflow = overflow_of(refusal)
+        if overflow is None:
+            return Refused(400, refusal)
+        room = answer_room(body)
+        grown = await self._grown(entry, req, overflow, room, keep_alive)
+        answer = await self._send_local(entry, grown, path, body, content)
+        if answer.status_code != 400:
+            return answer
+        refusal = await answer.read()  # once only: a second refusal is the client's
+        overflow = overflow_of(refusal)
+        if overflow is not None:
+            raise exceeded(entry.id, overflow, room=room)
+        return Refused(400, refusal)
+
+    async def _send_local(
+        self, entry: ModelEntry, req: LoadRequest, path: str, body: dict[str, Any], content: bytes
+    ) -> Answer:
+        """Lease the model as `req` plans it (loading it if needed), pick a replica, send."""
         lease: Lease[ReplicaSet] = await self._load(entry, req, lease=True)
         try:
             replica, process = await lease.runner.route(body)
@@ -281,6 +334,65 @@ class EngineManager:
         except BaseException:
             target.release()
             raise
+
+    async def _grown(
+        self,
+        entry: ModelEntry,
+        req: LoadRequest,
+        overflow: Overflow,
+        room: int | None,
+        keep_alive: float | None,
+    ) -> LoadRequest:
+        """The load that fits a request too long for `req`'s context, or ContextExceeded
+        naming the size it needs and why no reload helps (the setting is off, the context was
+        asked for explicitly, over the trained context or the memory budget)."""
+        spec: LaunchSpec = req.payload
+        trained = (await facts_off_loop(entry)).context_length  # a GGUF's (stranger's) number
+        if trained is not None:
+            trained = min(trained, int(ENGINE_RANGES["ctx_len"][1]))  # what ctx_len may be
+        prompt = overflow.prompt_tokens
+        if prompt is None:
+            raise exceeded(entry.id, overflow, room=room, trained=trained)
+        need = needed(prompt, room)
+        current = self.scheduler.loaded_request(entry.id)  # grown meanwhile by another request?
+        if (
+            current is not None
+            and current is not req
+            and current.payload.config_key == spec.config_key
+            and int(current.payload.params.get("ctx_len", 0)) >= need
+        ):
+            return current
+        why = self._no_growth(spec, trained)
+        if why or trained is None or prompt + (room or 1) > trained:
+            raise exceeded(entry.id, overflow, room=room, trained=trained, why=why)
+        budget = self.scheduler.memory_budget_bytes
+        tried: list[tuple[int, int]] = []
+        for size in grown_sizes(need, trained):
+            grown = await asyncio.to_thread(self.planner.with_context, entry, req, size, keep_alive)
+            if grown.memory_bytes <= budget:
+                log.info(
+                    "model %s: reloading with a context of %d tokens (was %s): a request needs "
+                    "%d (its prompt is %d tokens)", entry.id, size, overflow.n_ctx, need, prompt,
+                )  # fmt: skip
+                return grown
+            tried.append((size, grown.memory_bytes))
+        size, memory = tried[-1]
+        why = f" (a context of {size:,} needs an estimated {memory / 2**30:.1f} GiB, over the "
+        why += f"memory budget of {budget / 2**30:.1f} GiB: the `memory_budget` setting)"
+        raise exceeded(entry.id, overflow, room=room, trained=trained, why=why)
+
+    def _no_growth(self, spec: LaunchSpec, trained: int | None) -> str:
+        """Why a too-long request may not grow this engine's context ("" when it may)."""
+        if not self.settings.grow_context:
+            return " (automatic context growth is off: the `grow_context` setting)"
+        if spec.context_fixed:
+            return (
+                f" (it was started with ctx_len {spec.params.get('ctx_len')} by a start request "
+                "or Ollama's num_ctx, which Hearth never grows)"
+            )
+        if trained is None:
+            return " (its GGUF does not say its trained context, so Hearth does not grow it)"
+        return ""
 
     # ---- explicit control -----------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -176,15 +177,36 @@ class Planner:
             kind=kind.name,
             replicas=replicas,
             routing=routing,
+            context_fixed=bool(overrides) and "ctx_len" in (overrides or {}),
         )
-        one = kind.estimate_memory(model_path, entry.size, merged)
+        return self._request(entry, spec, keep_alive)
+
+    @staticmethod
+    def _request(entry: ModelEntry, spec: LaunchSpec, keep_alive: Any) -> LoadRequest:
+        """The LoadRequest for a spec: its memory estimate and fingerprint."""
+        kind = registry.local_kind(spec.kind)
+        if kind is None:
+            raise unknown_engine(entry, spec.kind)
+        merged, replicas, routing = spec.params, spec.replicas, spec.routing
+        one = kind.estimate_memory(spec.model_path, entry.size, merged)
         return LoadRequest(
             model_id=entry.id,
             memory_bytes=one * replicas,  # every replica holds its own weights and cache
             keep_alive=keep_alive,
-            fingerprint=_digest([str(model_path), kind.name, merged, replicas, routing]),
+            fingerprint=_digest([str(spec.model_path), kind.name, merged, replicas, routing]),
             payload=spec,
         )
+
+    def with_context(
+        self, entry: ModelEntry, loaded: LoadRequest, ctx_len: int, keep_alive: float | None
+    ) -> LoadRequest:
+        """`loaded` with another ctx_len and nothing else changed (its start overrides,
+        replicas and routing kept; the config key too, so later requests keep using it until
+        model.json or engine.json change): the running engine's size, never written to a file.
+        A file read (the GGUF shape, cached): call it in a worker thread."""
+        old: LaunchSpec = loaded.payload
+        spec = replace(old, params={**old.params, "ctx_len": ctx_len}, context_fixed=False)
+        return self._request(entry, spec, loaded.keep_alive if keep_alive is None else keep_alive)
 
     @staticmethod
     def rotate_log(path: Path) -> None:

@@ -92,6 +92,9 @@ class LaunchSpec:
     kind: str = "llama-cpp"
     replicas: int = 1
     routing: str = "prefix"
+    #: ctx_len came from a start request (POST /v1/models/{id}/start, Ollama's num_ctx): the
+    #: context someone asked for, which a long request never grows (engines/manager.py).
+    context_fixed: bool = False
 
 
 @dataclass

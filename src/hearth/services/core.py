@@ -100,7 +100,9 @@ class Services:
             from hearth.threads.store import ThreadStore
 
             store = ThreadStore(self.settings.home / "threads")
-            self._threads = ThreadService(store, self.open_inference, self.store.get)
+            self._threads = ThreadService(
+                store, self.open_inference, self.store.get, self.settings.context_overflow
+            )
         return self._threads
 
     @classmethod

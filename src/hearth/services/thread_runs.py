@@ -24,7 +24,9 @@ import anyio
 
 from hearth.core.errors import HearthError, InvalidRequest, NotFound
 from hearth.core.keepalive import keep_alive_param
+from hearth.engines.context import ContextExceeded
 from hearth.engines.events import engine_refusal
+from hearth.services.context_fit import ROUNDS, Fitter, policy_of
 from hearth.threads import interrupted
 from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now
@@ -51,6 +53,12 @@ class ThreadService(Protocol):
 
     def touch(self, thread_id: str) -> None: ...
 
+    @property
+    def context_overflow(self) -> str:
+        """The `context_overflow` setting: a conversation's policy unless it names its own."""
+        ...
+
+
 log = logging.getLogger("hearth.threads")
 
 #: The growing answer is written at most this often (seconds).
@@ -74,10 +82,13 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
     seconds = None if keep_alive is None else keep_alive_param(keep_alive)
     await asyncio.to_thread(service.check_model, chat["model"])
     run = Run(service, thread_id, chat["model"], stream=stream)
+    policy = policy_of(thread.raw.get("metadata"), service.context_overflow)
     try:
         with anyio.CancelScope(shield=True):  # once written, the pending answer is finished
             await asyncio.to_thread(run.append_pending)
-        upstream = await service.open_inference("chat/completions", chat, seconds)
+        upstream, run.dropped = await _open_fitting(service, chat, seconds, policy)
+        if run.dropped:
+            log.info("thread %s: %d older messages left out to fit", thread_id, run.dropped)
         if upstream.status_code != 200:
             content = await upstream.read()
             raise engine_refusal(upstream.status_code, content, str(chat["model"]))
@@ -91,6 +102,35 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
         raise
     run.upstream = upstream
     return run
+
+
+async def _open_fitting(
+    service: ThreadService, chat: dict[str, Any], keep_alive: float | None, policy: str
+) -> tuple[Answer, int]:
+    """The engine's answer to the run's chat, with the oldest turns left out as the policy
+    allows while it is too long (services/context_fit.py); and how many messages were."""
+    fitter = Fitter(service.open_inference, chat, keep_alive)
+    while True:
+        try:
+            answer = await service.open_inference("chat/completions", chat, keep_alive)
+            return answer, fitter.dropped
+        except ContextExceeded as exc:
+            if policy == "stop":
+                raise ContextExceeded(
+                    f"This conversation no longer fits the model's context. {exc.message} Its "
+                    'context policy is "stop": start a new conversation, delete older messages, '
+                    'or choose "Leave out the oldest turns" in its settings (metadata.'
+                    'context_overflow "drop-oldest").',
+                    prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx, need=exc.need,
+                ) from None  # fmt: skip
+            if exc.prompt_tokens is None or exc.n_ctx is None or fitter.rounds >= ROUNDS:
+                raise
+            if not await fitter.drop_for(exc):
+                raise ContextExceeded(
+                    "Even with every older turn left out, the latest message does not fit the "
+                    f"model's context. {exc.message}",
+                    prompt_tokens=exc.prompt_tokens, n_ctx=exc.n_ctx, need=exc.need,
+                ) from None  # fmt: skip
 
 
 class Run:
@@ -108,6 +148,7 @@ class Run:
         self._saved_at = time.monotonic()
         self._saving: asyncio.Task[None] | None = None  # a save of the growing answer
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
+        self.dropped = 0  # older messages left out of what the model saw (context_fit.py)
 
     def append_pending(self) -> None:
         """Write the empty answer, marked as this process's (so a server that died writing it
@@ -190,7 +231,8 @@ class Run:
             raw.update(change)
             if final:
                 kept = interrupted.without_mark(raw.get("metadata"))
-                raw["metadata"] = {**kept, **reply.metadata()}
+                dropped = {"context_dropped": self.dropped} if self.dropped else {}
+                raw["metadata"] = {**kept, **reply.metadata(), **dropped}
 
         try:
             self.message = await asyncio.to_thread(

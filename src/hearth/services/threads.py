@@ -64,9 +64,14 @@ class ThreadService:
     model (a run checks before it writes anything); `open_inference` is Services'."""
 
     def __init__(
-        self, store: ThreadStore, open_inference: Opener, check_model: Callable[[str], object]
+        self,
+        store: ThreadStore,
+        open_inference: Opener,
+        check_model: Callable[[str], object],
+        context_overflow: str = "drop-oldest",
     ) -> None:
         self.store = store
+        self.context_overflow = context_overflow  # the setting (services/context_fit.py)
         self.open_inference = open_inference
         self.check_model = check_model
         #: Ids of the answers this process's runs are writing: every other pending answer a

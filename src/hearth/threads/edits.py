@@ -14,7 +14,7 @@ from typing import Any
 from hearth.core.errors import InvalidRequest
 from hearth.models.ids import validate_model_id
 from hearth.threads.ids import new_message_id
-from hearth.threads.views import text_part
+from hearth.threads.views import CONTEXT_POLICIES, text_part
 
 ROLES = ("user", "assistant", "system")
 STATUSES = ("ready", "pending", "error", "stopped")
@@ -91,6 +91,12 @@ def _check_field(key: str, value: Any) -> Any:
             raise InvalidRequest(f"'{key}' must be a JSON object or null.", param=key)
         if len(value) > MAX_PARAMETERS:
             raise InvalidRequest(f"'{key}' has more than {MAX_PARAMETERS} keys.", param=key)
+    if key == "metadata" and value.get("context_overflow") not in (None, *CONTEXT_POLICIES):
+        raise InvalidRequest(
+            "'metadata.context_overflow' must be one of "
+            f"{', '.join(map(repr, CONTEXT_POLICIES))} (or null for the server's setting).",
+            param="metadata.context_overflow",
+        )
     return value
 
 

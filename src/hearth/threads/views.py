@@ -22,6 +22,9 @@ _MILLIS = 1e12
 _THREAD_TIMES = ("created", "updated")
 _MESSAGE_TIMES = ("created", "created_at", "updated", "completed_at")
 #: Shown as views of assistants[0]; never passed through from the top level as they are.
+#: What a conversation too long for its model does (its `metadata.context_overflow`; the
+#: server's `context_overflow` setting when unset): services/context_fit.py.
+CONTEXT_POLICIES = ("drop-oldest", "stop")
 _THREAD_VIEWS = ("model", "instructions", "parameters", "settings", "messages")
 
 

@@ -27,7 +27,7 @@ export class Chat {
     this.messages = [];
     this.earlier = null; // the oldest message drawn, when there are older ones
     this.loadingEarlier = false;
-    this.draft = { instructions: null, parameters: {}, settings: {} };
+    this.draft = { instructions: null, parameters: {}, settings: {}, metadata: {} };
     this.controller = null;
     this.images = [];
     this.list = $("messages");
@@ -84,7 +84,7 @@ export class Chat {
       this.thread = null;
       this.messages = [];
       this.earlier = null;
-      this.draft = { instructions: null, parameters: {}, settings: {} };
+      this.draft = { instructions: null, parameters: {}, settings: {}, metadata: {} };
       this.setTitle("New chat");
       await this.render();
       this.updatePicker();
@@ -294,8 +294,8 @@ export class Chat {
   async createThread(text, model) {
     const flat = text.replace(/\s+/g, " ").trim();
     const title = (flat.length > 60 ? `${flat.slice(0, 59).trimEnd()}…` : flat) || "Image";
-    const { instructions, parameters, settings } = this.draft;
-    const body = { title, model, parameters, settings };
+    const { instructions, parameters, settings, metadata } = this.draft;
+    const body = { title, model, parameters, settings, metadata };
     if (instructions) body.instructions = instructions;
     this.thread = await api("/v1/threads", { method: "POST", body });
     this.setTitle(this.thread.title);
@@ -447,6 +447,7 @@ export class Chat {
     $("set-top-p").value = params.top_p ?? "";
     $("set-max-tokens").value = params.max_tokens ?? "";
     $("set-ctx").value = source.settings?.ctx_len ?? "";
+    $("set-overflow").value = source.metadata?.context_overflow ?? "";
     $("export-links").hidden = !this.thread;
     $("settings-dialog").showModal();
   }
@@ -465,14 +466,18 @@ export class Chat {
     if (ctx === undefined) delete settings.ctx_len;
     else settings.ctx_len = ctx;
     const instructions = $("set-instructions").value.trim() || null;
+    // What a conversation too long for the model does: Jan keeps thread.json's metadata as
+    // it is, so the choice lives there (null: the server's `context_overflow` setting).
+    const overflow = $("set-overflow").value || null;
     if (!this.thread) {
-      this.draft = { instructions, parameters, settings };
+      const metadata = overflow ? { context_overflow: overflow } : {};
+      this.draft = { instructions, parameters, settings, metadata };
       return;
     }
     try {
       this.thread = await api(`/v1/threads/${enc(this.thread.id)}`, {
         method: "POST",
-        body: { instructions, parameters, settings },
+        body: { instructions, parameters, settings, metadata: { context_overflow: overflow } },
       });
       toast("Settings saved for this conversation.");
     } catch (error) {

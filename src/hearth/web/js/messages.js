@@ -110,6 +110,11 @@ function assistantElement(message, actions) {
   const content = h("div.content");
   const text = textOf(message);
   if (text) content.append(markdown.renderMarkdown(text));
+  const dropped = Number(message.metadata?.context_dropped) || 0;
+  if (dropped > 0) {
+    const what = dropped === 1 ? "1 earlier message was" : `${dropped} earlier messages were`;
+    el.append(h("p.context-note", { role: "note" }, `${what} left out of what the model saw: the conversation is longer than its context.`));
+  }
   el.append(content, metaFor(message, actions));
   if (message.status === "error") el.insertBefore(h("div.error-box", { role: "alert" }, errorText(message)), el.lastChild);
   return el;
