@@ -9,8 +9,9 @@ The model is SmolLM2 with a Hermes/Qwen2.5-style chat template in its model.json
 many for this model (a real agent model has 32k or more; see README, "Agents").
 
 What the model writes is pinned, so nothing passes by chance: a loopback proxy
-(`RecordingProxy`) between Claude Code and Hearth sets temperature 0, top_k 1 and a small
-max_tokens on every request (the model also has temperature 0 and seed 42). In the tool test
+(`RecordingProxy`) between Claude Code and Hearth sets temperature 0, top_k 1, a small
+max_tokens and stop sequences that end the answer at its first sentence on every request
+(the model also has temperature 0 and seed 42). In the tool test
 it also forces the call on the FIRST request only: tool_choice names Read, and Read's
 file_path is pinned to the one file (an `enum` in its schema, which the engine's grammar
 enforces); later requests say tool_choice none, so the answer after the tool is text. The
@@ -37,6 +38,9 @@ pytestmark = pytest.mark.slow
 HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
 MODEL = "smollm2"
 SECRET = "The password is pelican-42."
+#: The answer ends at its first line or sentence: Claude Code takes "max_tokens" as a cue to
+#: ask the model to go on (more requests), "stop_sequence" as the end of the turn.
+STOPS = ["\n", ".", "!", "?"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def pinned(max_tokens: int, first: Callable[[dict[str, Any]], None] | None = Non
     changes the first request only."""
 
     def rewrite(index: int, body: dict[str, Any]) -> dict[str, Any]:
-        body.update(temperature=0, top_k=1, max_tokens=max_tokens)
+        body.update(temperature=0, top_k=1, max_tokens=max_tokens, stop_sequences=STOPS)
         if index == 0 and first is not None:
             first(body)
         elif body.get("tools"):
@@ -66,9 +70,13 @@ def pinned(max_tokens: int, first: Callable[[dict[str, Any]], None] | None = Non
 
 
 def result_of(out: Any) -> dict[str, Any]:
-    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
-    result = json.loads(out.stdout)
-    assert result["is_error"] is False, result
+    """Claude Code's JSON result, checked to be a success (what it said, if not)."""
+    try:
+        result = json.loads(out.stdout)
+    except ValueError:
+        raise AssertionError((out.returncode, out.stdout[-3000:], out.stderr[-3000:])) from None
+    said = {k: result.get(k) for k in ("result", "terminal_reason", "num_turns", "subtype")}
+    assert out.returncode == 0 and result.get("is_error") is False, (said, out.stderr[-1000:])
     return result
 
 

@@ -7,6 +7,7 @@ streams for a Hermes-style `<tool_call>`), since the test model does not call to
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -245,6 +246,42 @@ def test_engine_error_mid_stream_is_an_error_event() -> None:
     out = asyncio.run(collect())
     assert out[-1] == {"type": "error", "error": {"type": "api_error", "message": "engine died"}}
     assert sse(out[-1]).startswith(b"event: error\ndata: {")
+
+
+def _timed(text: str, prompt_n: int, cache_n: int) -> bytes:
+    """One chunk as llama.cpp streams it with `timings_per_token`: text and its counters."""
+    timings = {"prompt_n": prompt_n, "cache_n": cache_n, "predicted_n": 1}
+    delta = {"choices": [{"index": 0, "delta": {"content": text}}], "timings": timings}
+    return b"data: " + json.dumps(delta).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_stop_sequence_answer_counts_its_input(first: bool) -> None:
+    """The stop can come in the first chunk, before any counters: they come in the same
+    chunk (after its text), and the reader waits for them; the stream ends there."""
+    read: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if not first:
+            read.append(0)
+            yield _timed("a", 40, 2)
+        read.append(1)
+        yield _timed("b END", 40, 2)
+        read.append(2)
+        yield _timed("never", 40, 2)
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in events(chunks(), Assembler("m", ["END"]))]
+
+    out = asyncio.run(collect())
+    assert out[-2]["delta"]["stop_reason"] == "stop_sequence"
+    assert out[-2]["usage"]["input_tokens"] == 42
+    assert read[-1] == 1  # the chunk after the stop was never asked for
+
+
+def test_stop_sequences_ask_the_engine_for_its_counters() -> None:
+    assert messages_call({**BASE, "stop_sequences": ["x"]}).body["timings_per_token"] is True
+    assert "timings_per_token" not in messages_call(BASE).body
 
 
 # ---- the writer: typed engine events in, Anthropic's events out ----------------------------

@@ -270,6 +270,12 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise InvalidParameter(
                 f"{where}.role: must be 'user', 'assistant' or 'system'.", param=where
             )
+    if not out:
+        raise InvalidRequest(
+            "messages: needs a user or assistant message (system messages alone are not a "
+            "conversation).",
+            param="messages",
+        )
     for message in out:
         message.pop("pending", None)
     head = [{"role": "system", "content": "\n\n".join(system)}] if any(system) else []
