@@ -36,7 +36,8 @@ from hearth.engines.events import (
     ToolCallStart,
     Usage,
 )
-from hearth.server.anthropic.stream import Assembler, events, sse
+from hearth.engines.remote import RemoteEngine
+from hearth.server.anthropic.stream import AFTER_STOP, Assembler, events, sse
 from hearth.server.anthropic.translate import count_body, messages_call, parse_input
 from hearth.server.faces import FACES
 
@@ -279,9 +280,31 @@ def test_stop_sequence_answer_counts_its_input(first: bool) -> None:
     assert read[-1] == 1  # the chunk after the stop was never asked for
 
 
+def test_an_upstream_without_counters_is_not_waited_for() -> None:
+    """An OpenAI-style upstream sends no timings: after the stop, reading ends within
+    AFTER_STOP events (input unknown, 0) rather than at the end of the whole generation."""
+    read: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(1000):
+            read.append(i)
+            text = "a END" if i == 0 else "x"
+            yield b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % text.encode()
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in events(chunks(), Assembler("m", ["END"]))]
+
+    out = asyncio.run(collect())
+    assert out[-2]["delta"]["stop_reason"] == "stop_sequence"
+    assert out[-2]["usage"]["input_tokens"] == 0 and len(read) == 1 + AFTER_STOP
+
+
 def test_stop_sequences_ask_the_engine_for_its_counters() -> None:
     assert messages_call({**BASE, "stop_sequences": ["x"]}).body["timings_per_token"] is True
     assert "timings_per_token" not in messages_call(BASE).body
+    remote = RemoteEngine(base_url="https://api.example.com/v1", model="up")
+    sent = remote.rewrite_body({"model": "m", "timings_per_token": True, "top_p": 1})
+    assert sent == {"model": "up", "top_p": 1}  # llama.cpp's own field stays home
 
 
 # ---- the writer: typed engine events in, Anthropic's events out ----------------------------

@@ -12,7 +12,7 @@ not say whether it stopped on one or on end-of-turn, while Anthropic's `stop_rea
 "stop_sequence"` and `stop_sequence` must name it. Text is held back by at most the longest
 sequence's length minus one character, so a stream never shows part of a stop sequence. When
 one matched, `done` turns true: the caller reads on only until it knows the prompt's size
-(`counted`: llama.cpp's timings, which the face asks for in every chunk when there are stop
+(`settled`: llama.cpp's timings, which the face asks for in every chunk when there are stop
 sequences, or the usage), then closing the engine's stream cancels the generation. An engine
 failure mid-answer (`Failure`) becomes Anthropic's `error` event, which the `anthropic`
 client raises.
@@ -53,6 +53,9 @@ __all__ = ["SSE", "Assembler", "error_event", "events", "sse"]
 
 SSE = EVENT_STREAM
 FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+#: Events read after a stop sequence matched, waiting for the prompt's size: llama.cpp sends
+#: its timings in the stop's own chunk; an upstream that sends none is not waited for longer.
+AFTER_STOP = 8
 
 
 def _int(value: object) -> int:
@@ -99,6 +102,7 @@ class Assembler:
     written: int = 0  # how much of seen.text is out; the rest is held back (stop sequences)
     stop_sequence: str | None = None
     done: bool = False
+    after_stop: int = 0  # events read since `done`
     failure: Failure | None = None
 
     def start(self) -> list[Event]:
@@ -108,6 +112,7 @@ class Assembler:
     def add(self, event: AnswerEvent) -> list[Event]:
         """One engine event -> the Anthropic events it makes (reasoning is not shown)."""
         if self.done:
+            self.after_stop += 1
             if isinstance(event, Usage | Timings):
                 self.seen.add(event)
             return []
@@ -144,9 +149,11 @@ class Assembler:
         return FINISH.get(self.seen.finish or "stop", "end_turn")
 
     @property
-    def counted(self) -> bool:
-        """Whether the prompt's size is known (the usage, or llama.cpp's timings)."""
-        return self.seen.usage is not None or self.seen.timings is not None
+    def settled(self) -> bool:
+        """Whether to stop reading: a stop sequence matched and the prompt's size is known (the
+        usage, or llama.cpp's timings), or no more is worth waiting for (`AFTER_STOP`)."""
+        counted = self.seen.usage is not None or self.seen.timings is not None
+        return self.done and (counted or self.after_stop >= AFTER_STOP)
 
     def counts(self) -> Counts:
         """Anthropic's usage. When Hearth cut the answer at a stop sequence the engine never
@@ -271,7 +278,7 @@ async def events(chunks: AsyncIterator[bytes], reply: Assembler) -> AsyncIterato
     async for answer in answer_events(chunks):
         for event in reply.add(answer):
             yield event
-        if (reply.done and reply.counted) or reply.failure is not None:
+        if reply.settled or reply.failure is not None:
             break
     if reply.failure is None:
         for event in reply.finish_events():

@@ -278,7 +278,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         )
     for message in out:
         message.pop("pending", None)
-    head = [{"role": "system", "content": "\n\n".join(system)}] if any(system) else []
+    prompt = "\n\n".join(text for text in system if text)
+    head = [{"role": "system", "content": prompt}] if prompt else []
     return [*head, *out]
 
 
