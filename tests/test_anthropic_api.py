@@ -40,6 +40,25 @@ WEATHER = {
     },
 }
 HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
+#: ChatML that raises on a system message anywhere but first (as Llama 2's, Gemma's, ...).
+STRICT = (
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'system' and not loop.first -%}"
+    "{{ raise_exception('System role only supported at the start') }}{%- endif -%}"
+    "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+#: Claude Code's shape (its mid-conversation-system beta): a system message after the user's.
+MIDDLE = [
+    *HELLO,
+    {
+        "role": "system",
+        "content": [
+            {"type": "text", "text": "Answer in French.", "cache_control": {"type": "ephemeral"}}
+        ],
+    },
+]
 ORDER = ["message_start", "content_block_start", "ping", "content_block_delta",
          "content_block_stop", "message_delta", "message_stop"]  # fmt: skip
 
@@ -51,6 +70,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     # sampling pinned for every request (streams too), so what the model writes is the same
     add_smol(home, "smol", model_parameters={**COLD, "seed": 42})
     add_smol(home, "smol-tools", {"chat_template": HERMES}, model_parameters={**COLD, "seed": 42})
+    add_smol(home, "strict", {"chat_template": STRICT}, model_parameters={**COLD, "seed": 42})
     settings = load_settings(home=home, flags={"api_key": KEY}, env={})
     with ThreadedServer(Services.create(settings)) as server:
         yield server
@@ -105,6 +125,44 @@ def test_stop_sequence_is_named(client: anthropic.Anthropic) -> None:
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == ","
     text = "".join(b.text for b in message.content if b.type == "text")
     assert "," not in text
+
+
+def test_stop_sequence_answer_counts_its_input(client: anthropic.Anthropic) -> None:
+    """The answer Hearth cuts at a stop sequence still says how long its prompt was, whole and
+    streamed (llama.cpp's counters, asked for in every chunk)."""
+    count = [{"role": "user", "content": "Count from 1 to 10 separated by commas."}]
+    expected = client.messages.count_tokens(model="smol", messages=count).input_tokens
+    asked: Any = {"model": "smol", "max_tokens": 40, "messages": count, "stop_sequences": [","]}
+    message = client.messages.create(**asked, extra_body=COLD)
+    assert message.stop_reason == "stop_sequence" and message.usage.input_tokens == expected
+    with client.messages.stream(**asked, extra_body=COLD) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.usage.input_tokens == expected
+
+
+@pytest.mark.parametrize("model", ["smol", "strict"])
+def test_system_message_mid_conversation(
+    client: anthropic.Anthropic, http: httpx.Client, model: str
+) -> None:
+    """What Claude Code sends (a system message right after the user's) renders on SmolLM2's
+    own template and on one that raises on a system message anywhere but first, with beta
+    headers and body fields Hearth does not have."""
+    headers = {"anthropic-beta": "mid-conversation-system-2026-04-07,no-such-beta-2099-01-01"}
+    extra = {**COLD, "thinking": {"type": "adaptive"}, "output_config": {"effort": "high"},
+             "context_management": {"edits": [{"type": "clear_thinking_20251015"}]}}  # fmt: skip
+    message = client.messages.create(
+        model=model,
+        max_tokens=4,
+        messages=MIDDLE,
+        extra_body=extra,
+        extra_headers=headers,  # type: ignore[arg-type]
+    )
+    assert message.usage.input_tokens > 0 and message.content
+    if model == "strict":  # the check is real: sent as it came, the template refuses it
+        chat = [*HELLO, {"role": "system", "content": "Answer in French."}]
+        reply = http.post("/v1/chat/completions", json={"model": model, "messages": chat,
+                                                        "max_tokens": 4})  # fmt: skip
+        assert reply.status_code == 400, reply.text
 
 
 def test_stream_events_in_anthropic_order(http: httpx.Client) -> None:
@@ -196,6 +254,9 @@ def test_missing_max_tokens_is_invalid(http: httpx.Client) -> None:
     [
         {"model": "smol", "max_tokens": 4, "messages": []},
         {"model": "smol", "max_tokens": 4, "messages": [{"role": "system", "content": "x"}]},
+        {"model": "smol", "max_tokens": 4, "messages": [*HELLO, {"role": "system"}]},
+        {"model": "smol", "max_tokens": 4, "messages": [*HELLO, {"role": "developer",
+                                                                  "content": "x"}]},
         {"model": "smol", "max_tokens": 4, "messages": HELLO, "stop_sequences": "x"},
         {"model": "smol", "max_tokens": 4, "messages": HELLO, "tools": [{"name": "bad name"}]},
         {"model": "smol", "max_tokens": 4, "messages": HELLO, "tools": [WEATHER],

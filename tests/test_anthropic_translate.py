@@ -7,6 +7,7 @@ streams for a Hermes-style `<tool_call>`), since the test model does not call to
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +36,8 @@ from hearth.engines.events import (
     ToolCallStart,
     Usage,
 )
-from hearth.server.anthropic.stream import Assembler, events, sse
+from hearth.engines.remote import RemoteEngine
+from hearth.server.anthropic.stream import AFTER_STOP, Assembler, events, sse
 from hearth.server.anthropic.translate import count_body, messages_call, parse_input
 from hearth.server.faces import FACES
 
@@ -245,6 +247,64 @@ def test_engine_error_mid_stream_is_an_error_event() -> None:
     out = asyncio.run(collect())
     assert out[-1] == {"type": "error", "error": {"type": "api_error", "message": "engine died"}}
     assert sse(out[-1]).startswith(b"event: error\ndata: {")
+
+
+def _timed(text: str, prompt_n: int, cache_n: int) -> bytes:
+    """One chunk as llama.cpp streams it with `timings_per_token`: text and its counters."""
+    timings = {"prompt_n": prompt_n, "cache_n": cache_n, "predicted_n": 1}
+    delta = {"choices": [{"index": 0, "delta": {"content": text}}], "timings": timings}
+    return b"data: " + json.dumps(delta).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_stop_sequence_answer_counts_its_input(first: bool) -> None:
+    """The stop can come in the first chunk, before any counters: they come in the same
+    chunk (after its text), and the reader waits for them; the stream ends there."""
+    read: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if not first:
+            read.append(0)
+            yield _timed("a", 40, 2)
+        read.append(1)
+        yield _timed("b END", 40, 2)
+        read.append(2)
+        yield _timed("never", 40, 2)
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in events(chunks(), Assembler("m", ["END"]))]
+
+    out = asyncio.run(collect())
+    assert out[-2]["delta"]["stop_reason"] == "stop_sequence"
+    assert out[-2]["usage"]["input_tokens"] == 42
+    assert read[-1] == 1  # the chunk after the stop was never asked for
+
+
+def test_an_upstream_without_counters_is_not_waited_for() -> None:
+    """An OpenAI-style upstream sends no timings: after the stop, reading ends within
+    AFTER_STOP events (input unknown, 0) rather than at the end of the whole generation."""
+    read: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(1000):
+            read.append(i)
+            text = "a END" if i == 0 else "x"
+            yield b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n' % text.encode()
+
+    async def collect() -> list[dict[str, Any]]:
+        return [e async for e in events(chunks(), Assembler("m", ["END"]))]
+
+    out = asyncio.run(collect())
+    assert out[-2]["delta"]["stop_reason"] == "stop_sequence"
+    assert out[-2]["usage"]["input_tokens"] == 0 and len(read) == 1 + AFTER_STOP
+
+
+def test_stop_sequences_ask_the_engine_for_its_counters() -> None:
+    assert messages_call({**BASE, "stop_sequences": ["x"]}).body["timings_per_token"] is True
+    assert "timings_per_token" not in messages_call(BASE).body
+    remote = RemoteEngine(base_url="https://api.example.com/v1", model="up")
+    sent = remote.rewrite_body({"model": "m", "timings_per_token": True, "top_p": 1})
+    assert sent == {"model": "up", "top_p": 1}  # llama.cpp's own field stays home
 
 
 # ---- the writer: typed engine events in, Anthropic's events out ----------------------------

@@ -299,3 +299,50 @@ def test_llama_model_path_that_exists_wins_over_stale_sources(
     with server.http() as http:
         item = http.get("/v1/models/jan").json()
     assert item["status"] == "ready" and item["size"] == len(FAKE_GGUF)
+
+
+def _three_models(server: ThreadedServer, home: Path) -> list[str]:
+    """Models old, mid, new (1 minute apart): their ids newest first, as Anthropic lists."""
+    for i, name in enumerate(["old", "mid", "new"]):
+        folder = make_model(home, name, {"name": name.title()}, {f"{name}.gguf": FAKE_GGUF})
+        os.utime(folder / "model.json", (1_700_000_000 + i * 60,) * 2)
+    with server.http() as http:
+        created = {m["id"]: m["created"] for m in http.get("/v1/models").json()["data"]}
+    return sorted(created, key=lambda k: (-created[k], k))
+
+
+def test_anthropic_version_gets_anthropics_shape(server: ThreadedServer, home: Path) -> None:
+    """With `anthropic-version` (the `anthropic` SDK, Claude Code) /v1/models answers as
+    Anthropic's Models API: newest first, paged by limit / after_id / before_id."""
+    order = _three_models(server, home)
+    with server.http(headers={"anthropic-version": "2023-06-01"}) as http:
+        page = http.get("/v1/models", params={"limit": 2}).json()
+        rest = http.get("/v1/models", params={"after_id": order[1]}).json()
+        before = http.get("/v1/models", params={"before_id": order[2], "limit": 5}).json()
+        one = http.get(f"/v1/models/{order[0]}").json()
+        for query in ("limit=0", "limit=x", "after_id=nope", "after_id=new&before_id=old"):
+            assert http.get(f"/v1/models?{query}").status_code == 400, query
+    assert set(page) == {"data", "has_more", "first_id", "last_id"}
+    assert [m["id"] for m in page["data"]] == order[:2] and page["has_more"] is True
+    assert (page["first_id"], page["last_id"]) == (order[0], order[1])
+    assert [m["id"] for m in rest["data"]] == order[2:] and rest["has_more"] is False
+    assert [m["id"] for m in before["data"]] == order[:2] and before["has_more"] is False
+    assert one == page["data"][0]
+    assert set(one) == {"type", "id", "display_name", "created_at"} and one["type"] == "model"
+    assert one["display_name"] == order[0].title() and one["created_at"].endswith("Z")
+    with server.http() as http:  # without the header: OpenAI's shape, as before
+        assert http.get("/v1/models").json()["object"] == "list"
+        assert http.get("/v1/models/new").json()["object"] == "model"
+
+
+@pytest.mark.slow  # importing the anthropic SDK takes a second or more
+def test_anthropic_client_lists_and_pages_models(server: ThreadedServer, home: Path) -> None:
+    import anthropic
+
+    order = _three_models(server, home)
+    client = server.keep(anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0))
+    page = client.models.list(limit=2)
+    assert [m.id for m in page.data] == order[:2] and page.has_more is True
+    assert [m.id for m in client.models.list(limit=2)] == order  # the SDK follows after_id
+    model = client.models.retrieve(order[1])
+    assert model.display_name == order[1].title() and model.created_at.year == 2023

@@ -111,8 +111,11 @@ class RemoteEngine:
         return {"Authorization": f"Bearer {key}"}
 
     def rewrite_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The request body to send upstream: the same, naming the upstream model."""
-        return {**body, "model": self.upstream_model}
+        """The request body to send upstream: the same, naming the upstream model, less
+        llama.cpp's own `timings_per_token` (the Anthropic face asks for it; an OpenAI-style
+        API may refuse a field it does not know)."""
+        sent = {k: v for k, v in body.items() if k != "timings_per_token"}
+        return {**sent, "model": self.upstream_model}
 
     def secrets(self) -> list[str]:
         """Values to scrub from anything logged (the current key, if any)."""

@@ -1,4 +1,10 @@
-"""The OpenAI Models API and Hearth's model management: /v1/models."""
+"""The OpenAI Models API and Hearth's model management: /v1/models.
+
+GET /v1/models and GET /v1/models/{id} answer in Anthropic's Models shape when the request
+carries an `anthropic-version` header (Anthropic's SDK and Claude Code send it on every call;
+OpenAI's clients never do), in OpenAI's otherwise: one path, two dialects, told apart as
+Anthropic's own API would see them. The shaping is `model_pages.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request, Response
 
+from hearth.server import model_pages
 from hearth.server.respond import services_of
 from hearth.server.schemas import ERRORS, DeletedModel, ModelList, ModelObject
 from hearth.server.sliced import SlicedResponse
@@ -29,14 +36,21 @@ def _json(body: Any, status: int = 200) -> Response:
 
 @router.get("/models", response_model=ModelList, responses=ERRORS)
 async def list_models(request: Request) -> Response:
-    """List every model folder; broken ones carry status "invalid" and an error."""
+    """List every model folder; broken ones carry status "invalid" and an error. With an
+    `anthropic-version` header: Anthropic's page (`limit`, `after_id`, `before_id`)."""
     body = await _services(request).models_list_body()
+    if model_pages.is_anthropic(request.headers):
+        page = model_pages.anthropic_page(json.loads(body)["data"], request.query_params)
+        return _json(page)
     return SlicedResponse(body, media_type="application/json")
 
 
 @router.get("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
 def retrieve_model(model_id: str, request: Request) -> Response:
-    return _json(_services(request).get_model(model_id))
+    model = _services(request).get_model(model_id)
+    if model_pages.is_anthropic(request.headers):
+        return _json(model_pages.anthropic_model(model))
+    return _json(model)
 
 
 @router.patch("/models/{model_id}", response_model=ModelObject, responses=ERRORS)

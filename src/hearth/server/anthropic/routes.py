@@ -74,7 +74,7 @@ async def _whole(answer: Answer, reply: Assembler) -> Message:
             reply.add(event)
             if reply.failure is not None:
                 raise EngineError(reply.failure.message)
-            if reply.done:
+            if reply.settled:
                 break
     finally:
         await answer.close()

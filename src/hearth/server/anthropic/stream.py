@@ -11,9 +11,11 @@ Stop sequences are matched here rather than by the engine: llama.cpp stops on th
 not say whether it stopped on one or on end-of-turn, while Anthropic's `stop_reason:
 "stop_sequence"` and `stop_sequence` must name it. Text is held back by at most the longest
 sequence's length minus one character, so a stream never shows part of a stop sequence. When
-one matched, `done` turns true: the caller stops reading, and closing the engine's stream
-cancels the generation. An engine failure mid-answer (`Failure`) becomes Anthropic's `error`
-event, which the `anthropic` client raises.
+one matched, `done` turns true: the caller reads on only until it knows the prompt's size
+(`settled`: llama.cpp's timings, which the face asks for in every chunk when there are stop
+sequences, or the usage), then closing the engine's stream cancels the generation. An engine
+failure mid-answer (`Failure`) becomes Anthropic's `error` event, which the `anthropic`
+client raises.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hearth.engines.events import (
     Finish,
     Gathered,
     TextDelta,
+    Timings,
     ToolCallDelta,
     ToolCallStart,
     Usage,
@@ -50,6 +53,13 @@ __all__ = ["SSE", "Assembler", "error_event", "events", "sse"]
 
 SSE = EVENT_STREAM
 FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+#: Events read after a stop sequence matched, waiting for the prompt's size: llama.cpp sends
+#: its timings in the stop's own chunk; an upstream that sends none is not waited for longer.
+AFTER_STOP = 8
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def error_event(message: str, kind: str = "api_error") -> ErrorEvent:
@@ -92,6 +102,7 @@ class Assembler:
     written: int = 0  # how much of seen.text is out; the rest is held back (stop sequences)
     stop_sequence: str | None = None
     done: bool = False
+    after_stop: int = 0  # events read since `done`
     failure: Failure | None = None
 
     def start(self) -> list[Event]:
@@ -101,7 +112,8 @@ class Assembler:
     def add(self, event: AnswerEvent) -> list[Event]:
         """One engine event -> the Anthropic events it makes (reasoning is not shown)."""
         if self.done:
-            if isinstance(event, Usage):
+            self.after_stop += 1
+            if isinstance(event, Usage | Timings):
                 self.seen.add(event)
             return []
         match event:
@@ -110,7 +122,7 @@ class Assembler:
                 return self._text(text)
             case ToolCallStart(choice=0) | ToolCallDelta(choice=0):
                 return self._tool(event)
-            case Finish(choice=0) | Usage():
+            case Finish(choice=0) | Usage() | Timings():
                 self.seen.add(event)
             case Failure(message=message):
                 self.failure = event
@@ -136,13 +148,24 @@ class Assembler:
             return "tool_use"
         return FINISH.get(self.seen.finish or "stop", "end_turn")
 
+    @property
+    def settled(self) -> bool:
+        """Whether to stop reading: a stop sequence matched and the prompt's size is known (the
+        usage, or llama.cpp's timings), or no more is worth waiting for (`AFTER_STOP`)."""
+        counted = self.seen.usage is not None or self.seen.timings is not None
+        return self.done and (counted or self.after_stop >= AFTER_STOP)
+
     def counts(self) -> Counts:
         """Anthropic's usage. When Hearth cut the answer at a stop sequence the engine never
-        reported usage: output is counted from the pieces seen (one token each, llama.cpp's
-        streaming unit) and input is unknown (0)."""
+        reported usage: input is llama.cpp's timings (prompt_n + cache_n, streamed with every
+        chunk), output is counted from the pieces seen (one token each, llama.cpp's
+        streaming unit)."""
         usage = self.seen.usage
         prompt = usage.prompt_tokens if usage is not None else None
         output = usage.completion_tokens if usage is not None else None
+        timings = self.seen.timings
+        if prompt is None and timings is not None:
+            prompt = _int(timings.get("prompt_n")) + _int(timings.get("cache_n"))
         return {
             "input_tokens": prompt or 0,
             "output_tokens": output if output is not None else self.seen.pieces,
@@ -255,7 +278,7 @@ async def events(chunks: AsyncIterator[bytes], reply: Assembler) -> AsyncIterato
     async for answer in answer_events(chunks):
         for event in reply.add(answer):
             yield event
-        if reply.done or reply.failure is not None:
+        if reply.settled or reply.failure is not None:
             break
     if reply.failure is None:
         for event in reply.finish_events():

@@ -6,8 +6,10 @@ without a server:
 
 - requests: `messages_call` turns a Messages body into the chat-completions body the engine
   gets. Only the documented fields are read, each type-checked and bounded; unknown fields
-  (`metadata`, `thinking`, `cache_control`, ...) are ignored, as a proxy to a model without
-  them must. Nothing in the body becomes an engine flag.
+  (`metadata`, `thinking` of any type, `cache_control`, `context_management`, `output_config`,
+  ...) are ignored, as Anthropic does for a model without those features. Nothing in the
+  body becomes an engine flag. System messages inside `messages` are accepted anywhere
+  (`_messages`).
 - answers: `parse_input` reads a tool call's arguments as Anthropic's `input`; the answer
   itself is written from the engine's typed events by `stream.Assembler`. Stop sequences are
   taken here (`Call.stops`) and matched there, not by the engine (see `stream.py`).
@@ -111,13 +113,34 @@ def _tool_call(block: dict[str, Any], where: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}
 
 
+def _result_text(content: Any, where: str) -> str:
+    """A tool result's content as the text an OpenAI `tool` message holds: text blocks as they
+    are; a `tool_reference` (Claude Code's ToolSearch loads a deferred tool) names the tool;
+    other blocks (an image a Read tool returned, a document) are named, not sent, since a
+    tool message carries text only."""
+    if not isinstance(content, list):
+        return _text_of(content, where)
+    texts = []
+    for i, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            texts.append(_text_of([block], f"{where}.{i}"))
+        elif kind == "tool_reference" and isinstance(block.get("tool_name"), str):
+            texts.append(f"Tool loaded: {block['tool_name']}")
+        elif isinstance(kind, str) and kind.isidentifier():
+            texts.append(f"[{kind[:40]} left out: this model reads text only here]")
+        else:
+            raise InvalidParameter(f"{where}.{i}: must be a content block.", param=where)
+    return "\n".join(texts)
+
+
 def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     """A user's tool_result block -> an OpenAI `tool` message (an error result says so)."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str):
         raise InvalidParameter(f"{where}.tool_use_id: must be a string.", param=where)
     content = block.get("content", "")
-    text = _text_of(content, f"{where}.content") if content else ""
+    text = _result_text(content, f"{where}.content") if content else ""
     if block.get("is_error") is True:
         text = f"Error: {text}"
     return {"role": "tool", "tool_call_id": call_id, "content": text}
@@ -178,31 +201,106 @@ def _unsupported_block(kind: Any, where: str, allowed: str) -> InvalidParameter:
     )
 
 
+def _fold(out: list[dict[str, Any]], text: str) -> None:
+    """A system message met inside the conversation, folded into a user turn as text wrapped
+    in `<system>` tags: many chat templates take a system message only first (SmolLM2's,
+    Llama's, Gemma's) and some raise on any other, so one in the middle cannot be sent as
+    one. It joins the user turn it follows, else it waits (`pending`) for the next user turn
+    (`_join_user`). The prefix before it stays as it was (the engine's prompt cache still
+    holds it), and turns still alternate for templates that insist."""
+    note = f"<system>\n{text}\n</system>"
+    last = out[-1] if out else None
+    if last is None or last["role"] != "user":
+        out.append({"role": "user", "content": note, "pending": True})
+    elif isinstance(last["content"], str):
+        last["content"] = f"{last['content']}\n\n{note}"
+    else:
+        last["content"] = [*last["content"], {"type": "text", "text": note}]
+
+
+def _join_user(out: list[dict[str, Any]], turn: list[dict[str, Any]]) -> None:
+    """A user turn's messages (tool results, then the user's message) after `out`. A folded
+    system note waiting for it goes after the tool results (they must follow the assistant's
+    calls) and before the user's own text, in one user message."""
+    if not out or out[-1].get("pending") is None:
+        out.extend(turn)
+        return
+    note = out.pop()
+    del note["pending"]
+    tools = [m for m in turn if m["role"] == "tool"]
+    users = [m for m in turn if m["role"] != "tool"]
+    out.extend(tools)
+    if not users:
+        out.append(note)
+        return
+    first = users[0]
+    if isinstance(first["content"], str):
+        merged: Any = f"{note['content']}\n\n{first['content']}"
+    else:
+        merged = [{"type": "text", "text": note["content"]}, *first["content"]]
+    out.append({**first, "content": merged})
+
+
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation as OpenAI messages. System text before the first turn (Anthropic's
+    `system`, then any leading system messages) is the one system message, first; a system
+    message later in the conversation (Claude Code's `mid-conversation-system` beta puts one
+    right after the first user message) is folded into a user turn (`_fold`)."""
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("messages: Field required (a non-empty list).", param="messages")
     if len(raw) > MAX_MESSAGES:
         raise InvalidParameter(f"messages: at most {MAX_MESSAGES} messages.", param="messages")
+    system = [_text_of(body["system"], "system")] if body.get("system") else []
     out: list[dict[str, Any]] = []
-    system = body.get("system")
-    if system:
-        out.append({"role": "system", "content": _text_of(system, "system")})
     for i, message in enumerate(raw):
         where = f"messages.{i}"
         role = message.get("role") if isinstance(message, dict) else None
         if role == "user":
-            out.extend(_user(message.get("content"), f"{where}.content"))
+            _join_user(out, _user(message.get("content"), f"{where}.content"))
         elif role == "assistant":
             out.append(_assistant(message.get("content"), f"{where}.content"))
+        elif role == "system":
+            text = _text_of(message.get("content"), f"{where}.content")
+            if not out:
+                system.append(text)
+            elif text:
+                _fold(out, text)
         else:
-            raise InvalidParameter(f"{where}.role: must be 'user' or 'assistant'.", param=where)
-    return out
+            raise InvalidParameter(
+                f"{where}.role: must be 'user', 'assistant' or 'system'.", param=where
+            )
+    if not out:
+        raise InvalidRequest(
+            "messages: needs a user or assistant message (system messages alone are not a "
+            "conversation).",
+            param="messages",
+        )
+    for message in out:
+        message.pop("pending", None)
+    prompt = "\n\n".join(text for text in system if text)
+    head = [{"role": "system", "content": prompt}] if prompt else []
+    return [*head, *out]
 
 
-def _tools(raw: Any) -> list[dict[str, Any]]:
+def _referenced(messages: list[Any]) -> set[str]:
+    """The tools a `tool_reference` in a tool result has loaded (Claude Code's ToolSearch)."""
+    names = set()
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            inner = block.get("content") if isinstance(block, dict) else None
+            for ref in inner if isinstance(inner, list) else []:
+                if isinstance(ref, dict) and ref.get("type") == "tool_reference":
+                    names.add(str(ref.get("tool_name")))
+    return names
+
+
+def _tools(raw: Any, loaded: set[str]) -> list[dict[str, Any]]:
     """Anthropic's client tools -> OpenAI function tools. Anthropic's server tools (web search,
-    code execution, ...) run on Anthropic's side and cannot run here: refused by name."""
+    code execution, ...) run on Anthropic's side and cannot run here: refused by name. A tool
+    with `defer_loading: true` is left out until a tool_reference has loaded it (`loaded`),
+    as Anthropic keeps it out of the model's context."""
     if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
         raise InvalidParameter(f"tools: must be a list of at most {MAX_TOOLS}.", param="tools")
     out = []
@@ -224,6 +322,8 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
                 "'input_schema' object.",
                 param=where,
             )
+        if tool.get("defer_loading") is True and name not in loaded:
+            continue
         function: dict[str, Any] = {"name": name, "parameters": schema}
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
@@ -288,17 +388,21 @@ def messages_call(body: dict[str, Any]) -> Call:
     top_k = _number(body, "top_k", integer=True)
     if top_k is not None:
         out["top_k"] = top_k
-    if body.get("tools"):
-        out["tools"] = _tools(body["tools"])
-        _tool_choice(body.get("tool_choice"), out["tools"], out)
+    tools = _tools(body["tools"], _referenced(body["messages"])) if body.get("tools") else []
+    if tools:
+        out["tools"] = tools
+        _tool_choice(body.get("tool_choice"), tools, out)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidParameter("stream: must be true or false.", param="stream")
     out["stream"] = True  # always streamed from the engine: one path, stop sequences seen live
     out["stream_options"] = {"include_usage": True}
+    stops = _stops(body.get("stop_sequences"))
+    if stops:  # Hearth stops the answer itself; llama.cpp's timings in every chunk say the
+        out["timings_per_token"] = True  # prompt's size then (see stream.Assembler.counts)
     raw_keep = body.get("keep_alive")  # Hearth's extension, as on /v1/chat/completions
     keep = None if raw_keep is None else keep_alive_param(raw_keep)
-    return Call(name.strip(), out, stream, keep, _stops(body.get("stop_sequences")))
+    return Call(name.strip(), out, stream, keep, stops)
 
 
 def count_body(call: Call) -> dict[str, Any]:
