@@ -9,12 +9,14 @@ where Hearth cannot answer them (logprobs). A real server without models; no eng
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.engines import add_smol
 from support.server import ThreadedServer
 
 from hearth.core.config import load_settings
@@ -29,6 +31,7 @@ CODEX_MINIMUM = (0, 13, 4)  # codex-rs/ollama: the first Ollama with /v1/respons
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     home: Path = tmp_path_factory.mktemp("ollama-version") / "home"
     (home / "models").mkdir(parents=True)
+    add_smol(home, "smol")  # linked in, listing no sources (as an imported model); never loaded
     with ThreadedServer(Services.create(load_settings(home=home, env={}))) as srv, srv.http() as h:
         yield h
 
@@ -41,9 +44,16 @@ def test_version_is_new_enough_for_codex_oss(http: httpx.Client) -> None:
 
 
 def test_what_codex_oss_calls_before_its_first_turn(http: httpx.Client) -> None:
-    """--oss probes /api/tags, lists models from it (pulling a missing one) and then talks to
-    /v1/responses on the same host: each answers in its dialect."""
-    assert http.get("/api/tags").json() == {"models": []}
+    """--oss lists /api/tags and pulls the model unless a tag is exactly the name it was given
+    (`-m smol` is listed as "smol:latest"), then talks to /v1/responses. Pulling a model that
+    is here and whole answers "success", as Ollama does for a model it has: before, a model
+    listing no sources (imported, linked) was an error line, and Codex stopped."""
+    names = [m["name"] for m in http.get("/api/tags").json()["models"]]
+    assert names == ["smol:latest"]
+    lines = http.post("/api/pull", json={"model": "smol", "stream": True}).text.splitlines()
+    assert [json.loads(line) for line in lines][-1] == {"status": "success"}
+    once = http.post("/api/pull", json={"model": "smol", "stream": False})
+    assert once.status_code == 200 and once.json() == {"status": "success"}
     missing = http.post("/v1/responses", json={"model": "nope", "input": "hi"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
