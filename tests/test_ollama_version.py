@@ -4,7 +4,7 @@ Codex CLI's `--oss` mode reads /api/version and refuses anything older than 0.13
 0.12.0 is too old. Codex requires Ollama 0.13.4 or newer"), because it talks to Ollama's
 /v1/responses. Hearth serves that route, so it reports the release whose API it answers
 (`manage.OLLAMA_API_VERSION`), and the fields that release added are read, or refused clearly
-where Hearth cannot answer them (logprobs). A real server without models; no engine starts.
+where Hearth cannot answer them (logprobs). A real server with one model that never loads.
 """
 
 from __future__ import annotations
