@@ -171,6 +171,20 @@ def test_stream_cut_short_ends_with_incomplete(client: openai.OpenAI) -> None:
     assert events[-1].response.incomplete_details.reason == "max_output_tokens"  # type: ignore[union-attr]
 
 
+def test_hosted_tools_are_left_out_and_named(client: openai.OpenAI) -> None:
+    """Codex sends web_search and a namespace on every request: the answer comes, made without
+    web_search, and says so in a header."""
+    crm = {"type": "namespace", "name": "crm", "description": "Records.", "tools": [WEATHER]}
+    raw = client.responses.with_raw_response.create(
+        model="smol", input="Is water wet?", tools=[{"type": "web_search"}, crm],  # type: ignore[list-item]
+        tool_choice="none", text={"format": OK_SCHEMA},
+    )  # fmt: skip
+    assert raw.headers["x-hearth-tools-left-out"] == "web_search"
+    reply = raw.parse()
+    assert reply.status == "completed" and json.loads(reply.output_text)
+    assert [t.type for t in reply.tools] == ["namespace"]
+
+
 def test_function_call_output_round_trip_is_accepted(client: openai.OpenAI) -> None:
     """The tool round trip reaches the engine (the Hermes template renders the call and its
     result). Whether SmolLM2-135M then calls a tool is chance (it mostly writes prose), so the
@@ -220,7 +234,8 @@ def test_stored_responses_do_not_exist(client: openai.OpenAI) -> None:
         {"model": "smol", "input": [{"role": "wizard", "content": "x"}]},
         {"model": "smol", "input": [{"type": "web_search_call"}]},
         {"model": "smol", "input": [{"role": "user", "content": [{"type": "input_file"}]}]},
-        {"model": "smol", "input": "hi", "tools": [{"type": "web_search"}]},
+        {"model": "smol", "input": "hi", "tools": [{"type": "wizardry"}]},
+        {"model": "smol", "input": "hi", "tools": [{"type": "namespace", "name": "n"}]},
         {"model": "smol", "input": "hi", "tool_choice": {"type": "function", "name": "x"}},
         {"model": "smol", "input": "hi", "max_output_tokens": -1},
         {"model": "smol", "input": "hi", "temperature": "hot"},

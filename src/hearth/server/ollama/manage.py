@@ -35,8 +35,19 @@ from hearth.services.model_info import ModelCard
 from hearth.services.ollama_names import new_id, ollama_name
 
 router = APIRouter(prefix="/api", tags=["ollama"])
-#: What /api/version reports: the Ollama API level Hearth follows (clients gate features on it).
-OLLAMA_API_VERSION = "0.12.0"
+#: What /api/version reports: the Ollama release whose API Hearth answers, checked field by field
+#: against Ollama's api/types.go and server/routes.go at that tag (clients gate features on it:
+#: Codex CLI's `--oss` wants 0.13.4 or newer, for /v1/responses). It promises the routes that
+#: release serves for local models (/api/chat, generate, embed, embeddings, tags, show, ps,
+#: pull, create, copy, delete, version; /v1/chat/completions, completions, embeddings, models,
+#: responses) with its request fields: `think` levels, `tool_call_id`, tool-call `id`/`index`,
+#: nested tool `properties`, and `truncate`/`shift`, read as Hearth behaves (it neither cuts a
+#: prompt nor shifts the context: a prompt that does not fit is a 400 naming the size needed).
+#: Not served: `logprobs`/`top_logprobs` on /api/chat and /api/generate (a 400 pointing to
+#: /v1/chat/completions, which returns them), /api/push and /api/blobs, and the ollama.com
+#: account routes (/api/me, /api/signout). Raise it only after checking the next release's
+#: additions the same way (0.14 adds image generation fields and /v1/messages' Ollama side).
+OLLAMA_API_VERSION = "0.13.5"
 FAR_FUTURE = 253402300799.0  # 9999-12-31: keep_alive -1 (never unloaded)
 
 

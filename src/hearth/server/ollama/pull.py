@@ -22,13 +22,18 @@ from hearth.downloads.jobs import Job
 from hearth.services import Services, ollama_names
 
 
-async def _source(services: Services, name: str) -> str:
-    """What to hand `Services.pull`: an existing model's id, else the name as sent."""
+async def _source(services: Services, name: str) -> tuple[str, bool]:
+    """(what to hand `Services.pull`: an existing model's id, else the name as sent; whether
+    that model is already whole: valid, and listing no sources to fetch, as a model imported
+    or linked here does; Ollama answers "success" for a model it has, and Codex's `--oss`
+    pulls any model it does not find by its exact name in /api/tags)."""
     try:
         entry = await ollama_names.find(services, name)
     except HearthError:
-        return name
-    return name if entry is None else entry.id
+        return name, False
+    if entry is None:
+        return name, False
+    return entry.id, entry.info is not None and not entry.info.sources
 
 
 def _label(job: Job, index: int) -> str:
@@ -51,8 +56,9 @@ async def _progress(services: Services, job: Job) -> AsyncIterator[dict[str, Any
 async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, Any]]:
     """Ollama's status lines for pulling `name` (an error ends them with an `error` line)."""
     yield {"status": "pulling manifest"}
+    source, whole = await _source(services, name)
     try:
-        model_id, job = await services.pull(await _source(services, name))
+        model_id, job = (source, None) if whole else await services.pull(source)
     except HearthError as exc:
         yield {"error": exc.message, "status_code": exc.status}
         return

@@ -174,6 +174,7 @@ def _common(body: dict[str, Any], call: Call) -> None:
     call.body["stream"] = call.stream
     if call.stream:
         call.body["stream_options"] = {"include_usage": True}  # the final counters
+    _since_0_12(body)
     if body.get("keep_alive") is not None:
         call.keep_alive = keep_alive_param(body["keep_alive"])
     think = body.get("think")
@@ -184,6 +185,25 @@ def _common(body: dict[str, Any], call: Call) -> None:
         call.body["chat_template_kwargs"] = {"enable_thinking": think}
     elif isinstance(think, str):
         call.body["chat_template_kwargs"] = {"enable_thinking": True, "reasoning_effort": think}
+
+
+def _since_0_12(body: dict[str, Any]) -> None:
+    """Fields Ollama added after 0.12 (see `manage.OLLAMA_API_VERSION`): `truncate` and
+    `shift` are checked and need nothing more (Hearth never cuts a prompt or shifts the
+    context); per-token `logprobs` are not written in Ollama's shape yet, so asking for them is
+    refused rather than answered without them."""
+    for key in ("truncate", "shift"):
+        _flag(body, key, False)
+    top = body.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 0):
+        raise InvalidParameter("'top_logprobs' must be a whole number, 0 or more.",
+                               param="top_logprobs")  # fmt: skip
+    if _flag(body, "logprobs", False) or top:
+        raise InvalidParameter(
+            "Hearth's Ollama API does not return logprobs: ask /v1/chat/completions with "
+            '"logprobs": true (and "top_logprobs") for them.',
+            param="logprobs",
+        )
 
 
 def chat_call(body: dict[str, Any], model_id: str, system_prompt: str | None = None) -> Call:

@@ -13,6 +13,7 @@ continue (`previous_response_id`) or delete later; those answer 400/404 saying s
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -28,11 +29,13 @@ from hearth.server.respond import (
     whole_object,
 )
 from hearth.server.responses.stream import Events, events
-from hearth.server.responses.translate import call, new_id, response
+from hearth.server.responses.tools import LEFT_OUT_HEADER
+from hearth.server.responses.translate import Call, call, new_id, response
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
 router = APIRouter(prefix="/v1", tags=["inference"])
+log = logging.getLogger("hearth.server")
 
 _EXAMPLE = {
     "model": "smollm2-135m-instruct",
@@ -62,12 +65,25 @@ async def create_response(request: Request) -> Response:
         return client_closed()
     response_id, created = new_id("resp"), int(time.time())
     if answer.is_event_stream:
-        return streaming(events(answer.stream(), Events(translated, response_id, created)))
+        stream = events(answer.stream(), Events(translated, response_id, created))
+        return _tell_left_out(translated, streaming(stream))
     content = await read_whole(request, answer)
     if content is None:
         return client_closed()
     reply = whole_object(content)
-    return JSONResponse(response(translated, reply, response_id, created))
+    whole = JSONResponse(response(translated, reply, response_id, created))
+    return _tell_left_out(translated, whole)
+
+
+def _tell_left_out(translated: Call, answer: Response) -> Response:
+    """Name the tools the model did not see (hosted ones Hearth cannot run) in a header and
+    the log: the answer was made without them, and the caller can tell."""
+    if translated.left_out:
+        kinds = ", ".join(translated.left_out)
+        answer.headers[LEFT_OUT_HEADER] = kinds
+        log.info("Responses request for %r: tools left out (Hearth cannot run them): %s",
+                 translated.name[:80], kinds)  # fmt: skip
+    return answer
 
 
 def _not_stored(response_id: str) -> NotFound:

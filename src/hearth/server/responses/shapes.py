@@ -4,7 +4,7 @@ check what is written against the `openai` client's own models."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 Status = Literal["in_progress", "completed", "incomplete"]
 
@@ -31,6 +31,7 @@ class FunctionCallItem(TypedDict):
     name: str
     arguments: str
     status: Status
+    namespace: NotRequired[str]  # the namespace tool that holds the function, if any
 
 
 OutputItem = MessageItem | FunctionCallItem

@@ -30,7 +30,13 @@ from hearth.engines.events import (
     answer_events,
 )
 from hearth.server.respond import sse
-from hearth.server.responses.shapes import Event, FunctionCallItem, MessageItem, OutputItem
+from hearth.server.responses.shapes import (
+    Event,
+    FunctionCallItem,
+    MessageItem,
+    OutputItem,
+    Status,
+)
 from hearth.server.responses.translate import (
     Call,
     call_item,
@@ -47,12 +53,13 @@ class Events:
     start in what the engine said (`seen`), the next sequence number."""
 
     __slots__ = (
-        "arguments_from", "base", "failure", "open", "output", "seen", "sequence", "text_from",
-        "tool_index",
+        "arguments_from", "base", "failure", "names", "open", "output", "seen", "sequence",
+        "text_from", "tool_index",
     )  # fmt: skip
 
     def __init__(self, call: Call, response_id: str, created: int) -> None:
         self.base = envelope(call, response_id, created)
+        self.names = call.names  # flat name -> a namespaced function's own name
         self.sequence = 0
         self.output: list[OutputItem] = []  # finished items
         self.open: MessageItem | FunctionCallItem | None = None  # the item being streamed
@@ -100,15 +107,16 @@ class Events:
             self.text_from = len(self.seen.text)
         return events
 
-    def close(self) -> list[Event]:
-        """Finish the open item (if any): its .done events, and it joins the output."""
+    def close(self, status: Status = "completed") -> list[Event]:
+        """Finish the open item (if any): its .done events, and it joins the output
+        ("incomplete" when max_output_tokens cut it)."""
         item, self.open = self.open, None
         if item is None:
             return []
         where = {"item_id": item["id"], "output_index": len(self.output)}
         done: OutputItem
         if item["type"] == "message":
-            done = message_item(item["id"], self.seen.text[self.text_from :])
+            done = message_item(item["id"], self.seen.text[self.text_from :], status)
             part = done["content"][0]
             events = [
                 self._event("response.output_text.done", **where, content_index=0,
@@ -118,7 +126,7 @@ class Events:
         else:
             assert self.tool_index is not None
             arguments = self.seen.calls[self.tool_index].arguments[self.arguments_from :]
-            done = {**item, "arguments": arguments, "status": "completed"}
+            done = {**item, "arguments": arguments, "status": status}
             events = [self._event("response.function_call_arguments.done", **where,
                                   arguments=arguments)]  # fmt: skip
         events.append(self._event("response.output_item.done", output_index=where["output_index"],
@@ -173,12 +181,15 @@ class Events:
         self.tool_index = index
         known = self.seen.calls.get(index)
         self.arguments_from = len(known.arguments) if known is not None else 0
-        item = call_item(new_id("fc"), call_id or new_id("call"), name, "", "in_progress")
+        item = call_item(new_id("fc"), call_id or new_id("call"), name, "", "in_progress",
+                         self.names)  # fmt: skip
         return events + self._open(item)
 
     def finish(self) -> list[Event]:
-        """Close what is open; the final response.completed (or .incomplete)."""
-        events = self.close()
+        """Close what is open; the final response.completed (or .incomplete, as OpenAI ends an
+        answer cut by max_output_tokens: the official Python client's `get_final_response()`
+        (openai 3.63) raises on that event from OpenAI too; iterate the events instead)."""
+        events = self.close("incomplete" if self.seen.finish == "length" else "completed")
         final = finished(self.base, self.output, self.seen.finish, gathered_usage(self.seen))
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         return [*events, self._event(kind, response=final)]

@@ -13,7 +13,7 @@ type-checked and bounded; fields Hearth does not act on (`user`, `reasoning`, `t
 
 Two mappings the engine forces: a named `tool_choice` becomes "required" with only that tool
 in the list (llama.cpp takes tool_choice as a string only), and `developer` messages become
-`system` messages.
+`system` messages. Tools are read in `tools.py` (namespaces flattened, hosted tools left out).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ import json
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.core.errors import InvalidParameter, InvalidRequest
 from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import Gathered
 from hearth.server.respond import whole_answer
+from hearth.server.responses import tools as tool_list
 from hearth.server.responses.shapes import (
     Echo,
     FunctionCallItem,
@@ -40,7 +41,6 @@ from hearth.server.responses.shapes import (
 )
 
 MAX_ITEMS = 4096  # input items in one request
-MAX_TOOLS = 128
 MAX_METADATA = 16  # OpenAI's own limits on metadata: 16 pairs, 64-char keys, 512-char values
 MAX_KEY, MAX_VALUE = 64, 512
 ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
@@ -64,6 +64,8 @@ class Call:
     echo: Echo  # request fields a Response repeats
     stream: bool = False
     keep_alive: float | None = None
+    names: tool_list.Names = field(default_factory=tool_list.Names)  # namespaced functions
+    left_out: list[str] = field(default_factory=list)  # tool types the model did not see
 
 
 # ---- small readers ------------------------------------------------------------------------
@@ -177,11 +179,16 @@ def _output_text(value: Any, where: str) -> str:
 
 
 def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A call sent back; a namespaced one under the flat name the model knows it by."""
+    name = _str(item.get("name"), f"{where}.name", empty=False)
+    namespace = item.get("namespace")
+    if namespace is not None:
+        namespace = _str(namespace, f"{where}.namespace")
     return {
         "id": _str(item.get("call_id"), f"{where}.call_id", empty=False),
         "type": "function",
         "function": {
-            "name": _str(item.get("name"), f"{where}.name", empty=False),
+            "name": tool_list.flat_name(namespace, name),
             "arguments": _str(item.get("arguments", ""), f"{where}.arguments"),
         },
     }
@@ -241,52 +248,7 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-# ---- tools, tool_choice, text.format ------------------------------------------------------
-
-
-def _tool(tool: Any, where: str) -> dict[str, Any]:
-    """A flat Responses function tool -> the chat shape (and the echoed Response shape)."""
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        raise _bad(
-            f"Unsupported tool type {json.dumps(kind)[:60]}: Hearth runs function tools only "
-            "(built-in tools such as web_search need OpenAI's servers).",
-            where,
-        )
-    function: dict[str, Any] = {"name": _str(tool.get("name"), f"{where}.name", empty=False)}
-    if tool.get("description") is not None:
-        function["description"] = _str(tool["description"], f"{where}.description")
-    parameters = tool.get("parameters")
-    if parameters is not None and not isinstance(parameters, dict):
-        raise _bad("A tool's 'parameters' must be a JSON schema object.", f"{where}.parameters")
-    function["parameters"] = parameters or {"type": "object", "properties": {}}
-    if tool.get("strict") is not None:
-        function["strict"] = _flag(tool, "strict", False)
-    return function
-
-
-def tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
-    """(chat tools, chat tool_choice) from the Responses `tools` and `tool_choice`."""
-    given = body.get("tools") or []
-    if not isinstance(given, list) or len(given) > MAX_TOOLS:
-        raise _bad(f"'tools' must be a list of at most {MAX_TOOLS} function tools.", "tools")
-    functions = [_tool(t, f"tools[{i}]") for i, t in enumerate(given)]
-    choice = body.get("tool_choice")
-    if choice is None or choice in ("auto", "none", "required"):
-        chosen: Any = choice
-    elif isinstance(choice, dict) and choice.get("type") == "function":
-        name = _str(choice.get("name"), "tool_choice.name", empty=False)
-        functions = [f for f in functions if f["name"] == name]
-        if not functions:
-            raise _bad(f"tool_choice names '{name[:64]}', which is not in 'tools'.", "tool_choice")
-        chosen = "required"  # the engine takes strings only: "required" of the one tool
-    else:
-        raise _bad(
-            '\'tool_choice\' must be "auto", "none", "required" or '
-            '{"type": "function", "name": "..."}.',
-            "tool_choice",
-        )
-    return [{"type": "function", "function": f} for f in functions], chosen
+# ---- text.format ----------------------------------------------------------------------
 
 
 def response_format(text: Any) -> dict[str, Any] | None:
@@ -332,12 +294,12 @@ def call(body: dict[str, Any]) -> Call:
         )
     _refuse_stored(body)
     chat: dict[str, Any] = {"model": name, "messages": messages(body)}
-    functions, choice = tools(body)
-    if functions:
-        chat["tools"] = functions
+    tools = tool_list.read(body)
+    if tools.chat:
+        chat["tools"] = tools.chat
         chat["parallel_tool_calls"] = _flag(body, "parallel_tool_calls", True)
-    if choice is not None:
-        chat["tool_choice"] = choice
+    if tools.choice is not None:
+        chat["tool_choice"] = tools.choice
     limits = {
         "temperature": _number(body, "temperature", 0, 2),
         "top_p": _number(body, "top_p", 0, 1),
@@ -355,13 +317,14 @@ def call(body: dict[str, Any]) -> Call:
         chat["stream_options"] = {"include_usage": True}
     raw_keep = body.get("keep_alive")
     keep_alive = None if raw_keep is None else keep_alive_param(raw_keep)
-    echo = _echo(body, functions, max_tokens, limits)
-    return Call(name, chat, echo, stream=stream, keep_alive=keep_alive)
+    echo = _echo(body, tools.echo, max_tokens, limits)
+    return Call(name, chat, echo, stream=stream, keep_alive=keep_alive, names=tools.names,
+                left_out=tools.left_out)  # fmt: skip
 
 
 def _echo(
     body: dict[str, Any],
-    functions: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
     max_tokens: int | None,
     limits: dict[str, float | None],
 ) -> Echo:
@@ -378,7 +341,7 @@ def _echo(
         "temperature": limits["temperature"],
         "text": {"format": fmt if isinstance(fmt, dict) else {"type": "text"}},
         "tool_choice": choice if choice is not None else "auto",
-        "tools": [{"type": "function", "strict": False, **t["function"]} for t in functions],
+        "tools": tools,
         "top_p": limits["top_p"],
     }
 
@@ -416,23 +379,34 @@ def message_item(item_id: str, text: str, status: Status = "completed") -> Messa
         "role": "assistant",
         "content": (
             [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
-            if status == "completed"
+            if status != "in_progress"
             else []
         ),
     }
 
 
 def call_item(
-    item_id: str, call_id: str, name: str, arguments: str, status: Status = "completed"
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    status: Status = "completed",
+    names: tool_list.Names | None = None,
 ) -> FunctionCallItem:
-    return {
+    """A function_call item; a namespaced function's call named as OpenAI names it: its own
+    name, and `namespace` beside it."""
+    own, namespace = names.outward(name) if names is not None else (name, None)
+    item: FunctionCallItem = {
         "type": "function_call",
         "id": item_id,
         "call_id": call_id,
-        "name": name,
+        "name": own,
         "arguments": arguments,
         "status": status,
     }
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def envelope(call: Call, response_id: str, created: int) -> Response:
@@ -458,8 +432,12 @@ def envelope(call: Call, response_id: str, created: int) -> Response:
 def finished(
     base: Response, output: list[OutputItem], finish_reason: str | None, raw_usage: Any
 ) -> Response:
-    """The final Response: status from the finish reason, output items, usage."""
+    """The final Response: status from the finish reason, output items, usage. An answer cut
+    by max_output_tokens is "incomplete", and so is its last item (the one the cut ended), as
+    OpenAI marks them."""
     cut = finish_reason == "length"
+    if cut and output:
+        output = [*output[:-1], {**output[-1], "status": "incomplete"}]  # type: ignore[list-item]
     return {
         **base,
         "status": "incomplete" if cut else "completed",
@@ -478,6 +456,7 @@ def response(call: Call, reply: Mapping[str, Any], response_id: str, created: in
         output.append(message_item(new_id("msg"), answer.text))
     for tool_call in answer.tool_calls():
         call_id = tool_call.id or new_id("call")
-        output.append(call_item(new_id("fc"), call_id, tool_call.name, tool_call.arguments))
+        output.append(call_item(new_id("fc"), call_id, tool_call.name, tool_call.arguments,
+                                names=call.names))  # fmt: skip
     base = envelope(call, response_id, created)
     return finished(base, output, answer.finish, gathered_usage(answer))
