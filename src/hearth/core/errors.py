@@ -104,6 +104,20 @@ class SchemaTooCostly(InvalidParameter):
     code = "schema_too_large"
 
 
+class ContextExceeded(InvalidRequest):
+    """A request longer than its model's context can be made; the numbers ride along."""
+
+    code = "context_length_exceeded"
+
+    def __init__(
+        self, message: str, *, prompt_tokens: int | None, n_ctx: int | None, need: int | None
+    ) -> None:
+        super().__init__(message, param="messages", code="context_length_exceeded")
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+        self.need = need
+
+
 class Unauthorized(HearthError):
     status = 401
     type = "invalid_request_error"

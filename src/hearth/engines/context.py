@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hearth.core.errors import InvalidRequest
+from hearth.core.errors import ContextExceeded
 
 STEP = 1024
 #: Room for the answer when a request sets no max_tokens.
@@ -86,20 +86,6 @@ def grown_sizes(need: int, trained: int) -> list[int]:
     doubled = max(STEP, 1 << (need - 1).bit_length())
     sizes = [min(doubled, trained), min(round_up(need), trained)]
     return sorted(set(sizes), reverse=True)
-
-
-class ContextExceeded(InvalidRequest):
-    """A request longer than its model's context can be made; the numbers ride along."""
-
-    code = "context_length_exceeded"
-
-    def __init__(
-        self, message: str, *, prompt_tokens: int | None, n_ctx: int | None, need: int | None
-    ) -> None:
-        super().__init__(message, param="messages", code="context_length_exceeded")
-        self.prompt_tokens = prompt_tokens
-        self.n_ctx = n_ctx
-        self.need = need
 
 
 def exceeded(

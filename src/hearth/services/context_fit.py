@@ -27,7 +27,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hearth.engines.context import DEFAULT_ROOM, ContextExceeded, answer_room
+from hearth.core.errors import ContextExceeded
+from hearth.engines.context import DEFAULT_ROOM, answer_room
 from hearth.engines.proxy import Answer
 from hearth.threads.views import CONTEXT_POLICIES
 

@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from hearth.core.errors import HearthError, InvalidRequest, NotFound
+from hearth.core.errors import ContextExceeded, HearthError, InvalidRequest, NotFound
 from hearth.core.keepalive import keep_alive_param
-from hearth.engines.context import ContextExceeded
 from hearth.engines.events import engine_refusal
 from hearth.services.context_fit import ROUNDS, Fitter, policy_of
 from hearth.threads import interrupted
