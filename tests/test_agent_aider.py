@@ -16,6 +16,7 @@ every website, see support/aider.py)."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,15 +38,18 @@ def _answer(run: AiderRun) -> str:
 
 
 def _run(tmp_path: Path, home: Path, model: str, ollama: bool) -> tuple[AiderRun, str]:
+    """aider against `hearth serve` at log level debug (uvicorn's access log), whose output
+    goes to a file: a debug log would fill an undrained pipe and stall the server."""
     add_smol(home, "smollm2")
-    with HearthProcess(home, "--log-level", "debug") as server:  # debug: uvicorn's access log
+    log = tmp_path / "hearth.log"
+    to_file = ["sh", "-c", f'exec "$@" >"{log}" 2>&1', "sh", sys.executable, "-m", "hearth"]
+    with HearthProcess(home, "--log-level", "debug", launcher=to_file) as server:
         if ollama:
             env, args = {"OLLAMA_API_BASE": server.url}, ()
         else:
             env, args = {"OPENAI_API_KEY": "unused"}, ("--openai-api-base", f"{server.url}/v1")
         run = run_aider(tmp_path / "aider", model, MESSAGE, env, args)
-        server.stop()
-    return run, server.output
+    return run, log.read_text(encoding="utf-8")
 
 
 @pytest.mark.timeout(900)  # the first run on a machine installs aider (support/aider.py)
