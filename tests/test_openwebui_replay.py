@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ TRANSPORT = {"host", "content-length", "accept-encoding"}
 
 
 def _recording(name: str, model: str) -> dict[str, Any]:
+    """A recording with `model` in place of SmolLM2's id (an Ollama connection's ids are the
+    names /api/tags gave, with their tag: `smollm2:latest`)."""
     recorded = json.loads((DATA / f"openwebui_{name}.json").read_text(encoding="utf-8"))
-    recorded["body"]["model"] = model
+    recorded["body"]["model"] = recorded["body"]["model"].replace("smollm2", model)
     return recorded
 
 
@@ -131,3 +134,27 @@ def test_open_webui_native_tools_get_an_answer(srv: ThreadedServer, name: str, m
     else:
         assert response.headers["content-type"].startswith("application/x-ndjson")
         assert _ollama_answer(lines, _tool_names(recorded))
+
+
+def test_open_webui_lists_the_models(srv: ThreadedServer) -> None:
+    """What Open WebUI reads off a connection before a chat: the Ollama version, the models
+    (`model`, `name`), the loaded ones (`expires_at` that Python's `fromisoformat` parses, as
+    Open WebUI does), and the OpenAI list (`data[].id`)."""
+    with srv.http() as client:  # a model loaded, so /api/ps has one to show
+        assert client.post("/api/generate", json={"model": "hermes"}).status_code == 200
+    recorded = json.loads((DATA / "openwebui_listing.json").read_text(encoding="utf-8"))
+    answers = {}
+    for request in recorded:
+        headers = {k: v for k, v in request["headers"].items() if k.lower() not in TRANSPORT}
+        with srv.http() as client:
+            response = client.request(request["method"], request["path"], headers=headers)
+        assert response.status_code == 200, response.text
+        answers[request["path"]] = response.json()
+    assert isinstance(answers["/api/version"]["version"], str)
+    assert {m["model"] for m in answers["/api/tags"]["models"]} >= {"hermes:latest", "plain:latest"}
+    assert all(isinstance(m["name"], str) for m in answers["/api/tags"]["models"])
+    loaded = answers["/api/ps"]["models"]
+    assert "hermes:latest" in {m["model"] for m in loaded}
+    for m in loaded:
+        datetime.fromisoformat(m["expires_at"])
+    assert {m["id"] for m in answers["/v1/models"]["data"]} >= {"hermes", "plain"}
