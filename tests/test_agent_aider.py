@@ -7,6 +7,8 @@ with SmolLM2, in both of the ways its documentation connects to a local server:
   `POST /api/show` about the model and streams `POST /api/chat`, with `options.num_ctx` of
   aider's choosing (its prompt's size x 1.25 + 8192: Hearth reloads the model with that
   context, capped at the model's trained 8192).
+- aider's older Ollama prefix, `--model ollama/<id>`: litellm writes the prompt itself and
+  sends `POST /api/generate`.
 
 Each run answers one message, non-interactively, and must exit 0 with the model's answer in
 its transcript, having reached the model only through Hearth (Hearth's access log shows the
@@ -55,8 +57,12 @@ def _run(tmp_path: Path, home: Path, model: str, ollama: bool) -> tuple[AiderRun
 @pytest.mark.timeout(900)  # the first run on a machine installs aider (support/aider.py)
 @pytest.mark.parametrize(
     ("model", "route"),
-    [("openai/smollm2", "POST /v1/chat/completions"), ("ollama_chat/smollm2", "POST /api/chat")],
-    ids=["openai", "ollama"],
+    [
+        ("openai/smollm2", "POST /v1/chat/completions"),
+        ("ollama_chat/smollm2", "POST /api/chat"),
+        ("ollama/smollm2", "POST /api/generate"),
+    ],
+    ids=["openai", "ollama_chat", "ollama_generate"],
 )
 def test_aider_answers_through_hearth(tmp_path: Path, home: Path, model: str, route: str) -> None:
     run, log = _run(tmp_path, home, model, ollama=model.startswith("ollama"))
