@@ -68,17 +68,20 @@ def _replay(srv: ThreadedServer, recorded: dict[str, Any]) -> tuple[httpx.Respon
             recorded["method"], recorded["path"], headers=headers, json=recorded["body"]
         ) as response,
     ):
-        lines = [line for line in response.iter_lines() if line.strip()]
+        lines = list(response.iter_lines())
     return response, lines
 
 
 def _openai_answer(lines: list[str], tools: set[str]) -> str:
     """The SSE stream as Open WebUI reads it: every event a `data:` JSON chunk, `[DONE]` last;
-    returns what was answered, text or the calls' names."""
+    returns what was answered, text or the calls' names. Blank lines end SSE events; a line
+    that is not `data:` (a `:` comment, a keep-alive) Open WebUI skips
+    (utils/middleware.py:4766)."""
+    lines = [line for line in lines if line.strip()]
     assert lines[-1] == "data: [DONE]", lines[-3:]
     text, calls, arguments, finish = "", {}, {}, None
     for line in lines[:-1]:
-        if line.startswith(":"):  # an SSE comment (a keep-alive) is allowed
+        if line.startswith(":"):  # an SSE comment (a keep-alive)
             continue
         assert line.startswith("data: "), line
         chunk = json.loads(line.removeprefix("data: "))
@@ -104,7 +107,12 @@ def _openai_answer(lines: list[str], tools: set[str]) -> str:
 
 
 def _ollama_answer(lines: list[str], tools: set[str]) -> str:
-    """Ollama's NDJSON stream: a JSON object a line, `done: true` on the last one only."""
+    """Ollama's NDJSON stream: a JSON object a line, `done: true` on the last one only. Open
+    WebUI splits the stream at each newline (utils/misc.py:1291 `stream_chunks_handler`) and
+    parses every line, blank ones too, as JSON (utils/response.py:238): a blank line or any
+    other keep-alive that is not a whole JSON object would break its stream."""
+    while lines and lines[-1] == "":  # the final newline
+        lines = lines[:-1]
     chunks = [json.loads(line) for line in lines]
     assert all("error" not in chunk for chunk in chunks), chunks[-1]
     assert chunks[-1]["done"] is True and not any(chunk["done"] for chunk in chunks[:-1])
