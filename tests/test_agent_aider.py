@@ -12,8 +12,8 @@ with SmolLM2, in both of the ways its documentation connects to a local server:
 
 Each run answers one message, non-interactively, and must exit 0 with the model's answer in
 its transcript, having reached the model only through Hearth (Hearth's access log shows the
-request; aider has nowhere else to go: the network is loopback only and aider is kept from
-every website, see support/aider.py)."""
+request; aider is given no other model server and is kept from every website, see
+support/aider.py)."""
 
 from __future__ import annotations
 
