@@ -4,9 +4,10 @@ A plain request goes to the engine untouched and its answer comes back byte for 
 path, `engines/proxy.py`). Only a request that needs more is looked at more closely:
 
 - checks the engine would get wrong: an image for a model without a vision projector (llama.cpp
-  answers 500), `dimensions` it cannot honour (silently ignored), `tools` for a template that
-  cannot show them to the model (silently dropped);
+  answers 500), `dimensions` it cannot honour (silently ignored);
 - `tool_choice` "required" or a named function, enforced (`toolcalls.py`);
+- `tools` for a template that cannot show them (llama.cpp would drop them silently): Hearth's
+  own tool prompt (`toolprompt.py`), "auto" included (`toolauto.py`);
 - `n` > 1 (`choices.py`), and legacy completions in the legacy shape (`legacy.py`).
 
 Remote engines (OpenAI-compatible upstreams) do all of this themselves: their requests pass
@@ -212,8 +213,10 @@ class Inference:
         prompt = await self._render(entry, body, keep_alive, hearth=True)
         request = _completion_request(body, prompt)
         request["stream"] = request["timings_per_token"] = True  # counts, even if cut short
-        if isinstance(body.get("stop"), str | list):
-            request["stop"] = body["stop"]  # the text's stop words (not the call's)
+        if "stop" in body:  # the text's stop words (not the call's)
+            request["stop"] = body["stop"]
+        else:
+            del request["stop"]  # the model's own stop words, as for a chat request
         first = await checked(await self.engines.open("completions", request, keep_alive), entry.id)
 
         async def open_call(text: str, written: int) -> Answer:

@@ -162,7 +162,10 @@ async def _call_chunks(
                 written = counts.generated + (said.usage.completion_tokens or 0)
                 usage = {"prompt_tokens": counts.prompt, "completion_tokens": written,
                          "total_tokens": counts.prompt + written}  # fmt: skip
-                yield {**head, "choices": [], "usage": usage}
+                out = {**head, "choices": [], "usage": usage}
+                if said.timings is not None:  # the call's own: its `cache_n` shows the reuse
+                    out["timings"] = said.timings
+                yield out
 
 
 def _head(chunk: dict[str, Any]) -> dict[str, Any]:
