@@ -115,6 +115,7 @@ async def auto_chunks(
             if watch.called or said.finish is not None:
                 break
     if not watch.called:
+        head = head or _head({})  # (an engine that closed without a word)
         yield toolcalls.delta(head, {}, finish=said.finish or "stop")
         if include_usage and said.usage is not None:
             yield {**head, "choices": [], "usage": said.usage.raw}
