@@ -12,6 +12,10 @@ does it in two engine requests on the same model:
    prompt, in the template's own `<tool_call>` format where it has one), or, for "required"
    with several tools, `{"name": <one of them>, "arguments": {...}}`.
 
+A template with no place for tools gets Hearth's tool prompt instead (`toolprompt.py`: step 1
+renders the conversation with the tools in its system turn, and the prefix is Hearth's
+`<tool_call>` format); "auto" on such a template is `toolauto.py`.
+
 The output is read back into OpenAI's `tool_calls`, streamed as OpenAI streams them: a first
 delta with the call's id and name, then the arguments as they are generated.
 """
