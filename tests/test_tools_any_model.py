@@ -267,13 +267,9 @@ def test_every_chat_model_lists_tools_with_its_format(srv: ThreadedServer) -> No
 
 def test_tool_schemas_stay_bounded_on_this_path(srv: ThreadedServer) -> None:
     """Hearth's schema limits apply before the tool prompt is written."""
-    deep: dict[str, Any] = {"type": "string"}
-    for _ in range(80):
-        deep = {"type": "array", "items": deep}
-    tool = {
-        "type": "function",
-        "function": {"name": "pick", "parameters": {"type": "object", "properties": {"x": deep}}},
-    }
+    huge = {"type": "string", "enum": [f"v{i}" for i in range(3000)]}  # over 2,000 values
+    parameters = {"type": "object", "properties": {"x": huge}}
+    tool = {"type": "function", "function": {"name": "pick", "parameters": parameters}}
     body = {"model": "plain", "messages": ASK, "tools": [tool], "tool_choice": "required"}
     with srv.http() as http:
         response = http.post("/v1/chat/completions", json=body)
