@@ -70,8 +70,8 @@ def test_show_like_ollama_then_rm(home: Path) -> None:
 
     make_model(home, "plain", {}, {"plain.gguf": FAKE_GGUF})
     code, out = cli(home, "show", "plain")
-    # no header to read: what any generative model can do, nothing more guessed
-    assert code == 0 and out.split("Capabilities")[1].split() == ["completion"]
+    # no header to read: what any generative model can do (tools in Hearth's tool prompt)
+    assert code == 0 and out.split("Capabilities")[1].split() == ["completion", "tools"]
     code, out = cli(home, "rm", "-y", "alpha", "plain")
     assert code == 0 and "Deleted alpha" in out and "Deleted plain" in out
     assert not (home / "models" / "alpha").exists()

@@ -92,7 +92,8 @@ def test_a_models_card_reads_its_files(home: Path, services: Services) -> None:
     write_gguf(folder / "m.gguf", arch="llama", chat_template="{{ messages }}", size_label="1M")
     card = asyncio.run(model_info.card_off_loop(_entry(services, "m"), header=True))
     assert card.facts.architecture == "llama" and card.facts.size_label == "1M"
-    assert card.facts.header and card.capabilities() == ["completion"]
+    assert card.facts.header and card.capabilities() == ["completion", "tools"]
+    assert card.tool_format() == "hearth"  # the template has no place for tools
     assert card.changed_at == (folder / "model.json").stat().st_mtime
     assert len(card.digest) == 64 and card.digest == model_info.digest(_entry(services, "m"))
     os.utime(folder / "m.gguf", ns=(1, 1))  # another version of the file: another digest

@@ -330,7 +330,7 @@ def test_capabilities_from_architecture_template_and_parameters() -> None:
         architecture="llama",
         chat_template="{{ messages }}",
         engine_parameters={"embedding": "true", "mmproj": "mmproj.gguf"},
-    ) == ["completion", "embedding", "vision"]
+    ) == ["completion", "embedding", "vision", "tools"]
 
 
 def test_liveness_answers_html_only_to_browsers() -> None:

@@ -66,7 +66,7 @@ def test_enum_totals_count_across_every_schema_of_a_request() -> None:
     check_request(_chat(half))
     tool = {"type": "function", "function": {"name": "pick", "parameters": half}}
     error = _refused({**_chat(half), "tools": [tool]})
-    assert "Tool 'pick''s parameter schema" in error.message
+    assert "The parameter schema of tool 'pick'" in error.message
     assert error.param == "tools[0].function.parameters"
     long_values = {"enum": ["x" * 1_000 for _ in range(200)]}
     assert "characters" in _refused({"json_schema": long_values}).message

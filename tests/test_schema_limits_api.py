@@ -121,7 +121,7 @@ def test_ollama_and_anthropic_faces_refuse_it_in_their_own_shape(srv: ThreadedSe
     error = refused.value.body
     assert isinstance(error, dict) and error["type"] == "error"
     assert error["error"]["type"] == "invalid_request_error"
-    assert "Tool 'pick''s parameter schema" in error["error"]["message"]
+    assert "The parameter schema of tool 'pick'" in error["error"]["message"]
     with httpx.Client(base_url=srv.url) as http:
         assert "smol" not in running(http)
 

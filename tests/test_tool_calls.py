@@ -174,14 +174,9 @@ def test_tool_result_round_trip_and_auto(client: openai.OpenAI) -> None:
     assert none.choices[0].message.tool_calls in (None, [])
 
 
-def test_template_without_tools_is_a_400_that_says_how_to_fix_it(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="plain", messages=ASK, tools=TOOLS, max_tokens=8)
-    error = caught.value.body
-    assert isinstance(error, dict)
-    assert error["code"] == "tools_not_supported" and error["param"] == "tools"
-    assert "engine_parameters.chat_template" in error["message"]
-    # "none" asks for no call: the tools are moot, the request is answered
+def test_none_on_a_template_without_tools_drops_them(client: openai.OpenAI) -> None:
+    """"none" asks for no call: the tools are moot, the request is answered (other choices
+    on such a template: tests/test_tools_any_model.py)."""
     answer = client.chat.completions.create(
         model="plain", messages=ASK, tools=TOOLS, tool_choice="none", max_tokens=4
     )
@@ -211,8 +206,11 @@ def test_capabilities_are_in_the_model_record(client: openai.OpenAI, srv: Thread
         records = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     assert "tools" in records["hermes"]["capabilities"]
     assert "tools" in records["llama31"]["capabilities"]
-    assert "completion" in records["plain"]["capabilities"]
-    assert "tools" not in records["plain"]["capabilities"]
+    assert "tools" in records["plain"]["capabilities"]  # in Hearth's tool prompt
+    assert (records["hermes"]["tool_format"], records["plain"]["tool_format"]) == (
+        "template",
+        "hearth",
+    )
 
 
 def test_langchain_bind_tools_and_structured_output(srv: ThreadedServer) -> None:

@@ -89,7 +89,7 @@ def engine_refusal(status: int, content: bytes, model: str) -> HearthError:
     if status < 500 or status == 503:  # not found, too large, busy...: keep what it said
         return from_wire(status, {"error": {"message": f"The engine answered: {text}"}}, text)
     return EngineError(
-        f"Model '{model}''s engine failed: {text or f'HTTP {status}'}. Try again; if it "
+        f"The engine of model '{model}' failed: {text or f'HTTP {status}'}. Try again; if it "
         f"persists, the engine's log in <home>/logs/ says why (GET /v1/running names it).",
         code="engine_error",
     )

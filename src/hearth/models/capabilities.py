@@ -9,7 +9,9 @@ tool-calling work all say the same thing:
     completion  the model generates text (every architecture but encoder-only embedders)
     embedding   `engine_parameters.embedding` is on, or the architecture only embeds
     vision      a projector is attached (`engine_parameters.mmproj`)
-    tools       the chat template renders `tools` (llama.cpp then parses tool calls)
+    tools       every model that generates text: through its template's own tool format when
+                the template renders `tools` (llama.cpp then parses the calls), else through
+                Hearth's tool prompt (`services/toolprompt.py`); `tool_format` says which
     thinking    the chat template knows a reasoning block (`<think>`, `enable_thinking`, ...)
 
 The template checks are textual on purpose: rendering a stranger's template to find out would
@@ -60,11 +62,24 @@ def capabilities(
     mmproj = params.get("mmproj")
     if isinstance(mmproj, str) and mmproj:
         found.add("vision")
-    if "completion" in found and _TOOLS.search(template):
+    if "completion" in found:
         found.add("tools")
     if "completion" in found and _THINKING.search(template):
         found.add("thinking")
     return [name for name in ORDER if name in found]
+
+
+def shows_tools(chat_template: str | None) -> bool:
+    """Whether a chat template renders `tools` itself (else Hearth's tool prompt shows them)."""
+    return bool(_TOOLS.search(chat_template or ""))
+
+
+def tool_format(caps: list[str], chat_template: str | None) -> str | None:
+    """How a model with these capabilities is shown tools: "template" (its chat template's
+    own format), "hearth" (Hearth's tool prompt), or None (it cannot call tools)."""
+    if "tools" not in caps:
+        return None
+    return "template" if shows_tools(chat_template) else "hearth"
 
 
 #: Jan's prompt formats: Hearth converts them to a chat template that has no place for tools.
@@ -90,13 +105,20 @@ def record_capabilities(info: Any) -> list[str]:
     if info.is_remote:
         return ["completion", "tools"]
     meta = info.metadata if isinstance(info.metadata, Mapping) else {}
-    params = info.engine_parameters
     arch = meta.get("architecture")
-    template = meta.get("chat_template")
     return capabilities(
         architecture=arch if isinstance(arch, str) else None,
-        chat_template=effective_template(template if isinstance(template, str) else None, params),
-        engine_parameters=params,
+        chat_template=record_template(info),
+        engine_parameters=info.engine_parameters,
+    )
+
+
+def record_template(info: Any) -> str:
+    """The chat template the engine will use, from what import recorded (a `ModelInfo`)."""
+    meta = info.metadata if isinstance(info.metadata, Mapping) else {}
+    template = meta.get("chat_template")
+    return effective_template(
+        template if isinstance(template, str) else None, info.engine_parameters
     )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hearth.core.errors import HearthError
-from hearth.models.capabilities import capabilities, effective_template
+from hearth.models.capabilities import capabilities, effective_template, tool_format
 from hearth.models.gguf import GGUFInfo, read_gguf_header
 from hearth.models.schema import ModelInfo
 
@@ -103,6 +103,14 @@ def model_capabilities(entry: ModelFiles, fact: Facts | None = None) -> list[str
         chat_template=effective_template(fact.chat_template, params),
         engine_parameters=params,
     )
+
+
+def model_tool_format(entry: ModelFiles, fact: Facts | None = None) -> str | None:
+    """How the model is shown tools ("template", "hearth"; see `capabilities.tool_format`)."""
+    fact = fact or facts(entry)
+    params = entry.info.engine_parameters if entry.info is not None else {}
+    template = effective_template(fact.chat_template, params)
+    return tool_format(model_capabilities(entry, fact), template)
 
 
 #: A file's identity: (device, inode, size, mtime in ns); any change is a new file version.

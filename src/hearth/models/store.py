@@ -31,8 +31,8 @@ from urllib.parse import unquote, urlparse
 from hearth.core import atomic
 from hearth.core.errors import Conflict, InvalidRequest, ModelNotFound
 from hearth.core.keyedlocks import KeyedLocks
-from hearth.models.capabilities import record_capabilities
-from hearth.models.facts import model_capabilities
+from hearth.models.capabilities import record_capabilities, record_template, tool_format
+from hearth.models.facts import model_capabilities, model_tool_format
 from hearth.models.ids import validate_model_id
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
@@ -93,7 +93,10 @@ class ModelEntry:
             }
         else:
             body = self.info.model_dump(mode="json", exclude_none=False)
-            body["capabilities"] = self._capabilities()
+            body["capabilities"] = caps = self._capabilities()
+            shown = self._tool_format(caps)
+            if shown is not None:
+                body["tool_format"] = shown
         body["size"] = self.size
         body["status"] = status
         if error:
@@ -108,6 +111,17 @@ class ModelEntry:
         if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
             return record_capabilities(self.info)
         return model_capabilities(self)
+
+    def _tool_format(self, caps: list[str]) -> str | None:
+        """How the model is shown tools: "template", "hearth" (`capabilities.tool_format`),
+        or "upstream" for a remote model (its server's own tool calling)."""
+        assert self.info is not None
+        meta = self.info.metadata
+        if self.info.is_remote:
+            return "upstream"
+        if isinstance(meta, dict) and meta.get("architecture"):
+            return tool_format(caps, record_template(self.info))
+        return model_tool_format(self)
 
     def to_api_json(self, status: str | None = None, error: str | None = None) -> str:
         """`to_api` as compact JSON, memoized: listing 1,000 unchanged models re-encodes none."""

@@ -4,9 +4,10 @@ A plain request goes to the engine untouched and its answer comes back byte for 
 path, `engines/proxy.py`). Only a request that needs more is looked at more closely:
 
 - checks the engine would get wrong: an image for a model without a vision projector (llama.cpp
-  answers 500), `dimensions` it cannot honour (silently ignored), `tools` for a template that
-  cannot show them to the model (silently dropped);
+  answers 500), `dimensions` it cannot honour (silently ignored);
 - `tool_choice` "required" or a named function, enforced (`toolcalls.py`);
+- `tools` for a template that cannot show them (llama.cpp would drop them silently): Hearth's
+  own tool prompt (`toolprompt.py`), "auto" included (`toolauto.py`);
 - `n` > 1 (`choices.py`), and legacy completions in the legacy shape (`legacy.py`).
 
 Remote engines (OpenAI-compatible upstreams) do all of this themselves: their requests pass
@@ -17,16 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hearth.core.errors import InvalidParameter
 from hearth.engines.events import engine_chunks
 from hearth.engines.proxy import GENERATION, Answer
-from hearth.models.capabilities import effective_template
+from hearth.models.capabilities import effective_template, shows_tools
 from hearth.models.facts import Facts, facts_off_loop, model_capabilities
 from hearth.models.store import ModelEntry
-from hearth.services import schema_limits, toolcalls
+from hearth.services import schema_limits, toolauto, toolcalls, toolprompt
 from hearth.services.choices import choice_count, include_usage, open_choices
 from hearth.services.composed import Composed, as_events, checked, dumps, once
 from hearth.services.legacy import LegacyShape, legacy_options, legacy_stream, merge_prompts
@@ -93,8 +94,12 @@ class Inference:
         if path == "chat/completions" and body.get("tools"):
             tools = toolcalls.function_tools(body)
             forced = toolcalls.forced_tools(body, tools)
+            template = await self._template(entry)
+            own = shows_tools(template)  # else Hearth's own tool prompt (`toolprompt.py`)
             if forced:
-                return await self._forced_call(entry, body, forced, keep_alive)
+                return await self._forced_call(entry, body, forced, template, keep_alive)
+            if not own:
+                return await self._auto_call(entry, body, tools, keep_alive)
         return await self.engines.open(path, body, keep_alive)
 
     # ---- checks ------------------------------------------------------------------------------
@@ -121,19 +126,11 @@ class Inference:
                 param="messages",
                 code="images_not_supported",
             )
-        if body.get("tools") and "tools" not in caps:
-            if body.get("tool_choice") == "none":  # no call wanted: the tools are moot
+        if body.get("tools") and body.get("tool_choice") == "none":  # no call wanted
+            params = entry.info.engine_parameters if entry.info is not None else {}
+            if not shows_tools(effective_template(fact.chat_template, params)):  # moot tools
                 body.pop("tools")
                 body.pop("tool_choice")
-                return
-            raise InvalidParameter(
-                f"Model '{entry.id}''s chat template has no place for tools, so the model would "
-                "never see them. Give it a template that renders `tools` (the one its makers "
-                "publish for tool use, e.g. a Hermes/Qwen2.5 or Llama 3.1 template) in "
-                "engine_parameters.chat_template, or send the request without tools.",
-                param="tools",
-                code="tools_not_supported",
-            )
 
     def _check_dimensions(self, entry: ModelEntry, fact: Facts, body: dict[str, Any]) -> None:
         """`dimensions` is honoured when it is the model's own size; shortening embeddings
@@ -166,25 +163,30 @@ class Inference:
             whole = merge_prompts(whole)
         return Composed(once(dumps(shape.rewrite(whole))), event_stream=False, under=[answer])
 
+    async def _template(self, entry: ModelEntry) -> str:
+        """The chat template the engine uses for this model."""
+        assert entry.info is not None
+        fact = await facts_off_loop(entry)  # cached by now: the checks read it
+        return effective_template(fact.chat_template, entry.info.engine_parameters)
+
     async def _forced_call(
         self,
         entry: ModelEntry,
         body: dict[str, Any],
         tools: list[dict[str, Any]],
+        template: str,
         keep_alive: float | None,
     ) -> Answer:
-        """A call the model must make: the prompt rendered with the tools by the engine, then
-        continued under the call's JSON schema (see `toolcalls.py`)."""
-        assert entry.info is not None
+        """A call the model must make: the prompt rendered with the tools (by the model's
+        template, else in Hearth's tool prompt), then continued under the call's JSON schema
+        (see `toolcalls.py`)."""
         name = tools[0]["function"]["name"] if len(tools) == 1 else None
-        fact = await facts_off_loop(entry)  # cached by now: the checks read it
-        template = effective_template(fact.chat_template, entry.info.engine_parameters)
-        prompt = await self._render(entry, body, keep_alive)
-        request = {k: v for k, v in body.items() if k not in toolcalls.NOT_FORWARDED}
-        if "max_completion_tokens" in body and "max_tokens" not in body:
-            request["max_tokens"] = body["max_completion_tokens"]
-        request["prompt"] = prompt + toolcalls.call_prefix(template, name)
-        request["stop"] = []  # not even the model's default stop: it could cut the call
+        if shows_tools(template):
+            prompt = await self._render(entry, body, keep_alive)
+        else:
+            prompt = await self._render(entry, body, keep_alive, hearth=True)
+            template = toolprompt.CALL_SHAPE  # the call in Hearth's format
+        request = _completion_request(body, prompt + toolcalls.call_prefix(template, name))
         request["json_schema"] = (
             toolcalls.arguments_schema(tools[0]) if name else toolcalls.call_schema(tools)
         )
@@ -199,12 +201,64 @@ class Inference:
         chunks = toolcalls.stream_answer(events, reader, include_usage=usage)
         return Composed(as_events(chunks), event_stream=True, under=[answer])
 
+    async def _auto_call(
+        self,
+        entry: ModelEntry,
+        body: dict[str, Any],
+        tools: list[dict[str, Any]],
+        keep_alive: float | None,
+    ) -> Answer:
+        """Hearth's tool prompt with "auto": free text, and a call if the model writes the
+        call's opener (see `toolauto.py`)."""
+        prompt = await self._render(entry, body, keep_alive, hearth=True)
+        request = _completion_request(body, prompt)
+        request["stream"] = request["timings_per_token"] = True  # counts, even if cut short
+        if "stop" in body:  # the text's stop words (not the call's)
+            request["stop"] = body["stop"]
+        else:
+            del request["stop"]  # the model's own stop words, as for a chat request
+        first = await checked(await self.engines.open("completions", request, keep_alive), entry.id)
+
+        async def open_call(text: str, written: int) -> Answer:
+            prefix = toolcalls.call_prefix(toolprompt.CALL_SHAPE, None)
+            call = _completion_request(body, prompt + text + prefix)
+            call["stream"] = True
+            call["json_schema"] = toolcalls.call_schema(tools)
+            if isinstance(call.get("max_tokens"), int):  # the turn's bound: text and call
+                call["max_tokens"] = max(1, call["max_tokens"] - written)
+            return await checked(await self.engines.open("completions", call, keep_alive), entry.id)
+
+        def chunks(answer: Answer) -> AsyncGenerator[dict[str, Any], None]:
+            return engine_chunks(answer.stream())
+
+        wanted = bool(body.get("stream"))
+        usage = include_usage(body) or not wanted
+        out = toolauto.auto_chunks(first, chunks, open_call, include_usage=usage)
+        if wanted:
+            return Composed(as_events(out), event_stream=True, under=[first])
+        try:
+            whole = await toolauto.whole(out)
+        finally:
+            await first.close()
+        return Composed(once(dumps(whole)), event_stream=False, under=[])
+
     async def _render(
-        self, entry: ModelEntry, body: dict[str, Any], keep_alive: float | None
+        self,
+        entry: ModelEntry,
+        body: dict[str, Any],
+        keep_alive: float | None,
+        *,
+        hearth: bool = False,
     ) -> str:
-        """The prompt the engine's template makes of the conversation and its tools."""
-        keys = ("model", "messages", "tools", "chat_template_kwargs")
+        """The prompt the engine's template makes of the conversation and its tools; with
+        `hearth`, of the conversation with the tools in Hearth's tool prompt (messages only)."""
+        keys = ("model", "messages", "chat_template_kwargs") + (() if hearth else ("tools",))
         request = {k: body[k] for k in keys if k in body}
+        if hearth:
+            messages = body.get("messages")
+            if not isinstance(messages, list):
+                raise InvalidParameter('"messages" must be a list of messages.', param="messages")
+            request["messages"] = toolprompt.conversation(messages, body["tools"])
         answer = await checked(
             await self.engines.open("/apply-template", request, keep_alive), entry.id
         )
@@ -212,7 +266,18 @@ class Inference:
         prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
         if not isinstance(prompt, str):
             raise InvalidParameter(
-                f"Model '{entry.id}''s engine could not render the tools into its prompt.",
+                f"The engine of model '{entry.id}' could not render the tools into its prompt.",
                 param="tools",
             )
         return prompt
+
+
+def _completion_request(body: Mapping[str, Any], prompt: str) -> dict[str, Any]:
+    """A `/v1/completions` body continuing `prompt` with the chat request's sampling options
+    (no stop words, not even the model's default: they could cut a call)."""
+    request = {k: v for k, v in body.items() if k not in toolcalls.NOT_FORWARDED}
+    if "max_completion_tokens" in body and "max_tokens" not in body:
+        request["max_tokens"] = body["max_completion_tokens"]
+    request["prompt"] = prompt
+    request["stop"] = []
+    return request

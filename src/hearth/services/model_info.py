@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hearth.models.facts import Facts, facts, model_capabilities
+from hearth.models.facts import Facts, facts, model_capabilities, model_tool_format
 from hearth.models.store import ModelEntry
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ class ModelCard:
     def capabilities(self) -> list[str]:
         """What the model can do, from its facts and engine parameters (reads nothing)."""
         return model_capabilities(self.entry, self.facts)
+
+    def tool_format(self) -> str | None:
+        """How the model is shown tools: "template" or "hearth" (reads nothing)."""
+        return model_tool_format(self.entry, self.facts)
 
 
 def card(entry: ModelEntry, *, header: bool = False) -> ModelCard:

@@ -265,7 +265,7 @@ def json_size(value: Any, limit: int) -> int:
 
 def check_schema(schema: Any, where: str, param: str, budget: _Budget | None = None) -> None:
     """Refuse `schema` (a 400 naming the limit) when it is over a limit. `where` says which
-    schema in the caller's words ("The output schema", "Tool 'f''s parameters")."""
+    schema in the caller's words ("The output schema", "The parameter schema of tool 'f'")."""
     walk = _Walk(schema if isinstance(schema, dict) else {}, where, param, budget or _Budget())
     walk.visit(schema, 0)  # first: its refusals say more than "too big"
     if json_size(schema, MAX_SCHEMA_BYTES) > MAX_SCHEMA_BYTES:
@@ -300,7 +300,7 @@ def schemas_of(body: Mapping[str, Any]) -> Iterator[tuple[Any, str, str]]:
         function = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(function, dict) and "parameters" in function:
             name = str(function.get("name"))[:64]
-            where = f"Tool '{name}''s parameter schema"
+            where = f"The parameter schema of tool '{name}'"
             yield function["parameters"], where, f"tools[{i}].function.parameters"
 
 

@@ -12,6 +12,10 @@ does it in two engine requests on the same model:
    prompt, in the template's own `<tool_call>` format where it has one), or, for "required"
    with several tools, `{"name": <one of them>, "arguments": {...}}`.
 
+A template with no place for tools gets Hearth's tool prompt instead (`toolprompt.py`: step 1
+renders the conversation with the tools in its system turn, and the prefix is Hearth's
+`<tool_call>` format); "auto" on such a template is `toolauto.py`.
+
 The output is read back into OpenAI's `tool_calls`, streamed as OpenAI streams them: a first
 delta with the call's id and name, then the arguments as they are generated.
 """
@@ -204,7 +208,7 @@ def call_id() -> str:
     return "call_" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
 
 
-def _finish(engine_reason: Any, reader: CallReader) -> str:
+def finish_reason(engine_reason: Any, reader: CallReader) -> str:
     return "tool_calls" if engine_reason == "stop" and reader.name is not None else "length"
 
 
@@ -227,7 +231,7 @@ def whole_answer(completion: Mapping[str, Any], reader: CallReader) -> dict[str,
     else:
         message["content"] = reader.text
     body = {
-        "id": _chat_id(completion),
+        "id": chat_id(completion),
         "object": "chat.completion",
         "created": completion.get("created") or int(time.time()),
         "model": completion.get("model"),
@@ -236,7 +240,7 @@ def whole_answer(completion: Mapping[str, Any], reader: CallReader) -> dict[str,
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": _finish(said.finish, reader),
+                "finish_reason": finish_reason(said.finish, reader),
             }
         ],
     }
@@ -246,7 +250,7 @@ def whole_answer(completion: Mapping[str, Any], reader: CallReader) -> dict[str,
     return body
 
 
-def _chat_id(chunk: Mapping[str, Any]) -> str:
+def chat_id(chunk: Mapping[str, Any]) -> str:
     raw = str(chunk.get("id") or "")
     return raw if raw.startswith("chatcmpl-") else "chatcmpl-" + secrets.token_hex(12)
 
@@ -269,10 +273,10 @@ async def stream_answer(
             yield chunk  # the engine's error event, as it wrote it
             return
         if head is None:
-            head = {"id": _chat_id(chunk), "object": "chat.completion.chunk",
+            head = {"id": chat_id(chunk), "object": "chat.completion.chunk",
                     "created": chunk.get("created") or int(time.time()),
                     "model": chunk.get("model")}  # fmt: skip
-            yield _delta(head, {"role": "assistant", "content": None})
+            yield delta(head, {"role": "assistant", "content": None})
         arguments = reader.feed(said.text)
         if said.finish is not None:
             arguments += reader.finish()
@@ -280,13 +284,13 @@ async def stream_answer(
             announced = True
             call = {"index": 0, "id": ident, "type": "function",
                     "function": {"name": reader.name, "arguments": ""}}  # fmt: skip
-            yield _delta(head, {"tool_calls": [call]})
+            yield delta(head, {"tool_calls": [call]})
         if arguments and announced:
-            yield _delta(head, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
+            yield delta(head, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
         if said.finish is not None:
             if not announced:  # cut off before a name: say what came out
-                yield _delta(head, {"content": reader.text})
-            yield _delta(head, {}, finish=_finish(said.finish, reader))
+                yield delta(head, {"content": reader.text})
+            yield delta(head, {}, finish=finish_reason(said.finish, reader))
         if include_usage and said.usage is not None:
             usage = {**head, "choices": [], "usage": said.usage.raw}
             if said.timings is not None:
@@ -294,7 +298,7 @@ async def stream_answer(
             yield usage
 
 
-def _delta(
+def delta(
     head: Mapping[str, Any], delta: dict[str, Any], finish: str | None = None
 ) -> dict[str, Any]:
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}

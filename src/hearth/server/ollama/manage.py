@@ -87,6 +87,9 @@ def describe(card: ModelCard, *, verbose: bool = False) -> dict[str, Any]:
     assert entry.info is not None
     meta = entry.info.metadata
     info = {k: (v if verbose or not isinstance(v, list) else []) for k, v in fact.header.items()}
+    shown = card.tool_format()
+    if shown is not None:  # not a GGUF key: how Hearth shows the model tools (README)
+        info["hearth.tool_format"] = shown
     parameters = _parameters(entry)
     out: dict[str, Any] = {
         "license": meta.get("license") if isinstance(meta.get("license"), str) else "",

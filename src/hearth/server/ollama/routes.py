@@ -72,7 +72,7 @@ def _answer_object(content: bytes, model: str) -> dict[str, Any]:
         parsed = None
     if not isinstance(parsed, dict):
         raise EngineError(
-            f"Model '{model}''s engine answered with something that is not a JSON object, "
+            f"The engine of model '{model}' answered with something that is not a JSON object, "
             "as an OpenAI-compatible engine must. Check that engine (GET /v1/running names a "
             "local one's log in <home>/logs/) and try again.",
             code="engine_error",
