@@ -1,14 +1,14 @@
 """Turn 2 of an agent's conversation: time to first token through Hearth vs the engine directly.
 
-Run by hand:  .venv/bin/python bench/bench_turn2.py [--rounds 6] [--system-words 2600]
+Run by hand:  .venv/bin/python bench/bench_turn2.py [--rounds 6] [--system-words 3800]
               [--parallel 2] [--replicas 2] [--interleave]
 
 Agents resend the whole conversation every turn, so turn 2 is fast only when the engine finds
 turn 1 (the long system prompt, the first question and its answer) in its prompt cache. A real
 `hearth serve` child serves SmolLM2-135M (Q4_1, Hermes tool template, `--parallel` slots; with
 `--replicas 2`, two engine processes under prefix routing). Every conversation shares one
-agent-like system prompt (~1.5 tokens per word) and then has its own first question (a note of
-`--turn1-words` words), the model's answer, and a short second question.
+agent-like system prompt (~1.2 tokens a word: 3800 words are ~4.5k tokens), then has its own
+first question (a note of `--turn1-words` words), the model's answer, and a short second one.
 
 Paths (each conversation's two turns go down one path, as an agent's would):
 - direct: the engine process Hearth started, at its own port (its per-launch key read from its
@@ -118,16 +118,29 @@ def openai_body(conv: list[dict[str, Any]], tokens: int, path: str) -> dict[str,
 def face_body(path: str, conv: list[dict[str, Any]], tokens: int) -> dict[str, Any]:
     """`conv` (OpenAI messages, text only, first one the system prompt) in the path's dialect."""
     system, rest = conv[0]["content"], conv[1:]
-    if path == "messages":
+    if path == "messages":  # as Claude Code sends it: blocks, the last one marked for caching
+        mark = {"cache_control": {"type": "ephemeral"}}
+        blocks = [
+            {"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in rest
+        ]
+        blocks[-1]["content"][0].update(mark)
         return {
             "model": "smol",
-            "system": system,
-            "messages": rest,
+            "system": [{"type": "text", "text": system, **mark}],
+            "messages": blocks,
             "max_tokens": tokens,
             "temperature": 0,
         }
-    if path == "responses":
-        items = [{"type": "message", "role": m["role"], "content": m["content"]} for m in rest]
+    if path == "responses":  # as Codex sends it: typed items and parts
+        kinds = {"user": "input_text", "assistant": "output_text"}
+        items = [
+            {
+                "type": "message",
+                "role": m["role"],
+                "content": [{"type": kinds[m["role"]], "text": m["content"]}],
+            }
+            for m in rest
+        ]
         return {
             "model": "smol",
             "instructions": system,
@@ -189,7 +202,7 @@ def _token_and_cache(path: str, line: str) -> tuple[bool, tuple[int, int] | None
     if path == "messages":
         return event["type"] == "content_block_delta", None
     if path == "responses":
-        if event["type"] == "response.completed":
+        if event["type"] in ("response.completed", "response.incomplete"):
             usage = event["response"]["usage"]
             cached = usage["input_tokens_details"]["cached_tokens"]
             return False, (cached, usage["input_tokens"] - cached)
@@ -497,7 +510,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--system-words", type=int, default=2600, help="~1.5 tokens a word")
+    parser.add_argument("--system-words", type=int, default=3800, help="~1.2 tokens a word")
     parser.add_argument("--turn1-words", type=int, default=150)
     parser.add_argument("--answer-tokens", type=int, default=24, help="turn 1's answer")
     parser.add_argument("--tokens", type=int, default=4, help="turn 2's max tokens")
