@@ -485,8 +485,13 @@ async def main(args: argparse.Namespace) -> None:
         home = Path(tmp) / "home"
         add_smol(home, "smol", params)
         with HearthProcess(home, "--no-starter", "--log-level", "warning") as proc:
-            async with httpx.AsyncClient(timeout=None) as client:
-                (await client.post(f"{proc.url}/v1/models/smol/start")).raise_for_status()
+            # expire idle connections before uvicorn's and llama.cpp's 5 s keep-alive does
+            limits = httpx.Limits(keepalive_expiry=2)
+            async with httpx.AsyncClient(timeout=None, limits=limits) as client:
+                # loaded for the whole run: direct requests do not renew Hearth's keep-alive
+                start = {"keep_alive": "1h"}
+                url = f"{proc.url}/v1/models/smol/start"
+                (await client.post(url, json=start)).raise_for_status()
                 engines = await engines_of(client, proc.url)
                 await prompt_check(client, engines[0], system)
                 bench = Bench(client, proc.url, engines, args, system)
