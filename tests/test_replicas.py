@@ -146,3 +146,54 @@ def test_a_free_slot_is_not_busy() -> None:
     assert router.choose(replicas, turn2) is home
     home.active = 4  # full: the request would wait there
     assert router.choose(replicas, turn2) is other
+
+
+# ---- a forced tool call follows its conversation (issue 24, point 6) ----------------------
+
+HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look a word up in the dictionary.",
+        "parameters": {
+            "type": "object",
+            "properties": {"word": {"type": "string", "maxLength": 12}},
+            "required": ["word"],
+        },
+    },
+}
+
+
+def test_a_forced_tool_call_goes_to_the_replica_holding_its_conversation(home: Path) -> None:
+    """A named `tool_choice` is two engine requests (`/apply-template`, then `/v1/completions`
+    with the rendered prompt). The completion is routed by the chat's messages, so turn 2 lands
+    on the replica that served turn 1 and the engine reuses turn 1's prompt from its cache
+    (llama.cpp's `timings.cache_n`); routed by its prompt text, which no earlier request had,
+    it went to the other replica and read the whole conversation again (cache_n 0)."""
+    add_smol(home, "smol-tools", {"replicas": 2, "chat_template": HERMES})
+    settings = load_settings(home=home, env={"HEARTH_IMPORT_DIRS": str(cache_dir())})
+    with ThreadedServer(Services.create(settings)) as srv, srv.http() as http:
+        messages: list[dict[str, Any]] = [SYSTEM, {"role": "user", "content": "Define river."}]
+        pinned = {"model": "smol-tools", "tools": [LOOKUP], "temperature": 0, "seed": 42}
+        first = http.post(
+            "/v1/chat/completions",
+            json={**pinned, "messages": messages, "tool_choice": "none", "max_tokens": 2},
+        )
+        assert first.status_code == 200, first.text
+        turn1 = first.json()
+        messages += [
+            {"role": "assistant", "content": turn1["choices"][0]["message"]["content"] or ""},
+            {"role": "user", "content": "Look it up."},
+        ]
+        forced = {"type": "function", "function": {"name": "lookup"}}
+        second = http.post(
+            "/v1/chat/completions",
+            json={**pinned, "messages": messages, "tool_choice": forced, "max_tokens": 40},
+        )
+        assert second.status_code == 200, second.text
+        call = second.json()["choices"][0]["message"]["tool_calls"][0]
+        assert call["function"]["name"] == "lookup"
+        assert second.json()["timings"]["cache_n"] >= turn1["usage"]["prompt_tokens"] - 1
+        served = [r["requests_served"] for r in running(http)["smol-tools"]["replicas"]]
+        assert sorted(served) == [0, 3]  # turn 1, /apply-template, the completion

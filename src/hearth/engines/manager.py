@@ -243,13 +243,25 @@ class EngineManager:
 
     # ---- requests -------------------------------------------------------------------------
 
-    async def open(self, path: str, body: dict[str, Any], keep_alive: float | None) -> Answer:
+    async def open(
+        self,
+        path: str,
+        body: dict[str, Any],
+        keep_alive: float | None,
+        *,
+        route_by: dict[str, Any] | None = None,
+    ) -> Answer:
         """Send one OpenAI-style request (`path` like "chat/completions") to its model, loading
-        it first if needed. The returned answer holds the model until it is consumed."""
+        it first if needed. The returned answer holds the model until it is consumed.
+
+        `route_by`: the body a replica is chosen by, when it is not `body` itself: a request
+        Hearth composes from a chat (a forced tool call's completion) goes where the chat's
+        earlier turns are cached (`engines/replicas.py`)."""
         entry = await asyncio.to_thread(self._usable, str(body["model"]))  # reads its folder
         match self._kind(entry):
             case LocalKind() as kind:
-                return await self._open_local(kind, entry, path, body, keep_alive)
+                routed = body if route_by is None else route_by
+                return await self._open_local(kind, entry, path, body, keep_alive, routed)
             case RemoteKind():
                 return await self._open_remote(entry, path, body)
         raise AssertionError("the registry holds only local and remote kinds")
@@ -275,6 +287,7 @@ class EngineManager:
         path: str,
         body: dict[str, Any],
         keep_alive: float | None,
+        route_by: dict[str, Any],
     ) -> Answer:
         """A local kind's answer: plan, lease, a replica, and the lean client."""
         assert entry.info is not None
@@ -324,7 +337,7 @@ class EngineManager:
         """Lease the model as `req` plans it (loading it if needed), pick a replica, send."""
         lease: Lease[ReplicaSet] = await self._load(entry, req, lease=True)
         try:
-            replica, process = await lease.runner.route(body)
+            replica, process = await lease.runner.route(route_by)
         except BaseException:
             lease.release()
             raise

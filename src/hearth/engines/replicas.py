@@ -15,7 +15,10 @@ Routing (`replica_routing`):
   the least busy replica only when it would queue behind others there.
   A follow-up is recognised by hashes of the request's message list at each message
   boundary (or of a completion prompt at each 256-character boundary), remembered for the
-  most recent requests only.
+  most recent requests only. A request Hearth composes from a chat (a forced tool call's
+  `/v1/completions`) is routed by the chat's messages (`EngineManager.open(route_by=)`): its
+  rendered prompt was never sent before, and the chat's earlier turns are cached where the
+  messages went.
 
 Failures: a replica that dies fails only its own in-flight requests (their connections drop
 at once) and is restarted in the background (three tries, with a short backoff); the others

@@ -190,7 +190,9 @@ class Inference:
         request["json_schema"] = (
             toolcalls.arguments_schema(tools[0]) if name else toolcalls.call_schema(tools)
         )
-        opened = await self.engines.open("completions", request, keep_alive)
+        # routed by the chat's messages: the replica holding its earlier turns, as turn 1 was
+        route_by = {"messages": body.get("messages")}
+        opened = await self.engines.open("completions", request, keep_alive, route_by=route_by)
         answer = await checked(opened, entry.id)
         reader = toolcalls.CallReader(name)
         if not body.get("stream"):
