@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hearth.core.config import Settings
@@ -61,6 +61,16 @@ from hearth.models.schema import DEFAULT_ENGINE, ModelInfo
 from hearth.models.store import ModelEntry, ModelStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A local request as it was sent: what a reload with a larger context sends again."""
+
+    path: str
+    body: dict[str, Any]
+    route_by: dict[str, Any]
+    content: bytes
 
 
 class EngineManager:
@@ -299,19 +309,18 @@ class EngineManager:
         content = prepare_body(
             body, path=path, model_parameters=entry.info.model_parameters, defaults=LLAMA_DEFAULTS
         )
-        answer = await self._send_local(entry, req, path, body, content)
+        answer = await self._send_local(entry, req, path, route_by, content)
         if answer.status_code != 400 or path not in GENERATION:
             return answer
         refusal = await answer.read()  # an error: small, and reading it frees the lease
-        return await self._refit(entry, req, path, body, content, refusal, keep_alive)
+        sent = Sent(path, body, route_by, content)
+        return await self._refit(entry, req, sent, refusal, keep_alive)
 
     async def _refit(
         self,
         entry: ModelEntry,
         req: LoadRequest,
-        path: str,
-        body: dict[str, Any],
-        content: bytes,
+        sent: Sent,
         refusal: bytes,
         keep_alive: float | None,
     ) -> Answer:
@@ -320,9 +329,9 @@ class EngineManager:
         overflow = overflow_of(refusal)
         if overflow is None:
             return Refused(400, refusal)
-        room = answer_room(body)
+        room = answer_room(sent.body)
         grown = await self._grown(entry, req, overflow, room, keep_alive)
-        answer = await self._send_local(entry, grown, path, body, content)
+        answer = await self._send_local(entry, grown, sent.path, sent.route_by, sent.content)
         if answer.status_code != 400:
             return answer
         refusal = await answer.read()  # once only: a second refusal is the client's
@@ -332,9 +341,15 @@ class EngineManager:
         return Refused(400, refusal)
 
     async def _send_local(
-        self, entry: ModelEntry, req: LoadRequest, path: str, body: dict[str, Any], content: bytes
+        self,
+        entry: ModelEntry,
+        req: LoadRequest,
+        path: str,
+        route_by: dict[str, Any],
+        content: bytes,
     ) -> Answer:
-        """Lease the model as `req` plans it (loading it if needed), pick a replica, send."""
+        """Lease the model as `req` plans it (loading it if needed), pick the replica `route_by`
+        belongs on, send."""
         lease: Lease[ReplicaSet] = await self._load(entry, req, lease=True)
         try:
             replica, process = await lease.runner.route(route_by)

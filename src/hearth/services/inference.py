@@ -190,9 +190,9 @@ class Inference:
         request["json_schema"] = (
             toolcalls.arguments_schema(tools[0]) if name else toolcalls.call_schema(tools)
         )
-        # routed by the chat's messages: the replica holding its earlier turns, as turn 1 was
-        route_by = {"messages": body.get("messages")}
-        opened = await self.engines.open("completions", request, keep_alive, route_by=route_by)
+        opened = await self.engines.open(
+            "completions", request, keep_alive, route_by=_conversation(body)
+        )
         answer = await checked(opened, entry.id)
         reader = toolcalls.CallReader(name)
         if not body.get("stream"):
@@ -219,7 +219,10 @@ class Inference:
             request["stop"] = body["stop"]
         else:
             del request["stop"]  # the model's own stop words, as for a chat request
-        first = await checked(await self.engines.open("completions", request, keep_alive), entry.id)
+        route = _conversation(body)
+        first = await checked(
+            await self.engines.open("completions", request, keep_alive, route_by=route), entry.id
+        )
 
         async def open_call(text: str, written: int) -> Answer:
             prefix = toolcalls.call_prefix(toolprompt.CALL_SHAPE, None)
@@ -228,7 +231,8 @@ class Inference:
             call["json_schema"] = toolcalls.call_schema(tools)
             if isinstance(call.get("max_tokens"), int):  # the turn's bound: text and call
                 call["max_tokens"] = max(1, call["max_tokens"] - written)
-            return await checked(await self.engines.open("completions", call, keep_alive), entry.id)
+            opened = await self.engines.open("completions", call, keep_alive, route_by=route)
+            return await checked(opened, entry.id)
 
         def chunks(answer: Answer) -> AsyncGenerator[dict[str, Any], None]:
             return engine_chunks(answer.stream())
@@ -261,9 +265,10 @@ class Inference:
             if not isinstance(messages, list):
                 raise InvalidParameter('"messages" must be a list of messages.', param="messages")
             request["messages"] = toolprompt.conversation(messages, body["tools"])
-        answer = await checked(
-            await self.engines.open("/apply-template", request, keep_alive), entry.id
+        opened = await self.engines.open(
+            "/apply-template", request, keep_alive, route_by=_conversation(body)
         )
+        answer = await checked(opened, entry.id)
         rendered = json.loads(await answer.read())
         prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
         if not isinstance(prompt, str):
@@ -272,6 +277,13 @@ class Inference:
                 param="tools",
             )
         return prompt
+
+
+def _conversation(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What every engine request Hearth composes from one chat is routed by: the chat's own
+    messages, so each lands on the replica holding its earlier turns (`engines/replicas.py`),
+    as a plain turn of the same conversation does (a rewritten prompt would look new)."""
+    return {"messages": body.get("messages")}
 
 
 def _completion_request(body: Mapping[str, Any], prompt: str) -> dict[str, Any]:
