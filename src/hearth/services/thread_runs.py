@@ -108,6 +108,7 @@ class Run:
         self._saved_at = time.monotonic()
         self._saving: asyncio.Task[None] | None = None  # a save of the growing answer
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
+        self._streamed = False  # `events` began: its end finishes the answer
 
     def append_pending(self) -> None:
         """Write the empty answer, marked as this process's (so a server that died writing it
@@ -131,13 +132,15 @@ class Run:
             raise
         self.service.touch(self.thread_id)
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """The engine's SSE bytes, unchanged, while the answer is gathered (from the same bytes,
-        through the one parser of engine answers) and saved."""
+    async def events(self, chunks: AsyncIterator[bytes] | None = None) -> AsyncIterator[bytes]:
+        """The engine's SSE bytes (`chunks`: the upstream's stream as the server watches it),
+        unchanged, while the answer is gathered (from the same bytes, through the one parser of
+        engine answers) and saved."""
         assert self.upstream is not None
+        self._streamed = True
         ended = False
         try:
-            async for raw in self.upstream.stream():
+            async for raw in chunks if chunks is not None else self.upstream.stream():
                 self.reply.feed(raw)
                 yield raw
                 self._save_growing()
@@ -146,6 +149,15 @@ class Run:
             with anyio.CancelScope(shield=True):  # the client may be gone: save anyway
                 await self.upstream.close()
                 await self.finish(ended=ended)
+
+    async def release(self) -> None:
+        """Close the engine's answer; a run whose stream never began (its client left at once)
+        is finished `stopped` here, as `events` would have."""
+        assert self.upstream is not None
+        await self.upstream.close()
+        if not self._streamed:
+            self._streamed = True
+            await self.finish(ended=False)
 
     async def whole(self) -> dict[str, Any]:
         """Run to the end without a client stream (stream=false): the final message."""
