@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -79,7 +78,8 @@ def data(frame: str) -> dict[str, Any]:
 
 def long_prompt(tag: str) -> str:
     """A few hundred tokens no cache holds (each test its own `tag`)."""
-    return f"{tag}. " + " ".join(f"Line {i} of the {tag} notes: the river was calm." for i in range(40))
+    lines = (f"Line {i} of the {tag} notes: the river was calm." for i in range(40))
+    return f"{tag}. " + " ".join(lines)
 
 
 # ---- a request that waits for its answer: committed, then kept alive ---------------------------
@@ -93,7 +93,10 @@ def test_openai_chat_waits_alive(srv: ThreadedServer, http: httpx.Client, waitin
     assert chunks and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert sent[-1] == "data: [DONE]"
     stream = srv.openai().chat.completions.create(
-        model="smol", messages=HELLO, max_tokens=8, stream=True  # type: ignore[arg-type]
+        model="smol",
+        messages=HELLO,
+        max_tokens=8,
+        stream=True,  # type: ignore[arg-type]
     )
     pieces = list(stream)  # the SDK skips the comments
     text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
@@ -119,9 +122,9 @@ def test_anthropic_waits_alive(srv: ThreadedServer, http: httpx.Client, waiting:
     assert sent[0] == 'event: ping\ndata: {"type":"ping"}'
     kinds = [f.split("\n")[0].removeprefix("event: ") for f in sent]
     assert kinds[kinds.index("message_start") :].count("message_stop") == 1
-    with anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0) as client:
-        with client.messages.stream(model="smol", max_tokens=8, messages=HELLO) as stream:
-            message = stream.get_final_message()  # `ping` before message_start is skipped
+    client = srv.keep(anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0))
+    with client.messages.stream(model="smol", max_tokens=8, messages=HELLO) as stream:
+        message = stream.get_final_message()  # `ping` before message_start is skipped
     assert message.content and message.content[0].type == "text" and message.content[0].text
     assert message.stop_reason in ("end_turn", "max_tokens")
 
@@ -174,15 +177,19 @@ def test_refusal_after_commit_is_an_error_event(srv: ThreadedServer, waiting: No
     with pytest.raises(openai.APIError, match="nope"):
         list(
             srv.openai().chat.completions.create(
-                model="nope", messages=HELLO, stream=True  # type: ignore[arg-type]
+                model="nope",
+                messages=HELLO,
+                stream=True,  # type: ignore[arg-type]
             )
         )
     with pytest.raises(openai.APIError, match="nope"):
         list(srv.openai().responses.create(model="nope", input="Hi", stream=True))
-    with anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0) as client:
-        with pytest.raises(anthropic.APIStatusError, match="nope") as raised:
-            with client.messages.stream(model="nope", max_tokens=8, messages=HELLO) as stream:
-                stream.get_final_message()
+    client = srv.keep(anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0))
+    with (
+        pytest.raises(anthropic.APIStatusError, match="nope") as raised,
+        client.messages.stream(model="nope", max_tokens=8, messages=HELLO) as stream,
+    ):
+        stream.get_final_message()
     assert raised.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     # the engine's own refusal: a prompt longer than the model was trained for (8192 tokens)
     client_ollama = srv.keep(ollama.Client(host=srv.url))
@@ -222,7 +229,7 @@ def test_in_time_refusals_keep_their_status(http: httpx.Client) -> None:
     assert refused.status_code == 404 and refused.json()["error"]["type"] == "not_found_error"
 
 
-def test_refusal_body_paths(tmp_path: Path) -> None:
+def test_refusal_body_paths() -> None:
     """`respond._passed_error`: an upstream's error body read for a stream past its status."""
     from fastapi import Response
 
