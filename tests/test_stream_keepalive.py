@@ -4,7 +4,7 @@ A real server and a real SmolLM2 engine, spoken to through the real clients. The
 lowered for the tests (`respond.PACE`), which makes the paths deterministic without a clock:
 with `first` 0 every streamed request commits its stream before its answer can have opened,
 so its first frame is the dialect's keep-alive, and whatever the opening then says (an answer,
-a refusal) comes after it; with `every` a millisecond, an engine reading a prompt of a few
+a refusal) comes after it; with `every` 10 ms, an engine reading a prompt of a few
 hundred tokens (which takes far longer) leaves the stream silent for more than one beat, so a
 keep-alive goes out between the head and the first token. No assertion measures time.
 """
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.slow  # a SmolLM2 engine
 
 COLD = {"temperature": 0, "seed": 42}
 HELLO = [{"role": "user", "content": "Say hello."}]
-WAITING = Pace(first=0.0, every=0.001)  # commit at once: the answer cannot be open yet
-READING = Pace(first=3600.0, every=0.001)  # open in time, then a beat while the prompt is read
+WAITING = Pace(first=0.0, every=0.01)  # commit at once: the answer cannot be open yet
+READING = Pace(first=3600.0, every=0.01)  # open in time, then a beat while the prompt is read
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,9 @@ def test_prompt_read_keeps_alive(srv: ThreadedServer, http: httpx.Client, readin
     }
     sent = frames(http, "/v1/chat/completions", body)
     first = next(i for i, f in enumerate(sent) if f.startswith("data: "))
-    assert first > 0 and set(sent[:first]) == {": keep-alive"}
+    before = set(sent[:first])
+    assert ": keep-alive" in before  # Hearth's beat; beside it the engine's progress comments
+    assert all(f.startswith(":") for f in before)  # comments only (llama.cpp's own too)
     assert sent[-1] == "data: [DONE]"
     message = {"role": "user", "content": long_prompt("anthropic")}
     anthropic_body = {"model": "smol", "max_tokens": 4, "messages": [message], "stream": True}
@@ -236,3 +238,29 @@ def test_refusal_body_paths() -> None:
     passed = respond._passed_error(Response(b'{"error": {"message": "slow down"}}', 429))
     assert passed.message == "slow down" and passed.status == 429
     assert "answered 502" in respond._passed_error(Response(b"<html>", 502)).message
+
+
+# ---- the engine's prompt progress: comments on OpenAI's streams, raw for a client that asked ---
+
+QUIET = Pace(first=3600.0, every=3600.0)  # no beat of Hearth's own: only the engine's progress
+
+
+def test_prompt_progress_becomes_comments(
+    http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(respond, "PACE", QUIET)
+    message = {"role": "user", "content": long_prompt("progress")}
+    body = {"model": "smol", "messages": [message], "max_tokens": 4, "stream": True}
+    sent = frames(http, "/v1/chat/completions", body)
+    first = next(i for i, f in enumerate(sent) if f.startswith("data: "))
+    read = [f.removeprefix(": prompt ").split("/") for f in sent[:first]]
+    assert read and all(len(r) == 2 and 0 < int(r[0]) <= int(r[1]) for r in read), sent[:first]
+    assert not any("prompt_progress" in f for f in sent)
+    assert sent[-1] == "data: [DONE]"
+    legacy = {"model": "smol", "prompt": long_prompt("legacy"), "max_tokens": 4, "stream": True}
+    sent = frames(http, "/v1/completions", legacy)
+    assert sent[0].startswith(": prompt ") and not any("prompt_progress" in f for f in sent)
+    # a client that asked for it itself gets the engine's chunks as they are
+    asked = {**body, "messages": [{**message, "content": long_prompt("asked")}]}
+    sent = frames(http, "/v1/chat/completions", {**asked, "return_progress": True})
+    assert "prompt_progress" in data(sent[0]) and not any(f.startswith(": prompt") for f in sent)

@@ -34,7 +34,13 @@ from hearth.engines import registry
 from hearth.engines.local import LocalTarget
 from hearth.engines.plan import Planner
 from hearth.engines.process import EngineProcess
-from hearth.engines.proxy import LLAMA_DEFAULTS, OPENAI_DEFAULTS, Answer, prepare_body
+from hearth.engines.proxy import (
+    GENERATION,
+    LLAMA_DEFAULTS,
+    OPENAI_DEFAULTS,
+    Answer,
+    prepare_body,
+)
 from hearth.engines.registry import EngineKind, LaunchSpec, LocalKind, RemoteKind
 from hearth.engines.remote import RemoteHTTP, RemoteTarget
 from hearth.engines.replicas import ReplicaSet
@@ -266,6 +272,8 @@ class EngineManager:
         kind.check_request(spec, path)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
+        if path in GENERATION and body.get("stream") is True:
+            body.setdefault("return_progress", True)  # keep-alives, progress (server/respond)
         content = prepare_body(
             body, path=path, model_parameters=entry.info.model_parameters, defaults=LLAMA_DEFAULTS
         )

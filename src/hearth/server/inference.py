@@ -72,9 +72,10 @@ async def proxy(request: Request, path: str) -> Response:
     errors too: they are already in this face's shape)."""
     body, keep_alive = parse_body(await request.body())
     services: Services = request.app.state.services
+    asked = "return_progress" in body  # the client's own: the engine's chunks as they are
     opening = services.open_inference(path, body, keep_alive)
     if body.get("stream") is True:  # kept alive while it waits (server/respond.py)
-        accept = answer_flow(str(body["model"]), _as_is, pass_errors=True)
+        accept = answer_flow(str(body["model"]), _as_is, pass_errors=True, progress=not asked)
         return await stream_answer(request, opening, accept, OPENAI_BEATS)
     answer = await open_answer(request, opening, str(body["model"]), pass_errors=True)
     if answer is None:

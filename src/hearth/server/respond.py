@@ -34,7 +34,13 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from hearth.core.errors import EngineError, HearthError
-from hearth.engines.events import AnswerEvent, EventReader, Gathered, engine_refusal
+from hearth.engines.events import (
+    AnswerEvent,
+    EventReader,
+    Gathered,
+    engine_refusal,
+    prompt_progress,
+)
 from hearth.engines.proxy import Answer
 from hearth.services import Services
 
@@ -202,6 +208,7 @@ class Flow:
     write: Writer
     close: Callable[[], Awaitable[None]]
     headers: Mapping[str, str] | None = None  # sent when the answer opened in time
+    progress: bool = True  # turn the engine's prompt progress into comments (see _Watch)
 
 
 #: What a face makes of what its opening gave: a Flow, or a whole Response (an error answer
@@ -209,15 +216,18 @@ class Flow:
 Accept = Callable[[T], Awaitable[Flow | Response]]
 
 
-def answer_flow(model: str, write: Writer, *, pass_errors: bool = False) -> Accept[Answer]:
-    """The `Accept` of a face that streams an engine's answer (`checked` says what passes)."""
+def answer_flow(
+    model: str, write: Writer, *, pass_errors: bool = False, progress: bool = True
+) -> Accept[Answer]:
+    """The `Accept` of a face that streams an engine's answer (`checked` says what passes;
+    `progress`: see `Flow`)."""
 
     async def accept(answer: Answer) -> Flow | Response:
         answer = await checked(answer, model, pass_errors=pass_errors)
         if not answer.is_event_stream:  # an error in OpenAI's shape, passed through
             content = await answer.read()
             return Response(content, answer.status_code, media_type=answer.content_type)
-        return Flow(answer.stream(), write, answer.close)
+        return Flow(answer.stream(), write, answer.close, progress=progress)
 
     return accept
 
@@ -318,7 +328,7 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
 async def _awake(flow: Flow, beats: Beats) -> AsyncIterator[bytes]:
     """The face's bytes; while the engine has sent no token yet, a keep-alive whenever nothing
     went out for `PACE.every` seconds. Only until the first token: then, no timer per chunk."""
-    watch = _Watch()
+    watch = _Watch(flow.progress)
     output = flow.write(watch.chunks(flow.chunks))
     step: asyncio.Future[bytes | None] | None = None
     try:
@@ -348,19 +358,63 @@ async def _awake(flow: Flow, beats: Beats) -> AsyncIterator[bytes]:
 
 class _Watch:
     """The engine's bytes, watched for the answer's first generated token (llama.cpp sends
-    nothing but SSE comments while it reads a prompt, then the role and the first token)."""
+    nothing but SSE comments while it reads a prompt, or, asked with `return_progress`, its
+    `prompt_progress` chunks; then the role and the first token). With `progress`, those
+    chunks become SSE comments (`: prompt 1234/19500`): OpenAI's streams pass them on as
+    keep-alives that say how far the read is (the page shows it), the translating faces'
+    readers skip them like any comment."""
 
-    __slots__ = ("flowing",)
+    __slots__ = ("flowing", "progress")
 
-    def __init__(self) -> None:
+    def __init__(self, progress: bool) -> None:
         self.flowing = False
+        self.progress = progress
 
     async def chunks(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        held = b""
         async for raw in source:
-            if b"data:" in raw:
-                self.flowing = True
-                yield raw
+            out, held = self._waiting(held + raw)
+            if out:
+                yield out
+            if self.flowing:
                 break
-            yield raw
+        else:
+            if held:
+                yield held
+            return
         async for raw in source:
             yield raw
+
+    def _waiting(self, buffer: bytes) -> tuple[bytes, bytes]:
+        """(what goes out now, what waits for the rest of its event); `flowing` turns true
+        at the first data event that is not progress (it and all after it go out as they
+        are). Only whole events are read: llama.cpp ends each with a blank line."""
+        if not self.progress or b"\r" in buffer:  # nothing to rewrite: bytes as they come
+            self.flowing = b"data:" in buffer and b'"prompt_progress"' not in buffer
+            return buffer, b""
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            return b"", buffer
+        out: list[bytes] = []
+        events = buffer[: end + 2].split(b"\n\n")[:-1]
+        for at, event in enumerate(events):
+            if event.startswith(b"data:") and b'"prompt_progress"' in event:
+                out.append(_progress_comment(event))
+            elif event.startswith(b"data:"):
+                self.flowing = True
+                return b"".join(out) + b"\n\n".join(events[at:]) + buffer[end:], b""
+            else:
+                out.append(event + b"\n\n")
+        return b"".join(out), buffer[end + 2 :]
+
+
+def _progress_comment(event: bytes) -> bytes:
+    """A `prompt_progress` chunk as an SSE comment: `: prompt <processed>/<total>`."""
+    try:
+        chunk = json.loads(event[5:])
+    except ValueError:
+        chunk = None
+    progress = prompt_progress(chunk) if isinstance(chunk, dict) else None
+    if progress is None:
+        return SSE_KEEP_ALIVE
+    return f": prompt {progress.processed}/{progress.total}\n\n".encode()
