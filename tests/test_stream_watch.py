@@ -123,3 +123,38 @@ def test_a_flow_never_started_is_released() -> None:
 
     asyncio.run(run())
     assert closed == [True]
+
+
+def test_a_step_in_flight_when_tokens_begin_is_seen_to_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first token reached the writer but made no output yet (a translating face writes
+    nothing for the role chunk): the beat waits for that step rather than read the writer
+    twice at once."""
+    monkeypatch.setattr(respond, "PACE", respond.Pace(first=0.0, every=0.0))
+
+    async def run() -> list[bytes]:
+        go = asyncio.Event()
+
+        async def engine() -> AsyncIterator[bytes]:
+            yield ROLE
+            await go.wait()
+            yield TOKEN
+
+        async def writer(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                if chunk is TOKEN:
+                    yield b"token"
+
+        async def close() -> None:
+            pass
+
+        out = []
+        async for frame in respond._awake(
+            respond.Flow(engine(), writer, close), respond.OPENAI_BEATS
+        ):
+            out.append(frame)
+            go.set()
+        return out
+
+    assert asyncio.run(run())[-1] == b"token"

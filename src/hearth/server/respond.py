@@ -332,10 +332,11 @@ async def _awake(flow: Flow, beats: Beats) -> AsyncIterator[bytes]:
     output = flow.write(watch.chunks(flow.chunks))
     step: asyncio.Future[bytes | None] | None = None
     try:
-        while not watch.flowing:
+        while step is not None or not watch.flowing:  # a step in flight is seen to its end
             if step is None:  # one step of the writer, raced with the clock
                 step = asyncio.ensure_future(_next(output))
-            done, _ = await asyncio.wait((step,), timeout=PACE.every)
+            beat = None if watch.flowing else PACE.every  # tokens flow: no more beats
+            done, _ = await asyncio.wait((step,), timeout=beat)
             if not done:
                 yield beats.alive()
                 continue
