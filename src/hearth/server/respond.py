@@ -207,7 +207,6 @@ class Flow:
     chunks: AsyncIterator[bytes]
     write: Writer
     close: Callable[[], Awaitable[None]]
-    headers: Mapping[str, str] | None = None  # sent when the answer opened in time
     progress: bool = True  # turn the engine's prompt progress into comments (see _Watch)
 
 
@@ -233,9 +232,14 @@ def answer_flow(
 
 
 async def stream_answer(
-    request: Request, opening: Awaitable[T], accept: Accept[T], beats: Beats
+    request: Request,
+    opening: Awaitable[T],
+    accept: Accept[T],
+    beats: Beats,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """A streamed request's response, kept alive while it waits (see the module docstring)."""
+    """A streamed request's response, kept alive while it waits (see the module docstring).
+    `headers` go with the stream however it begins (a refusal in time has its own)."""
     task = asyncio.ensure_future(opening)
     watch = asyncio.ensure_future(_until_disconnect(request))
     try:
@@ -247,13 +251,14 @@ async def stream_answer(
         if isinstance(opened, Response):
             return opened
         response = streaming(_awake(opened, beats), media_type=beats.media_type)
-        response.headers.update(opened.headers or {})
-        return response
-    if watch.done() and not watch.cancelled():  # the client left first: so does the engine
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return client_closed()
-    return streaming(_committed(task, accept, beats), media_type=beats.media_type)
+    else:
+        if watch.done() and not watch.cancelled():  # the client left first: so does the engine
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return client_closed()
+        response = streaming(_committed(task, accept, beats), media_type=beats.media_type)
+    response.headers.update(headers or {})
+    return response
 
 
 async def _committed(

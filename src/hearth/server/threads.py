@@ -25,6 +25,7 @@ from hearth.server.respond import (
 from hearth.server.schemas import ERRORS
 from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService, encode_json
+from hearth.threads.ids import new_message_id
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
@@ -171,11 +172,9 @@ def delete_message(
 
 
 async def _flow(run: Run) -> Flow:
-    """A streamed run's Flow; its ids go in the `x-hearth-*` headers only when the stream
-    opened in time (a committed stream has sent its headers already)."""
+    """A streamed run's Flow (its answer streamed, saved as it grows)."""
     assert run.upstream is not None
-    headers = {"x-hearth-message-id": run.message_id, "x-hearth-thread-id": run.thread_id}
-    return Flow(run.upstream.stream(), run.events, run.release, headers)
+    return Flow(run.upstream.stream(), run.events, run.release)
 
 
 @router.post("/{thread_id}/runs", responses=ERRORS, openapi_extra=_RUN_DOC)
@@ -185,7 +184,10 @@ async def run_thread(thread_id: str, request: Request) -> Response:
     body = jsonbody.loads_object(await request.body(), empty=True)  # no body: the defaults
     threads = _threads(request)
     if body.get("stream", True) is True:  # kept alive while it waits (server/respond.py)
-        return await stream_answer(request, threads.start_run(thread_id, body), _flow, OPENAI_BEATS)
+        message_id = new_message_id()  # named before the wait: its header goes out at once
+        headers = {"x-hearth-message-id": message_id, "x-hearth-thread-id": thread_id}
+        opening = threads.start_run(thread_id, body, message_id)
+        return await stream_answer(request, opening, _flow, OPENAI_BEATS, headers)
     ok, run = await unless_disconnected(request, threads.start_run(thread_id, body))
     if not ok or run is None:
         return client_closed()

@@ -57,7 +57,9 @@ log = logging.getLogger("hearth.threads")
 SAVE_EVERY = 0.5
 
 
-async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
+async def start(
+    service: ThreadService, thread_id: str, body: Any, message_id: str | None = None
+) -> Run:
     """Check the request, append the pending answer, open the engine's stream. A refusal
     before the stream (unknown model, engine failed to load) marks the message `error` and is
     raised; a request that cannot run (no model, bad parameters) writes nothing."""
@@ -73,7 +75,7 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
         keep_alive = body["keep_alive"]
     seconds = None if keep_alive is None else keep_alive_param(keep_alive)
     await asyncio.to_thread(service.check_model, chat["model"])
-    run = Run(service, thread_id, chat["model"], stream=stream)
+    run = Run(service, thread_id, chat["model"], stream=stream, message_id=message_id)
     try:
         with anyio.CancelScope(shield=True):  # once written, the pending answer is finished
             await asyncio.to_thread(run.append_pending)
@@ -96,12 +98,20 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
 class Run:
     """One answer being written into a thread."""
 
-    def __init__(self, service: ThreadService, thread_id: str, model: str, *, stream: bool) -> None:
+    def __init__(
+        self,
+        service: ThreadService,
+        thread_id: str,
+        model: str,
+        *,
+        stream: bool,
+        message_id: str | None = None,
+    ) -> None:
         self.service = service
         self.thread_id = thread_id
         self.model = model
         self.stream_requested = stream
-        self.message_id = new_message_id()
+        self.message_id = message_id or new_message_id()
         self.reply = ThreadReply()  # the message being written; `upstream` is the engine's answer
         self.upstream: Answer | None = None
         self.message: dict[str, Any] = {}
