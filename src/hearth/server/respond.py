@@ -244,6 +244,9 @@ async def stream_answer(
     watch = asyncio.ensure_future(_until_disconnect(request))
     try:
         await asyncio.wait((task, watch), timeout=PACE.first, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the handler itself cancelled (shutdown): the opening goes too
+        task.cancel()
+        raise
     finally:
         watch.cancel()
     if task.done():  # in time: as a stream always was, refusals with their status
