@@ -174,7 +174,8 @@ def test_thread_run_waits_alive(http: httpx.Client, waiting: None) -> None:
 
 
 def test_refusal_after_commit_is_an_error_event(srv: ThreadedServer, waiting: None) -> None:
-    with pytest.raises(openai.APIError, match="nope"):
+    """Each client raises the error it reads in the stream (a 200), not an error status."""
+    with pytest.raises(openai.APIError, match="nope") as chat:
         list(
             srv.openai().chat.completions.create(
                 model="nope",
@@ -182,20 +183,24 @@ def test_refusal_after_commit_is_an_error_event(srv: ThreadedServer, waiting: No
                 stream=True,  # type: ignore[arg-type]
             )
         )
-    with pytest.raises(openai.APIError, match="nope"):
+    assert not isinstance(chat.value, openai.APIStatusError)  # in the stream, not a 404
+    with pytest.raises(openai.APIError, match="nope") as responses:
         list(srv.openai().responses.create(model="nope", input="Hi", stream=True))
+    assert not isinstance(responses.value, openai.APIStatusError)
     client = srv.keep(anthropic.Anthropic(base_url=srv.url, api_key="x", max_retries=0))
     with (
         pytest.raises(anthropic.APIStatusError, match="nope") as raised,
         client.messages.stream(model="nope", max_tokens=8, messages=HELLO) as stream,
     ):
         stream.get_final_message()
+    assert raised.value.status_code == 200  # the stream's status: the error came in it
     assert raised.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     # the engine's own refusal: a prompt longer than the model was trained for (8192 tokens)
     client_ollama = srv.keep(ollama.Client(host=srv.url))
     huge = [{"role": "user", "content": "tea " * 9000}]
-    with pytest.raises(ollama.ResponseError, match="context"):
+    with pytest.raises(ollama.ResponseError, match="context") as refused:
         list(client_ollama.chat(model="smol", messages=huge, stream=True))
+    assert refused.value.status_code == -1  # read from an `{"error": ...}` line, not a status
 
 
 # ---- an engine reading a long prompt: kept alive between the head and the first token ---------
