@@ -5,7 +5,11 @@ the answers Hearth composes itself (forced tool calls, `n` choices, legacy compl
 The engine sends `data: {chunk}` lines; a line may arrive split across reads. `engine_chunks`
 yields each complete chunk as a dict as soon as its line is whole (no buffering beyond it, so
 the decode rate through a rewriting face stays the pass-through's), skipping `[DONE]` and
-anything that is not a JSON object.
+anything that is not a JSON object, and the engine's prompt progress (llama.cpp's
+`prompt_progress` chunks, sent while it reads a prompt when asked with `return_progress`): they
+are no part of the answer. `PromptProgress` is their typed reading (`prompt_progress`), for
+what shows them: the server turns them into keep-alives and progress frames
+(`server/respond.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ def _chunk(payload: bytes) -> dict[str, Any] | None:
         parsed = json.loads(payload)
     except ValueError:
         return None
-    return parsed if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict) or "prompt_progress" in parsed:
+        return None
+    return parsed
 
 
 async def engine_chunks(chunks: AsyncIterator[bytes]) -> AsyncGenerator[dict[str, Any], None]:
@@ -180,6 +186,32 @@ class Failure:
     code: str = "engine_error"
 
 
+@dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """How far the engine has read the prompt (llama.cpp's `prompt_progress`): of `total`
+    tokens, `cache` came from its cache and `processed` are read (cache included); `time_ms`
+    since it began. Not part of the answer: no accumulator folds it."""
+
+    total: int
+    cache: int
+    processed: int
+    time_ms: float
+
+
+def prompt_progress(chunk: Mapping[str, Any]) -> PromptProgress | None:
+    """A chunk's prompt progress, if it is one (any field missing or odd reads as 0)."""
+    raw = chunk.get("prompt_progress")
+    if not isinstance(raw, dict):
+        return None
+    time_ms = raw.get("time_ms")
+    return PromptProgress(
+        _count(raw.get("total")) or 0,
+        _count(raw.get("cache")) or 0,
+        _count(raw.get("processed")) or 0,
+        float(time_ms) if isinstance(time_ms, int | float) and time_ms >= 0 else 0.0,
+    )
+
+
 AnswerEvent = (
     TextDelta
     | ReasoningDelta
@@ -190,6 +222,7 @@ AnswerEvent = (
     | Usage
     | Timings
     | Failure
+    | PromptProgress
 )
 
 
@@ -217,6 +250,9 @@ class EventReader:
         error = engine_error(chunk)
         if error is not None:
             return [Failure(error, _error_code(chunk.get("error")))]
+        if "prompt_progress" in chunk:  # the engine reading the prompt: nothing answered yet
+            progress = prompt_progress(chunk)
+            return [progress] if progress is not None else []
         events: list[AnswerEvent] = []
         choices = chunk.get("choices")
         if choices:

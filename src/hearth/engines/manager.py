@@ -306,6 +306,8 @@ class EngineManager:
         kind.check_request(spec, path)
         if keep_alive is not None:
             req = replace(req, keep_alive=keep_alive)
+        if path in GENERATION and body.get("stream") is True:
+            body.setdefault("return_progress", True)  # keep-alives, progress (server/respond)
         content = prepare_body(
             body, path=path, model_parameters=entry.info.model_parameters, defaults=LLAMA_DEFAULTS
         )

@@ -7,6 +7,7 @@ Each route loads the model on demand and streams the engine's answer back untouc
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,7 +15,15 @@ from fastapi import APIRouter, Request, Response
 from hearth.core.errors import InvalidRequest
 from hearth.core.keepalive import keep_alive_param
 from hearth.server import jsonbody
-from hearth.server.respond import client_closed, open_answer, read_whole, streaming
+from hearth.server.respond import (
+    OPENAI_BEATS,
+    answer_flow,
+    client_closed,
+    open_answer,
+    read_whole,
+    stream_answer,
+    streaming,
+)
 from hearth.server.schemas import ERRORS
 from hearth.services import Services
 
@@ -54,12 +63,20 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], float | None]:
     return body, None if keep_alive is None else keep_alive_param(keep_alive)
 
 
+def _as_is(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    return chunks
+
+
 async def proxy(request: Request, path: str) -> Response:
     """The engine's answer, passed through byte for byte (an OpenAI-compatible upstream's
     errors too: they are already in this face's shape)."""
     body, keep_alive = parse_body(await request.body())
     services: Services = request.app.state.services
+    asked = "return_progress" in body  # the client's own: the engine's chunks as they are
     opening = services.open_inference(path, body, keep_alive)
+    if body.get("stream") is True:  # kept alive while it waits (server/respond.py)
+        accept = answer_flow(str(body["model"]), _as_is, pass_errors=True, progress=not asked)
+        return await stream_answer(request, opening, accept, OPENAI_BEATS)
     answer = await open_answer(request, opening, str(body["model"]), pass_errors=True)
     if answer is None:
         return client_closed()

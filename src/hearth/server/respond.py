@@ -7,24 +7,45 @@ is here, written once, so a feature that touches every face (keep-alives, progre
 place to go. The helpers the writers share are here too: `sse` frames an event the way
 Anthropic and the Responses API name it, and a non-streamed answer is read with `read_whole`
 and folded into the same typed events a stream makes (`whole_object`, `whole_answer`).
+
+Keep-alives (`stream_answer`): a streamed request is never silent for long, whatever it waits
+for (a replica's slot in the scheduler's queue, a model loading, the engine reading a long
+prompt). Agents give up on a silent stream (Claude Code after 300 s, and it then retries the
+whole request without streaming); so when the answer is not open after `PACE.first` seconds
+the stream is committed (200 and its headers) and the face's keep-alive frame (`Beats`) goes
+out every `PACE.every` seconds until the engine's first token. A refusal that comes after that
+is the dialect's in-stream error event. An answer that opens in time is streamed as before,
+and its refusals keep their status codes. The timer runs only until the first token: after
+it, tokens flow and each chunk passes with no timer at all (the /v1 pass-through is the hot
+path, bench/bench_proxy.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from hearth.core.errors import EngineError
-from hearth.engines.events import AnswerEvent, EventReader, Gathered, engine_refusal
+from hearth.core.errors import EngineError, HearthError
+from hearth.engines.events import (
+    AnswerEvent,
+    EventReader,
+    Gathered,
+    engine_refusal,
+    prompt_progress,
+)
 from hearth.engines.proxy import Answer
 from hearth.services import Services
 
 T = TypeVar("T")
+log = logging.getLogger("hearth.server")
 CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
 EVENT_STREAM = "text/event-stream"
 #: What every stream says to caches and proxies in between: nothing to keep, nothing to buffer.
@@ -74,6 +95,11 @@ async def open_answer(
     ok, answer = await unless_disconnected(request, opening)
     if not ok or answer is None:
         return None
+    return await checked(answer, model, pass_errors=pass_errors)
+
+
+async def checked(answer: Answer, model: str, *, pass_errors: bool = False) -> Answer:
+    """`answer` if a face may stream or pass it; an engine's refusal raised (see open_answer)."""
     status = answer.status_code
     passed = pass_errors and (status < 400 or answer.errors_in_openai_shape)
     if not passed and status != 200:
@@ -132,3 +158,272 @@ def sse(event: Mapping[str, Any]) -> bytes:
     """One event as Anthropic and the Responses API write it: `event:` naming its type, then
     its data."""
     return f"event: {event['type']}\ndata: {_ENCODE(event)}\n\n".encode()
+
+
+# ---- keep-alives ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """When a waiting stream speaks: its first keep-alive after `first` seconds (the stream is
+    committed then), the next ones `every` seconds after the last frame, until the first token.
+    Well under any client's idle limit (Claude Code: 300 s; proxies often 60 s)."""
+
+    first: float = 5.0
+    every: float = 10.0
+
+
+#: The pace of every stream (tests lower it; it is not a setting: no client needs another).
+PACE = Pace()
+#: An SSE comment: every SSE client skips it (the spec's keep-alive), the `openai` SDKs included.
+SSE_KEEP_ALIVE = b": keep-alive\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Beats:
+    """A dialect's frames for a stream that waits: the keep-alive, and the in-stream error
+    event that takes the place of an error status once the stream is committed."""
+
+    alive: Callable[[], bytes]
+    failed: Callable[[HearthError], bytes]
+    media_type: str = EVENT_STREAM
+
+
+def openai_failed(error: HearthError) -> bytes:
+    """OpenAI's in-stream error (`data: {"error": {...}}`), which the `openai` SDKs raise."""
+    return b"data: " + _ENCODE(error.to_openai()).encode("utf-8", "replace") + b"\n\n"
+
+
+#: OpenAI's streams (/v1/chat/completions, /v1/completions, the page's thread runs).
+OPENAI_BEATS = Beats(lambda: SSE_KEEP_ALIVE, openai_failed)
+Writer = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """An opened answer, ready to stream: the engine's bytes, the face's writer of them, and
+    what releases the answer (run even when the writer never started: a client gone at once)."""
+
+    chunks: AsyncIterator[bytes]
+    write: Writer
+    close: Callable[[], Awaitable[None]]
+    progress: bool = True  # turn the engine's prompt progress into comments (see _Watch)
+
+
+#: What a face makes of what its opening gave: a Flow, or a whole Response (an error answer
+#: passed through as it is); a refusal is raised.
+Accept = Callable[[T], Awaitable[Flow | Response]]
+
+
+def answer_flow(
+    model: str, write: Writer, *, pass_errors: bool = False, progress: bool = True
+) -> Accept[Answer]:
+    """The `Accept` of a face that streams an engine's answer (`checked` says what passes;
+    `progress`: see `Flow`)."""
+
+    async def accept(answer: Answer) -> Flow | Response:
+        answer = await checked(answer, model, pass_errors=pass_errors)
+        if not answer.is_event_stream:  # an error in OpenAI's shape, passed through
+            content = await answer.read()
+            return Response(content, answer.status_code, media_type=answer.content_type)
+        return Flow(answer.stream(), write, answer.close, progress=progress)
+
+    return accept
+
+
+async def stream_answer(
+    request: Request,
+    opening: Awaitable[T],
+    accept: Accept[T],
+    beats: Beats,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A streamed request's response, kept alive while it waits (see the module docstring).
+    `headers` go with the stream however it begins (a refusal in time has its own)."""
+    task = asyncio.ensure_future(opening)
+    watch = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait((task, watch), timeout=PACE.first, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the handler itself cancelled (shutdown): the opening goes too
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task.done():  # in time: as a stream always was, refusals with their status
+        opened = await accept(task.result())
+        if isinstance(opened, Response):
+            return opened
+        response = streaming(_awake(opened, beats), media_type=beats.media_type)
+    else:
+        if watch.done() and not watch.cancelled():  # the client left first: so does the engine
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return client_closed()
+        response = streaming(_committed(task, accept, beats), media_type=beats.media_type)
+    response.headers.update(headers or {})
+    return response
+
+
+async def _committed(
+    task: asyncio.Future[T], accept: Accept[T], beats: Beats
+) -> AsyncIterator[bytes]:
+    """A committed stream: keep-alives until the answer opens, then its bytes; a refusal (or a
+    failure) is the dialect's in-stream error."""
+    taken = False  # whether `accept` has had the answer (it releases what it refuses)
+    try:
+        yield beats.alive()
+        while not task.done():
+            await asyncio.wait((task,), timeout=PACE.every)
+            if not task.done():
+                yield beats.alive()
+        taken = True
+        try:
+            opened = await accept(task.result())
+        except HearthError as error:
+            yield beats.failed(error)
+            return
+        except Exception:  # the backstop's 500, written in the stream
+            log.exception("a streamed request failed after its stream began")
+            yield beats.failed(HearthError("Hearth failed to open the answer (see its log)."))
+            return
+        if isinstance(opened, Response):
+            yield beats.failed(_passed_error(opened))
+            return
+        async for chunk in _awake(opened, beats):
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _settle(task, accept, taken=taken)
+
+
+async def _settle(task: asyncio.Future[T], accept: Accept[T], *, taken: bool) -> None:
+    """What a committed stream leaves behind when it ends early: the waiting request cancelled,
+    or an answer that opened as the client left released (through its Flow's close)."""
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return
+    if taken or task.cancelled() or task.exception() is not None:
+        return
+    try:
+        opened = await accept(task.result())
+    except Exception:  # a refusal nobody reads: accept has released it
+        return
+    if isinstance(opened, Flow):
+        await opened.close()
+
+
+def _passed_error(response: Response) -> HearthError:
+    """An upstream's error answer, for a stream that can no longer carry its status."""
+    try:
+        error = json.loads(bytes(response.body)).get("error") or {}
+        message = str(error.get("message") or "").strip()
+    except (ValueError, AttributeError):
+        message = ""
+    failure = EngineError(message or f"The engine answered {response.status_code}.")
+    failure.status = response.status_code
+    return failure
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next chunk, or None at the end (a task's result, not its StopAsyncIteration)."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+
+
+async def _awake(flow: Flow, beats: Beats) -> AsyncIterator[bytes]:
+    """The face's bytes; while the engine has sent no token yet, a keep-alive whenever nothing
+    went out for `PACE.every` seconds. Only until the first token: then, no timer per chunk."""
+    watch = _Watch(flow.progress)
+    output = flow.write(watch.chunks(flow.chunks))
+    step: asyncio.Future[bytes | None] | None = None
+    try:
+        while step is not None or not watch.flowing:  # a step in flight is seen to its end
+            if step is None:  # one step of the writer, raced with the clock
+                step = asyncio.ensure_future(_next(output))
+            beat = None if watch.flowing else PACE.every  # tokens flow: no more beats
+            done, _ = await asyncio.wait((step,), timeout=beat)
+            if not done:
+                yield beats.alive()
+                continue
+            chunk, step = step.result(), None
+            if chunk is None:
+                return
+            yield chunk
+        async for chunk in output:
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):  # the client may be gone: release anyway
+            if step is not None:
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+            closing = getattr(output, "aclose", None)
+            if closing is not None:
+                await closing()  # the writer's own cleanup, now rather than at collection
+            await flow.close()
+
+
+class _Watch:
+    """The engine's bytes, watched for the answer's first generated token (llama.cpp sends
+    nothing but SSE comments while it reads a prompt, or, asked with `return_progress`, its
+    `prompt_progress` chunks; then the role and the first token). With `progress`, those
+    chunks become SSE comments (`: prompt 1234/19500`): OpenAI's streams pass them on as
+    keep-alives that say how far the read is (the page shows it), the translating faces'
+    readers skip them like any comment."""
+
+    __slots__ = ("flowing", "progress")
+
+    def __init__(self, progress: bool) -> None:
+        self.flowing = False
+        self.progress = progress
+
+    async def chunks(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        held = b""
+        async for raw in source:
+            out, held = self._waiting(held + raw)
+            if out:
+                yield out
+            if self.flowing:
+                break
+        else:
+            if held:
+                yield held
+            return
+        async for raw in source:
+            yield raw
+
+    def _waiting(self, buffer: bytes) -> tuple[bytes, bytes]:
+        """(what goes out now, what waits for the rest of its event); `flowing` turns true
+        at the first data event that is not progress (it and all after it go out as they
+        are). Only whole events are read: llama.cpp ends each with a blank line."""
+        if not self.progress or b"\r" in buffer:  # nothing to rewrite: bytes as they come
+            self.flowing = b"data:" in buffer and b'"prompt_progress"' not in buffer
+            return buffer, b""
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            return b"", buffer
+        out: list[bytes] = []
+        events = buffer[: end + 2].split(b"\n\n")[:-1]
+        for at, event in enumerate(events):
+            if event.startswith(b"data:") and b'"prompt_progress"' in event:
+                out.append(_progress_comment(event))
+            elif event.startswith(b"data:"):
+                self.flowing = True
+                return b"".join(out) + b"\n\n".join(events[at:]) + buffer[end:], b""
+            else:
+                out.append(event + b"\n\n")
+        return b"".join(out), buffer[end + 2 :]
+
+
+def _progress_comment(event: bytes) -> bytes:
+    """A `prompt_progress` chunk as an SSE comment: `: prompt <processed>/<total>`."""
+    try:
+        chunk = json.loads(event[5:])
+    except ValueError:
+        chunk = None
+    progress = prompt_progress(chunk) if isinstance(chunk, dict) else None
+    if progress is None:
+        return SSE_KEEP_ALIVE
+    return f": prompt {progress.processed}/{progress.total}\n\n".encode()

@@ -14,9 +14,18 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from hearth.server import jsonbody
-from hearth.server.respond import client_closed, services_of, streaming, unless_disconnected
+from hearth.server.respond import (
+    OPENAI_BEATS,
+    Flow,
+    client_closed,
+    services_of,
+    stream_answer,
+    unless_disconnected,
+)
 from hearth.server.schemas import ERRORS
+from hearth.services.thread_runs import Run
 from hearth.services.threads import ThreadService, encode_json
+from hearth.threads.ids import new_message_id
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
@@ -162,20 +171,27 @@ def delete_message(
     return _json(_threads(request).delete_message(thread_id, message_id, and_after))
 
 
+async def _flow(run: Run) -> Flow:
+    """A streamed run's Flow (its answer streamed, saved as it grows)."""
+    assert run.upstream is not None
+    return Flow(run.upstream.stream(), run.events, run.release)
+
+
 @router.post("/{thread_id}/runs", responses=ERRORS, openapi_extra=_RUN_DOC)
 async def run_thread(thread_id: str, request: Request) -> Response:
     """The thread's model answers: streamed as the engine's chat.completion.chunk events
     (default), or the final message with "stream": false. The answer is saved as it grows."""
     body = jsonbody.loads_object(await request.body(), empty=True)  # no body: the defaults
     threads = _threads(request)
+    if body.get("stream", True) is True:  # kept alive while it waits (server/respond.py)
+        message_id = new_message_id()  # named before the wait: its header goes out at once
+        headers = {"x-hearth-message-id": message_id, "x-hearth-thread-id": thread_id}
+        opening = threads.start_run(thread_id, body, message_id)
+        return await stream_answer(request, opening, _flow, OPENAI_BEATS, headers)
     ok, run = await unless_disconnected(request, threads.start_run(thread_id, body))
     if not ok or run is None:
         return client_closed()
     headers = {"x-hearth-message-id": run.message_id, "x-hearth-thread-id": run.thread_id}
-    if run.stream_requested:
-        response = streaming(run.events())
-        response.headers.update(headers)
-        return response
     ok, message = await unless_disconnected(request, run.whole())
     if not ok or message is None:
         return client_closed()

@@ -64,7 +64,9 @@ log = logging.getLogger("hearth.threads")
 SAVE_EVERY = 0.5
 
 
-async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
+async def start(
+    service: ThreadService, thread_id: str, body: Any, message_id: str | None = None
+) -> Run:
     """Check the request, append the pending answer, open the engine's stream. A refusal
     before the stream (unknown model, engine failed to load) marks the message `error` and is
     raised; a request that cannot run (no model, bad parameters) writes nothing."""
@@ -80,7 +82,7 @@ async def start(service: ThreadService, thread_id: str, body: Any) -> Run:
         keep_alive = body["keep_alive"]
     seconds = None if keep_alive is None else keep_alive_param(keep_alive)
     await asyncio.to_thread(service.check_model, chat["model"])
-    run = Run(service, thread_id, chat["model"], stream=stream)
+    run = Run(service, thread_id, chat["model"], stream=stream, message_id=message_id)
     policy = policy_of(thread.raw.get("metadata"), service.context_overflow)
     try:
         with anyio.CancelScope(shield=True):  # once written, the pending answer is finished
@@ -135,12 +137,20 @@ async def _open_fitting(
 class Run:
     """One answer being written into a thread."""
 
-    def __init__(self, service: ThreadService, thread_id: str, model: str, *, stream: bool) -> None:
+    def __init__(
+        self,
+        service: ThreadService,
+        thread_id: str,
+        model: str,
+        *,
+        stream: bool,
+        message_id: str | None = None,
+    ) -> None:
         self.service = service
         self.thread_id = thread_id
         self.model = model
         self.stream_requested = stream
-        self.message_id = new_message_id()
+        self.message_id = message_id or new_message_id()
         self.reply = ThreadReply()  # the message being written; `upstream` is the engine's answer
         self.upstream: Answer | None = None
         self.message: dict[str, Any] = {}
@@ -148,6 +158,7 @@ class Run:
         self._saving: asyncio.Task[None] | None = None  # a save of the growing answer
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
         self.dropped = 0  # older messages left out of what the model saw (context_fit.py)
+        self._streamed = False  # `events` began: its end finishes the answer
 
     def append_pending(self) -> None:
         """Write the empty answer, marked as this process's (so a server that died writing it
@@ -171,13 +182,15 @@ class Run:
             raise
         self.service.touch(self.thread_id)
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """The engine's SSE bytes, unchanged, while the answer is gathered (from the same bytes,
-        through the one parser of engine answers) and saved."""
+    async def events(self, chunks: AsyncIterator[bytes] | None = None) -> AsyncIterator[bytes]:
+        """The engine's SSE bytes (`chunks`: the upstream's stream as the server watches it),
+        unchanged, while the answer is gathered (from the same bytes, through the one parser of
+        engine answers) and saved."""
         assert self.upstream is not None
+        self._streamed = True
         ended = False
         try:
-            async for raw in self.upstream.stream():
+            async for raw in chunks if chunks is not None else self.upstream.stream():
                 self.reply.feed(raw)
                 yield raw
                 self._save_growing()
@@ -186,6 +199,15 @@ class Run:
             with anyio.CancelScope(shield=True):  # the client may be gone: save anyway
                 await self.upstream.close()
                 await self.finish(ended=ended)
+
+    async def release(self) -> None:
+        """Close the engine's answer; a run whose stream never began (its client left at once)
+        is finished `stopped` here, as `events` would have."""
+        assert self.upstream is not None
+        await self.upstream.close()
+        if not self._streamed:
+            self._streamed = True
+            await self.finish(ended=False)
 
     async def whole(self) -> dict[str, Any]:
         """Run to the end without a client stream (stream=false): the final message."""

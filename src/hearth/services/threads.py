@@ -294,8 +294,9 @@ class ThreadService:
 
     # ---- runs ------------------------------------------------------------------------------
 
-    async def start_run(self, thread_id: str, body: Any) -> Run:
-        """Ask the thread's model to answer (see `thread_runs.start`)."""
+    async def start_run(self, thread_id: str, body: Any, message_id: str | None = None) -> Run:
+        """Ask the thread's model to answer (see `thread_runs.start`); `message_id` names the
+        answer (a new id when None)."""
         from hearth.services.thread_runs import start
 
-        return await start(self, thread_id, body)
+        return await start(self, thread_id, body, message_id)

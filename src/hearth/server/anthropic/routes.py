@@ -23,14 +23,15 @@ from hearth.engines.events import answer_events
 from hearth.engines.proxy import Answer
 from hearth.server import jsonbody
 from hearth.server.anthropic.shapes import Message
-from hearth.server.anthropic.stream import Assembler, events
+from hearth.server.anthropic.stream import BEATS, Assembler, events
 from hearth.server.anthropic.translate import Call, count_body, messages_call
 from hearth.server.respond import (
+    answer_flow,
     client_closed,
     open_answer,
     read_whole,
     sse,
-    streaming,
+    stream_answer,
     unless_disconnected,
     whole_answer,
     whole_object,
@@ -60,12 +61,11 @@ async def _open(request: Request, call: Call, body: dict[str, Any]) -> Answer | 
     return await open_answer(request, opening, str(body["model"]))
 
 
-async def _sse(answer: Answer, reply: Assembler) -> AsyncIterator[bytes]:
-    try:
-        async for event in events(answer.stream(), reply):
-            yield sse(event)
-    finally:
-        await answer.close()  # a stop sequence ends early: this cancels the generation
+async def _sse(chunks: AsyncIterator[bytes], reply: Assembler) -> AsyncIterator[bytes]:
+    """The stream's events; the ceremony closes the answer when they end (a stop sequence
+    ends them early: closing cancels the generation)."""
+    async for event in events(chunks, reply):
+        yield sse(event)
 
 
 async def _whole(answer: Answer, reply: Assembler) -> Message:
@@ -87,12 +87,15 @@ async def messages(request: Request) -> Response:
     """Anthropic's Messages: `max_tokens` required; streamed (SSE with `event:` lines) with
     "stream": true. Text, base64 images, tool_use/tool_result, system, stop_sequences."""
     call = messages_call(jsonbody.loads_object(await request.body()))
+    reply = Assembler(call.name, call.stops)
+    if call.stream:  # kept alive while it waits (server/respond.py): `ping` events
+        services: Services = request.app.state.services
+        opening = services.open_inference("chat/completions", call.body, call.keep_alive)
+        accept = answer_flow(str(call.body["model"]), lambda chunks: _sse(chunks, reply))
+        return await stream_answer(request, opening, accept, BEATS)
     answer = await _open(request, call, call.body)
     if answer is None:
         return client_closed()
-    reply = Assembler(call.name, call.stops)
-    if call.stream:
-        return streaming(_sse(answer, reply))
     ok, message = await unless_disconnected(request, _whole(answer, reply))
     if not ok or message is None:
         return client_closed()

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from hearth.core.errors import HearthError
 from hearth.engines.events import (
     AnswerEvent,
     Failure,
@@ -47,9 +48,9 @@ from hearth.server.anthropic.shapes import (
 )
 from hearth.server.anthropic.shapes import Usage as Counts
 from hearth.server.anthropic.translate import new_id, parse_input
-from hearth.server.respond import EVENT_STREAM, sse
+from hearth.server.respond import EVENT_STREAM, Beats, sse
 
-__all__ = ["SSE", "Assembler", "error_event", "events", "sse"]
+__all__ = ["BEATS", "SSE", "Assembler", "error_event", "events", "sse"]
 
 SSE = EVENT_STREAM
 FINISH = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -64,6 +65,23 @@ def _int(value: object) -> int:
 
 def error_event(message: str, kind: str = "api_error") -> ErrorEvent:
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+#: Anthropic's error types by status, as `faces.anthropic_error` writes them in a response.
+_KINDS = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+          413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}  # fmt: skip
+_PING = sse({"type": "ping"})
+
+
+def _failed(error: HearthError) -> bytes:
+    """A refusal after the stream began: Anthropic's `error` event, typed as its status would
+    have been (the `anthropic` SDKs raise it as APIError with that type)."""
+    fallback = "invalid_request_error" if error.status < 500 else "api_error"
+    return sse(error_event(error.message, _KINDS.get(error.status, fallback)))
+
+
+#: A waiting stream's frames (server/respond.py): `ping`, Anthropic's own keep-alive event.
+BEATS = Beats(lambda: _PING, _failed)
 
 
 @dataclass(slots=True)

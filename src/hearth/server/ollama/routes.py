@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -29,7 +30,7 @@ from hearth.engines.proxy import Answer
 from hearth.models.store import ModelEntry
 from hearth.server import jsonbody
 from hearth.server.ollama import catalog
-from hearth.server.ollama.stream import NDJSON, ndjson
+from hearth.server.ollama.stream import beats, ndjson
 from hearth.server.ollama.translate import (
     Call,
     Reply,
@@ -43,10 +44,14 @@ from hearth.server.ollama.translate import (
     rfc3339,
 )
 from hearth.server.respond import (
+    Accept,
+    Flow,
+    answer_flow,
+    checked,
     client_closed,
     open_answer,
     services_of,
-    streaming,
+    stream_answer,
     unless_disconnected,
 )
 from hearth.services import Services, loading, schema_limits
@@ -80,10 +85,9 @@ def _answer_object(content: bytes, model: str) -> dict[str, Any]:
     return parsed
 
 
-async def _open(request: Request, entry: ModelEntry, call: Call) -> tuple[Answer | None, int]:
-    """Check what the model can do, load it, open the engine's answer: (the answer, or None
-    when the client left; the load's nanoseconds)."""
-    services = _services(request)
+async def _opening(services: Services, entry: ModelEntry, call: Call) -> tuple[Answer, int]:
+    """Check what the model can do, load it, open the engine's answer: (the answer, the
+    load's nanoseconds). An engine's refusal is the caller's to read (`respond.checked`)."""
     thinks = await loading.check_capabilities(
         entry, call.name, images=call.images, think=call.think
     )
@@ -91,27 +95,49 @@ async def _open(request: Request, entry: ModelEntry, call: Call) -> tuple[Answer
         call.body.pop("chat_template_kwargs", None)
     schema_limits.check_request(call.body)  # before the load, not only before the engine
     load_ns = await loading.load(services, entry, call.num_ctx)
-    opening = services.open_inference(call.path, call.body, call.keep_alive)
-    return await open_answer(request, opening, entry.id), load_ns
+    return await services.open_inference(call.path, call.body, call.keep_alive), load_ns
 
 
 async def _answer(request: Request, entry: ModelEntry, call: Call, *, chat: bool) -> Response:
     """Send `call` to the engine and answer in Ollama's shape, streamed or whole."""
     started = time.monotonic_ns()
-    answer, load_ns = await _open(request, entry, call)
-    if answer is None:
-        return client_closed()
+    opening = _opening(_services(request), entry, call)
     reply = Reply(call.name, chat=chat)
-    if answer.is_event_stream:
-        lines = ndjson(answer.stream(), reply, started_ns=started, load_ns=load_ns)
-        return streaming(lines, media_type=NDJSON)
+    if call.stream:  # kept alive while it waits (server/respond.py): empty partial lines
+        accept = _accept(entry.id, reply, started)
+        return await stream_answer(request, opening, accept, beats(reply))
+    ok, opened = await unless_disconnected(request, opening)
+    if not ok or opened is None:
+        return client_closed()
+    answer = await checked(opened[0], entry.id)
     ok, content = await unless_disconnected(request, answer.read())
     if not ok or content is None:
         return client_closed()
-    reply.add(EventReader().whole(_answer_object(content, entry.id)))
+    return _whole(content, entry.id, reply, started, opened[1])
+
+
+def _whole(content: bytes, model: str, reply: Reply, started: int, load_ns: int) -> Response:
+    """The engine's whole answer as Ollama's one object."""
+    reply.add(EventReader().whole(_answer_object(content, model)))
     total = time.monotonic_ns() - started
     final = reply.final(time.time_ns(), total_ns=total, load_ns=load_ns, whole=True)
     return Response(json_bytes(final), media_type="application/json")
+
+
+def _accept(model: str, reply: Reply, started: int) -> Accept[tuple[Answer, int]]:
+    """A streamed answer's NDJSON writer, once the engine answered (`_opening`)."""
+
+    async def accept(opened: tuple[Answer, int]) -> Flow | Response:
+        answer, load_ns = await checked(opened[0], model), opened[1]
+        if not answer.is_event_stream:  # an upstream that answered whole all the same
+            return _whole(await answer.read(), model, reply, started, load_ns)
+
+        def write(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            return ndjson(chunks, reply, started_ns=started, load_ns=load_ns)
+
+        return await answer_flow(model, write)(answer)
+
+    return accept
 
 
 async def _load_or_unload(

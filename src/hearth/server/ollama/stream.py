@@ -15,11 +15,33 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 
+from hearth.core.errors import HearthError
 from hearth.engines.events import EventReader, engine_chunks
-from hearth.server.ollama.translate import Reply, line
+from hearth.server.ollama.translate import Reply, line, rfc3339
+from hearth.server.respond import Beats
 
 NDJSON = "application/x-ndjson"
-__all__ = ["NDJSON", "line", "ndjson"]
+__all__ = ["NDJSON", "beats", "line", "ndjson"]
+
+
+def beats(reply: Reply) -> Beats:
+    """A waiting stream's frames (server/respond.py): a partial line with no text, as Ollama
+    writes one (every Ollama client reads it as an empty piece), and `{"error": ...}`, the line
+    the `ollama` client raises as ResponseError, for a refusal after the stream began."""
+
+    def alive() -> bytes:
+        piece: dict[str, object] = {"model": reply.name, "created_at": rfc3339(time.time())}
+        if reply.chat:
+            piece["message"] = {"role": "assistant", "content": ""}
+        else:
+            piece["response"] = ""
+        piece["done"] = False
+        return line(piece)
+
+    def failed(error: HearthError) -> bytes:
+        return line({"error": error.message})
+
+    return Beats(alive, failed, NDJSON)
 
 
 async def ndjson(

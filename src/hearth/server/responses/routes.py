@@ -22,13 +22,14 @@ from fastapi.responses import JSONResponse
 from hearth.core.errors import NotFound
 from hearth.server import jsonbody
 from hearth.server.respond import (
+    answer_flow,
     client_closed,
     open_answer,
     read_whole,
-    streaming,
+    stream_answer,
     whole_object,
 )
-from hearth.server.responses.stream import Events, events
+from hearth.server.responses.stream import BEATS, Events, events
 from hearth.server.responses.tools import LEFT_OUT_HEADER
 from hearth.server.responses.translate import Call, call, new_id, response
 from hearth.server.schemas import ERRORS
@@ -60,13 +61,15 @@ async def create_response(request: Request) -> Response:
     translated = call(jsonbody.loads_object(await request.body()))
     services: Services = request.app.state.services
     opening = services.open_inference("chat/completions", translated.body, translated.keep_alive)
-    answer = await open_answer(request, opening, str(translated.body["model"]))
+    model = str(translated.body["model"])
+    response_id, created = new_id("resp"), int(time.time())
+    if translated.body.get("stream") is True:  # kept alive while it waits (server/respond.py)
+        writer = Events(translated, response_id, created)
+        accept = answer_flow(model, lambda chunks: events(chunks, writer))
+        return _tell_left_out(translated, await stream_answer(request, opening, accept, BEATS))
+    answer = await open_answer(request, opening, model)
     if answer is None:
         return client_closed()
-    response_id, created = new_id("resp"), int(time.time())
-    if answer.is_event_stream:
-        stream = events(answer.stream(), Events(translated, response_id, created))
-        return _tell_left_out(translated, streaming(stream))
     content = await read_whole(request, answer)
     if content is None:
         return client_closed()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from hearth.core.errors import HearthError
 from hearth.engines.events import (
     AnswerEvent,
     Failure,
@@ -29,7 +30,7 @@ from hearth.engines.events import (
     Usage,
     answer_events,
 )
-from hearth.server.respond import sse
+from hearth.server.respond import SSE_KEEP_ALIVE, Beats, sse
 from hearth.server.responses.shapes import (
     Event,
     FunctionCallItem,
@@ -198,6 +199,18 @@ class Events:
         """An `error` event; `error` is repeated so the official client raises APIError."""
         error = {"type": "server_error", "code": "engine_error", "message": message, "param": None}
         return self._event("error", code="engine_error", message=message, param=None, error=error)
+
+
+def _failed(error: HearthError) -> bytes:
+    """A refusal after the stream began: the Responses `error` event (with `error` repeated, as
+    `Events.failed` writes it, so the `openai` SDKs raise APIError)."""
+    body = error.to_openai()["error"]
+    fields = {"code": error.code, "message": error.message, "param": error.param}
+    return sse({"type": "error", "sequence_number": 0, **fields, "error": body})
+
+
+#: A waiting stream's frames (server/respond.py): SSE comments, which every SSE client skips.
+BEATS = Beats(lambda: SSE_KEEP_ALIVE, _failed)
 
 
 async def events(chunks: AsyncIterator[bytes], state: Events) -> AsyncIterator[bytes]:

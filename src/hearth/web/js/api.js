@@ -85,10 +85,11 @@ export async function api(path, { method = "GET", body, signal } = {}) {
 
 /**
  * Read a server-sent event stream from a fetch Response: calls onEvent(data, event) for each
- * event whose data is not "[DONE]". Lines are split as bytes arrive, so a token is handed on
- * as soon as its line is complete.
+ * event whose data is not "[DONE]", and onComment(text) for each comment line (Hearth's
+ * keep-alives, and `prompt <read>/<total>` while the engine reads the prompt). Lines are split
+ * as bytes arrive, so a token is handed on as soon as its line is complete.
  */
-export async function readEvents(response, onEvent) {
+export async function readEvents(response, onEvent, onComment = null) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -111,6 +112,8 @@ export async function readEvents(response, onEvent) {
         data.push(line.slice(5).replace(/^ /, ""));
       } else if (line.startsWith("event:")) {
         event = line.slice(6).trim();
+      } else if (line.startsWith(":") && onComment) {
+        onComment(line.slice(1).trim());
       }
     }
   }

@@ -347,6 +347,8 @@ export class Chat {
         }
         view.append(delta);
         this.scrollToEnd();
+      }, (comment) => {
+        if (!view) promptProgress(content, comment);
       });
     } catch (error) {
       if (error.name !== "AbortError") toast(`The answer failed: ${error.message}`, { error: true });
@@ -517,4 +519,21 @@ async function shrink(file, longest = 1024) {
   context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   bitmap.close();
   return canvas.toDataURL("image/jpeg", 0.85);
+}
+
+/**
+ * While the engine reads a long prompt the run's stream says how far it is (`prompt 1234/19500`
+ * comments): shown under the waiting dots until the first token replaces them.
+ */
+function promptProgress(content, comment) {
+  const found = /^prompt (\d+)\/(\d+)$/.exec(comment);
+  if (!found) return;
+  const [read, total] = [Number(found[1]), Number(found[2])];
+  const text = `Reading the prompt: ${read.toLocaleString()} of ${total.toLocaleString()} tokens`;
+  let line = content.querySelector(".prompt-progress");
+  if (!line) {
+    line = h("p.prompt-progress", { role: "status" });
+    content.append(line);
+  }
+  line.textContent = text;
 }
