@@ -225,3 +225,48 @@ def test_whole_gathers_a_call() -> None:
 async def _replay(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
     for chunk in chunks:
         yield chunk
+
+
+def test_a_refused_call_request_is_the_streams_error_event() -> None:
+    """The call's request opens after the text has streamed: an engine that refuses it (a
+    schema it cannot compile, a load that fails) ends the stream with an error event, which
+    every face writes in its dialect, never a dropped connection."""
+    from hearth.core.errors import InvalidRequest
+
+    first = FakeAnswer([_timed("<tool_call>", 3)])
+
+    async def open_call(text: str, written: int) -> Any:
+        raise InvalidRequest("The engine refused the request: bad schema.", code="invalid_request")
+
+    async def collect() -> list[dict[str, Any]]:
+        chunks = toolauto.auto_chunks(first, lambda a: a.gen(), open_call, include_usage=True)  # type: ignore[arg-type, attr-defined]
+        return [chunk async for chunk in chunks]
+
+    chunks = asyncio.run(collect())
+    assert chunks[-1] == {
+        "error": {
+            "message": "The engine refused the request: bad schema.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request",
+        }
+    }
+    assert first.closed
+
+
+def test_a_held_tail_is_shown_when_the_stream_ends_without_a_finish() -> None:
+    first = FakeAnswer([_timed("Hello <tool", 2)])  # the engine closed without a finish
+    chunks, opened = _run(first, None)
+    assert opened == []
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("content") or "" for d in deltas) == "Hello <tool"
+
+
+def test_a_message_that_is_not_an_object_is_named() -> None:
+    import pytest
+
+    from hearth.core.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter) as caught:
+        toolprompt.conversation([{"role": "user", "content": "hi"}, "hi"], [WEATHER])
+    assert caught.value.param == "messages[1]"

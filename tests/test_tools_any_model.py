@@ -275,3 +275,16 @@ def test_tool_schemas_stay_bounded_on_this_path(srv: ThreadedServer) -> None:
         response = http.post("/v1/chat/completions", json=body)
     assert response.status_code == 400, response.text
     assert "The parameter schema of tool 'pick'" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("choice", ["auto", "required"])
+def test_a_message_that_is_not_an_object_is_a_400_naming_it(
+    srv: ThreadedServer, choice: str
+) -> None:
+    """Hearth's tool prompt rewrites the conversation: a message that is not an object is the
+    caller's mistake, named, never a 500."""
+    body = {"model": "plain", "messages": [*ASK, "hi"], "tools": [WEATHER], "tool_choice": choice}
+    with srv.http() as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == f"messages[{len(ASK)}]"

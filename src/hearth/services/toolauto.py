@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
-from hearth.core.errors import EngineError
+from hearth.core.errors import EngineError, HearthError
 from hearth.engines.events import EventReader, Gathered, engine_error
 from hearth.engines.proxy import Answer
 from hearth.services import toolcalls
@@ -116,12 +116,19 @@ async def auto_chunks(
                 break
     if not watch.called:
         head = head or _head({})  # (an engine that closed without a word)
+        held = watch.finish() if said.finish is None else ""  # a tail kept as a maybe-opener
+        if held:
+            yield toolcalls.delta(head, {"content": held})
         yield toolcalls.delta(head, {}, finish=said.finish or "stop")
         if include_usage and said.usage is not None:
             yield {**head, "choices": [], "usage": said.usage.raw}
         return
     await first.close()  # the engine stops at the opener
-    call = await open_call(watch.text, counts.generated)
+    try:
+        call = await open_call(watch.text, counts.generated)
+    except HearthError as exc:  # the stream is under way: the refusal is its error event
+        yield {"error": exc.to_openai()["error"]}
+        return
     try:
         async for out in _call_chunks(call, chunks, head, counts, include_usage=include_usage):
             yield out

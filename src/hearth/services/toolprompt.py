@@ -25,6 +25,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from hearth.core.errors import InvalidParameter
+
 OPENER = "<tool_call>"
 #: How the instructions show a call; `toolcalls.call_prefix` reads the opener from it.
 CALL_SHAPE = f'{OPENER}\n{{"name": "<function name>", "arguments": {{<arguments>}}}}\n</tool_call>'
@@ -92,14 +94,17 @@ def conversation(messages: list[Any], tools: list[dict[str, Any]]) -> list[dict[
         system = f"{own}\n\n{system}" if own else system
         rest = messages[1:]
     out.append({"role": "system", "content": system})
-    for message in rest:
+    for i, message in enumerate(rest, start=len(messages) - len(rest)):
         if not isinstance(message, Mapping):
-            out.append(message)  # the engine names what is wrong with it
-            continue
+            raise InvalidParameter(
+                f'messages[{i}] must be an object: {{"role": ..., "content": ...}}.',
+                param=f"messages[{i}]",
+            )
         role = message.get("role")
         if role == "tool":
             block = f"<tool_response>\n{_text(message.get('content'))}\n</tool_response>"
-            if out[-1].get("role") == "user" and out[-1].get("_results"):
+            last = out[-1] if isinstance(out[-1], dict) else {}
+            if last.get("role") == "user" and last.get("_results"):
                 out[-1]["content"] += "\n" + block
             else:
                 out.append({"role": "user", "content": block, "_results": True})
@@ -110,5 +115,6 @@ def conversation(messages: list[Any], tools: list[dict[str, Any]]) -> list[dict[
         else:
             out.append(dict(message))
     for message in out:
-        message.pop("_results", None)
+        if isinstance(message, dict):
+            message.pop("_results", None)
     return out
