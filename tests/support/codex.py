@@ -25,21 +25,24 @@ from typing import Any
 
 import httpx
 
+from support.smollm import cache_dir
+
 VERSION = "0.171.0"  # @openai/codex, pinned
-CACHE = Path.home() / ".cache" / "hearth-tests"
 
 
 def codex_binary(version: str = VERSION) -> Path:
-    """The `codex` launcher of the pinned version, installed from npm on first use."""
-    folder = CACHE / f"codex-{version}"
+    """The `codex` launcher of the pinned version, installed from npm on first use (into the
+    tests' cache, beside SmolLM2: ~/.cache/hearth-tests or $HEARTH_TEST_CACHE)."""
+    cache = cache_dir()
+    folder = cache / f"codex-{version}"
     binary = folder / "node_modules" / ".bin" / "codex"
     if binary.exists():
         return binary
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / f"codex-{version}.lock", "w") as lock:
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"codex-{version}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not binary.exists():
-            staging = Path(tempfile.mkdtemp(prefix=f"codex-{version}-", dir=CACHE))
+            staging = Path(tempfile.mkdtemp(prefix=f"codex-{version}-", dir=cache))
             try:
                 subprocess.run(
                     ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(staging),
