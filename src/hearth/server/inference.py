@@ -75,7 +75,9 @@ async def proxy(request: Request, path: str) -> Response:
     asked = "return_progress" in body  # the client's own: the engine's chunks as they are
     opening = services.open_inference(path, body, keep_alive)
     if body.get("stream") is True:  # kept alive while it waits (server/respond.py)
-        accept = answer_flow(str(body["model"]), _as_is, pass_errors=True, progress=not asked)
+        accept = answer_flow(  # bytes as they are (reasoning too): no beat after the first token
+            str(body["model"]), _as_is, pass_errors=True, progress=not asked, beat_on=False
+        )
         return await stream_answer(request, opening, accept, OPENAI_BEATS)
     answer = await open_answer(request, opening, str(body["model"]), pass_errors=True)
     if answer is None:

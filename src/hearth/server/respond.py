@@ -14,10 +14,17 @@ prompt). Agents give up on a silent stream (Claude Code after 300 s, and it then
 whole request without streaming); so when the answer is not open after `PACE.first` seconds
 the stream is committed (200 and its headers) and the face's keep-alive frame (`Beats`) goes
 out every `PACE.every` seconds until the engine's first token. A refusal that comes after that
-is the dialect's in-stream error event. An answer that opens in time is streamed as before,
-and its refusals keep their status codes. The timer runs only until the first token: after
-it, tokens flow and each chunk passes with no timer at all (the /v1 pass-through is the hot
-path, bench/bench_proxy.py).
+is the dialect's in-stream error event (a whole answer that comes instead of a stream is
+written in it as it is). An answer that opens in time is streamed as before, and its refusals
+keep their status codes. On the /v1 pass-through the timer runs only until the first token:
+after it, tokens flow and each chunk passes with no timer at all (the hot path,
+bench/bench_proxy.py). A translating face keeps it all along (`Flow.beat_on`): it writes
+nothing for some of the engine's events (reasoning that Anthropic's and the Responses face do
+not show, a tool call Ollama writes whole), and a model thinking on a CPU can take minutes.
+
+Whatever opened is released however the response ends: by the stream itself, or, when its
+client left before it began (Starlette then never starts it), after the response
+(`_Release`, `_ReleasedStream`).
 """
 
 from __future__ import annotations
@@ -25,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from hearth.core.errors import EngineError, HearthError
 from hearth.engines.events import (
@@ -202,12 +210,17 @@ Writer = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 @dataclass(frozen=True, slots=True)
 class Flow:
     """An opened answer, ready to stream: the engine's bytes, the face's writer of them, and
-    what releases the answer (run even when the writer never started: a client gone at once)."""
+    what releases the answer (run even when the writer never started: a client gone at once).
+    `beat_on`: keep-alives whenever the writer is silent for `PACE.every`, after the first
+    token too (a translating face: it writes nothing for some events); off, the beat stops at
+    the first token and the chunks pass with no timer (the bytes as they are: every event
+    shows)."""
 
     chunks: AsyncIterator[bytes]
     write: Writer
     close: Callable[[], Awaitable[None]]
     progress: bool = True  # turn the engine's prompt progress into comments (see _Watch)
+    beat_on: bool = False
 
 
 #: What a face makes of what its opening gave: a Flow, or a whole Response (an error answer
@@ -216,17 +229,23 @@ Accept = Callable[[T], Awaitable[Flow | Response]]
 
 
 def answer_flow(
-    model: str, write: Writer, *, pass_errors: bool = False, progress: bool = True
+    model: str,
+    write: Writer,
+    *,
+    pass_errors: bool = False,
+    progress: bool = True,
+    beat_on: bool = True,
 ) -> Accept[Answer]:
     """The `Accept` of a face that streams an engine's answer (`checked` says what passes;
-    `progress`: see `Flow`)."""
+    `progress`, `beat_on`: see `Flow`; a translating face keeps the beat, the pass-through
+    does not)."""
 
     async def accept(answer: Answer) -> Flow | Response:
         answer = await checked(answer, model, pass_errors=pass_errors)
         if not answer.is_event_stream:  # an error in OpenAI's shape, passed through
             content = await answer.read()
             return Response(content, answer.status_code, media_type=answer.content_type)
-        return Flow(answer.stream(), write, answer.close, progress=progress)
+        return Flow(answer.stream(), write, answer.close, progress=progress, beat_on=beat_on)
 
     return accept
 
@@ -249,27 +268,80 @@ async def stream_answer(
         raise
     finally:
         watch.cancel()
+    if watch.done() and not watch.cancelled():  # the client left (as it opened, maybe): so
+        await _settle(task, accept, taken=False)  # does the engine, or what opened is released
+        return client_closed()
     if task.done():  # in time: as a stream always was, refusals with their status
         opened = await accept(task.result())
         if isinstance(opened, Response):
             return opened
-        response = streaming(_awake(opened, beats), media_type=beats.media_type)
+        release = _Release(opened.close)
+        body = _awake(replace(opened, close=release), beats)
     else:
-        if watch.done() and not watch.cancelled():  # the client left first: so does the engine
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return client_closed()
-        response = streaming(_committed(task, accept, beats), media_type=beats.media_type)
+        release = _Release(lambda: _settle(task, accept, taken=False))
+        body = _committed(task, accept, beats, release)
+    release.body = body
+    response = _ReleasedStream(body, release, beats.media_type)
     response.headers.update(headers or {})
     return response
 
 
+class _Release:
+    """What releases a stream's answer, run once, by whoever comes first: the stream's own end
+    (its generator's `finally`), or the response's own end (`_ReleasedStream`), however it
+    ended. That one covers a stream that never began (Starlette cancels its body before the
+    first step when the client has already left: a generator never started runs no `finally`)
+    and one left waiting at a `yield` (closed there rather than at its collection)."""
+
+    __slots__ = ("action", "body", "done")
+
+    def __init__(self, action: Callable[[], Awaitable[None]]) -> None:
+        self.action = action
+        self.body: AsyncGenerator[bytes, None] | None = None
+        self.done = False
+
+    async def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        with anyio.CancelScope(shield=True):
+            await self.action()
+
+    async def after(self) -> None:
+        """After the response: the stream closed, then released if it never began (a stream
+        that began releases what it holds itself)."""
+        with anyio.CancelScope(shield=True):
+            if self.body is not None:
+                await self.body.aclose()
+            await self()
+
+
+class _ReleasedStream(StreamingResponse):
+    """A stream whose answer is released when its response ends, whatever ended it: rather
+    than Starlette's background task, which it skips when the response raised (a client gone
+    in ASGI 2.4's way, `ClientDisconnect`) or was cancelled from outside."""
+
+    def __init__(
+        self, body: AsyncGenerator[bytes, None], release: _Release, media_type: str
+    ) -> None:
+        super().__init__(body, media_type=media_type, headers=STREAM_HEADERS)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.release.after()
+
+
 async def _committed(
-    task: asyncio.Future[T], accept: Accept[T], beats: Beats
-) -> AsyncIterator[bytes]:
+    task: asyncio.Future[T], accept: Accept[T], beats: Beats, release: _Release
+) -> AsyncGenerator[bytes, None]:
     """A committed stream: keep-alives until the answer opens, then its bytes; a refusal (or a
-    failure) is the dialect's in-stream error."""
+    failure) is the dialect's in-stream error, a whole answer (a success status) its body."""
+    release.done = True  # begun: its `finally` releases what it holds, not `release`
     taken = False  # whether `accept` has had the answer (it releases what it refuses)
+    flowing: AsyncGenerator[bytes, None] | None = None  # its stream, once it opened
     try:
         yield beats.alive()
         while not task.done():
@@ -287,12 +359,15 @@ async def _committed(
             yield beats.failed(HearthError("Hearth failed to open the answer (see its log)."))
             return
         if isinstance(opened, Response):
-            yield beats.failed(_passed_error(opened))
+            yield _passed(opened, beats)
             return
-        async for chunk in _awake(opened, beats):
+        flowing = _awake(opened, beats)
+        async for chunk in flowing:
             yield chunk
     finally:
         with anyio.CancelScope(shield=True):
+            if flowing is not None:  # closed at a `yield`: its stream closes (and releases) now
+                await flowing.aclose()
             await _settle(task, accept, taken=taken)
 
 
@@ -311,6 +386,18 @@ async def _settle(task: asyncio.Future[T], accept: Accept[T], *, taken: bool) ->
         return
     if isinstance(opened, Flow):
         await opened.close()
+
+
+def _passed(response: Response, beats: Beats) -> bytes:
+    """What a committed stream writes for a whole response that came instead of a stream: an
+    error status as the dialect's error event; a success (an upstream that answered a stream
+    request whole) as its body, a line of its own in a stream of lines."""
+    if response.status_code >= 400:
+        return beats.failed(_passed_error(response))
+    body = bytes(response.body)
+    if beats.media_type != EVENT_STREAM and not body.endswith(b"\n"):
+        body += b"\n"
+    return body
 
 
 def _passed_error(response: Response) -> HearthError:
@@ -333,17 +420,19 @@ async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
         return None
 
 
-async def _awake(flow: Flow, beats: Beats) -> AsyncIterator[bytes]:
-    """The face's bytes; while the engine has sent no token yet, a keep-alive whenever nothing
-    went out for `PACE.every` seconds. Only until the first token: then, no timer per chunk."""
+async def _awake(flow: Flow, beats: Beats) -> AsyncGenerator[bytes, None]:
+    """The face's bytes; while the engine has sent no token yet (all along with
+    `flow.beat_on`), a keep-alive whenever nothing went out for `PACE.every` seconds. Without
+    `beat_on`, only until the first token: then, no timer per chunk."""
     watch = _Watch(flow.progress)
     output = flow.write(watch.chunks(flow.chunks))
     step: asyncio.Future[bytes | None] | None = None
+    beat_on = flow.beat_on
     try:
-        while step is not None or not watch.flowing:  # a step in flight is seen to its end
+        while step is not None or beat_on or not watch.flowing:  # a step is seen to its end
             if step is None:  # one step of the writer, raced with the clock
                 step = asyncio.ensure_future(_next(output))
-            beat = None if watch.flowing else PACE.every  # tokens flow: no more beats
+            beat = PACE.every if beat_on or not watch.flowing else None  # no more beats
             done, _ = await asyncio.wait((step,), timeout=beat)
             if not done:
                 yield beats.alive()
