@@ -271,7 +271,10 @@ class Bench:
         first_path = "tools_auto" if path.startswith("tools") else path
         url, headers = self._target(first_path, k)
         body = face_body(first_path, conv, self.args.answer_tokens)
-        resp = await self.client.post(url, json=body, headers=headers)
+        try:
+            resp = await self.client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"{first_path} ({url}): {exc!r}") from exc
         if resp.status_code != 200:
             raise RuntimeError(f"{url}: {resp.status_code} {resp.text[:500]}")
         conv += answer_messages(first_path, resp.json())
