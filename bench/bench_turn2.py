@@ -273,6 +273,10 @@ class Bench:
         body = face_body(first_path, conv, self.args.answer_tokens)
         try:
             resp = await self.client.post(url, json=body, headers=headers)
+        except httpx.RemoteProtocolError:
+            # llama.cpp may close a kept-alive connection the pool still holds (seen after a
+            # long prompt read): turn 1 is not timed, so it is sent once more on a new one
+            resp = await self.client.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise RuntimeError(f"{first_path} ({url}): {exc!r}") from exc
         if resp.status_code != 200:
