@@ -153,12 +153,13 @@ def test_request_errors_are_openai_shaped(
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="bad-json", messages=HI)
     assert bad.value.code == "model_invalid" and "not valid JSON" in bad.value.message
-    # The engine's own errors pass through with their status: a prompt over the context size.
+    # A prompt over the model's trained context (a shorter one over the loaded context grows
+    # it: tests/test_context_fit.py) is a 400 naming the size needed.
     with pytest.raises(openai.BadRequestError) as big:
         client.chat.completions.create(
-            model="smol", messages=[{"role": "user", "content": "hello " * 1500}]
+            model="smol", messages=[{"role": "user", "content": "hello " * 9000}]
         )
-    assert "context" in big.value.message
+    assert "context" in big.value.message and big.value.code == "context_length_exceeded"
 
 
 def test_failed_start_shows_failed_with_the_engines_words(

@@ -213,7 +213,8 @@ def test_stop_ends_the_answer_and_it_is_kept_as_stopped(
     page.fill("#composer-input", "Tell me a very long story.")
     page.click("#send-button")
     page.wait_for_function(
-        "() => document.querySelector('.message.assistant .content')?.innerText.trim().length > 20"
+        "() => { const c = document.querySelector('.message.assistant .content');"
+        " return c && !c.querySelector('.prompt-progress') && c.innerText.trim().length > 20; }"
     )
     page.click("#stop-button")
     page.wait_for_selector(".message.assistant .tag.warn")  # "Stopped"
