@@ -33,7 +33,7 @@ def run_server(settings: Settings, starter_display: Display | None = None) -> No
     from hearth.server.serve import serve
     from hearth.services.starter import install_on_start
 
-    with HomeInstance(settings.home) as instance:
+    with HomeInstance(settings.state_dir) as instance:
         services = Services.create(settings)
         # Engines stop in Services.stop (the app's lifespan), so Ctrl-C and SIGTERM leave none.
         starter = functools.partial(install_on_start, display=starter_display)
@@ -51,7 +51,7 @@ def serve_in_background(settings: Settings) -> Iterator[str]:
     from hearth.server.background import BackgroundServer
 
     with (
-        HomeInstance(settings.home) as instance,
+        HomeInstance(settings.state_dir) as instance,
         BackgroundServer(Services.create(settings), instance=instance) as url,
     ):
         yield url

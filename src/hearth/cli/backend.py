@@ -69,7 +69,7 @@ def server_for(settings: ServerAddress | Settings) -> RemoteBackend | None:
     The api key still comes from settings (flag, HEARTH_API_KEY, settings.json): server.json
     never holds it.
     """
-    published = running_server(settings.home)
+    published = running_server(settings.state_dir)
     if published is not None:
         return _published(settings, published)
     return _configured(settings)

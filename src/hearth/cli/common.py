@@ -53,6 +53,12 @@ def global_options() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="home folder (default: HEARTH_HOME, else ~/hearth)",
     )
+    parent.add_argument(
+        "--jan",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use Jan's data folder in place (found as Jan finds it; see README)",
+    )
     return parent
 
 
@@ -81,14 +87,16 @@ def settings_from(args: argparse.Namespace, **flags: Any) -> Settings:
     """Every setting, validated (pydantic): for commands that work on the home themselves."""
     from hearth.core.config import load_settings
 
-    return load_settings(home=getattr(args, "home", None), flags=flags)
+    return load_settings(
+        home=getattr(args, "home", None), flags=flags, jan=getattr(args, "jan", False)
+    )
 
 
 def address_from(args: argparse.Namespace) -> ServerAddress:
     """Just where the home's server is and its key: for commands that only talk to it."""
     from hearth.core.address import server_address
 
-    return server_address(getattr(args, "home", None))
+    return server_address(getattr(args, "home", None), jan=getattr(args, "jan", False))
 
 
 def setup_logging(level: str = "info") -> None:

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home", metavar="PATH", help="home folder (default: HEARTH_HOME, else ~/hearth)"
     )
+    parser.add_argument(
+        "--jan", action="store_true", help="use Jan's data folder in place (see README)"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_serve(sub, common)
     run.add_commands(sub, common)  # run, load, ps, stop

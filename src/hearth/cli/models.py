@@ -61,7 +61,9 @@ def list_models(args: argparse.Namespace) -> None:
     from hearth.cli import listcache
 
     home = str(address.home)
-    cached = None if args.as_json else listcache.load(home)
+    # a Jan folder's models (llamacpp/models/**) are outside what the cache fingerprints
+    cache = listcache.enabled() and not address.jan
+    cached = None if args.as_json or not cache else listcache.load(home)
     if cached is not None:  # nothing it depends on changed: no pydantic, no store
         print_listing(*cached)
         return
@@ -73,7 +75,7 @@ def list_models(args: argparse.Namespace) -> None:
         return
     problems = local.import_errors()
     print_listing(models, problems)
-    if listcache.enabled():
+    if cache:
         listcache.save(home, started, models, problems, listcache.outside_paths(local.services))
 
 

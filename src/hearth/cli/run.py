@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> None:
         if not interactive:
             chat.run()
             return
-        save_history = enable_history(address.home)
+        save_history = enable_history(address.state_dir)
         err_console.print(
             f"Chatting with [bold]{shown(args.model_id)}[/bold]. Type /? for help, /bye to leave."
         )

@@ -22,8 +22,9 @@ from hearth.core.home import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     SETTINGS_FILE,
+    Home,
     base_url,
-    resolve_home,
+    locate_home,
     settings_file_layer,
 )
 from hearth.core.keyfile import merge_key_layers
@@ -37,6 +38,12 @@ class ServerAddress(NamedTuple):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     api_key: str | None = None
+    jan: bool = False
+
+    @property
+    def state_dir(self) -> Path:
+        """Hearth's own folder (server.json, history): the home, or `<jan data>/hearth`."""
+        return Home(self.home, self.jan).state
 
     @property
     def base_url(self) -> str:
@@ -44,11 +51,14 @@ class ServerAddress(NamedTuple):
 
 
 def server_address(
-    home: str | Path | None = None, env: Mapping[str, str] | None = None
+    home: str | Path | None = None, env: Mapping[str, str] | None = None, jan: bool = False
 ) -> ServerAddress:
-    """host, port and api_key by the settings' precedence; odd values go to the full loader."""
+    """host, port and api_key by the settings' precedence; odd values go to the full loader.
+
+    `jan`: the home is Jan's data folder (found as Jan finds it when `home` is None)."""
     env = os.environ if env is None else env
-    resolved = resolve_home(home, env)
+    where = locate_home(home, env, jan)
+    resolved = where.state
     from_file = settings_file_layer(resolved)
     from_env = {n: env[f"HEARTH_{n.upper()}"] for n in _FIELDS if env.get(f"HEARTH_{n.upper()}")}
     merged = {k: v for k, v in {**from_file, **from_env}.items() if k in ("host", "port")}
@@ -58,9 +68,9 @@ def server_address(
     if plain is None:  # let pydantic say precisely what is wrong (or coerce what is fine)
         from hearth.core.config import load_settings
 
-        full = load_settings(home=resolved, env=env)
-        return ServerAddress(resolved, full.host, full.port, full.api_key)
-    return ServerAddress(resolved, **plain)
+        full = load_settings(home=where.path, env=env, jan=where.jan)
+        return ServerAddress(where.path, full.host, full.port, full.api_key, where.jan)
+    return ServerAddress(where.path, **plain, jan=where.jan)
 
 
 _FIELDS = ("host", "port", "api_key", "api_key_file")

@@ -19,7 +19,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearth.core.errors import InvalidRequest
-from hearth.core.home import SETTINGS_FILE, base_url, resolve_home, settings_file_layer
+from hearth.core.home import (
+    SETTINGS_FILE,
+    Home,
+    base_url,
+    locate_home,
+    resolve_home,
+    settings_file_layer,
+)
+
+__all__ = ["Settings", "ensure_home", "load_settings", "resolve_home"]
 from hearth.core.keepalive import KEEP_ALIVE_HELP, KeepAlive
 from hearth.core.keyfile import KEY_FIELDS, merge_key_layers
 
@@ -33,6 +42,12 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     home: Path = Field(description="Hearth's home folder: models/, engines/, logs/.")
+    jan: bool = Field(
+        False,
+        description="The home is a Jan data folder (`--jan`, or a folder shaped like Jan's): "
+        "models, conversations and assistants are read where Jan keeps them, and Hearth's own "
+        "files go in its `hearth/` folder.",
+    )
     host: str = Field("127.0.0.1", description="Address the API server binds to.")
     port: int = Field(1337, ge=0, le=65535, description="Port the API server listens on.")
     api_key: str | None = Field(
@@ -122,16 +137,35 @@ class Settings(BaseModel):
         return value
 
     @property
+    def state_dir(self) -> Path:
+        """Hearth's own files: the home, or `<jan data>/hearth` (never beside Jan's files)."""
+        return Home(self.home, self.jan).state
+
+    @property
     def models_dir(self) -> Path:
+        """Hearth's model folders (`models/<id>/model.json`); in a Jan folder, Jan's older tree."""
         return self.home / "models"
 
     @property
+    def jan_models_dir(self) -> Path | None:
+        """Jan's llama.cpp models (`llamacpp/models/**/model.yml`), in a Jan folder only."""
+        return self.home / "llamacpp" / "models" if self.jan else None
+
+    @property
+    def threads_dir(self) -> Path:
+        return self.home / "threads"
+
+    @property
+    def assistants_dir(self) -> Path:
+        return self.home / "assistants"
+
+    @property
     def engines_dir(self) -> Path:
-        return self.home / "engines"
+        return self.state_dir / "engines"
 
     @property
     def logs_dir(self) -> Path:
-        return self.home / "logs"
+        return self.state_dir / "logs"
 
     @property
     def base_url(self) -> str:
@@ -149,7 +183,7 @@ class Settings(BaseModel):
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     for name in Settings.model_fields:
-        if name == "home":
+        if name in ("home", "jan"):
             continue
         value = env.get(f"HEARTH_{name.upper()}")
         if value is not None and value != "":
@@ -161,12 +195,17 @@ def load_settings(
     home: str | Path | None = None,
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    jan: bool = False,
 ) -> Settings:
-    """Build the effective settings: defaults < settings.json < HEARTH_* env < flags."""
+    """Build the effective settings: defaults < settings.json < HEARTH_* env < flags.
+
+    `jan`: the home is Jan's data folder (found as Jan finds it when `home` is None)."""
     env = os.environ if env is None else env
-    resolved_home = resolve_home(home, env)
+    where = locate_home(home, env, jan)
+    resolved_home = where.path
+    settings_file = where.state / SETTINGS_FILE
     layers = [
-        (str(resolved_home / SETTINGS_FILE), settings_file_layer(resolved_home)),
+        (str(settings_file), settings_file_layer(where.state)),
         ("the HEARTH_* environment", _env_layer(env)),
         ("the command line", {k: v for k, v in (flags or {}).items() if v is not None}),
     ]
@@ -175,13 +214,13 @@ def load_settings(
         merged.update({k: v for k, v in layer.items() if k not in KEY_FIELDS})
     merged.update(merge_key_layers(layers))  # the key: from one source, a key file read here
     try:
-        return Settings(home=resolved_home, **merged)
+        return Settings(home=resolved_home, jan=where.jan, **merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise InvalidRequest(
             f"Setting '{field}' is invalid: {first['msg']} (from flags, HEARTH_{field.upper()} "
-            f"or {resolved_home / SETTINGS_FILE}).",
+            f"or {settings_file}).",
             param=field,
         ) from exc
 
@@ -189,4 +228,5 @@ def load_settings(
 def ensure_home(settings: Settings) -> None:
     """Create the home layout if any part is missing."""
     for folder in (settings.models_dir, settings.engines_dir, settings.logs_dir):
+        # in a Jan folder: models/ is Jan's own (older) tree; engines/ and logs/ are Hearth's
         folder.mkdir(parents=True, exist_ok=True)

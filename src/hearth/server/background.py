@@ -39,7 +39,7 @@ class BackgroundServer:
         self.services = services
         self.start_timeout = start_timeout
         self._owns_instance = instance is None
-        self.instance = instance or HomeInstance(services.settings.home)
+        self.instance = instance or HomeInstance(services.settings.state_dir)
         if self._owns_instance:
             self.instance.acquire()
         # IPPROTO_TCP so accepted connections get TCP_NODELAY (see serve.bind_socket)

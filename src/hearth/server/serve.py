@@ -110,7 +110,15 @@ def serve(
     actual_port = sock.getsockname()[1]
     if instance is not None:
         instance.publish(settings.host, actual_port)
-    log.info("Hearth home: %s", settings.home)
+    if settings.jan:
+        log.info(
+            "Jan data folder: %s, used in place (nothing of Jan's is converted); Hearth's own "
+            "files are in %s",
+            settings.home,
+            settings.state_dir,
+        )
+    else:
+        log.info("Hearth home: %s", settings.home)
     log.info(
         "Serving the OpenAI-compatible API on http://%s:%d/v1 (docs at /docs); open "
         "http://%s:%d in a browser to chat",

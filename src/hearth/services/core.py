@@ -99,7 +99,7 @@ class Services:
             from hearth.services.threads import ThreadService
             from hearth.threads.store import ThreadStore
 
-            store = ThreadStore(self.settings.home / "threads")
+            store = ThreadStore(self.settings.threads_dir)
             self._threads = ThreadService(
                 store, self.open_inference, self.store.get, self.settings.context_overflow
             )
@@ -112,7 +112,7 @@ class Services:
         from hearth.engines.rules import RULES  # what the engine kinds say about model.json
 
         ensure_home(settings)
-        roots = FileRoots(settings.home, settings.import_dirs)
+        roots = FileRoots(settings.state_dir, settings.import_dirs)
         store = ModelStore(settings.models_dir, roots, RULES)
         store.sweep_trash()
         errors = ImportErrors(settings.logs_dir / "import-errors.json")
