@@ -69,6 +69,9 @@ class ModelEntry:
     missing: list[str] = field(default_factory=list)
     partial: list[Path] = field(default_factory=list)
     external: list[Path] = field(default_factory=list)
+    #: A model Jan keeps (`llamacpp/models/<id>/model.yml`, `hearth.models.janyml`): that file.
+    #: None for a Hearth folder (`models/<id>/model.json`). Writes go back in Jan's format.
+    jan_file: Path | None = None
     _json_cache: dict[tuple[str, str | None], str] = field(default_factory=dict, repr=False)
 
     @property
