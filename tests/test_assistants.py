@@ -210,6 +210,8 @@ def test_ids_never_leave_the_folder(http: httpx.Client, path: str, status: int) 
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["message"] and error["type"]
+    if path.endswith("/nobody"):
+        assert error["code"] == "assistant_not_found" and "GET /v1/assistants" in error["message"]
     assert "Secret" not in response.text
 
 

@@ -106,9 +106,7 @@ def options(page: Any) -> list[str]:
     return [o.strip() for o in page.locator("#assistant-select option").all_inner_texts()]
 
 
-def test_a_new_chat_picks_an_assistant_and_the_conversation_keeps_it(
-    page: Any, home: Path
-) -> None:
+def test_a_new_chat_picks_an_assistant_and_the_conversation_keeps_it(page: Any, home: Path) -> None:
     page.wait_for_selector("#assistant-picker:not([hidden])")
     assert options(page) == ["No assistant", "👋 Jan", "✍️ Alpha writer"]  # broken: left out
     assert page.input_value("#assistant-select") == "jan"  # Jan's default, nothing remembered
