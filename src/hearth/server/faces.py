@@ -17,6 +17,7 @@ from typing import Any
 from hearth.core.errors import HearthError
 from hearth.server import (
     anthropic,
+    assistants,
     docs,
     downloads,
     health,
@@ -85,8 +86,16 @@ RESPONSES = Face(
 )
 MANAGEMENT = Face(
     "management",
-    (imports.router, downloads.router, models.router, running.router),
-    paths=("/v1/models", "/v1/models/*", "/v1/downloads", "/v1/downloads/*", "/v1/running"),
+    (imports.router, downloads.router, models.router, running.router, assistants.router),
+    paths=(
+        "/v1/models",
+        "/v1/models/*",
+        "/v1/downloads",
+        "/v1/downloads/*",
+        "/v1/running",
+        "/v1/assistants",
+        "/v1/assistants/*",
+    ),
 )
 THREADS = Face(  # conversations as files; their messages carry pasted images as data: URLs
     "threads",

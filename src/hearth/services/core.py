@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from hearth.engines.manager import EngineManager
     from hearth.engines.proxy import Answer
     from hearth.models.watcher import ModelsWatcher
+    from hearth.services.assistants import AssistantService
     from hearth.services.derive import ModelChanges
     from hearth.services.threads import ThreadService
 
@@ -56,6 +57,7 @@ class Services:
     _engines: EngineManager | None = field(default=None, init=False, repr=False)
     _pulls: Pulls | None = field(default=None, init=False, repr=False)
     _threads: ThreadService | None = field(default=None, init=False, repr=False)
+    _assistants: AssistantService | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.lists = ModelLists(self.store, self.status_of)
@@ -101,9 +103,23 @@ class Services:
 
             store = ThreadStore(self.settings.threads_dir)
             self._threads = ThreadService(
-                store, self.open_inference, self.store.get, self.settings.context_overflow
+                store,
+                self.open_inference,
+                self.store.get,
+                self.settings.context_overflow,
+                self.assistants.for_thread,
             )
         return self._threads
+
+    @property
+    def assistants(self) -> AssistantService:
+        """Assistants in <home>/assistants (Jan's layout), built on first use."""
+        if self._assistants is None:
+            from hearth.services.assistants import AssistantService
+            from hearth.threads.assistants import AssistantStore
+
+            self._assistants = AssistantService(AssistantStore(self.settings.home / "assistants"))
+        return self._assistants
 
     @classmethod
     def create(cls, settings: Settings) -> Services:

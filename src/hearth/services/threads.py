@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: services.open_inference: (path, chat body, keep_alive) -> the engine's answer.
 Opener = Callable[[str, dict[str, Any], float | None], Awaitable["Answer"]]
+#: AssistantService.for_thread: a create body -> the assistant snapshot it starts with, or None.
+AssistantOf = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def page(items: list[dict[str, Any]], limit: int, after: str | None) -> dict[str, Any]:
@@ -69,8 +71,10 @@ class ThreadService:
         open_inference: Opener,
         check_model: Callable[[str], object],
         context_overflow: str = "drop-oldest",
+        assistant_of: AssistantOf | None = None,
     ) -> None:
         self.store = store
+        self.assistant_of = assistant_of  # None: a body's assistant is not looked up
         self.context_overflow = context_overflow  # the setting (services/context_fit.py)
         self.open_inference = open_inference
         self.check_model = check_model
@@ -127,9 +131,11 @@ class ThreadService:
         return any(needle in message_text(raw).casefold() for _, raw in messages)
 
     def create_thread(self, body: Any) -> dict[str, Any]:
-        """A new thread (a UUID, as Jan 0.6 names them), optionally with first messages."""
+        """A new thread (a UUID, as Jan 0.6 names them), optionally with first messages and
+        an assistant (`assistant_id`, or Jan's `assistants: [{"id": ...}]`) copied into it."""
         body = edits.need_object(body, "thread fields (title, model, instructions, ...)")
-        raw = edits.new_thread(body)
+        assistant = self.assistant_of(body) if self.assistant_of else None
+        raw = edits.new_thread(body, assistant)
         items = body.get("messages") or []
         if not isinstance(items, list) or len(items) > exchange.MAX_MESSAGES:
             raise InvalidRequest("'messages' must be a list of {role, content}.", param="messages")

@@ -16,8 +16,10 @@ from typing import Any
 from hearth.core.errors import InvalidRequest
 from hearth.engines.events import EventSplitter, Failure, Gathered, ReasoningDelta, TextDelta
 from hearth.models.ids import validate_model_id
+from hearth.threads.assistant_rules import render_instructions, sampling
 from hearth.threads.views import (
     content_parts,
+    first_assistant,
     part_text,
     text_part,
     thread_instructions,
@@ -35,9 +37,11 @@ def chat_request(
 ) -> tuple[dict[str, Any], Any]:
     """The chat-completions body for a run, and its `keep_alive` (None: the model's).
 
-    The model is the request's, else the thread's. Parameters: the thread's, then the
-    request's. Messages: the thread's instructions as a system message, then every message
-    that is not pending or failed (text parts joined, images kept as OpenAI image parts).
+    The model is the request's, else the thread's. Parameters: the sampling ones of the
+    thread's assistant snapshot (`assistants[0].parameters`, Jan's), then the thread's own,
+    then the request's. Messages: the thread's instructions as a system message (with
+    `{{current_date}}` filled in, as Jan does), then every message that is not pending or
+    failed (text parts joined, images kept as OpenAI image parts).
     """
     asked = request.get("model")
     if asked is not None and not isinstance(asked, str):
@@ -53,13 +57,14 @@ def chat_request(
     extra = request.get("parameters")
     if extra is not None and not isinstance(extra, dict):
         raise InvalidRequest("'parameters' must be a JSON object.", param="parameters")
-    params = {**thread_parameters(thread), **(extra or {})}
+    own = sampling(first_assistant(thread).get("parameters"), "the thread's assistant")
+    params = {**own, **thread_parameters(thread), **(extra or {})}
     keep_alive = params.pop("keep_alive", None)
     body = {k: v for k, v in params.items() if k not in RESERVED}
     chat: list[dict[str, Any]] = []
     instructions = thread_instructions(thread)
     if instructions:
-        chat.append({"role": "system", "content": instructions})
+        chat.append({"role": "system", "content": render_instructions(instructions)})
     chat.extend(filter(None, map(_chat_message, messages)))
     if all(m["role"] == "system" for m in chat):
         raise InvalidRequest(

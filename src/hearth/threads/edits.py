@@ -36,13 +36,15 @@ def need_object(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
-def new_thread(body: dict[str, Any]) -> dict[str, Any]:
-    """thread.json for POST /v1/threads (the store sets `id`)."""
+def new_thread(body: dict[str, Any], assistant: dict[str, Any] | None = None) -> dict[str, Any]:
+    """thread.json for POST /v1/threads (the store sets `id`); `assistant`: the snapshot of the
+    assistant it starts with (`assistants[0]`, as Jan copies it), whose fields the body's
+    model and instructions then override."""
     stamp = now()
     raw: dict[str, Any] = {
         "object": "thread",
         "title": "",
-        "assistants": [],
+        "assistants": [assistant] if assistant else [],
         "created": stamp,
         "updated": stamp,
         "metadata": {},

@@ -5,6 +5,7 @@
 // it. The stop button aborts the fetch; the server then marks the answer `stopped`.
 
 import { api, enc, raw, readEvents } from "./api.js";
+import { AssistantPicker, label, threadAssistant } from "./assistants.js";
 import { markdownReady, messageElement, textOf, thinkingDots } from "./messages.js";
 import { STATUS_TEXT, capabilitiesOf, h, icon, toast } from "./ui.js";
 
@@ -33,6 +34,7 @@ export class Chat {
     this.list = $("messages");
     this.input = $("composer-input");
     this.select = $("model-select");
+    this.assistant = new AssistantPicker();
     this.bind();
   }
 
@@ -88,6 +90,7 @@ export class Chat {
       this.setTitle("New chat");
       await this.render();
       this.updatePicker();
+      await this.assistant.show(null);
       return;
     }
     try {
@@ -103,6 +106,7 @@ export class Chat {
     this.setTitle(this.thread.title || "Untitled");
     await this.render();
     this.updatePicker();
+    await this.assistant.show(this.thread);
   }
 
   setTitle(title) {
@@ -297,7 +301,10 @@ export class Chat {
     const { instructions, parameters, settings, metadata } = this.draft;
     const body = { title, model, parameters, settings, metadata };
     if (instructions) body.instructions = instructions;
+    const assistant = this.assistant.chosen(); // Jan's snapshot of it goes into the thread
+    if (assistant) body.assistant_id = assistant;
     this.thread = await api("/v1/threads", { method: "POST", body });
+    this.assistant.show(this.thread);
     this.setTitle(this.thread.title);
     history.replaceState(null, "", `#/t/${enc(this.thread.id)}`);
     this.sidebar.activeId = this.thread.id;
@@ -445,6 +452,18 @@ export class Chat {
     const source = this.thread ?? this.draft;
     const params = source.parameters ?? {};
     $("set-instructions").value = source.instructions ?? "";
+    const own = this.thread ? threadAssistant(this.thread) : null;
+    const chosen = !this.thread && this.assistant.chosen();
+    const named = own ?? this.assistant.assistants.find((a) => a.id === chosen);
+    const inherited = named?.parameters ?? {}; // the assistant's, unless set here
+    for (const [key, id] of [["temperature", "set-temperature"], ["top_p", "set-top-p"], ["max_tokens", "set-max-tokens"]]) {
+      const value = inherited[key] ?? (key === "max_tokens" ? inherited.max_output_tokens : undefined);
+      $(id).placeholder = typeof value === "number" ? `assistant: ${value}` : "model default";
+    }
+    $("set-assistant").hidden = !named;
+    $("set-assistant").textContent = named
+      ? `Assistant: ${label(named)}. ${own ? "Its instructions are the system prompt below." : "Its instructions are the system prompt unless you write one here."}`
+      : "";
     $("set-temperature").value = params.temperature ?? "";
     $("set-top-p").value = params.top_p ?? "";
     $("set-max-tokens").value = params.max_tokens ?? "";
