@@ -118,7 +118,7 @@ class Services:
             from hearth.services.assistants import AssistantService
             from hearth.threads.assistants import AssistantStore
 
-            self._assistants = AssistantService(AssistantStore(self.settings.home / "assistants"))
+            self._assistants = AssistantService(AssistantStore(self.settings.assistants_dir))
         return self._assistants
 
     @classmethod
