@@ -22,6 +22,7 @@ from hearth.server import (
     health,
     imports,
     inference,
+    jan,
     models,
     ollama,
     responses,
@@ -85,8 +86,15 @@ RESPONSES = Face(
 )
 MANAGEMENT = Face(
     "management",
-    (imports.router, downloads.router, models.router, running.router),
-    paths=("/v1/models", "/v1/models/*", "/v1/downloads", "/v1/downloads/*", "/v1/running"),
+    (imports.router, downloads.router, models.router, running.router, jan.router),
+    paths=(
+        "/v1/models",
+        "/v1/models/*",
+        "/v1/downloads",
+        "/v1/downloads/*",
+        "/v1/running",
+        "/v1/jan/*",
+    ),
 )
 THREADS = Face(  # conversations as files; their messages carry pasted images as data: URLs
     "threads",
