@@ -56,7 +56,9 @@ PROVIDERS: list[Any] = [
 
 
 def _folder(tmp_path: Path, providers: list[Any] | None = None) -> Path:
-    return make_jan_folder(tmp_path / "data", providers=PROVIDERS if providers is None else providers)
+    return make_jan_folder(
+        tmp_path / "data", providers=PROVIDERS if providers is None else providers
+    )
 
 
 def _by_engine(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -119,7 +121,10 @@ def test_non_http_urls_and_odd_names_are_never_suggested(tmp_path: Path) -> None
     [
         (b"{not json", "not valid JSON"),
         (json.dumps({"model-provider": "{broken"}).encode(), "not valid JSON"),
-        (json.dumps({"model-provider": json.dumps({"state": {"providers": 3}})}).encode(), "no providers list"),
+        (
+            json.dumps({"model-provider": json.dumps({"state": {"providers": 3}})}).encode(),
+            "no providers list",
+        ),
         (b"[" * 200_000 + b"]" * 200_000, "not valid JSON"),
         (json.dumps({"model-provider": "[" * 100_000}).encode(), "not valid JSON"),
         (b" " * (MAX_SETTINGS_BYTES + 1), "larger than"),
