@@ -80,6 +80,7 @@ def test_each_provider_shown_with_the_engine_json_that_would_enable_it(tmp_path:
     assert openai["engine_json_path"] == str(data / "hearth" / "engines" / "openai" / "engine.json")
     assert openai["models"] == ["gpt-4o", "gpt-4o-mini"] and openai["active"] is True
     assert openai["configured"] == "built-in profile"
+    assert "a model.json and the key variable are enough" in openai["notes"][0]
     assert openai["model_json"] == {
         "engine": "openai",
         "format": "api",
@@ -96,7 +97,7 @@ def test_keys_and_credentials_in_the_blob_never_come_out(tmp_path: Path) -> None
     answer = jan_providers(load_settings(home=_folder(tmp_path), env={}))
     text = json.dumps(answer)
     assert SECRET not in text and HEADER_SECRET not in text
-    corp = _by_engine(answer)["my-corp-..-..-llm"]
+    corp = _by_engine(answer)["my-corp-llm"]
     assert corp["engine_json"]["base_url"] == "https://llm.corp.example:8443/v1"
     assert corp["models"] == ["corp/m1"] and corp["models_total"] == 3
     assert any("user info, query or fragment" in n for n in corp["notes"])
@@ -114,6 +115,7 @@ def test_non_http_urls_and_odd_names_are_never_suggested(tmp_path: Path) -> None
     for engine in shown:
         assert "/" not in engine and "\\" not in engine and not engine.startswith(".")
     assert engine_folder("../../etc", 0) == "etc" and engine_folder("Ü", 3) == "jan-provider-4"
+    assert engine_folder("a..b", 0) == "a-b" and engine_folder("x" * 300, 0) == "x" * 64
 
 
 @pytest.mark.parametrize(
@@ -144,7 +146,7 @@ def test_the_suggestion_is_an_engine_hearth_accepts(tmp_path: Path) -> None:
     usable (not `invalid`), and the provider then reads as configured."""
     data = _folder(tmp_path)
     settings = load_settings(home=data, env={})
-    corp = _by_engine(jan_providers(settings))["my-corp-..-..-llm"]
+    corp = _by_engine(jan_providers(settings))["my-corp-llm"]
     for key in ("engine_json", "model_json"):
         path = Path(corp[f"{key}_path"])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,7 @@ def test_the_suggestion_is_an_engine_hearth_accepts(tmp_path: Path) -> None:
     remote = services.engines.planner.profile(services.store.get(model_id))
     assert remote.base_url == "https://llm.corp.example:8443/v1"
     assert remote.api_key_env == "MY_CORP_LLM_API_KEY" and remote.upstream_model == "corp/m1"
-    assert _by_engine(jan_providers(settings))["my-corp-..-..-llm"]["configured"] == "engine.json"
+    assert _by_engine(jan_providers(settings))["my-corp-llm"]["configured"] == "engine.json"
 
 
 def test_the_route_answers_without_keys_and_logs_none(

@@ -60,10 +60,9 @@ def _print_one(p: dict[str, Any]) -> None:
     state = "active in Jan" if p.get("active") else "inactive in Jan"
     configured = p.get("configured")
     hearth = f"Hearth has it ({configured})" if configured else "not in Hearth yet"
-    echo(
-        f"  {paint(clean(p.get('engine'), 80), 'cyan')}  {clean(p.get('name'), 80)} · {state} · "
-        f"{hearth}"
-    )
+    engine, name = clean(p.get("engine"), 80), clean(p.get("name"), 80)
+    named = f"  ({name})" if name != engine else ""
+    echo(f"  {paint(engine, 'cyan')}{named} · {state} · {hearth}")
     models = [clean(m, 80) for m in p.get("models") or []]
     total = p.get("models_total") or len(models)
     if models:

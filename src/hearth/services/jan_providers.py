@@ -52,13 +52,15 @@ KEY_VARIABLES = {
 }
 _BAD_RUN = re.compile(r"[^a-z0-9._\-]+")
 _ENV_BAD = re.compile(r"[^A-Z0-9]+")
+#: Runs of separators ("--", "..", "-.-") become one "-": no ".." even inside a name.
+_RUNS = re.compile(r"[-.]{2,}")
 
 
 def engine_folder(name: str, index: int) -> str:
     """A provider's name as a folder under engines/: lower-case letters, digits, `.`, `_`,
     `-`, never starting with `.` or `-` (so never `..`, a path, or hidden), at most 64 chars."""
     candidate = _BAD_RUN.sub("-", name.lower()).strip("-.")
-    candidate = re.sub(r"-{2,}", "-", candidate)[:MAX_NAME].rstrip("-.")
+    candidate = _RUNS.sub("-", candidate)[:MAX_NAME].rstrip("-.")
     return candidate if is_valid_id(candidate) else f"jan-provider-{index + 1}"
 
 
@@ -123,7 +125,7 @@ def _header_names(value: Any) -> list[str]:
 def _hearth_model_id(engine: str, upstream: str) -> str:
     """A Hearth id for one of the provider's models: `<engine>-<model>`, sanitised."""
     candidate = _BAD_RUN.sub("-", f"{engine}-{upstream}".lower()).strip("-.")
-    candidate = re.sub(r"-{2,}", "-", candidate)[:128].rstrip("-.")
+    candidate = _RUNS.sub("-", candidate)[:128].rstrip("-.")
     return candidate if is_valid_id(candidate) else f"{engine}-model"
 
 
@@ -160,10 +162,14 @@ def describe(
         )
     key_env = key_variable(engine)
     configured = _configured(settings, engine)
-    if configured == "built-in profile" and base_url and base_url != PROVIDERS[engine][0]:
+    if configured == "built-in profile" and base_url:
+        builtin = PROVIDERS[engine][0]
         notes.append(
-            f"Hearth's built-in '{engine}' profile sends to {PROVIDERS[engine][0]}; add the "
-            "engine.json to use Jan's URL instead."
+            f"Hearth's built-in '{engine}' profile already sends to {builtin}: a model.json "
+            "and the key variable are enough."
+            if base_url == builtin
+            else f"Hearth's built-in '{engine}' profile sends to {builtin}; add the engine.json "
+            "to use Jan's URL instead."
         )
     engine_json = (
         {"type": "openai-compatible", "base_url": base_url, "api_key_env": key_env}
