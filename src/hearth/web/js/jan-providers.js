@@ -30,7 +30,8 @@ function providerCard(p) {
       p.base_url ? h("span", {}, h("b", {}, p.base_url)) : null),
     models.length ? h("div.id", {}, `Jan's models: ${models.slice(0, 8).join(", ")}${models.length > 8 ? ", …" : ""}${more}`) : null,
     p.engine_json ? fileBlock(`the engine.json for ${p.engine}`, p.engine_json_path, p.engine_json) : null,
-    p.engine_json ? fileBlock(`the model.json for ${p.engine}`, p.model_json_path, p.model_json) : null,
+    p.engine_json ? h("details.model-json", {}, h("summary", {}, "and a model.json for one of its models"),
+      fileBlock(`the model.json for ${p.engine}`, p.model_json_path, p.model_json)) : null,
     p.engine_json ? h("p.hint", {}, `Then set ${p.api_key_env} to the key (Jan keeps it in its keyring; Hearth never reads it) and restart Hearth.`) : null,
     ...(p.notes ?? []).map((note) => h("p.hint", { role: "note" }, note)));
 }
