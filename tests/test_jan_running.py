@@ -34,6 +34,7 @@ from hearth.server.serve import bind_socket
 from hearth.services import Services
 from tests.support.janfolder import make_jan_folder
 from tests.support.server import HearthProcess, ThreadedServer, free_port
+from tests.test_jan_providers import PROVIDERS, SECRET
 
 JAN_OPENAPI = {"openapi": "3.0.0", "info": {"title": "Jan API Server Endpoints", "version": "1.0"}}
 #: `python -c` as `hearth`, with the default port moved to the test's (read from the env).
@@ -134,11 +135,16 @@ def test_default_port_held_by_jan_moves_hearth_and_the_cli_finds_it(tmp_path: Pa
     """`hearth serve` with the default port held by Jan's server: serves on another port, says
     so in one line, and `hearth ps` / `hearth ls` find it through server.json; Jan's app
     running on the same data folder is warned about once."""
-    data = make_jan_folder(tmp_path / "data")
+    data = make_jan_folder(tmp_path / "data", providers=PROVIDERS)
     with jan_server() as jan_port, fake_jan_app(tmp_path) as jan_app:
         assert jan_app.pid in jan_processes()
         server = HearthProcess(
-            data, "--no-starter", launcher=LAUNCHER, env={"TEST_DEFAULT_PORT": str(jan_port)}
+            data,
+            "--no-starter",
+            "--log-level",
+            "debug",
+            launcher=LAUNCHER,
+            env={"TEST_DEFAULT_PORT": str(jan_port)},
         )
         at = server.args.index("--port")
         del server.args[at : at + 2]  # the port comes from the (moved) default
@@ -154,6 +160,9 @@ def test_default_port_held_by_jan_moves_hearth_and_the_cli_finds_it(tmp_path: Pa
     assert published.port != jan_port
     assert ps.returncode == 0 and json.loads(ps.stdout) == [], ps.stdout + ps.stderr
     assert ls.returncode == 0, ls.stdout + ls.stderr
+    assert "Jan's remote providers" in ls.stdout
+    assert "GET /v1/jan/providers" in server.output  # ls asked the server (its access log)
+    assert SECRET not in ls.stdout + ls.stderr and SECRET not in server.output
     out = server.output
     assert f"Port {jan_port} (Hearth's default) is taken by Jan's Local API Server" in out
     assert f"Hearth serves on http://127.0.0.1:{published.port} instead" in out

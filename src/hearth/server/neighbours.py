@@ -32,10 +32,10 @@ JAN_SERVER = "Jan's Local API Server"
 JAN_PROCESS_NAMES = frozenset({"jan", "jan.exe"})
 #: The line `hearth serve` logs when the home is a Jan folder and Jan runs (README quotes it).
 JAN_RUNNING_WARNING = (
-    "Jan is running (pid {pids}) on this data folder too. While both run: reading models and "
-    "conversations is safe; Jan rewrites files it holds in memory, so a conversation edited "
-    "in both, or model settings changed in both, may be overwritten by Jan. Quit Jan before "
-    "editing the same conversation or model in Hearth."
+    "Jan is running (pid {pids}). If it uses this data folder too, while both run: reading "
+    "models and conversations is safe; Jan rewrites files it holds in memory, so a "
+    "conversation edited in both, or model settings changed in both, may be overwritten by "
+    "Jan. Quit Jan before editing the same conversation or model in Hearth."
 )
 
 
