@@ -130,6 +130,7 @@ def test_non_http_urls_and_odd_names_are_never_suggested(tmp_path: Path) -> None
         (b"[" * 200_000 + b"]" * 200_000, "not valid JSON"),
         (json.dumps({"model-provider": "[" * 100_000}).encode(), "not valid JSON"),
         (b" " * (MAX_SETTINGS_BYTES + 1), "larger than"),
+        (b"[1, 2]", "not a JSON object"),
     ],
 )
 def test_a_broken_or_huge_settings_json_is_an_error_never_an_exception(
@@ -178,6 +179,22 @@ def test_the_route_answers_without_keys_and_logs_none(
     assert broken.status_code == 200 and "not valid JSON" in broken.json()["error"]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert SECRET not in logged and HEADER_SECRET not in logged
+
+
+def test_lone_surrogates_in_the_blob_are_never_a_500(tmp_path: Path) -> None:
+    odd = [
+        {
+            "provider": "x\ud800y",
+            "base_url": "https://h.example/v\udfff",
+            "models": [{"id": "m\ud800"}],
+        }
+    ]
+    data = _folder(tmp_path, odd)
+    with ThreadedServer(Services.create(load_settings(home=data, env={}))) as server:
+        answer = httpx.get(f"{server.url}/v1/jan/providers")
+    assert answer.status_code == 200
+    (shown,) = answer.json()["data"]
+    assert shown["engine"] == "x-y" and shown["name"] == "x?y" and shown["models"] == ["m?"]
 
 
 def test_outside_a_jan_folder_there_are_none(tmp_path: Path) -> None:

@@ -195,6 +195,18 @@ def describe(
     }
 
 
+def _scrub(value: Any) -> Any:
+    """Strings made valid UTF-8 (a lone surrogate from the file would fail the answer's
+    encoding: a 500), in lists and dicts too."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    return value
+
+
 def _read_blob(path: Path) -> tuple[list[Any], str | None]:
     """The `providers` list in Jan's settings.json, or [] and why not (never raises)."""
     try:
@@ -213,6 +225,8 @@ def _read_blob(path: Path) -> tuple[list[Any], str | None]:
             blob = json.loads(blob)
     except (ValueError, RecursionError):
         return [], f"Jan's {path} is not valid JSON (or its model-provider entry is not)."
+    if not isinstance(outer, dict):
+        return [], f"Jan's {path} is not a JSON object (Jan writes one of strings)."
     if blob is None:
         return [], None
     state = blob.get("state") if isinstance(blob, dict) else None
@@ -238,5 +252,5 @@ def jan_providers(settings: Settings) -> dict[str, Any]:
     for index, raw in enumerate(providers[:MAX_PROVIDERS]):
         shown = describe(settings, raw, index, taken) if isinstance(raw, dict) else None
         if shown is not None:
-            answer["data"].append(shown)
+            answer["data"].append(_scrub(shown))
     return answer
