@@ -118,6 +118,17 @@ def test_non_http_urls_and_odd_names_are_never_suggested(tmp_path: Path) -> None
     assert engine_folder("a..b", 0) == "a-b" and engine_folder("x" * 300, 0) == "x" * 64
 
 
+def test_a_provider_named_like_a_hearth_engine_kind_gets_its_own_folder(tmp_path: Path) -> None:
+    """`llama-cpp` is Hearth's local engine (its engine.json holds llama.cpp's defaults): a Jan
+    provider called that must never be told to overwrite it."""
+    odd = [
+        {"provider": "Llama CPP", "base_url": "https://a.example/v1"},
+        {"provider": "openai-compatible", "base_url": "https://b.example/v1"},
+    ]
+    shown = jan_providers(load_settings(home=_folder(tmp_path, odd), env={}))["data"]
+    assert [p["engine"] for p in shown] == ["jan-llama-cpp", "jan-openai-compatible"]
+
+
 @pytest.mark.parametrize(
     ("content", "says"),
     [

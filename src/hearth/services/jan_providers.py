@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hearth.core.config import Settings
+from hearth.engines import registry
 from hearth.engines.remote import PROVIDERS
 from hearth.models.ids import is_valid_id
 
@@ -137,31 +138,31 @@ def _configured(settings: Settings, engine: str) -> str | None:
     return "built-in profile" if engine in PROVIDERS else None
 
 
-def describe(
-    settings: Settings, raw: dict[str, Any], index: int, taken: set[str]
-) -> dict[str, Any] | None:
-    """One provider as shown, built from whitelisted fields only; None for Jan's local engines.
-
-    `taken`: engine folders already suggested (two names that sanitise alike stay apart)."""
-    name = raw.get("provider")
-    if not isinstance(name, str) or not name.strip():
-        name = f"provider {index + 1}"
-    if name.strip().lower() in LOCAL_ENGINES:
-        return None
+def _engine_name(name: str, index: int, taken: set[str]) -> str:
+    """The engine folder for a provider: sanitised, never the name (or an alias) of an engine
+    kind Hearth has (`llama-cpp`, `openai-compatible`...: its engine.json is another engine's),
+    never one already suggested (two names that sanitise alike stay apart)."""
     engine = engine_folder(name, index)
+    if registry.get(engine) is not None or registry.canonical_name(engine) != engine:
+        engine = f"jan-{engine}"[:MAX_NAME]
     if engine in taken:
         engine = f"{engine[:50]}-{index + 1}"
     taken.add(engine)
-    base_url, notes = _clean_url(raw.get("base_url"))
-    models, total = _model_ids(raw.get("models"))
+    return engine
+
+
+def _notes(
+    engine: str, base_url: str | None, configured: str | None, raw: dict[str, Any]
+) -> list[str]:
+    """What the user should know beside the suggestion (headers Hearth would not send, the
+    built-in profile of the same name)."""
+    notes = []
     headers = _header_names(raw.get("custom_header"))
     if headers:
         notes.append(
             f"Jan sends custom headers ({', '.join(headers)}); Hearth's openai-compatible "
             "engine sends only the key."
         )
-    key_env = key_variable(engine)
-    configured = _configured(settings, engine)
     if configured == "built-in profile" and base_url:
         builtin = PROVIDERS[engine][0]
         notes.append(
@@ -171,11 +172,23 @@ def describe(
             else f"Hearth's built-in '{engine}' profile sends to {builtin}; add the engine.json "
             "to use Jan's URL instead."
         )
-    engine_json = (
-        {"type": "openai-compatible", "base_url": base_url, "api_key_env": key_env}
-        if base_url
-        else None
-    )
+    return notes
+
+
+def describe(
+    settings: Settings, raw: dict[str, Any], index: int, taken: set[str]
+) -> dict[str, Any] | None:
+    """One provider as shown, built from whitelisted fields only; None for Jan's local engines."""
+    name = raw.get("provider")
+    if not isinstance(name, str) or not name.strip():
+        name = f"provider {index + 1}"
+    if name.strip().lower() in LOCAL_ENGINES:
+        return None
+    engine = _engine_name(name, index, taken)
+    base_url, url_notes = _clean_url(raw.get("base_url"))
+    models, total = _model_ids(raw.get("models"))
+    key_env = key_variable(engine)
+    configured = _configured(settings, engine)
     upstream = models[0] if models else "MODEL-NAME"
     model_id = _hearth_model_id(engine, upstream)
     return {
@@ -186,12 +199,16 @@ def describe(
         "api_key_env": key_env,
         "configured": configured,
         "engine_json_path": str(settings.engines_dir / engine / "engine.json"),
-        "engine_json": engine_json,
+        "engine_json": (
+            {"type": "openai-compatible", "base_url": base_url, "api_key_env": key_env}
+            if base_url
+            else None
+        ),
         "model_json_path": str(settings.models_dir / model_id / "model.json"),
         "model_json": {"engine": engine, "format": "api", "engine_parameters": {"model": upstream}},
         "models": models,
         "models_total": total,
-        "notes": notes,
+        "notes": url_notes + _notes(engine, base_url, configured, raw),
     }
 
 
