@@ -101,10 +101,10 @@ def fake_jan_app(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=10)
 
 
-def test_the_holder_is_told_apart_by_its_answer() -> None:
+def test_the_holder_is_told_apart_by_its_answer(tmp_path: Path) -> None:
     with jan_server() as port:
         assert port_holder("127.0.0.1", port) == JAN_SERVER
-    services = Services.create(load_settings(home=Path("/nonexistent-hearth-home"), env={}))
+    services = Services.create(load_settings(home=tmp_path / "home", env={}))
     with ThreadedServer(services) as hearth:
         assert port_holder("127.0.0.1", hearth.port) == "another Hearth"
 
