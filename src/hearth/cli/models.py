@@ -47,16 +47,16 @@ def models_table(models: list[dict[str, Any]]) -> Table:
 def list_models(args: argparse.Namespace) -> None:
     """List models: id, name, format, size, status."""
     from hearth.cli.backend import LocalBackend, server_for
-    from hearth.cli.output import echo
 
     address = address_from(args)
     remote = server_for(address)
     if remote is not None:
         models = remote.list_models()
         if args.as_json:
-            echo(json.dumps(models, indent=2))
+            _print_json(models, remote if args.providers else None)
         else:
             print_listing(models, remote.import_errors())
+            _jan_section(address.jan, remote)
         return
     from hearth.cli import listcache
 
@@ -71,12 +71,34 @@ def list_models(args: argparse.Namespace) -> None:
     started = time.time_ns()
     models = local.list_models()
     if args.as_json:
-        echo(json.dumps(models, indent=2))
+        _print_json(models, local if args.providers else None)
         return
     problems = local.import_errors()
     print_listing(models, problems)
+    _jan_section(address.jan, local)
     if cache:
         listcache.save(home, started, models, problems, listcache.outside_paths(local.services))
+
+
+def _print_json(models: list[dict[str, Any]], providers_from: Any) -> None:
+    """`--json`: the API's model list as it always was; with `--providers`, an object holding
+    it and Jan's providers (`{"models": [...], "jan_providers": {...}}`)."""
+    from hearth.cli.output import echo
+
+    if providers_from is None:
+        echo(json.dumps(models, indent=2))
+        return
+    from hearth.cli.janproviders import providers_of
+
+    echo(json.dumps({"models": models, "jan_providers": providers_of(providers_from)}, indent=2))
+
+
+def _jan_section(jan: bool, backend: Any) -> None:
+    """In a Jan data folder: Jan's remote providers after the table."""
+    if jan:
+        from hearth.cli.janproviders import print_providers, providers_of
+
+        print_providers(providers_of(backend))
 
 
 def print_listing(models: list[dict[str, Any]], problems: list[dict[str, Any]]) -> None:
@@ -166,6 +188,16 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _list_flags(parser: argparse.ArgumentParser) -> None:
+    _json_flag(parser)
+    parser.add_argument(
+        "--providers",
+        action="store_true",
+        help='with --json: print {"models": [...], "jan_providers": {...}} (Jan\'s remote '
+        "providers, in a Jan data folder) instead of the bare model list",
+    )
+
+
 def _removing(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_ids", nargs="+", metavar="ID")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -175,7 +207,7 @@ def add_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     """`hearth ls` (alias `list`), `hearth rm` and the `hearth models` group."""
-    _json_flag(command(sub, "ls", list_models, parents=[common], aliases=["list"]))
+    _list_flags(command(sub, "ls", list_models, parents=[common], aliases=["list"]))
     _removing(command(sub, "rm", remove, parents=[common]))
     group: argparse.ArgumentParser = sub.add_parser(
         "models",
@@ -185,7 +217,7 @@ def add_commands(
     )
     group.set_defaults(help_of=group)
     verbs = group.add_subparsers(title="commands", metavar="COMMAND")
-    _json_flag(command(verbs, "list", list_models, parents=[common]))
+    _list_flags(command(verbs, "list", list_models, parents=[common]))
     command(verbs, "show", show, parents=[common]).add_argument("model_id", metavar="ID")
     editing = command(verbs, "edit", edit, parents=[common])
     editing.add_argument("model_id", metavar="ID")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hearth.core.errors import InvalidRequest
 from hearth.core.home import (
+    DEFAULT_PORT,
     SETTINGS_FILE,
     Home,
     base_url,
@@ -49,7 +50,7 @@ class Settings(BaseModel):
         "files go in its `hearth/` folder.",
     )
     host: str = Field("127.0.0.1", description="Address the API server binds to.")
-    port: int = Field(1337, ge=0, le=65535, description="Port the API server listens on.")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port the API server listens on.")
     api_key: str | None = Field(
         None,
         description="If set, every route but /health and /docs needs 'Authorization: Bearer "

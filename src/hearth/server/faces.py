@@ -23,6 +23,7 @@ from hearth.server import (
     health,
     imports,
     inference,
+    jan,
     models,
     ollama,
     responses,
@@ -86,7 +87,14 @@ RESPONSES = Face(
 )
 MANAGEMENT = Face(
     "management",
-    (imports.router, downloads.router, models.router, running.router, assistants.router),
+    (
+        imports.router,
+        downloads.router,
+        models.router,
+        running.router,
+        assistants.router,
+        jan.router,
+    ),
     paths=(
         "/v1/models",
         "/v1/models/*",
@@ -95,6 +103,7 @@ MANAGEMENT = Face(
         "/v1/running",
         "/v1/assistants",
         "/v1/assistants/*",
+        "/v1/jan/*",
     ),
 )
 THREADS = Face(  # conversations as files; their messages carry pasted images as data: URLs

@@ -21,6 +21,7 @@ from hearth.core.instance import HomeInstance
 from hearth.server import memdebug
 from hearth.server.app import Hook, create_app
 from hearth.server.httpproto import TargetKeepingProtocol
+from hearth.server.neighbours import holder_fix, port_holder, warn_if_jan_runs
 from hearth.services import Services
 
 log = logging.getLogger("hearth")
@@ -59,29 +60,76 @@ def check_bind_policy(settings: Settings) -> None:
         )
 
 
-def bind_socket(settings: Settings) -> socket.socket:
-    """Bind the listening socket ourselves so a taken port is a clear error, not a silent one."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+#: With the default port taken, how many ports after it to try before any free one.
+FALLBACK_PORTS = 20
+
+
+class PortTaken(Exception):
+    """The port is in use (EADDRINUSE)."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
     # accepted ones inherit it. Without it, Nagle delays each streamed response ~40 ms on a
     # kept-alive connection (waiting for the client's delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((settings.host.strip("[]"), settings.port))
+        sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ServeError(
-                f"Port {settings.port} on {settings.host} is already in use (another Hearth, Jan "
-                "or Ollama?). Stop that program, or choose another port with --port N "
-                "(or HEARTH_PORT)."
-            ) from exc
-        raise ServeError(
-            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}."
-        ) from exc
+            raise PortTaken from exc
+        raise ServeError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def _fallback(host: str, port: int) -> socket.socket:
+    """The first free port after `port` (a few tried), else any free one."""
+    for candidate in range(port + 1, min(port + 1 + FALLBACK_PORTS, 65536)):
+        with contextlib.suppress(PortTaken):
+            return _bind(host, candidate)
+    return _bind(host, 0)
+
+
+def bind_socket(settings: Settings) -> socket.socket:
+    """Bind the listening socket ourselves so a taken port is a clear error, never a silent one.
+
+    A port the user chose (--port, HEARTH_PORT, settings.json) that is taken is an error naming
+    who holds it and the fix. The default port taken (Jan's own server listens on 1337 too):
+    Hearth serves on the next free port and says so in one line; server.json publishes it, so
+    every `hearth` command still finds the server."""
+    host, port = settings.host, settings.port
+    try:
+        return _bind(host, port)
+    except PortTaken:
+        holder = port_holder(host, port)
+    if "port" in settings.model_fields_set:
+        raise ServeError(
+            f"Port {port} on {host} is already in use by {holder}. Choose another port with "
+            f'--port N (or HEARTH_PORT, or "port" in settings.json), {holder_fix(holder)}.'
+        )
+    try:
+        sock = _fallback(host, port)
+    except PortTaken:
+        raise ServeError(
+            f"Port {port} on {host} is in use by {holder} and no other port was free. "
+            "Choose one with --port N."
+        ) from None
+    actual = sock.getsockname()[1]
+    log.warning(
+        "Port %d (Hearth's default) is taken by %s: Hearth serves on http://%s:%d instead. "
+        "`hearth` commands find it by themselves; other programs need this address, or pass "
+        "--port N to choose one.",
+        port,
+        holder,
+        host,
+        actual,
+    )
+    settings.port = actual  # the address Hearth's own messages give from now on
     return sock
 
 
@@ -117,6 +165,7 @@ def serve(
             settings.home,
             settings.state_dir,
         )
+        warn_if_jan_runs()
     else:
         log.info("Hearth home: %s", settings.home)
     log.info(

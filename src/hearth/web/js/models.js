@@ -2,6 +2,7 @@
 // loaded models, and a model's parameters (a form, or its model.json as JSON).
 
 import { api, enc, raw, readEvents } from "./api.js";
+import { janProvidersSection } from "./jan-providers.js";
 import { openEditor } from "./model-editor.js";
 import {
   STATUS_TEXT, ago, capabilitiesOf, confirmDialog, contextOf, formatBytes, formatDuration, h,
@@ -48,6 +49,7 @@ export class ModelsView {
     this.modelList = h("div.model-list");
     this.runningCount = h("span.count");
     this.modelCount = h("span.count");
+    this.janProviders = janProvidersSection();
     this.body.replaceChildren(
       h("section", { "aria-labelledby": "add-title" }, h("h2", { id: "add-title" }, "Add a model"),
         h("div.add-forms", {}, this.pullForm(), this.importForm())),
@@ -56,7 +58,8 @@ export class ModelsView {
       h("section", { "aria-labelledby": "run-title" },
         h("h2", { id: "run-title" }, "Loaded", this.runningCount), this.runningList),
       h("section", { "aria-labelledby": "all-title" },
-        h("h2", { id: "all-title" }, "All models", this.modelCount), this.modelList));
+        h("h2", { id: "all-title" }, "All models", this.modelCount), this.modelList),
+      this.janProviders.section);
   }
 
   pullForm() {
@@ -117,6 +120,7 @@ export class ModelsView {
 
   show() {
     this.refresh();
+    this.janProviders.load(); // once per visit: Jan's settings change rarely
     clearInterval(this.timer);
     this.timer = setInterval(() => !document.hidden && this.refresh(), REFRESH_MS);
   }
