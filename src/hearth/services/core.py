@@ -113,7 +113,7 @@ class Services:
 
         ensure_home(settings)
         roots = FileRoots(settings.state_dir, settings.import_dirs)
-        store = ModelStore(settings.models_dir, roots, RULES)
+        store = ModelStore(settings.models_dir, roots, RULES, settings.jan_models_dir)
         store.sweep_trash()
         errors = ImportErrors(settings.logs_dir / "import-errors.json")
         importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
