@@ -26,6 +26,9 @@ _MODEL_EXTENSIONS = (".gguf", ".bin", ".ggml")
 
 #: Jan's ids nest `<author>/<name>`; a few levels more are accepted, never without end.
 MAX_JAN_SEGMENTS = 8
+MAX_JAN_ID_LENGTH = MAX_JAN_SEGMENTS * (MAX_ID_LENGTH + 1) - 1
+#: A Hearth id or a Jan id, as a regular expression (the API's documented model id).
+ANY_ID_PATTERN = f"{_ID_RE.pattern}(/{_ID_RE.pattern}){{0,{MAX_JAN_SEGMENTS - 1}}}"
 
 
 def is_valid_id(model_id: str) -> bool:
