@@ -214,3 +214,45 @@ def test_a_changed_model_yml_is_read_again_an_unchanged_one_is_not(tmp_path: Pat
     write_llamacpp_settings(data, {"threads": 3})
     third = store.get(NESTED)
     assert third.info is not None and third.info.engine_parameters["cpu_threads"] == 3
+
+
+def test_files_in_jans_older_tree_are_never_imported(tmp_path: Path) -> None:
+    """models/ in a Jan folder is Jan's older tree: the drop-in watcher stays off there."""
+    from tests.support.server import ThreadedServer
+
+    data = jan_folder(tmp_path)
+    dropped = _gguf(data / "models" / "dropped.gguf")
+    with ThreadedServer(services(data)) as server:
+        assert server.services.watcher is None
+        with server.http() as http:
+            ids = {m["id"] for m in http.get("/v1/models").json()["data"]}
+    assert dropped.is_file() and not (data / "models" / "dropped").exists()
+    assert "dropped" not in ids and NESTED in ids
+
+
+def test_chat_template_a_body_a_builtin_name_or_a_file_inside_the_folder(tmp_path: Path) -> None:
+    data = jan_folder(tmp_path)
+    tiny = _gguf(tmp_path / "t.gguf")
+    inside = data / "llamacpp" / "models" / "t" / "chat_template.jinja"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("{{ 'from a file' }}")
+    secret = tmp_path / "secret.jinja"
+    secret.write_text("{{ 'outside' }}")
+    add_imported_model(data, "t/file", tiny, chat_template=str(inside))
+    add_imported_model(
+        data, "t/relative", tiny, chat_template="llamacpp/models/t/chat_template.jinja"
+    )
+    add_imported_model(data, "t/builtin", tiny, chat_template="chatml")
+    add_imported_model(data, "t/outside", tiny, chat_template=str(secret))
+    add_imported_model(data, "t/device", tiny, chat_template="/dev/zero")
+    add_imported_model(data, "t/climb", tiny, chat_template="../secret.jinja")
+    store = services(data).store
+    for model_id in ("t/file", "t/relative"):
+        info = store.get(model_id).info
+        assert info is not None and info.engine_parameters["chat_template"] == "{{ 'from a file' }}"
+    builtin = store.get("t/builtin").info
+    assert builtin is not None and "chat_template" not in builtin.engine_parameters
+    for model_id in ("t/outside", "t/device", "t/climb"):
+        entry = store.get(model_id)
+        assert entry.status == "invalid" and "'chat_template'" in str(entry.error), model_id
+        assert "{{" not in str(entry.error)  # a file's text is never quoted

@@ -137,7 +137,11 @@ class Services:
             )
         # answers a killed server left `pending` become `error`, keeping their text
         await asyncio.to_thread(lambda: self.threads.start_recovery())
-        if self.settings.watch and self.watcher is None:
+        if self.settings.watch and self.settings.jan:
+            # models/ in a Jan folder is Jan's older tree (Cortex files, paths other models.yml
+            # may point at): a file there is Jan's to keep, never one to move into a folder.
+            log.info("drop-in import is off in a Jan data folder (its models/ is Jan's own)")
+        elif self.settings.watch and self.watcher is None:
             self.watcher = ModelsWatcher(self.importer)
             await asyncio.to_thread(self.watcher.start)
 
