@@ -256,3 +256,19 @@ def test_chat_template_a_body_a_builtin_name_or_a_file_inside_the_folder(tmp_pat
         entry = store.get(model_id)
         assert entry.status == "invalid" and "'chat_template'" in str(entry.error), model_id
         assert "{{" not in str(entry.error)  # a file's text is never quoted
+
+
+def test_a_yaml_alias_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
+    """Aliases make a few bytes of model.yml into a huge structure (Jan never writes one):
+    that model is invalid, named, and nothing ever walks the expansion."""
+    data = jan_folder(tmp_path)
+    _gguf(tmp_path / "b.gguf")
+    layers = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    layers += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    folder = data / "llamacpp" / "models" / "bomb"
+    folder.mkdir()
+    text = "\n".join([f"model_path: {tmp_path / 'b.gguf'}", *layers, "size_bytes: *a8"]) + "\n"
+    (folder / "model.yml").write_text(text)
+    entry = services(data).store.get("bomb")
+    assert entry.status == "invalid" and "anchors or aliases" in str(entry.error)
+    assert entry.raw is None and len(entry.to_api_json()) < 4096

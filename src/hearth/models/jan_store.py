@@ -25,6 +25,7 @@ from hearth.models.janmodels import (
     read_jan_model,
     read_llamacpp_settings,
     walk_sorted,
+    yml_key,
 )
 from hearth.models.janyml import MODEL_YML
 from hearth.models.schema import EngineRules, SchemaError, normalize
@@ -49,8 +50,8 @@ class JanShelf:
         self.engines = engines
         self.settings_path = models_dir.parent / SETTINGS_FILE
         self._settings: tuple[Key, dict[str, Any]] = ((-1,), {})
-        #: id -> (model.yml's key + settings' key, the files' keys, entry)
-        self._cache: dict[str, tuple[Key, tuple[Key, ...], ModelEntry]] = {}
+        #: id -> (model.yml's key + settings' key, the files it names, their keys, entry)
+        self._cache: dict[str, tuple[Key, tuple[str, ...], tuple[Key, ...], ModelEntry]] = {}
 
     # ---- reading -----------------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class JanShelf:
             if os.path.lexists(place + "/" + MODEL_YML):
                 if i != len(parts) - 1:
                     return None  # inside a model's folder: Jan never looks there
-                found = JanFolder(model_id, Path(place), Path(place + "/" + MODEL_YML))
+                found = JanFolder(model_id, place, yml_key(place) or ())
                 settings_key, defaults = self.defaults()
                 return self._load(found, settings_key, defaults)[0]
         return None
@@ -109,14 +110,13 @@ class JanShelf:
     ) -> tuple[ModelEntry, int]:
         """The cached entry while model.yml, the settings and the files it names are unchanged;
         else the file read again. Returns (entry, 1 if read)."""
-        key = (*_stat_key(found.yml), -1, *settings_key)
+        key = (*found.key, -1, *settings_key)
         cached = self._cache.get(found.id)
-        if cached is not None and cached[0] == key:
-            entry = cached[2]
-            if tuple(_stat_key(p) for p in entry.files) == cached[1]:
-                return entry, 0
+        if cached and cached[0] == key and tuple(map(_stat_key, cached[1])) == cached[2]:
+            return cached[3], 0
         entry = self._read(found, defaults)
-        self._cache[found.id] = (key, tuple(_stat_key(p) for p in entry.files), entry)
+        paths = tuple(map(str, entry.files))
+        self._cache[found.id] = (key, paths, tuple(map(_stat_key, paths)), entry)
         return entry, 1
 
     def _read(self, found: JanFolder, defaults: dict[str, Any]) -> ModelEntry:

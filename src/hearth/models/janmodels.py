@@ -122,17 +122,39 @@ SETTINGS_MAP: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 @dataclass
 class JanFolder:
-    """A model folder found by the walk: its id, its folder and its model.yml."""
+    """A model folder found by the walk: its id, its folder, and its model.yml's stat key
+    (mtime, ctime, size, inode; empty when it cannot be stat-ed), taken by the walk itself."""
 
     id: str
-    folder: Path
-    yml: Path
+    path: str
+    key: tuple[int, ...] = ()
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def yml(self) -> Path:
+        return Path(self.path + "/" + MODEL_YML)
+
+
+def yml_key(folder: str) -> tuple[int, ...] | None:
+    """model.yml's stat key in `folder`; None when there is none (not a model folder), () when
+    it is there but cannot be stat-ed (a dangling link: still a model, listed invalid)."""
+    try:
+        st = os.stat(folder + "/" + MODEL_YML)
+    except FileNotFoundError:
+        return () if os.path.lexists(folder + "/" + MODEL_YML) else None
+    except OSError:
+        return ()
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
 def walk_models(models_dir: Path) -> Iterator[JanFolder]:
     """Jan's discovery, depth-first in name order: a folder holding model.yml is a model (not
     looked into); others are walked. Unreadable entries, hidden names (`.deleting-*`, temp
-    folders) and links to folders (a loop could never end) are skipped."""
+    folders) and links to folders (a loop could never end) are skipped. One stat per model
+    folder (its model.yml, which the store's cache key needs anyway)."""
     stack: list[tuple[str, str, int]] = [(str(models_dir), "", 0)]
     while stack:
         path, prefix, depth = stack.pop()
@@ -146,11 +168,11 @@ def walk_models(models_dir: Path) -> Iterator[JanFolder]:
             continue
         for name in dirs:
             child = path + "/" + name
-            rel = prefix + name
-            if os.path.lexists(child + "/" + MODEL_YML):
-                yield JanFolder(rel, Path(child), Path(child + "/" + MODEL_YML))
+            key = yml_key(child)
+            if key is not None:
+                yield JanFolder(prefix + name, child, key)
             elif depth + 1 < MAX_DEPTH:
-                stack.append((child, rel + "/", depth + 1))
+                stack.append((child, prefix + name + "/", depth + 1))
 
 
 def walk_sorted(models_dir: Path) -> list[JanFolder]:
@@ -322,9 +344,17 @@ def read_jan_model(
         "engine": DEFAULT_ENGINE,
         "engine_parameters": params,
         "model_parameters": _sampling(yml, shown),
-        "metadata": {k: yml[k] for k in JAN_METADATA_KEYS if k in yml},
+        "metadata": {k: yml[k] for k in JAN_METADATA_KEYS if _plain(yml.get(k))},
     }
     return JanModel(raw=raw, yml=yml, files=files)
+
+
+def _plain(value: Any) -> bool:
+    """A size or a hash, as Jan writes them: never a structure (YAML aliases can make a few
+    bytes of file into a huge one) or a long text."""
+    if isinstance(value, str):
+        return len(value) <= 128
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _rel(data_dir: Path, path: Path) -> str:
