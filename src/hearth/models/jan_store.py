@@ -10,7 +10,9 @@ a few milliseconds of stat calls.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -62,16 +64,25 @@ class JanShelf:
             self._settings = (key, read_llamacpp_settings(self.settings_path, self.engines))
         return self._settings
 
-    def scan(self, pause_every: int = 0) -> Generator[int, None, list[ModelEntry]]:
-        """Every Jan model, in id order; pauses (yields) every `pause_every` models."""
+    def scan(
+        self, pause_every: int = 0, slice_s: float = 0.0
+    ) -> Generator[int, None, list[ModelEntry]]:
+        """Every Jan model, in id order. Like the store's own scan, pauses (yields how many
+        model.yml were read) every `pause_every` models or once a step ran `slice_s` seconds
+        (0: never), so an event loop that drives it is never held up for long (a first list
+        reads every model.yml)."""
         found = walk_sorted(self.models_dir)
         settings_key, defaults = self.defaults()
         entries: list[ModelEntry] = []
-        read = 0
-        for n, folder in enumerate(found, 1):
-            if pause_every and n % pause_every == 0:
+        read, countdown = 0, pause_every
+        clock = time.monotonic
+        deadline = clock() + slice_s if slice_s else math.inf
+        for folder in found:
+            countdown -= 1
+            if countdown == 0 or clock() > deadline:
                 yield read
-                read = 0
+                read, countdown = 0, pause_every
+                deadline = clock() + slice_s if slice_s else math.inf
             entry, fresh = self._load(folder, settings_key, defaults)
             read += fresh
             entries.append(entry)

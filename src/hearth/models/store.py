@@ -114,7 +114,7 @@ class ModelStore:
         entries = yield from self._scan_home(pause_every, slice_s)
         if self.jan is None:
             return entries
-        jan = yield from self.jan.scan(pause_every)
+        jan = yield from self.jan.scan(pause_every, slice_s)
         return self.jan.merge(entries, jan)
 
     def _scan_home(
