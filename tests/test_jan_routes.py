@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import anthropic
 import httpx
@@ -93,7 +94,8 @@ def test_openai_client_lists_retrieves_and_chats_by_the_nested_id(srv: ThreadedS
 def test_the_engine_got_model_ymls_context_and_none_of_the_hostile_settings(
     http: httpx.Client,
 ) -> None:
-    http.post(f"/v1/models/{SMOL}/start", json={}).raise_for_status()
+    started = http.post(f"/v1/models/{quote(SMOL, safe='')}/start", json={})  # as the page
+    assert started.status_code == 200, started.text
     running = {m["id"]: m for m in http.get("/v1/running").json()["data"]}
     assert SMOL in running, running
     engine = running[SMOL]
@@ -109,6 +111,13 @@ def test_the_engine_got_model_ymls_context_and_none_of_the_hostile_settings(
     env = proc.environ()
     assert "LD_PRELOAD" not in env and "HEARTH_JAN_HOSTILE" not in env
     assert not any(EVIL in value for value in env.values())
+
+
+def test_deleting_a_jan_model_is_refused_before_its_engine_stops(http: httpx.Client) -> None:
+    http.post(f"/v1/models/{SMOL}/start", json={}).raise_for_status()
+    r = http.delete(f"/v1/models/{quote(SMOL, safe='')}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "jan_model_read_only"
+    assert SMOL in {m["id"] for m in http.get("/v1/running").json()["data"]}
 
 
 def test_ollama_client_by_the_nested_name(srv: ThreadedServer) -> None:

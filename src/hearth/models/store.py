@@ -44,7 +44,14 @@ from hearth.models.schema import (
     normalize,
 )
 
-__all__ = ["MODEL_JSON", "MODEL_SUFFIXES", "ModelEntry", "ModelStore", "write_json_atomic"]
+__all__ = [
+    "MODEL_JSON",
+    "MODEL_SUFFIXES",
+    "ModelEntry",
+    "ModelStore",
+    "refuse_jan_write",
+    "write_json_atomic",
+]
 
 MODEL_JSON = "model.json"
 PARTIAL_SUFFIXES = (".part", ".download", ".crdownload")
@@ -525,7 +532,7 @@ class ModelStore:
         """Merge-patch model.json, validate (as loading does, plus `check`), write atomically.
         Unknown fields are kept; nothing is written when any check fails."""
         entry = self.get(model_id)
-        _refuse_jan_write(entry, "edited")
+        refuse_jan_write(entry, "edited")
         if "id" in patch and patch["id"] != entry.id:
             raise InvalidRequest(
                 f"The id of '{entry.id}' cannot change. To rename, create a new model.",
@@ -562,7 +569,7 @@ class ModelStore:
     def delete(self, model_id: str) -> ModelEntry:
         """Remove the model's folder. Files outside it (linked originals) are never touched."""
         entry = self.get(model_id)
-        _refuse_jan_write(entry, "deleted")
+        refuse_jan_write(entry, "deleted")
         folder = entry.folder
         with self.locked(folder.name):
             if folder.is_symlink():
@@ -587,7 +594,7 @@ class ModelStore:
         sweep_temp_files(folders)
 
 
-def _refuse_jan_write(entry: ModelEntry, what: str) -> None:
+def refuse_jan_write(entry: ModelEntry, what: str) -> None:
     """Writes to a model Jan keeps are not made here (yet): a clear refusal, never a model.json
     written beside Jan's model.yml."""
     if entry.jan_file is not None:
