@@ -2,7 +2,7 @@
 p50/p95, freshness, idle RSS, and /health latency while many clients list at once.
 
 Run by hand:
-  .venv/bin/python bench/bench_models_list.py [--models 1000] [--calls 300]
+  .venv/bin/python bench/bench_models_list.py [--models 1000] [--calls 300] [--jan]
   .venv/bin/python bench/bench_models_list.py --models 5000 --clients 50 [--seconds 20]
   .venv/bin/python bench/bench_models_list.py --models 5000 --hand-written --clients 20 \
       --load-path /api/tags
@@ -88,6 +88,38 @@ def populate(home: Path, n: int, *, hand_written: bool = False) -> None:
         (folder / "model.gguf").write_bytes(gguf)
 
 
+def populate_jan(data: Path, n: int) -> None:
+    """A Jan data folder with `n` models as Jan's hub downloads leave them: nested ids
+    (`author-7/Model-0007-Q4_K_M`), model.yml with Jan's keys, model.gguf beside it, and Jan's
+    llama.cpp settings file."""
+    from support.janfolder import make_jan_folder, write_llamacpp_settings, write_model_yml
+
+    make_jan_folder(data)
+    write_llamacpp_settings(data, {"threads": -1, "batch_size": 2048, "flash_attn": "auto"})
+    gguf = b"GGUF\x03\x00\x00\x00" + b"\x00" * 16
+    for i in range(n):
+        model_id = f"author-{i % 50}/Model-{i:04d}-Q4_K_M"
+        folder = data / "llamacpp" / "models" / model_id
+        folder.mkdir(parents=True)
+        (folder / "model.gguf").write_bytes(gguf)
+        write_model_yml(folder, jan_yml(model_id, i))
+
+
+def jan_yml(model_id: str, i: int) -> dict[str, Any]:
+    return {
+        "model_path": f"llamacpp/models/{model_id}/model.gguf",
+        "name": f"Model-{i}",
+        "size_bytes": 2497281120,
+        "model_sha256": f"{i:064x}",
+        "model_size_bytes": 2497281120,
+        "embedding": False,
+        "embedding_check_v": 3,
+        "ctx_size": 8192,
+        "temperature": 0.7,
+        "top_p": 0.9,
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of values."""
     ordered = sorted(values)
@@ -123,8 +155,10 @@ def measure_single(
     }
 
 
-def check_freshness(http: httpx.Client, home: Path) -> tuple[bool, bool]:
+def check_freshness(http: httpx.Client, home: Path, jan: bool = False) -> tuple[bool, bool]:
     """A new folder and an edited model.json show up in the very next list."""
+    if jan:
+        return check_jan_freshness(http, home)
     new = home / "models" / "zz-new"
     new.mkdir()
     (new / "model.json").write_text('{"name": "New"}')
@@ -132,6 +166,21 @@ def check_freshness(http: httpx.Client, home: Path) -> tuple[bool, bool]:
     (home / "models" / "model-0000" / "model.json").write_text('{"name": "Edited"}')
     names = {m["id"]: m["name"] for m in http.get("/v1/models").json()["data"]}
     return "zz-new" in ids, names["model-0000"] == "Edited"
+
+
+def check_jan_freshness(http: httpx.Client, data: Path) -> tuple[bool, bool]:
+    """A new Jan model and an edited model.yml show up in the very next list."""
+    from support.janfolder import write_model_yml
+
+    new = data / "llamacpp" / "models" / "zz" / "new"
+    new.mkdir(parents=True)
+    (new / "model.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 16)
+    write_model_yml(new, {"model_path": "llamacpp/models/zz/new/model.gguf", "name": "New"})
+    ids = [m["id"] for m in http.get("/v1/models").json()["data"]]
+    first = "author-0/Model-0000-Q4_K_M"
+    write_model_yml(data / "llamacpp" / "models" / first, {**jan_yml(first, 0), "name": "Edited"})
+    names = {m["id"]: m["name"] for m in http.get("/v1/models").json()["data"]}
+    return "zz/new" in ids, names[first] == "Edited"
 
 
 # ---- many clients (each function below runs in its own process) -----------------------------
@@ -237,15 +286,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of the load run")
     parser.add_argument("--hand-written", action="store_true", help="model.json + real GGUF")
     parser.add_argument("--load-path", choices=sorted(ROUTES), default="/v1/models")
+    parser.add_argument("--jan", action="store_true", help="a Jan data folder of model.yml files")
     args = parser.parse_args()
     load: dict[str, Any] | None = None
     # hand-written: /api/tags first (its first call reads every folder and GGUF header)
     paths = ["/api/tags", "/v1/models"] if args.hand_written else ["/v1/models"]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        populate(home, args.models, hand_written=args.hand_written)
+        if args.jan:
+            populate_jan(home, args.models)
+        else:
+            populate(home, args.models, hand_written=args.hand_written)
+        extra = ["--no-starter"] if args.jan else []
         with (
-            HearthProcess(home, env={"HEARTH_WATCH": "false"}) as server,
+            HearthProcess(home, *extra, env={"HEARTH_WATCH": "false"}) as server,
             httpx.Client(base_url=server.url, timeout=600) as http,
         ):
             singles = {path: measure_single(http, args.models, args.calls, path) for path in paths}
@@ -253,7 +307,7 @@ def main() -> None:
                 load = measure_load(
                     server.url, args.models, args.clients, args.seconds, args.load_path
                 )
-            fresh_new, fresh_edit = check_freshness(http, home)
+            fresh_new, fresh_edit = check_freshness(http, home, args.jan)
             time.sleep(2)
             assert server.proc is not None
             rss = psutil.Process(server.proc.pid).memory_info().rss / 2**20

@@ -222,7 +222,9 @@ def test_jans_placeholder_sources_and_profile_urls_load(server: ThreadedServer, 
     [
         "/v1/models/%2E%2E",
         "/v1/models/.hidden",
-        "/v1/models/a%2Fb",
+        "/v1/models/a%2F..%2Fb",
+        "/v1/models/a%2F%2Fb",
+        "/v1/models/.hidden%2Fb",
         "/v1/models/a%5Cb",
         "/v1/models/a%00b",
         "/v1/models/" + "x" * 129,
@@ -236,6 +238,15 @@ def test_bad_ids_are_rejected_before_touching_disk(server: ThreadedServer, path:
             r = http.request(method, path, json={} if method == "PATCH" else None)
             assert r.status_code == 400, (method, path, r.text)
             assert r.json()["error"]["code"] == "invalid_model_id"
+
+
+def test_an_encoded_slash_is_a_nested_id_like_jans(server: ThreadedServer) -> None:
+    """`a%2Fb` is the id `a/b` (Jan's ids nest; clients encode the slash): none here."""
+    with server.http() as http:
+        for method in ("GET", "DELETE", "PATCH"):
+            r = http.request(method, "/v1/models/a%2Fb", json={} if method == "PATCH" else None)
+            assert r.status_code == 404, (method, r.text)
+            assert r.json()["error"]["code"] == "model_not_found"
 
 
 def test_errors_are_openai_shaped_never_bare(server: ThreadedServer) -> None:

@@ -73,8 +73,7 @@ def test_old_import_paths_still_name_the_same_classes() -> None:
         ("GET", "/v1/nope"),
         ("POST", "/v1/nope"),
         ("DELETE", "/nope"),
-        ("GET", "/v1/models/m/nope"),
-        ("GET", "/v1/models/a%2Fb/x"),  # a bad id, but no id could make this a route
+        ("GET", "/v1/modelz/m"),
     ],
 )
 def test_an_unknown_route_is_a_404_naming_the_path(
@@ -91,9 +90,22 @@ def test_an_unknown_route_is_a_404_naming_the_path(
     assert path.split("%")[0] in error["message"]
 
 
+def test_a_path_below_a_model_is_a_nested_id(server: ThreadedServer, home: Path) -> None:
+    """Ids nest as Jan's do (`unsloth/Qwen3-...`): /v1/models/m/nope names the model `m/nope`."""
+    make_model(home, "m", {}, {"m.gguf": FAKE_GGUF})
+    with server.http() as http:
+        r = http.get("/v1/models/m/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert "'m/nope'" in r.json()["error"]["message"]
+
+
 def test_a_bad_id_where_a_model_route_would_be_is_a_bad_id(server: ThreadedServer) -> None:
     with server.http() as http:
-        for method, path in [("GET", "/v1/models/a%2Fb"), ("POST", "/v1/models/a%2Fb/start")]:
+        for method, path in [
+            ("GET", "/v1/models/a%2F..%2Fb"),
+            ("POST", "/v1/models/a%2F..%2Fb/start"),
+            ("POST", "/v1/models/%2Fetc%2Fpasswd/start"),
+        ]:
             r = http.request(method, path)
             assert r.status_code == 400, (path, r.text)
             assert r.json()["error"]["code"] == "invalid_model_id"
@@ -127,7 +139,7 @@ def test_the_client_maps_errors_back_by_code(server: ThreadedServer) -> None:
             client.request("GET", "/v1/nope")
         assert type(route.value) is NotFound and route.value.code == "not_found"
         with pytest.raises(InvalidModelId):
-            client.request("GET", "/v1/models/a%2Fb")
+            client.request("GET", "/v1/models/a%2F..%2Fb")
         with pytest.raises(MethodNotAllowed):
             client.request("PUT", "/v1/models")
         with pytest.raises(NotFound) as job:
@@ -149,9 +161,7 @@ def test_the_client_maps_errors_back_by_code(server: ThreadedServer) -> None:
         (500, None, HearthError, "internal_error"),
     ],
 )
-def test_from_wire(
-    status: int, body: object, cls: type[HearthError], code: str | None
-) -> None:
+def test_from_wire(status: int, body: object, cls: type[HearthError], code: str | None) -> None:
     exc = from_wire(status, body, "fallback text")
     assert type(exc) is cls
     assert exc.code == (code or cls.code)

@@ -158,6 +158,8 @@ class Planner:
         if kind is None:
             raise unknown_engine(entry, info.engine)
         rel = f"models/{entry.folder.name}/model.json"
+        if entry.jan_file is not None:  # Jan's model.yml (and llamacpp/settings.json), mapped
+            rel = f"llamacpp/models/{entry.id}/model.yml"
         merged = kind.merge(
             [
                 (base, str(self.engine_json_path(info.engine)), True),

@@ -3,6 +3,12 @@
 An id is also a folder name under models/, so the grammar is what keeps a request from
 escaping the home folder: letters, digits, `.`, `_`, `-`; 1 to 128 characters; not starting
 with `.` (which also rules out `.` and `..`).
+
+A model Jan keeps (`llamacpp/models/<id>/model.yml`) has Jan's id, which may nest
+(`unsloth/Qwen3-4B-Instruct-2507-Q4_K_M`): Jan's import rule, `^[a-zA-Z0-9/_\\-.]+$` with no
+empty, `.` or `..` segment, so it is never absolute and never leaves `llamacpp/models`; here
+each segment must also be a Hearth id (so no hidden folder). That grammar names Jan's models
+only: a Hearth folder's name keeps the one above.
 """
 
 from __future__ import annotations
@@ -18,8 +24,35 @@ _BAD_RUN = re.compile(r"[^a-z0-9._\-]+")
 _MODEL_EXTENSIONS = (".gguf", ".bin", ".ggml")
 
 
+#: Jan's ids nest `<author>/<name>`; a few levels more are accepted, never without end.
+MAX_JAN_SEGMENTS = 8
+MAX_JAN_ID_LENGTH = MAX_JAN_SEGMENTS * (MAX_ID_LENGTH + 1) - 1
+#: A Hearth id or a Jan id, as a regular expression (the API's documented model id).
+ANY_ID_PATTERN = f"{_ID_RE.pattern}(/{_ID_RE.pattern}){{0,{MAX_JAN_SEGMENTS - 1}}}"
+
+
 def is_valid_id(model_id: str) -> bool:
     return bool(_ID_RE.fullmatch(model_id))
+
+
+def is_valid_jan_id(model_id: str) -> bool:
+    """Jan's import rule (`[A-Za-z0-9/_-.]`, no empty, `.` or `..` segment: so no leading or
+    trailing `/`, no `//`, no way up), each segment also a Hearth id (not starting with `.`,
+    at most 128 characters: hidden folders are not models), at most 8 segments."""
+    parts = model_id.split("/")
+    return len(parts) <= MAX_JAN_SEGMENTS and all(_ID_RE.fullmatch(p) for p in parts)
+
+
+def is_any_id(model_id: str) -> bool:
+    """A Hearth id or a Jan id: what a request may name."""
+    return is_valid_id(model_id) or is_valid_jan_id(model_id)
+
+
+def validate_any_id(model_id: str) -> str:
+    """Return the id unchanged if it is a Hearth id or a Jan id, else InvalidModelId."""
+    if is_any_id(model_id):
+        return model_id
+    return validate_model_id(model_id)
 
 
 def validate_model_id(model_id: str) -> str:

@@ -15,6 +15,7 @@ Jan's `PathBuf::join` does, an absolute path winning.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ MAX_MODEL_YML_BYTES = 256 * 1024
 PATH_KEYS = ("model_path", "mmproj_path", "mtp_model_path")
 
 
+#: libyaml's safe loader when pyyaml has it (the same safe constructors, ~10x faster: the first
+#: list of 1,000 Jan models is mostly parsing), else the pure-Python one.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class ModelYmlError(ValueError):
     """A model.yml that cannot be read: the message names the problem and the fix."""
 
@@ -36,7 +42,15 @@ class ModelYmlError(ValueError):
 def read_model_yml(path: Path) -> dict[str, Any]:
     """The mapping in `path`, or ModelYmlError saying what is wrong with it."""
     try:
-        with open(path, "rb") as handle:
+        # non-blocking and regular files only: a FIFO or a device named model.yml (or a link
+        # to one) never blocks or streams a listing
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ModelYmlError(
+                    f"{path} is not a regular file (a FIFO, device or folder); replace it with "
+                    "the model's settings file, or delete the model's folder."
+                )
             raw = handle.read(MAX_MODEL_YML_BYTES + 1)
     except OSError as exc:
         raise ModelYmlError(f"{path} cannot be read ({exc.strerror}).") from None
@@ -46,7 +60,7 @@ def read_model_yml(path: Path) -> dict[str, Any]:
             "writes is; remove what does not belong in it."
         )
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yaml.load(raw.decode("utf-8"), Loader=_SAFE_LOADER)  # a safe loader
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
@@ -54,12 +68,33 @@ def read_model_yml(path: Path) -> dict[str, Any]:
             f"{path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}. Fix the "
             "file, or delete the model in Jan and download it again."
         ) from None
+    if _shares_nodes(data):
+        raise ModelYmlError(
+            f"{path} uses YAML anchors or aliases (`&name`, `*name`), which Jan never writes "
+            "and which can make a small file into a huge one; write each value out in full."
+        )
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise ModelYmlError(
             f"{path} must hold a mapping of settings like `model_path: llamacpp/models/<id>/"
             "model.gguf`; fix the file."
         )
     return data
+
+
+def _shares_nodes(data: Any) -> bool:
+    """True when a list or mapping appears twice in `data` (an alias): the walk visits each
+    container once, so it is as small as the file, whatever the aliases would expand to."""
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        stack.extend(node.values() if isinstance(node, dict) else node)
+    return False
 
 
 def dump_model_yml(data: dict[str, Any]) -> str:

@@ -22,7 +22,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from urllib.parse import unquote, urlparse
 from hearth.core import atomic
 from hearth.core.errors import Conflict, InvalidRequest, ModelNotFound
 from hearth.core.keyedlocks import KeyedLocks
-from hearth.models.capabilities import record_capabilities, record_template, tool_format
-from hearth.models.facts import model_capabilities, model_tool_format
-from hearth.models.ids import validate_model_id
+from hearth.models.entry import MODEL_SUFFIXES, ModelEntry
+from hearth.models.ids import is_valid_id, is_valid_jan_id, validate_any_id, validate_model_id
+from hearth.models.jan_store import JanShelf
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
     EngineRules,
@@ -45,8 +44,16 @@ from hearth.models.schema import (
     normalize,
 )
 
+__all__ = [
+    "MODEL_JSON",
+    "MODEL_SUFFIXES",
+    "ModelEntry",
+    "ModelStore",
+    "refuse_jan_write",
+    "write_json_atomic",
+]
+
 MODEL_JSON = "model.json"
-MODEL_SUFFIXES = (".gguf", ".bin", ".ggml")
 PARTIAL_SUFFIXES = (".part", ".download", ".crdownload")
 _TRASH_PREFIX = ".deleting-"
 _by_id = attrgetter("id")
@@ -54,99 +61,8 @@ _by_name = attrgetter("name")
 _SLASH_MODEL_JSON = "/" + MODEL_JSON
 
 
-@dataclass
-class ModelEntry:
-    """One folder under models/, read and resolved. `info` is None when the folder is invalid."""
-
-    folder: Path
-    id: str
-    info: ModelInfo | None
-    raw: dict[str, Any] | None
-    status: str
-    error: str | None = None
-    size: int = 0
-    files: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    partial: list[Path] = field(default_factory=list)
-    external: list[Path] = field(default_factory=list)
-    #: A model Jan keeps (`llamacpp/models/<id>/model.yml`, `hearth.models.janyml`): that file.
-    #: None for a Hearth folder (`models/<id>/model.json`). Writes go back in Jan's format.
-    jan_file: Path | None = None
-    _json_cache: dict[tuple[str, str | None], str] = field(default_factory=dict, repr=False)
-
-    @property
-    def model_path(self) -> Path | None:
-        """The file the engine loads: the first present, non-projector GGUF (part 1 of a split)."""
-        for path in self.files:
-            if path.suffix.lower() in MODEL_SUFFIXES and "mmproj" not in path.name.lower():
-                return path
-        return None
-
-    def to_api(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
-        """OpenAI's model object (id, object, created, owned_by) plus the rest of model.json."""
-        status = status or self.status
-        error = error if error is not None else self.error
-        if self.info is None:
-            body: dict[str, Any] = {
-                "id": self.id,
-                "object": "model",
-                "created": int(_mtime(self.folder)),
-                "owned_by": "you",
-                "name": self.folder.name,
-            }
-        else:
-            body = self.info.model_dump(mode="json", exclude_none=False)
-            body["capabilities"] = caps = self._capabilities()
-            shown = self._tool_format(caps)
-            if shown is not None:
-                body["tool_format"] = shown
-        body["size"] = self.size
-        body["status"] = status
-        if error:
-            body["error"] = error
-        return body
-
-    def _capabilities(self) -> list[str]:
-        """From what import recorded of the GGUF; a model.json written by hand (or by Jan)
-        has no such record, so its header is read (once per file version, `facts.py`)."""
-        assert self.info is not None
-        meta = self.info.metadata
-        if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
-            return record_capabilities(self.info)
-        return model_capabilities(self)
-
-    def _tool_format(self, caps: list[str]) -> str | None:
-        """How the model is shown tools: "template", "hearth" (`capabilities.tool_format`),
-        or "upstream" for a remote model (its server's own tool calling)."""
-        assert self.info is not None
-        meta = self.info.metadata
-        if self.info.is_remote:
-            return "upstream"
-        if isinstance(meta, dict) and meta.get("architecture"):
-            return tool_format(caps, record_template(self.info))
-        return model_tool_format(self)
-
-    def to_api_json(self, status: str | None = None, error: str | None = None) -> str:
-        """`to_api` as compact JSON, memoized: listing 1,000 unchanged models re-encodes none."""
-        key = (status or self.status, error if error is not None else self.error)
-        text = self._json_cache.get(key)
-        if text is None:
-            text = json.dumps(self.to_api(*key), ensure_ascii=False, separators=(",", ":"))
-            if len(self._json_cache) > 8:
-                self._json_cache.clear()
-            self._json_cache[key] = text
-        return text
-
-
 # Inside ModelStore, `list` names its method: signatures there use this alias.
 Entries = list[ModelEntry]
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return time.time()
 
 
 def _file_from_url(url: str | None) -> Path | None:
@@ -173,6 +89,7 @@ class ModelStore:
         models_dir: Path,
         roots: FileRoots | None = None,
         engines: EngineRules | None = None,
+        jan_models_dir: Path | None = None,
     ) -> None:
         self.models_dir = models_dir
         self.home = models_dir.parent
@@ -183,6 +100,8 @@ class ModelStore:
         self._cache: dict[str, tuple[tuple[int, ...], ModelEntry]] = {}
         self._renamed_claims: set[str] = set()
         self._locks = KeyedLocks()  # only folders being written: none kept after
+        #: Jan's models (`<data>/llamacpp/models/**/model.yml`) in a Jan data folder, else None.
+        self.jan = JanShelf(jan_models_dir, self.engines) if jan_models_dir is not None else None
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -197,6 +116,17 @@ class ModelStore:
                 return entries
 
     def scan(self, pause_every: int = 0, slice_s: float = 0.0) -> Generator[int, None, Entries]:
+        """`list` in steps (`_scan_home`), then Jan's models in a Jan data folder (`JanShelf`):
+        an id Jan keeps wins over a Hearth folder of the same name, shown as a duplicate."""
+        entries = yield from self._scan_home(pause_every, slice_s)
+        if self.jan is None:
+            return entries
+        jan = yield from self.jan.scan(pause_every, slice_s)
+        return self.jan.merge(entries, jan)
+
+    def _scan_home(
+        self, pause_every: int = 0, slice_s: float = 0.0
+    ) -> Generator[int, None, Entries]:
         """`list` in steps: a generator that pauses after every `pause_every` folders (0: never),
         or sooner once a step has run `slice_s` seconds (0: no limit), and returns the entries.
         Each pause yields how many folders were read (new or changed) since the last one.
@@ -277,8 +207,15 @@ class ModelStore:
         return entries
 
     def get(self, model_id: str) -> ModelEntry:
-        """The model with this id, or ModelNotFound. Invalid models are found by folder name."""
-        validate_model_id(model_id)
+        """The model with this id, or ModelNotFound. Invalid models are found by folder name.
+        In a Jan data folder, Jan's model of that id comes first (Jan's ids may nest)."""
+        validate_any_id(model_id)
+        if self.jan is not None and is_valid_jan_id(model_id):
+            found = self.jan.get(model_id)
+            if found is not None:
+                return found
+        if not is_valid_id(model_id):
+            raise ModelNotFound(model_id)
         if model_id not in self._renamed_claims:
             entry = self._load(os.path.join(self.models_dir, model_id), model_id)
             if entry is not None and entry.id == model_id:
@@ -291,6 +228,8 @@ class ModelStore:
     def exists(self, model_id: str) -> bool:
         """True if a folder or a model already uses this id (for choosing a free id)."""
         if (self.models_dir / model_id).exists():
+            return True
+        if self.jan is not None and self.jan.exists(model_id):
             return True
         return any(e.id == model_id for e in self.list())
 
@@ -474,6 +413,13 @@ class ModelStore:
         if entry.info is None or entry.info.is_remote:
             return None
         real_folder = os.path.realpath(entry.folder)
+        if entry.jan_file is not None:  # the files model.yml names are the user's choice
+            own = {os.path.realpath(p) for p in entry.files}
+            for path in [*entry.files, *more]:
+                real = os.path.realpath(path)
+                if real not in own and not is_inside(real, real_folder):
+                    return path
+            return None
         paths = [*entry.files, *more]
         mmproj = entry.info.engine_parameters.get("mmproj")
         if isinstance(mmproj, str) and "\x00" not in mmproj:
@@ -586,6 +532,7 @@ class ModelStore:
         """Merge-patch model.json, validate (as loading does, plus `check`), write atomically.
         Unknown fields are kept; nothing is written when any check fails."""
         entry = self.get(model_id)
+        refuse_jan_write(entry, "edited")
         if "id" in patch and patch["id"] != entry.id:
             raise InvalidRequest(
                 f"The id of '{entry.id}' cannot change. To rename, create a new model.",
@@ -622,6 +569,7 @@ class ModelStore:
     def delete(self, model_id: str) -> ModelEntry:
         """Remove the model's folder. Files outside it (linked originals) are never touched."""
         entry = self.get(model_id)
+        refuse_jan_write(entry, "deleted")
         folder = entry.folder
         with self.locked(folder.name):
             if folder.is_symlink():
@@ -644,6 +592,17 @@ class ModelStore:
                 elif path.is_dir() and not path.is_symlink():
                     folders.append(path)
         sweep_temp_files(folders)
+
+
+def refuse_jan_write(entry: ModelEntry, what: str) -> None:
+    """Writes to a model Jan keeps are not made here (yet): a clear refusal, never a model.json
+    written beside Jan's model.yml."""
+    if entry.jan_file is not None:
+        raise Conflict(
+            f"Model '{entry.id}' is one Jan keeps (its {entry.jan_file.name}); it cannot be "
+            f"{what} through Hearth yet. Change it in Jan.",
+            code="jan_model_read_only",
+        )
 
 
 def sweep_temp_files(folders: list[Path]) -> None:

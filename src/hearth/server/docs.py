@@ -30,9 +30,9 @@ PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/static/*")
 # ids._ID_RE matches whole ids with fullmatch; JSON Schema patterns are unanchored.
 MODEL_ID_SCHEMA = {
     "type": "string",
-    "pattern": f"^{ids._ID_RE.pattern}$",
+    "pattern": f"^{ids.ANY_ID_PATTERN}$",
     "minLength": 1,
-    "maxLength": ids.MAX_ID_LENGTH,
+    "maxLength": ids.MAX_JAN_ID_LENGTH,
 }
 
 router = APIRouter(include_in_schema=False)

@@ -52,7 +52,7 @@ async def pull(body: PullRequest, request: Request) -> Response:
     return _accepted(job, model_id)
 
 
-@router.post("/models/{model_id}/download", status_code=202, responses=ERRORS)
+@router.post("/models/{model_id:path}/download", status_code=202, responses=ERRORS)
 async def download(model_id: str, request: Request) -> Response:
     """Fetch the missing files of a model from its `sources` (resuming any `.part`)."""
     return _accepted(_services(request).download(model_id), model_id)

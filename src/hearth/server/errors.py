@@ -33,7 +33,7 @@ from hearth.core.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from hearth.models.ids import validate_model_id
+from hearth.models.ids import validate_any_id
 from hearth.server import jsonbody
 from hearth.server.face import ErrorShape, Faces, openai_error
 
@@ -117,7 +117,7 @@ def _bad_model_id(request: Request) -> InvalidModelId | None:
         return None
     first, sep, rest = raw.removeprefix(_MODELS).partition("/")
     try:
-        validate_model_id(unquote(first))
+        validate_any_id(unquote(first))
     except InvalidModelId as bad:
         return bad if _routed(request, f"{_MODELS}m{sep}{unquote(rest)}") else None
     return None

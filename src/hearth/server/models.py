@@ -45,7 +45,7 @@ async def list_models(request: Request) -> Response:
     return SlicedResponse(body, media_type="application/json")
 
 
-@router.get("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
+@router.get("/models/{model_id:path}", response_model=ModelObject, responses=ERRORS)
 def retrieve_model(model_id: str, request: Request) -> Response:
     model = _services(request).get_model(model_id)
     if model_pages.is_anthropic(request.headers):
@@ -53,7 +53,7 @@ def retrieve_model(model_id: str, request: Request) -> Response:
     return _json(model)
 
 
-@router.patch("/models/{model_id}", response_model=ModelObject, responses=ERRORS)
+@router.patch("/models/{model_id:path}", response_model=ModelObject, responses=ERRORS)
 def update_model(
     model_id: str,
     request: Request,
@@ -67,7 +67,7 @@ def update_model(
     return _json(_services(request).update_model(model_id, patch))
 
 
-@router.delete("/models/{model_id}", response_model=DeletedModel, responses=ERRORS)
+@router.delete("/models/{model_id:path}", response_model=DeletedModel, responses=ERRORS)
 async def delete_model(model_id: str, request: Request) -> Response:
     """Delete the model's folder (stopping its engine first). A linked original file outside
     the home is never deleted."""

@@ -30,7 +30,7 @@ def _services(request: Request) -> Services:
     return services_of(request)
 
 
-@router.post("/models/{model_id}/start", responses=ERRORS)
+@router.post("/models/{model_id:path}/start", responses=ERRORS)
 async def start_model(
     model_id: str, request: Request, body: dict[str, Any] | None = _START_BODY
 ) -> dict[str, Any]:
@@ -42,7 +42,7 @@ async def start_model(
     return await _services(request).start_model(model_id, body)
 
 
-@router.put("/models/{model_id}/start", responses=ERRORS, include_in_schema=False)
+@router.put("/models/{model_id:path}/start", responses=ERRORS, include_in_schema=False)
 async def start_model_put(
     model_id: str, request: Request, body: dict[str, Any] | None = _START_BODY
 ) -> dict[str, Any]:
@@ -52,14 +52,14 @@ async def start_model_put(
 _FORCE = Query(False, description="Stop now, failing in-flight requests, not after them.")
 
 
-@router.post("/models/{model_id}/stop", responses=ERRORS)
+@router.post("/models/{model_id:path}/stop", responses=ERRORS)
 async def stop_model(model_id: str, request: Request, force: bool = _FORCE) -> dict[str, Any]:
     """Unload a model: its in-flight requests finish first (unless force), then the engine
     stops. `stopped` is false if it was not loaded."""
     return await _services(request).stop_model(model_id, force=force)
 
 
-@router.put("/models/{model_id}/stop", responses=ERRORS, include_in_schema=False)
+@router.put("/models/{model_id:path}/stop", responses=ERRORS, include_in_schema=False)
 async def stop_model_put(model_id: str, request: Request, force: bool = _FORCE) -> dict[str, Any]:
     return await _services(request).stop_model(model_id, force=force)
 

@@ -22,7 +22,7 @@ from hearth.core.keepalive import keep_alive_param
 from hearth.models.import_errors import ImportErrors
 from hearth.models.importer import Importer, Progress
 from hearth.models.links import FileRoots
-from hearth.models.store import ModelEntry, ModelStore
+from hearth.models.store import ModelEntry, ModelStore, refuse_jan_write
 from hearth.services.listing import ModelLists
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Services:
 
         ensure_home(settings)
         roots = FileRoots(settings.state_dir, settings.import_dirs)
-        store = ModelStore(settings.models_dir, roots, RULES)
+        store = ModelStore(settings.models_dir, roots, RULES, settings.jan_models_dir)
         store.sweep_trash()
         errors = ImportErrors(settings.logs_dir / "import-errors.json")
         importer = Importer(store, errors, allowed_roots=list(settings.import_dirs))
@@ -153,7 +153,11 @@ class Services:
             )
         # answers a killed server left `pending` become `error`, keeping their text
         await asyncio.to_thread(lambda: self.threads.start_recovery())
-        if self.settings.watch and self.watcher is None:
+        if self.settings.watch and self.settings.jan:
+            # models/ in a Jan folder is Jan's older tree (Cortex files, paths other models.yml
+            # may point at): a file there is Jan's to keep, never one to move into a folder.
+            log.info("drop-in import is off in a Jan data folder (its models/ is Jan's own)")
+        elif self.settings.watch and self.watcher is None:
             self.watcher = ModelsWatcher(self.importer)
             await asyncio.to_thread(self.watcher.start)
 
@@ -209,6 +213,7 @@ class Services:
         """Stop the model's engine (failing its in-flight requests), then delete its folder. A
         file imported by reference, or a folder that is a symlink, is never deleted."""
         entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
+        refuse_jan_write(entry, "deleted")  # before its engine stops (Jan's writes: i25-jwrites)
         await self.engines.stop(entry.id, force=True)
         await asyncio.to_thread(self.store.delete, entry.id)
         return {"id": entry.id, "object": "model", "deleted": True}

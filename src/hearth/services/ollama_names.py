@@ -2,11 +2,12 @@
 the Ollama face (/api/*), /api/pull's "is it here already", and the ids /api/copy and /api/create
 give new models.
 
-Hearth id `x` is Ollama's `x:latest`; a model pulled by an Ollama name keeps that name
-(model.json `metadata.ollama.name`, e.g. `qwen2.5:0.5b` for the id `qwen2.5-0.5b`). A name
-resolves, in order, to: the id itself; the id without `:latest`; the id the Ollama name maps to
-(`hearth.models.names`: `qwen2.5:0.5b` -> `qwen2.5-0.5b`); a model whose recorded Ollama name it
-is (`hf.co/OWNER/REPO:QUANT` after an /api/pull).
+Hearth id `x` is Ollama's `x:latest` (a Jan id too: `unsloth/Qwen3-4B-Q4_K_M:latest`); a
+model pulled by an Ollama name keeps that name (model.json `metadata.ollama.name`, e.g.
+`qwen2.5:0.5b` for the id `qwen2.5-0.5b`). A name resolves, in order, to: the id itself; the
+id without `:latest`; the id the Ollama name maps to (`hearth.models.names`: `qwen2.5:0.5b` ->
+`qwen2.5-0.5b`); a model whose recorded Ollama name it is (`hf.co/OWNER/REPO:QUANT` after an
+/api/pull).
 
 `find` never reads a file on the event loop: an id is looked up in a worker thread (a folder
 read), recorded names in the shared model list (`listing.py`, scanned in steps).
@@ -19,7 +20,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from hearth.core.errors import HearthError, InvalidModelId, ModelNotFound
-from hearth.models.ids import is_valid_id
+from hearth.models.ids import is_any_id, is_valid_id
 from hearth.models.names import ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore
 
@@ -58,7 +59,7 @@ def candidates(name: str) -> list[str]:
         found.append(name[: -len(LATEST)])
     with contextlib.suppress(HearthError):
         found.append(ollama_model_id(name))
-    return [c for c in dict.fromkeys(found) if is_valid_id(c)]
+    return [c for c in dict.fromkeys(found) if is_any_id(c)]
 
 
 def new_id(name: str) -> str:
@@ -105,7 +106,8 @@ def by_id(store: ModelStore, name: str) -> ModelEntry | None:
     id is not its folder's name, is found in the list instead). Reads folders: a worker
     thread."""
     for model_id in candidates(name):
-        if not (store.models_dir / model_id).exists():
+        jan = store.jan is not None and store.jan.exists(model_id)  # Jan's ids may nest
+        if not jan and not (is_valid_id(model_id) and (store.models_dir / model_id).exists()):
             continue
         with contextlib.suppress(InvalidModelId, ModelNotFound):
             return store.get(model_id)

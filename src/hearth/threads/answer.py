@@ -15,7 +15,7 @@ from typing import Any
 
 from hearth.core.errors import InvalidRequest
 from hearth.engines.events import EventSplitter, Failure, Gathered, ReasoningDelta, TextDelta
-from hearth.models.ids import validate_model_id
+from hearth.models.ids import validate_any_id
 from hearth.threads.assistant_rules import render_instructions, sampling
 from hearth.threads.views import (
     content_parts,
@@ -53,7 +53,7 @@ def chat_request(
             "thread's model with POST /v1/threads/{id} (GET /v1/models lists the ids).",
             param="model",
         )
-    validate_model_id(model)
+    validate_any_id(model)
     extra = request.get("parameters")
     if extra is not None and not isinstance(extra, dict):
         raise InvalidRequest("'parameters' must be a JSON object.", param="parameters")

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from hearth.core.errors import InvalidRequest
-from hearth.models.ids import validate_model_id
+from hearth.models.ids import validate_any_id
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import CONTEXT_POLICIES, text_part
 
@@ -87,7 +87,7 @@ def _check_field(key: str, value: Any) -> Any:
     if key == "title" and len(value) > MAX_TITLE:
         raise InvalidRequest(f"'title' is longer than {MAX_TITLE} characters.", param="title")
     if key == "model":
-        validate_model_id(value)
+        validate_any_id(value)
     if key in ("parameters", "settings", "metadata"):
         if not isinstance(value, dict):
             raise InvalidRequest(f"'{key}' must be a JSON object or null.", param=key)

@@ -1,0 +1,114 @@
+"""One model as the store hands it out: `ModelEntry`, a folder read and resolved.
+
+Its own module so that both the store (models/store.py: Hearth's model.json folders) and
+Jan's shelf (models/jan_store.py: Jan's model.yml folders) build entries without importing
+each other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hearth.models.capabilities import record_capabilities, record_template, tool_format
+from hearth.models.facts import model_capabilities, model_tool_format
+from hearth.models.schema import ModelInfo
+
+MODEL_SUFFIXES = (".gguf", ".bin", ".ggml")
+
+
+@dataclass
+class ModelEntry:
+    """One folder under models/, read and resolved. `info` is None when the folder is invalid."""
+
+    folder: Path
+    id: str
+    info: ModelInfo | None
+    raw: dict[str, Any] | None
+    status: str
+    error: str | None = None
+    size: int = 0
+    files: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    partial: list[Path] = field(default_factory=list)
+    external: list[Path] = field(default_factory=list)
+    #: A model Jan keeps (`llamacpp/models/<id>/model.yml`, `hearth.models.janyml`): that file.
+    #: None for a Hearth folder (`models/<id>/model.json`). Writes go back in Jan's format.
+    jan_file: Path | None = None
+    _json_cache: dict[tuple[str, str | None], str] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_path(self) -> Path | None:
+        """The file the engine loads: the first present, non-projector GGUF (part 1 of a split);
+        for a model Jan keeps, its `model_path` (checked a GGUF file, whatever its name)."""
+        if self.jan_file is not None:
+            return self.files[0] if self.files else None
+        for path in self.files:
+            if path.suffix.lower() in MODEL_SUFFIXES and "mmproj" not in path.name.lower():
+                return path
+        return None
+
+    def to_api(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
+        """OpenAI's model object (id, object, created, owned_by) plus the rest of model.json."""
+        status = status or self.status
+        error = error if error is not None else self.error
+        if self.info is None:
+            body: dict[str, Any] = {
+                "id": self.id,
+                "object": "model",
+                "created": int(_mtime(self.folder)),
+                "owned_by": "you",
+                "name": self.folder.name,
+            }
+        else:
+            body = self.info.model_dump(mode="json", exclude_none=False)
+            body["capabilities"] = caps = self._capabilities()
+            shown = self._tool_format(caps)
+            if shown is not None:
+                body["tool_format"] = shown
+        body["size"] = self.size
+        body["status"] = status
+        if error:
+            body["error"] = error
+        return body
+
+    def _capabilities(self) -> list[str]:
+        """From what import recorded of the GGUF; a model.json written by hand (or by Jan)
+        has no such record, so its header is read (once per file version, `facts.py`)."""
+        assert self.info is not None
+        meta = self.info.metadata
+        if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
+            return record_capabilities(self.info)
+        return model_capabilities(self)
+
+    def _tool_format(self, caps: list[str]) -> str | None:
+        """How the model is shown tools: "template", "hearth" (`capabilities.tool_format`),
+        or "upstream" for a remote model (its server's own tool calling)."""
+        assert self.info is not None
+        meta = self.info.metadata
+        if self.info.is_remote:
+            return "upstream"
+        if isinstance(meta, dict) and meta.get("architecture"):
+            return tool_format(caps, record_template(self.info))
+        return model_tool_format(self)
+
+    def to_api_json(self, status: str | None = None, error: str | None = None) -> str:
+        """`to_api` as compact JSON, memoized: listing 1,000 unchanged models re-encodes none."""
+        key = (status or self.status, error if error is not None else self.error)
+        text = self._json_cache.get(key)
+        if text is None:
+            text = json.dumps(self.to_api(*key), ensure_ascii=False, separators=(",", ":"))
+            if len(self._json_cache) > 8:
+                self._json_cache.clear()
+            self._json_cache[key] = text
+        return text
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
