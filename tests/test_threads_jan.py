@@ -222,6 +222,9 @@ def test_a_jan_thread_is_read_and_continued_by_a_run(
     assert [m["id"][-1] for m in shown] == ["1", "2", "3", "4", "5"]
     assert shown[0]["created_at"] == 1751012639.307 and shown[2]["created_at"] == 1751012700
     assert shown[1]["metadata"]["tool_calls"] == [WEATHER_CALL]
+    exported = http.get(f"/v1/threads/{TID}/export", params={"format": "markdown"})
+    assert exported.status_code == 200 and THINK not in exported.text
+    assert '*Tool call* `get_weather` `{"city":"Paris"}`: 18 C and sunny' in exported.text
 
     sent: list[dict[str, Any]] = []
     threads = srv.services.threads

@@ -341,6 +341,19 @@ def test_today_jan_reasoning_and_tool_calls_show_folded(web: Page, home: Path) -
     """Jan 0.6-0.8's messages: inline <think> and `reasoning` parts fold as reasoning,
     metadata.tool_calls and `tool_call` parts show as calls, a torn line is named."""
     thread, lines = jan_thread_files()
+    evil = '<img src=x onerror="window.__pwned=1">'
+    call = {"tool": {"function": {"name": evil, "arguments": evil}}, "response": evil}
+    lines.append(
+        json.dumps(
+            {
+                "id": "01JZ0000000000000000000006",
+                "role": "assistant",
+                "status": "ready",
+                "content": [{"type": "text", "text": {"value": f"<think>{evil}</think>Done."}}],
+                "metadata": {"tool_calls": [call]},
+            }
+        )
+    )
     folder = thread_dir(home, TID)
     folder.mkdir(parents=True)
     (folder / "thread.json").write_text(json.dumps(thread, indent=2), encoding="utf-8")
@@ -348,7 +361,7 @@ def test_today_jan_reasoning_and_tool_calls_show_folded(web: Page, home: Path) -
     page = web.open(f"#/t/{TID}")
     page.wait_for_selector(".message.assistant .content")
     answers = page.query_selector_all(".message.assistant")
-    assert len(answers) == 2 and len(page.query_selector_all(".message.user")) == 3
+    assert len(answers) == 3 and len(page.query_selector_all(".message.user")) == 3
     first = answers[0]
     assert inner(first, ".content").strip() == "Let me check."  # no <think> in the answer
     reasoning = first.query_selector("details.reasoning")
@@ -368,6 +381,13 @@ def test_today_jan_reasoning_and_tool_calls_show_folded(web: Page, home: Path) -
     note = page.inner_text(".skipped-note")
     assert "Line 3" in note and "messages.jsonl" in note
     assert "<think>" not in page.inner_text("#messages")
+    third = answers[2]  # reasoning and tool calls from a file are text, never markup
+    third.query_selector("details.reasoning summary").click()
+    third.query_selector("details.tool-call summary").click()
+    assert inner(third, "details.tool-call summary") == f"Tool call: {evil}"
+    assert inner(third, ".reasoning-text") == inner(third, ".tool-result") == evil
+    assert page.evaluate("window.__pwned") is None
+    assert not third.query_selector("details img")
 
 
 def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_on_demand(
