@@ -23,6 +23,7 @@ from support.chromium import ARGS, CHROMIUM
 from support.engines import add_smol
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes
+from support.jan_threads import THINK, TID, jan_thread_files
 from support.server import ThreadedServer
 from support.waiting import wait_for
 
@@ -146,6 +147,13 @@ def jsonl(home: Path, thread_id: str) -> list[dict[str, Any]]:
 
 def text_of(message: dict[str, Any]) -> str:
     return "".join(p["text"]["value"] for p in message["content"] if p.get("type") == "text")
+
+
+def inner(element: Any, selector: str) -> str:
+    """The text of `selector` inside an element handle."""
+    found = element.query_selector(selector)
+    assert found is not None, selector
+    return str(found.inner_text())
 
 
 def current_thread(page: Any) -> str:
@@ -327,6 +335,59 @@ def test_a_jan_thread_written_on_disk_appears_and_search_finds_it(web: Page, hom
     page.wait_for_selector(".message.user .bubble")
     assert page.inner_text(".message.user .bubble") == "Marmalade on toast"
     assert page.inner_text("#chat-title") == "Written by Jan"
+
+
+def test_today_jan_reasoning_and_tool_calls_show_folded(web: Page, home: Path) -> None:
+    """Jan 0.6-0.8's messages: inline <think> and `reasoning` parts fold as reasoning,
+    metadata.tool_calls and `tool_call` parts show as calls, a torn line is named."""
+    thread, lines = jan_thread_files()
+    evil = '<img src=x onerror="window.__pwned=1">'
+    call = {"tool": {"function": {"name": evil, "arguments": evil}}, "response": evil}
+    lines.append(
+        json.dumps(
+            {
+                "id": "01JZ0000000000000000000006",
+                "role": "assistant",
+                "status": "ready",
+                "content": [{"type": "text", "text": {"value": f"<think>{evil}</think>Done."}}],
+                "metadata": {"tool_calls": [call]},
+            }
+        )
+    )
+    folder = thread_dir(home, TID)
+    folder.mkdir(parents=True)
+    (folder / "thread.json").write_text(json.dumps(thread, indent=2), encoding="utf-8")
+    (folder / "messages.jsonl").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
+    page = web.open(f"#/t/{TID}")
+    page.wait_for_selector(".message.assistant .content")
+    answers = page.query_selector_all(".message.assistant")
+    assert len(answers) == 3 and len(page.query_selector_all(".message.user")) == 3
+    first = answers[0]
+    assert inner(first, ".content").strip() == "Let me check."  # no <think> in the answer
+    reasoning = first.query_selector("details.reasoning")
+    assert reasoning is not None and reasoning.get_attribute("open") is None  # folded
+    assert reasoning.inner_text().strip() == "Reasoning"  # only the summary while folded
+    reasoning.click()
+    assert THINK in reasoning.inner_text()
+    call = first.query_selector("details.tool-call")
+    assert call is not None and "get_weather" in call.inner_text()
+    call.query_selector("summary").click()
+    assert '"city": "Paris"' in inner(call, ".tool-args")
+    assert inner(call, ".tool-result") == "18 C and sunny"
+    second = answers[1]
+    assert inner(second, ".content").strip() == "Rain is expected."
+    assert second.query_selector("details.reasoning") is not None
+    assert "get_forecast" in inner(second, "details.tool-call summary")
+    note = page.inner_text(".skipped-note")
+    assert "Line 3" in note and "messages.jsonl" in note
+    assert "<think>" not in page.inner_text("#messages")
+    third = answers[2]  # reasoning and tool calls from a file are text, never markup
+    third.query_selector("details.reasoning summary").click()
+    third.query_selector("details.tool-call summary").click()
+    assert inner(third, "details.tool-call summary") == f"Tool call: {evil}"
+    assert inner(third, ".reasoning-text") == inner(third, ".tool-result") == evil
+    assert page.evaluate("window.__pwned") is None
+    assert not third.query_selector("details img")
 
 
 def test_a_long_conversation_opens_at_its_end_and_shows_earlier_messages_on_demand(

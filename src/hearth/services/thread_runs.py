@@ -28,7 +28,7 @@ from hearth.engines.events import engine_refusal
 from hearth.services.context_fit import ROUNDS, Fitter, policy_of
 from hearth.threads import interrupted
 from hearth.threads.answer import ThreadReply, chat_request
-from hearth.threads.edits import need_object, now
+from hearth.threads.edits import need_object, now_ms
 from hearth.threads.ids import new_message_id
 from hearth.threads.store import ThreadStore
 from hearth.threads.views import message_view, text_part
@@ -170,7 +170,7 @@ class Run:
             "role": "assistant",
             "content": [text_part("")],
             "status": "pending",
-            "created_at": now(),
+            "created_at": now_ms(),
             "model": self.model,
             "metadata": interrupted.writer_mark(),
         }
@@ -242,7 +242,7 @@ class Run:
         change: dict[str, Any] = {"content": reply.parts()}
         if final:
             status = "error" if reply.error else ("ready" if ended else "stopped")
-            change.update(status=status, completed_at=now())
+            change.update(status=status, completed_at=now_ms())
             if reply.error:
                 change.update(error_code=reply.error_code, error=reply.error)
 

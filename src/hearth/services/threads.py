@@ -135,7 +135,7 @@ class ThreadService:
         an assistant (`assistant_id`, or Jan's `assistants: [{"id": ...}]`) copied into it."""
         body = edits.need_object(body, "thread fields (title, model, instructions, ...)")
         assistant = self.assistant_of(body) if self.assistant_of else None
-        raw = edits.new_thread(body, assistant)
+        raw = edits.new_thread(body, assistant, self._provider(body))
         items = body.get("messages") or []
         if not isinstance(items, list) or len(items) > exchange.MAX_MESSAGES:
             raise InvalidRequest("'messages' must be a list of {role, content}.", param="messages")
@@ -154,9 +154,27 @@ class ThreadService:
     def modify_thread(self, thread_id: str, body: Any) -> dict[str, Any]:
         """Change title, model, instructions, parameters, settings, metadata (null clears)."""
         body = edits.need_object(body, "thread fields (title, model, instructions, ...)")
+        provider = self._provider(body)
         return self.view(
-            self.store.update(thread_id, lambda raw: edits.apply_thread_changes(raw, body))
+            self.store.update(
+                thread_id, lambda raw: edits.apply_thread_changes(raw, body, provider)
+            )
         )
+
+    def _provider(self, body: dict[str, Any]) -> str | None:
+        """The Jan provider of the model a request names: `llamacpp` for a local model, its
+        engine's name for a remote one; None (local) when it names none or one not known."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return None
+        try:
+            info = getattr(self.check_model(model), "info", None)
+        except Exception:  # an unknown model: a thread may still name it (local by default)
+            return None
+        engine = getattr(info, "engine", None)
+        if getattr(info, "is_remote", False) and isinstance(engine, str) and engine:
+            return engine
+        return edits.LOCAL_ENGINE
 
     def delete_thread(self, thread_id: str) -> dict[str, Any]:
         self.store.delete(thread_id)
@@ -239,10 +257,15 @@ class ThreadService:
         views = self.message_views(thread_id)
         if order == "desc":
             views.reverse()
-        return page(views, limit, after)
+        listed = page(views, limit, after)
+        skipped = self.store.skipped_lines(thread_id)
+        if skipped:  # named, so a reader knows the thread is not whole (Jan shows none of it)
+            listed["skipped_lines"] = skipped
+        return listed
 
     def create_message(self, thread_id: str, body: Any) -> dict[str, Any]:
         message = edits.new_message(edits.need_object(body, "a message {role, content}"))
+        message["thread_id"] = thread_id  # Jan's ThreadMessage carries it
         self.store.append(thread_id, [message])
         self.touch(thread_id)
         return message_view(message, message["id"], thread_id)

@@ -16,6 +16,7 @@ from typing import Any
 from hearth.core.errors import InvalidRequest
 from hearth.engines.events import EventSplitter, Failure, Gathered, ReasoningDelta, TextDelta
 from hearth.models.ids import validate_any_id
+from hearth.threads import jan
 from hearth.threads.assistant_rules import render_instructions, sampling
 from hearth.threads.views import (
     content_parts,
@@ -65,7 +66,7 @@ def chat_request(
     instructions = thread_instructions(thread)
     if instructions:
         chat.append({"role": "system", "content": render_instructions(instructions)})
-    chat.extend(filter(None, map(_chat_message, messages)))
+    chat.extend(_chat_messages(messages))
     if all(m["role"] == "system" for m in chat):
         raise InvalidRequest(
             "The thread has no message to answer: add one with POST "
@@ -76,12 +77,42 @@ def chat_request(
     return body, keep_alive
 
 
-def _chat_message(message: dict[str, Any]) -> dict[str, Any] | None:
+def _chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored turns as chat messages: an assistant's tool calls (Jan's
+    `metadata.tool_calls`, or older `tool_call` parts) become its `tool_calls` followed by one
+    `tool` message per result, so a conversation Jan wrote with tools continues as it was; a
+    stored `tool` message is kept only when it answers a call sent before it."""
+    chat: list[dict[str, Any]] = []
+    called: set[str] = set()
+    for message in messages:
+        if message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            skipped = message.get("status") in _SKIPPED_STATUSES
+            if isinstance(call_id, str) and call_id in called and not skipped:
+                chat.append({"role": "tool", "tool_call_id": call_id, "content": _text(message)})
+            continue
+        turn = _chat_message(message)
+        if turn is None:
+            continue
+        chat.extend(turn)
+        called.update(c["id"] for m in turn for c in m.get("tool_calls", ()))
+    return chat
+
+
+def _text(message: dict[str, Any]) -> str:
+    parts = content_parts(message.get("content"))
+    return "\n".join(t for t in map(part_text, parts) if t)
+
+
+def _chat_message(message: dict[str, Any]) -> list[dict[str, Any]] | None:
     role = message.get("role")
     if role not in ("user", "assistant", "system") or message.get("status") in _SKIPPED_STATUSES:
         return None
     parts = content_parts(message.get("content"))
-    text = "\n".join(t for t in map(part_text, parts) if t)
+    text = _text(message)
+    if role == "assistant":  # Jan's inline reasoning is never sent back, as reasoning parts aren't
+        text = jan.split_think(text)[1].strip()
+        return _assistant_turn(message, text)
     images = [
         {"type": "image_url", "image_url": {"url": p["image_url"]["url"]}}
         for p in parts
@@ -91,10 +122,32 @@ def _chat_message(message: dict[str, Any]) -> dict[str, Any] | None:
         and str(p["image_url"].get("url", "")).startswith("data:")
     ]
     if images and role == "user":
-        return {"role": role, "content": [{"type": "text", "text": text}, *images]}
+        return [{"role": role, "content": [{"type": "text", "text": text}, *images]}]
     if not text:
         return None
-    return {"role": role, "content": text}
+    return [{"role": role, "content": text}]
+
+
+def _assistant_turn(message: dict[str, Any], text: str) -> list[dict[str, Any]] | None:
+    """An assistant's answer, with its finished tool calls and their results. A call with no
+    result yet (Jan's `pending`) is left out: a call the model never saw answered would make
+    the history one the engine refuses."""
+    answered = [c for c in jan.tool_calls(message) if c["result"] is not None]
+    if not answered:
+        return [{"role": "assistant", "content": text}] if text else None
+    mid = message.get("id")
+    calls, results = [], []
+    for i, call in enumerate(answered):
+        call_id = call["id"] or f"call_{mid if isinstance(mid, str) else 'x'}_{i}"
+        calls.append(
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
+        )
+        results.append({"role": "tool", "tool_call_id": call_id, "content": call["result"]})
+    return [{"role": "assistant", "content": text, "tool_calls": calls}, *results]
 
 
 class ThreadReply:
@@ -144,14 +197,17 @@ class ThreadReply:
         return None if failure is None else failure.code
 
     def parts(self) -> list[dict[str, Any]]:
-        """The message content so far, in Jan's parts (reasoning first, as models think)."""
-        parts = []
-        if self.reasoning:
-            parts.append(
-                {"type": "reasoning", "text": {"value": self.reasoning, "annotations": []}}
-            )
-        parts.append(text_part(self.text))
-        return parts
+        """The message content so far, as today's Jan writes it: one text part, the reasoning
+        inline before the answer as `<think>...</think>` (lib/messages.ts)."""
+        return [text_part(jan.with_think(self.reasoning, self.text))]
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The calls the model asked for, as Jan's `metadata.tool_calls` (no result: a thread
+        run runs no tool; the call is kept for the user and a client that does)."""
+        calls = sorted(self.gathered.calls.items())
+        return [
+            jan.jan_tool_call(c.id or f"call_{i}", c.name, c.arguments or "{}") for i, c in calls
+        ]
 
     def metadata(self) -> dict[str, Any]:
         """What the message's metadata gains at the end: usage, timings, time to first token."""
@@ -165,4 +221,6 @@ class ThreadReply:
             extra["ttft_ms"] = self.ttft_ms
         if gathered.finish is not None:
             extra["finish_reason"] = gathered.finish
+        if gathered.calls:
+            extra["tool_calls"] = self.tool_calls()
         return extra

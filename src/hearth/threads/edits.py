@@ -24,8 +24,15 @@ _THREAD_FIELDS = ("title", "model", "instructions", "parameters", "settings", "m
 
 
 def now() -> float:
-    """Unix time in seconds with milliseconds, as Hearth writes it (Jan 0.6 writes fractions)."""
+    """Unix time in seconds with milliseconds: a thread's `created`/`updated`, as today's Jan
+    writes them (`Date.now() / 1000`)."""
     return round(time.time(), 3)
+
+
+def now_ms() -> int:
+    """Unix time in milliseconds: a message's `created_at`/`completed_at`, as today's Jan
+    writes them (`Date.now()`)."""
+    return int(time.time() * 1000)
 
 
 def need_object(body: Any, what: str) -> dict[str, Any]:
@@ -36,10 +43,13 @@ def need_object(body: Any, what: str) -> dict[str, Any]:
     return body
 
 
-def new_thread(body: dict[str, Any], assistant: dict[str, Any] | None = None) -> dict[str, Any]:
+def new_thread(
+    body: dict[str, Any], assistant: dict[str, Any] | None = None, provider: str | None = None
+) -> dict[str, Any]:
     """thread.json for POST /v1/threads (the store sets `id`); `assistant`: the snapshot of the
     assistant it starts with (`assistants[0]`, as Jan copies it), whose fields the body's
-    model and instructions then override."""
+    model and instructions then override; `provider`: the model's, in Jan's words
+    (`llamacpp` for a local model, the engine's name for a remote one)."""
     stamp = now()
     raw: dict[str, Any] = {
         "object": "thread",
@@ -47,16 +57,19 @@ def new_thread(body: dict[str, Any], assistant: dict[str, Any] | None = None) ->
         "assistants": [assistant] if assistant else [],
         "created": stamp,
         "updated": stamp,
-        "metadata": {},
+        "metadata": {"is_favorite": False},
     }
-    apply_thread_changes(raw, {k: v for k, v in body.items() if k in _THREAD_FIELDS})
+    apply_thread_changes(raw, {k: v for k, v in body.items() if k in _THREAD_FIELDS}, provider)
     return raw
 
 
-def apply_thread_changes(raw: dict[str, Any], body: dict[str, Any]) -> None:
+def apply_thread_changes(
+    raw: dict[str, Any], body: dict[str, Any], provider: str | None = None
+) -> None:
     """Apply the fields of a modify request present in `body`: `null` clears one, `metadata`
     merges (a key set to null is removed), the others replace. Checks every field first, so a
-    bad one changes nothing."""
+    bad one changes nothing. A new `model` gets `provider` as its Jan engine (default
+    `llamacpp`)."""
     checked = {k: _check_field(k, body[k]) for k in _THREAD_FIELDS if k in body}
     for key, value in checked.items():
         if key == "title":
@@ -73,6 +86,7 @@ def apply_thread_changes(raw: dict[str, Any], body: dict[str, Any]) -> None:
             _set(_assistant(raw), "instructions", value)
         elif key == "model":
             _set(_model(raw), "id", value)
+            _set_top_model(raw, value, provider)
         else:
             _set(_model(raw), key, value)
     if checked:
@@ -109,14 +123,34 @@ def _set(target: dict[str, Any], key: str, value: Any) -> None:
         target[key] = value
 
 
+#: Today's Jan's assistants[0] for a thread started with a model and no assistant
+#: (services/threads/default.ts `createThread`).
+MODEL_ONLY = {"id": "model-only", "name": "Model"}
+#: The provider of a local model in Jan's `model.engine` / `model.provider`.
+LOCAL_ENGINE = "llamacpp"
+
+
+def _set_top_model(raw: dict[str, Any], model_id: str | None, provider: str | None) -> None:
+    """The model's provider in assistants[0].model.engine, and today's Jan's top-level
+    `model: {id, provider}` kept in step (Jan's reader takes assistants[0].model)."""
+    if model_id is None:
+        if isinstance(raw.get("model"), dict):
+            del raw["model"]
+        return
+    engine = provider or LOCAL_ENGINE
+    _model(raw)["engine"] = engine
+    top = raw.get("model")
+    raw["model"] = {**(top if isinstance(top, dict) else {}), "id": model_id, "provider": engine}
+
+
 def _assistant(raw: dict[str, Any]) -> dict[str, Any]:
-    """assistants[0], made (as Jan names its default assistant) when the thread has none. An
+    """assistants[0], made (Jan's placeholder `model-only`) when the thread has none. An
     early draft's top-level fields move into it, so the views show what was just set."""
     assistants = raw.get("assistants")
     if not isinstance(assistants, list):
         assistants = []
     if not assistants or not isinstance(assistants[0], dict):
-        assistants.insert(0, {"assistant_id": "jan", "assistant_name": "Jan"})
+        assistants.insert(0, dict(MODEL_ONLY))
     raw["assistants"] = assistants
     first: dict[str, Any] = assistants[0]
     return first
@@ -188,7 +222,8 @@ def new_message(body: dict[str, Any], param: str = "") -> dict[str, Any]:
         "role": role,
         "content": content(body.get("content"), f"{param}content"),
         "status": "ready",
-        "created_at": now(),
+        "created_at": now_ms(),
+        "completed_at": now_ms(),
         "metadata": {},
     }
     apply_message_changes(message, {k: body[k] for k in ("metadata", "status") if k in body})

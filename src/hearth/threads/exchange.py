@@ -17,6 +17,7 @@ from typing import Any
 
 from hearth.core.errors import InvalidRequest
 from hearth.models.ids import is_valid_id
+from hearth.threads import jan
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import content_parts, message_text, part_text
 
@@ -99,6 +100,11 @@ def markdown(thread: dict[str, Any], messages: list[dict[str, Any]]) -> str:
         role = str(message.get("role") or "message")
         lines += [f"## {role[:1].upper()}{role[1:]}", ""]
         text = message_text(message)
+        if role == "assistant":  # Jan's inline reasoning is not the answer
+            text = jan.split_think(text)[1].strip()
+        for call in jan.tool_calls(message):
+            result = call["result"] if call["result"] is not None else "(no result)"
+            lines += [f"*Tool call* `{call['name']}` `{call['arguments']}`: {result}", ""]
         if text:
             lines += [text, ""]
         for part in content_parts(message.get("content")):

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from hearth.threads.edits import now
+from hearth.threads.edits import now_ms
 
 #: The metadata key a run's pending answer carries: which process writes it.
 WRITER_KEY = "hearth_writer"
@@ -63,5 +63,5 @@ def mark_interrupted(raw: dict[str, Any]) -> None:
     """Turn an orphaned pending answer into an `error` one, its saved text untouched."""
     raw.update(status="error", error_code=CODE, error=MESSAGE)
     if not raw.get("completed_at"):
-        raw["completed_at"] = now()
+        raw["completed_at"] = now_ms()
     raw["metadata"] = without_mark(raw.get("metadata"))

@@ -185,6 +185,11 @@ class ThreadStore:
                 )
         return lines
 
+    def skipped_lines(self, thread_id: str) -> list[int]:
+        """The numbers of messages.jsonl's lines that are not messages (not JSON objects): the
+        rest of the thread is shown, and these are named (Jan fails the whole thread)."""
+        return [ln.number for ln in self.lines(thread_id) if ln.data is None and ln.raw.strip()]
+
     def messages(self, thread_id: str, thread: StoredThread | None = None) -> list[Message]:
         """The thread's messages, oldest first: an early draft's `messages` in thread.json,
         then messages.jsonl's."""

@@ -17,6 +17,8 @@ import math
 from datetime import datetime
 from typing import Any
 
+from hearth.threads.jan import legacy_model_id
+
 #: Above this a unix time is in milliseconds (1e12 s is the year 33658).
 _MILLIS = 1e12
 _THREAD_TIMES = ("created", "updated")
@@ -61,10 +63,14 @@ def assistant_model(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def thread_model(raw: dict[str, Any]) -> str | None:
-    """assistants[0].model.id, else an early draft's top-level `model_id`."""
-    for value in (assistant_model(raw).get("id"), raw.get("model_id")):
-        if isinstance(value, str) and value:
-            return value
+    """assistants[0].model.id (as Jan reads it), else today's top-level `model.id`, else an
+    early draft's `model_id`; Jan's legacy `author:repo:file` ids read as `author/repo`.
+    Jan's `"*"` (no model chosen) is no model."""
+    top = raw.get("model")
+    top_id = top.get("id") if isinstance(top, dict) else None
+    for value in (assistant_model(raw).get("id"), top_id, raw.get("model_id")):
+        if isinstance(value, str) and value and value != "*":
+            return legacy_model_id(value)
     return None
 
 

@@ -17,7 +17,14 @@ const $ = (id) => document.getElementById(id);
 async function messagePage(threadId, before = null) {
   const after = before ? `&after=${enc(before)}` : "";
   const list = await api(`/v1/threads/${enc(threadId)}/messages?order=desc&limit=${PAGE}${after}`);
-  return { messages: list.data.reverse(), earlier: list.has_more ? list.last_id : null };
+  const skipped = Array.isArray(list.skipped_lines) ? list.skipped_lines : [];
+  return { messages: list.data.reverse(), earlier: list.has_more ? list.last_id : null, skipped };
+}
+
+/** Lines of messages.jsonl that are not messages: the rest is shown, these are named. */
+function skippedNote(lines) {
+  const which = lines.length === 1 ? `Line ${lines[0]}` : `Lines ${lines.slice(0, 10).join(", ")}${lines.length > 10 ? "…" : ""}`;
+  return h("p.skipped-note", { role: "note" }, `${which} of this conversation's messages.jsonl ${lines.length === 1 ? "is" : "are"} not a message Hearth can read: left out here, kept in the file.`);
 }
 
 export class Chat {
@@ -85,6 +92,7 @@ export class Chat {
     if (!threadId) {
       this.thread = null;
       this.messages = [];
+      this.skipped = [];
       this.earlier = null;
       this.draft = { instructions: null, parameters: {}, settings: {}, metadata: {} };
       this.setTitle("New chat");
@@ -98,6 +106,7 @@ export class Chat {
       this.thread = thread;
       this.messages = page.messages;
       this.earlier = page.earlier;
+      this.skipped = page.skipped;
     } catch (error) {
       toast(`Could not open the conversation: ${error.message}`, { error: true });
       location.hash = "#/";
@@ -129,7 +138,8 @@ export class Chat {
     welcome.hidden = elements.length > 0;
     const more = this.earlier && h("button.button.earlier", { type: "button", onclick: () => this.showEarlier() }, "Show earlier messages");
     const fromBottom = this.list.scrollHeight - this.list.scrollTop;
-    this.list.replaceChildren(welcome, ...(more ? [more] : []), ...elements);
+    const skipped = this.thread && this.skipped?.length ? [skippedNote(this.skipped)] : [];
+    this.list.replaceChildren(welcome, ...skipped, ...(more ? [more] : []), ...elements);
     if (keepScroll) this.list.scrollTop = this.list.scrollHeight - fromBottom;
     else this.scrollToEnd(true);
   }

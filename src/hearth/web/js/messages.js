@@ -9,14 +9,83 @@ let markdown = null;
 export const markdownReady = loadPart(() => import("./markdown.js")).then((module) => (markdown = module));
 markdownReady.catch(() => {}); // loadPart has told the user; not an unhandled rejection too
 
-/** The text of a message's content parts (a plain string is also seen in Jan's files). */
-export function textOf(message) {
+function partsText(message, type) {
   const content = message.content;
-  if (typeof content === "string") return content;
-  return (content ?? [])
-    .map((part) => (part?.type === "text" ? part.text?.value ?? part.text ?? "" : ""))
-    .filter((t) => typeof t === "string")
+  if (typeof content === "string") return type === "text" ? content : "";
+  return (Array.isArray(content) ? content : [])
+    .map((part) => (part?.type === type ? part.text?.value ?? part.text ?? "" : ""))
+    .filter((t) => typeof t === "string" && t)
     .join("\n");
+}
+
+/** Today's Jan keeps an answer's reasoning inline, first: "<think>…</think>answer". An
+ * unclosed <think> (an answer stopped while thinking) is all reasoning. */
+export function splitThink(text) {
+  const closed = /^\s*<think>([\s\S]*?)<\/think>\s*/.exec(text);
+  if (closed) return { reasoning: closed[1].trim(), text: text.slice(closed[0].length) };
+  const open = /^\s*<think>/.exec(text);
+  if (open) return { reasoning: text.slice(open[0].length).trim(), text: "" };
+  return { reasoning: "", text };
+}
+
+/** The text of a message's content parts (a plain string is also seen in Jan's files); an
+ * answer's inline reasoning is not part of it (see reasoningOf). */
+export function textOf(message) {
+  const text = partsText(message, "text");
+  return message.role === "assistant" ? splitThink(text).text : text;
+}
+
+/** An answer's reasoning: Jan's older `reasoning` parts and today's inline <think>. */
+export function reasoningOf(message) {
+  const inline = message.role === "assistant" ? splitThink(partsText(message, "text")).reasoning : "";
+  return [partsText(message, "reasoning"), inline].filter(Boolean).join("\n\n");
+}
+
+function pretty(value) {
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "string") return JSON.stringify(value, null, 2);
+  try {
+    return JSON.stringify(JSON.parse(value), null, 2);
+  } catch {
+    return value;
+  }
+}
+
+/** A tool's result as text: Jan's ToolResult {content: [{text}], error}, a string, or JSON. */
+function resultText(response) {
+  if (response === undefined || response === null) return null;
+  if (typeof response === "string") return response;
+  const texts = Array.isArray(response.content) ? response.content.map((p) => p?.text).filter((t) => typeof t === "string") : [];
+  if (texts.length) return texts.join("\n");
+  if (typeof response.error === "string" && response.error) return `Tool execution failed: ${response.error}`;
+  return pretty(response);
+}
+
+/** The tool calls of a message: today's Jan's metadata.tool_calls, older `tool_call` parts. */
+export function toolCallsOf(message) {
+  const listed = Array.isArray(message.metadata?.tool_calls) ? message.metadata.tool_calls : [];
+  const calls = listed
+    .filter((c) => typeof c?.tool?.function?.name === "string")
+    .map((c) => ({ name: c.tool.function.name, args: pretty(c.tool.function.arguments), result: resultText(c.response), state: c.state }));
+  const parts = Array.isArray(message.content) ? message.content : [];
+  for (const p of parts) {
+    if (p?.type === "tool_call" && typeof p.tool_name === "string") {
+      calls.push({ name: p.tool_name, args: pretty(p.input), result: resultText(p.output), state: null });
+    }
+  }
+  return calls;
+}
+
+function reasoningElement(text) {
+  return h("details.reasoning", {}, h("summary", {}, "Reasoning"), h("div.reasoning-text", {}, text));
+}
+
+function toolCallElement(call) {
+  const result = call.result ?? (call.state === "pending" ? "(not run yet)" : "(no result)");
+  return h("details.tool-call", {},
+    h("summary", {}, "Tool call: ", h("code", {}, call.name)),
+    h("div.tool-label", {}, "Arguments"), h("pre.tool-args", {}, call.args || "{}"),
+    h("div.tool-label", {}, "Result"), h("pre.tool-result", {}, result));
 }
 
 export function imagesOf(message) {
@@ -109,6 +178,9 @@ function assistantElement(message, actions) {
   const el = h("article.message.assistant", { "data-id": message.id, "aria-label": "Answer" });
   const content = h("div.content");
   const text = textOf(message);
+  const reasoning = reasoningOf(message);
+  if (reasoning) el.append(reasoningElement(reasoning)); // folded, as Jan folds it
+  for (const call of toolCallsOf(message)) el.append(toolCallElement(call));
   if (text) content.append(markdown.renderMarkdown(text));
   const dropped = Number(message.metadata?.context_dropped) || 0;
   if (dropped > 0) {
