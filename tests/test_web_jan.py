@@ -257,6 +257,8 @@ def test_long_nested_ids_wrap_and_never_widen_the_page(
     tab = Tab(browser, srv.url, width)
     page = tab.open("#/models")
     page.wait_for_selector(row(long_id))
+    facts = page.inner_text(f"{row(long_id)} .facts").replace("\n", " ")
+    assert "Quantization Q4_1" in facts  # the file's header, not the id's "Q4_K_M"
     box = page.eval_on_selector(row(long_id), "el => el.getBoundingClientRect().right")
     assert box <= width and page.evaluate("document.documentElement.scrollWidth") <= width
     page.goto(f"{srv.url}/#/")

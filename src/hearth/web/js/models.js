@@ -174,7 +174,9 @@ export class ModelsView {
     const status = model.status;
     const caps = status === "invalid" ? [] : capabilitiesOf(model); // an unreadable file has no facts
     const details = this.details?.get(model.id) ?? {};
-    const quant = quantizationOf(model) ?? details.quantization_level;
+    // the GGUF header's (Ollama's face reads it) before a guess from the id: a Jan import's id
+    // is whatever the user typed
+    const quant = model.metadata?.quantization ?? details.quantization_level ?? quantizationOf(model);
     const params = model.metadata?.size_label ?? details.parameter_size;
     const facts = status === "invalid" ? null : h("div.facts", {},
       h("span", {}, "Size ", h("b", {}, formatBytes(model.size))),
