@@ -268,3 +268,62 @@ def test_long_nested_ids_wrap_and_never_widen_the_page(
     assert right <= width and page.evaluate("document.documentElement.scrollWidth") <= width
     tab.context.close()
     assert not tab.errors, tab.errors
+
+
+def test_a_conversation_jan_wrote_opens_on_its_nested_model_and_goes_on(
+    tab: Tab, srv: ThreadedServer, data: Path
+) -> None:
+    """As Jan 0.8 leaves one: a UUID folder, times in seconds and milliseconds, the model in
+    `assistants[0].model` and `model` by its nested id."""
+    thread_id = "0d5c1f8e-4b7a-4c1e-9f3a-2b6d8e1c7a90"
+    folder = data / "threads" / thread_id
+    folder.mkdir()
+    model = {"id": SMOL, "engine": "llamacpp"}
+    thread = {
+        "id": thread_id,
+        "object": "thread",
+        "title": "Written by Jan 0.8",
+        "assistants": [{"id": "model-only", "name": "Model", "model": model}],
+        "model": {"id": SMOL, "provider": "llamacpp"},
+        "created": 1751012639.307,
+        "updated": 1751012639.307,
+        "metadata": {"is_favorite": False, "order": 1},
+    }
+    (folder / "thread.json").write_text(json.dumps(thread, indent=2), "utf-8")
+    lines = [
+        {
+            "id": f"01JYQ4W5R0000000000000000{n}",
+            "object": "thread.message",
+            "thread_id": thread_id,
+            "role": role,
+            "status": "ready",
+            "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
+            "created_at": 1751012639307 + n,
+            "completed_at": 1751012639307 + n,
+            "metadata": {},
+        }
+        for n, (role, text) in enumerate([("user", "Hi there."), ("assistant", "Hello!")])
+    ]
+    (folder / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), "utf-8")
+    page = tab.open(f"#/t/{thread_id}")
+    page.wait_for_selector(".message.assistant .content")
+    assert page.inner_text("#chat-title") == "Written by Jan 0.8"
+    assert page.input_value("#model-select") == SMOL
+    page.click("#thread-settings")
+    page.fill("#set-max-tokens", "6")
+    page.fill("#set-temperature", "0")
+    page.click("#settings-form button[value=save]")
+    page.fill("#composer-input", "And goodbye.")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.message.assistant .meta .figures').length === 1"
+        " && document.querySelectorAll('.message.assistant').length === 2",
+        timeout=120_000,
+    )
+    saved = [json.loads(x) for x in (folder / "messages.jsonl").read_text("utf-8").splitlines()]
+    assert [m["role"] for m in saved] == ["user", "assistant", "user", "assistant"]
+    assert saved[:2] == lines  # Jan's lines as they were
+    assert saved[3]["status"] == "ready" and saved[3]["metadata"]["usage"]["completion_tokens"] <= 6
+    stored = httpx.get(f"{srv.url}/v1/threads/{thread_id}", timeout=10).json()
+    assert stored["model"] == SMOL and stored["parameters"]["max_tokens"] == 6
+    httpx.post(f"{srv.url}/v1/models/{SMOL}/stop", timeout=60)
