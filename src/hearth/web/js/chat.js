@@ -27,6 +27,17 @@ function skippedNote(lines) {
   return h("p.skipped-note", { role: "note" }, `${which} of this conversation's messages.jsonl ${lines.length === 1 ? "is" : "are"} not a message Hearth can read: left out here, kept in the file.`);
 }
 
+/**
+ * What the picker shows for each model: its name, or its id where another model has the same
+ * name (Jan names a model after the last part of its id, so `a/Qwen3-4B` and `b/Qwen3-4B` would
+ * read alike).
+ */
+export function pickerLabels(models) {
+  const seen = new Map();
+  for (const m of models) seen.set(m.name || m.id, (seen.get(m.name || m.id) ?? 0) + 1);
+  return new Map(models.map((m) => [m.id, m.name && seen.get(m.name) === 1 ? m.name : m.id]));
+}
+
 export class Chat {
   constructor(store, sidebar) {
     this.store = store; // {models, refreshModels(), running}
@@ -212,9 +223,10 @@ export class Chat {
   updatePicker() {
     const models = this.chatModels();
     const current = this.currentModelId();
+    const shown = pickerLabels(models);
     const options = models.map((m) => {
       const status = STATUS_TEXT[m.status] ?? m.status;
-      return h("option", { value: m.id, selected: m.id === current }, `${m.name || m.id} · ${status}`);
+      return h("option", { value: m.id, title: m.id, selected: m.id === current }, `${shown.get(m.id)} · ${status}`);
     });
     if (!models.length) options.push(h("option", { value: "" }, "No models: add one in Models"));
     const signature = options.map((o) => o.value + o.textContent).join("|") + current;
@@ -224,6 +236,7 @@ export class Chat {
       this.pickerSignature = signature;
     }
     const model = models.find((m) => m.id === current);
+    this.select.title = current; // the full id (Jan's nest, `org/name`) where the label is cut
     $("model-dot").className = `status-dot ${model?.status ?? ""}`;
     $("model-status").textContent = model ? `${model.name || model.id}: ${STATUS_TEXT[model.status] ?? model.status}` : "";
     $("attach-button").hidden = !this.visionOk();

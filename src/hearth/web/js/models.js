@@ -171,17 +171,19 @@ export class ModelsView {
   }
 
   modelRow(model) {
-    const caps = model.status === "invalid" ? [] : capabilitiesOf(model);
+    const status = model.status;
+    const caps = status === "invalid" ? [] : capabilitiesOf(model); // an unreadable file has no facts
     const details = this.details?.get(model.id) ?? {};
-    const quant = quantizationOf(model) ?? details.quantization_level;
+    // the GGUF header's (Ollama's face reads it) before a guess from the id: a Jan import's id
+    // is whatever the user typed
+    const quant = model.metadata?.quantization ?? details.quantization_level ?? quantizationOf(model);
     const params = model.metadata?.size_label ?? details.parameter_size;
-    const facts = h("div.facts", {},
+    const facts = status === "invalid" ? null : h("div.facts", {},
       h("span", {}, "Size ", h("b", {}, formatBytes(model.size))),
       h("span", {}, "Quantization ", h("b", {}, quant || "–")),
       h("span", {}, "Context ", h("b", {}, contextOf(model)?.toLocaleString() ?? "–")),
       params ? h("span", {}, "Parameters ", h("b", {}, params)) : null,
       model.metadata?.architecture ? h("span", {}, "Architecture ", h("b", {}, model.metadata.architecture)) : null);
-    const status = model.status;
     const actions = h("div.row-actions");
     const add = (label, fn, cls = "") => actions.append(h(`button.button.small${cls}`, { type: "button", onclick: fn, "aria-label": `${label} ${model.id}` }, label));
     if (status === "running") add("Unload", () => this.unload(model.id));
@@ -189,7 +191,9 @@ export class ModelsView {
     if (status === "missing") add("Download files", () => this.downloadMissing(model.id));
     if (status !== "invalid") add("Edit", () => this.edit(model.id));
     add("Delete", () => this.remove(model), ".danger");
-    const row = h("article.card.model-row", { "aria-label": model.name || model.id },
+    // named by its id too where the name differs: Jan names two publishers' copies alike
+    const label = model.name && model.name !== model.id ? `${model.name} (${model.id})` : model.id;
+    const row = h("article.card.model-row", { "aria-label": label },
       h("div", {},
         h("div", {}, h("span.name", {}, model.name || model.id), " ",
           h(`span.badge.${status}`, {}, STATUS_TEXT[status] ?? status)),
