@@ -32,6 +32,7 @@ from hearth.core.errors import (
 from hearth.downloads.blobs import reuse_known_blobs
 from hearth.downloads.common import DownloadFailed, DownloadResult, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
+from hearth.downloads.janpublish import publish as publish_to_jan
 from hearth.downloads.jobs import DownloadManager, Job
 from hearth.downloads.ollama import OllamaPlan, resolve_ollama
 from hearth.downloads.urls import (
@@ -206,7 +207,8 @@ class Pulls:
         if job is None and reused:  # nothing to download: fill model.json as a download would
             try:
                 with disk_errors(entry.folder):
-                    await loop.run_in_executor(self._files, self._fill, model_id, [])
+                    final = await loop.run_in_executor(self._files, self._fill, model_id, [])
+                model_id = final or model_id
             except InvalidModelFile:
                 for name in reused:
                     (entry.folder / name).unlink(missing_ok=True)
@@ -358,20 +360,26 @@ class Pulls:
             loop = asyncio.get_running_loop()
             try:
                 with disk_errors(folder):
-                    await loop.run_in_executor(self._files, self._fill, model_id, job.results)
+                    final = await loop.run_in_executor(
+                        self._files, self._fill, model_id, job.results
+                    )
             except InvalidModelFile:
                 # Never leave a file that does not read as GGUF under its final name: the
                 # model would be listed `ready`. The job fails with the reason instead.
                 for result in job.results:
                     result.path.unlink(missing_ok=True)
                 raise
+            if final is not None:  # moved into Jan's layout under Jan's id
+                job.model_id = final
+                self._last_job[final] = job
 
         job = self.manager.start(model_id, specs, folder, on_complete=complete)
         self._last_job[model_id] = job
         return job
 
-    def _fill(self, model_id: str, done: list[DownloadResult]) -> None:
-        """Record what we now know (sizes, hashes, the GGUF header) in model.json."""
+    def _fill(self, model_id: str, done: list[DownloadResult]) -> str | None:
+        """Record what we now know (sizes, hashes, the GGUF header) in model.json; in a Jan
+        data folder, then move the model into Jan's layout and return its Jan id."""
         entry = self.store.get(model_id)
         assert entry.info is not None
         results = {r.path.name: r for r in done}
@@ -390,7 +398,7 @@ class Pulls:
         infos = [read_gguf_header(p) for p in files[:1]] + [None] * (len(files) - 1)
         if not files:
             self.store.update(model_id, {"sources": sources})
-            return
+            return None
         display = readable_name(_split_stem(files[0].name)) if files else entry.info.name
         generated = build_model_json(model_id, files, infos, display_name=display)
         engine = dict(generated["engine_parameters"])
@@ -408,6 +416,9 @@ class Pulls:
             sources=sources,
         )
         self.store.update(model_id, patch)
+        if self.store.jan is not None:  # a Jan data folder: the model moves into Jan's layout
+            return publish_to_jan(self.store, model_id)
+        return None
 
 
 def source_key(url: str | None) -> str | None:
