@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import CliRunner
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes, write_gguf
 from support.janfolder import add_downloaded_model, make_jan_folder, read_model_yml
 from support.server import ThreadedServer
 from support.waiting import job_done
 
+from hearth.cli.main import main as cli_app
 from hearth.core.config import load_settings
 from hearth.models import janwrite
 from hearth.services import Services
@@ -294,3 +296,21 @@ def test_a_pull_cut_off_midway_leaves_no_model_yml_then_resumes(
         "llamacpp/models/Half-Q8_0/model.gguf"
     )
     assert not staged.exists()
+
+
+def test_the_cli_imports_edits_and_removes_in_jans_layout(data: Path, tmp_path: Path) -> None:
+    """`hearth models import/set/rm` without a server, on a Jan folder (`--home`)."""
+    src = tmp_path / "Cli.Model-Q8_0.gguf"
+    src.write_bytes(MODEL)
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(cli_app, ["--home", str(data), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("models", "import", str(src), "--mode", "move", "--id", "acme/cli-model")
+    folder = data / "llamacpp/models/acme/cli-model"
+    assert read_model_yml(folder)["model_path"] == "llamacpp/models/acme/cli-model/model.gguf"
+    assert not src.exists()
+    cli("models", "rm", "acme/cli-model", "--yes")
+    assert not (data / "llamacpp/models/acme").exists()
