@@ -202,11 +202,13 @@ def test_an_edit_keeps_every_key_jan_wrote(
         assert r.status_code == 200, r.text
         assert r.json()["engine_parameters"]["ctx_len"] == 2048
         refused = http.patch("/v1/models/unsloth/Tiny-Q8_0", json={"description": "x"})
+        no_name = http.patch("/v1/models/unsloth/Tiny-Q8_0", json={"name": 5})
         bad = http.patch(
             "/v1/models/unsloth/Tiny-Q8_0", json={"engine_parameters": {"ctx_len": "lots"}}
         )
     assert refused.status_code == 400 and "'description'" in refused.json()["error"]["message"]
     assert bad.status_code == 400, bad.text
+    assert no_name.status_code == 400 and "'name'" in no_name.json()["error"]["message"]
     after = read_model_yml(folder)
     assert list(after) == [*original, "temperature"]
     assert after == {**original, "ctx_size": 2048, "temperature": 0}
@@ -247,6 +249,9 @@ def test_a_hub_pull_lands_under_jans_id_with_jans_keys(
             assert done["state"] == "completed", done
             assert done["model_id"] == "acme/Cool_v2-Q8_0"
             item = http.get("/v1/models/acme/Cool_v2-Q8_0").json()
+            again = http.post("/v1/models/pull", json={"source": "hf.co/acme/Cool-GGUF"})
+            assert again.status_code == 200, again.text  # the same bytes: nothing to fetch
+            assert again.json()["model_id"] == "acme/Cool_v2-Q8_0"
     assert item["status"] == "ready"
     folder = data / "llamacpp/models/acme/Cool_v2-Q8_0"
     yml = read_model_yml(folder)

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hearth.downloads.urls import FileSpec
 from hearth.models import janwrite
 from hearth.models.importer import is_projector
+from hearth.models.janyml import MODEL_YML, ModelYmlError, read_model_yml
 from hearth.models.store import ModelEntry, ModelStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,30 @@ def jan_id_for(entry: ModelEntry, model: Path, ollama: bool) -> str:
     if author is not None:
         return janwrite.id_for_hf(author, model.name)
     return janwrite.id_for_file(model.name)
+
+
+def already_there(store: ModelStore, specs: list[FileSpec], ollama_id: str | None) -> str | None:
+    """The id of the model in Jan's layout this pull would make, when it is already there with
+    the same bytes (model.yml's `model_sha256` is the file's): a second pull of one file is
+    then "already complete", not a `-2` copy. None otherwise."""
+    if store.jan is None:
+        return None
+    first = next((s for s in specs if not is_projector(Path(s.filename), None)), None)
+    if first is None or not first.sha256:
+        return None
+    author = hf_author(first.url)
+    if ollama_id is not None:
+        wanted = ollama_id
+    elif author is not None:
+        wanted = janwrite.id_for_hf(author, first.filename)
+    else:
+        wanted = janwrite.id_for_file(first.filename)
+    yml = store.jan.models_dir / wanted / MODEL_YML
+    try:
+        held = read_model_yml(yml).get("model_sha256")
+    except (ModelYmlError, ValueError):
+        return None
+    return wanted if held == first.sha256 else None
 
 
 def publish(

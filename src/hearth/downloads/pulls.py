@@ -32,6 +32,7 @@ from hearth.core.errors import (
 from hearth.downloads.blobs import reuse_known_blobs
 from hearth.downloads.common import DownloadFailed, DownloadResult, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
+from hearth.downloads.janpublish import already_there as already_in_jan
 from hearth.downloads.janpublish import publish as publish_to_jan
 from hearth.downloads.jobs import DownloadManager, Job
 from hearth.downloads.ollama import OllamaPlan, resolve_ollama
@@ -143,12 +144,21 @@ class Pulls:
             specs = [FileSpec(url, filename_from_url(url), headers=_auth_for(url))]
             note = None
         first = next(s for s in specs if not is_projector(Path(s.filename), None))
+        if model_id is None and (held := await self._in_jan(specs, None)) is not None:
+            return held, None  # in Jan's layout already, the same bytes
         if model_id is None:
             base = id_from_filename(_split_stem(first.filename))
             validate_model_id(base)
             model_id = self._free_id(base, specs)
         validate_model_id(model_id)
         return model_id, self._start_new(model_id, specs, note)
+
+    async def _in_jan(self, specs: list[FileSpec], ollama_id: str | None) -> str | None:
+        """`janpublish.already_there`, read in the file pool (never on the event loop)."""
+        if self.store.jan is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._files, already_in_jan, self.store, specs, ollama_id)
 
     def download_model(self, model_id: str) -> Job | None:
         """Fetch the missing files of an existing model from its `sources`."""
@@ -191,6 +201,8 @@ class Pulls:
             timeout=self.hub_deadline, allow_private=self.allow_private,
         )  # fmt: skip
         specs = plan.files
+        if model_id is None and (held := await self._in_jan(specs, base)) is not None:
+            return held, None  # in Jan's layout already, the same bytes
         model_id = validate_model_id(model_id or self._free_id(base, specs))
         created = self._same_source(model_id, specs) is not True
         if created:

@@ -49,7 +49,9 @@ MMPROJ_FILE = "mmproj.gguf"
 TRASH_DIR = "trash"
 _NOT_JAN = re.compile(r"[^A-Za-z0-9/_.\-]")
 #: Hearth's edit fields (model.json terms) -> Jan's model.yml key: the reader's maps reversed.
-ENGINE_TO_JAN = {hearth: jan for jan, hearth in JAN_ENGINE_KEYS.items()}
+ENGINE_TO_JAN = {hearth: jan for jan, hearth in JAN_ENGINE_KEYS.items()} | {
+    "chat_template": "chat_template"
+}
 SAMPLING_TO_JAN = {key: key for key in JAN_SAMPLING_KEYS}
 
 
@@ -277,6 +279,12 @@ def jan_patch(patch: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in patch.items():
         if key == "name":
+            if not isinstance(value, str) or not value.strip() or len(value) > 256:
+                raise InvalidRequest(
+                    "'name' must be a text of 1 to 256 characters (Jan shows it as the model's "
+                    "name).",
+                    param="name",
+                )
             out["name"] = value
         elif key in ("engine_parameters", "model_parameters") and isinstance(value, dict):
             table = ENGINE_TO_JAN if key == "engine_parameters" else SAMPLING_TO_JAN
