@@ -11,7 +11,10 @@ Jan's source used (janhq/jan): extensions/llamacpp-extension/src/index.ts `impor
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -319,3 +322,26 @@ def test_the_cli_imports_edits_and_removes_in_jans_layout(data: Path, tmp_path: 
     assert not src.exists()
     cli("models", "rm", "acme/cli-model", "--yes")
     assert not (data / "llamacpp/models/acme").exists()
+
+
+def test_a_placement_cut_off_by_a_crash_is_undone_at_the_next_start(
+    data: Path, tmp_path: Path
+) -> None:
+    """A Hearth killed between moving a file in and writing model.yml: the next start puts
+    the file back where it came from and removes the folder (Jan's own folders, without the
+    marker, are never touched)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    original = tmp_path / "mine.gguf"
+    folder = data / "llamacpp/models/acme/half"
+    folder.mkdir(parents=True)
+    (folder / "model.gguf").write_bytes(MODEL)
+    note = {"pid": dead.pid, "moved": [[str(original), str(folder / "model.gguf")]]}
+    (folder / janwrite.PLACING).write_text(json.dumps(note))
+    jans = data / "llamacpp/models/jan-downloading"  # Jan mid-download: no model.yml yet
+    jans.mkdir()
+    (jans / "model.gguf").write_bytes(b"partial")
+    Services.create(load_settings(home=data, env={}))
+    assert original.read_bytes() == MODEL
+    assert not (data / "llamacpp/models/acme").exists()
+    assert (jans / "model.gguf").read_bytes() == b"partial"

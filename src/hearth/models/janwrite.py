@@ -22,6 +22,7 @@ removes it and the empty folders of a nested id. Nothing else of Jan's is ever w
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hearth.core import atomic
 from hearth.core.errors import Conflict, InvalidRequest
 from hearth.models.gguf import GGUFInfo, read_gguf_header
 from hearth.models.ids import is_valid_jan_id
@@ -46,7 +48,10 @@ EMBEDDING_ARCHS = frozenset(
 )  # fmt: skip
 MODEL_FILE = "model.gguf"
 MMPROJ_FILE = "mmproj.gguf"
+OUR_FILES = (MODEL_FILE, MMPROJ_FILE)
 TRASH_DIR = "trash"
+#: Hearth's marker in a model folder it is filling (removed once model.yml is written).
+PLACING = ".hearth-placing.json"
 _NOT_JAN = re.compile(r"[^A-Za-z0-9/_.\-]")
 #: Hearth's edit fields (model.json terms) -> Jan's model.yml key: the reader's maps reversed.
 ENGINE_TO_JAN = {hearth: jan for jan, hearth in JAN_ENGINE_KEYS.items()} | {
@@ -185,7 +190,9 @@ def place_model(
             "first."
         ) from None
     placed: list[tuple[Path, Path]] = []
+    marker = folder / PLACING
     try:
+        _write_marker(marker, [])
         targets: list[Path] = []
         for source, name in ((model, MODEL_FILE), (mmproj, MMPROJ_FILE)):
             if source is None:
@@ -194,6 +201,8 @@ def place_model(
                 targets.append(Path(os.path.abspath(source)))
                 continue
             target = folder / name
+            if mode == "move":  # said before the move, so a crash can put the file back
+                _write_marker(marker, [*placed, (source, target)])
             _transfer(source, target, mode)
             placed.append((source, target))
             targets.append(target)
@@ -208,6 +217,7 @@ def place_model(
         )
         data.update(extra or {})
         write_model_yml(folder / MODEL_YML, data)  # last: now it is a model
+        marker.unlink()
     except BaseException:
         for source, target in placed:
             with contextlib.suppress(OSError):
@@ -217,6 +227,53 @@ def place_model(
         remove_empty_parents(models_dir, folder.parent)
         raise
     return folder / MODEL_YML
+
+
+def _write_marker(marker: Path, moves: list[tuple[Path, Path]]) -> None:
+    """Hearth's note in a folder it is filling: its pid, and the files it moved in (to go
+    back where they came from if it dies before model.yml is written; `sweep_placing`)."""
+    body = {"pid": os.getpid(), "moved": [[str(a), str(b)] for a, b in moves]}
+    atomic.write_json(marker, body)
+
+
+def sweep_placing(models_dir: Path) -> None:
+    """After a crash mid-placement: a folder with Hearth's marker and no model.yml, whose
+    writer is gone, gets its moved files put back (a pull's staging, the user's file) and is
+    removed; nothing Jan wrote carries the marker, so nothing of Jan's is touched."""
+    try:  # the whole list first: folders go away below
+        markers = list(models_dir.glob(f"**/{PLACING}"))
+    except OSError:
+        return
+    for marker in markers:
+        folder = marker.parent
+        if marker.is_symlink():
+            continue
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            note = json.loads(marker.read_text(encoding="utf-8"))
+            if _alive(int(note["pid"])):
+                continue
+            if (folder / MODEL_YML).exists():
+                marker.unlink()
+                continue
+            for original, target in note["moved"]:
+                ours = Path(target).parent == folder and Path(target).name in OUR_FILES
+                if ours and not os.path.lexists(original):
+                    with contextlib.suppress(OSError):
+                        _transfer(Path(target), Path(original), "move")
+            shutil.rmtree(folder, ignore_errors=True)
+            remove_empty_parents(models_dir, folder.parent)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _transfer(source: Path, target: Path, mode: str) -> None:

@@ -627,6 +627,7 @@ class ModelStore:
         sweep_temp_files(folders)
         if self.jan is not None:
             janwrite.sweep_trash(self.jan.state_dir)
+            janwrite.sweep_placing(self.jan.models_dir)
 
 
 def sweep_temp_files(folders: list[Path]) -> None:
