@@ -274,3 +274,21 @@ def test_a_yaml_alias_bomb_is_refused_not_expanded(tmp_path: Path) -> None:
     entry = services(data).store.get("bomb")
     assert entry.status == "invalid" and "anchors or aliases" in str(entry.error)
     assert entry.raw is None and len(entry.to_api_json()) < 4096
+
+
+def test_a_fifo_for_model_yml_and_bad_values_are_named_not_fatal(tmp_path: Path) -> None:
+    data = jan_folder(tmp_path)
+    fifo = data / "llamacpp" / "models" / "odd" / "fifo"
+    fifo.mkdir(parents=True)
+    os.mkfifo(fifo / "model.yml")  # never blocks the list
+    tiny = _gguf(tmp_path / "v.gguf")
+    add_imported_model(data, "odd/ctx", tiny, ctx_size=10**12)
+    add_imported_model(data, "odd/temp", tiny, temperature=500)
+    add_imported_model(data, "odd/word", tiny, n_gpu_layers="all")
+    by_id = {e.id: e for e in services(data).store.list()}
+    assert "not a regular file" in str(by_id["odd/fifo"].error)
+    assert "'ctx_size' (Hearth's ctx_len)" in str(by_id["odd/ctx"].error)
+    assert "'temperature' is 500" in str(by_id["odd/temp"].error)
+    assert "'n_gpu_layers' is 'all'" in str(by_id["odd/word"].error)
+    assert all(by_id[i].status == "invalid" for i in ("odd/fifo", "odd/ctx", "odd/temp"))
+    assert by_id[NESTED].status == "ready"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import anthropic
 import httpx
@@ -93,7 +94,8 @@ def test_openai_client_lists_retrieves_and_chats_by_the_nested_id(srv: ThreadedS
 def test_the_engine_got_model_ymls_context_and_none_of_the_hostile_settings(
     http: httpx.Client,
 ) -> None:
-    http.post(f"/v1/models/{SMOL}/start", json={}).raise_for_status()
+    started = http.post(f"/v1/models/{quote(SMOL, safe='')}/start", json={})  # as the page
+    assert started.status_code == 200, started.text
     running = {m["id"]: m for m in http.get("/v1/running").json()["data"]}
     assert SMOL in running, running
     engine = running[SMOL]

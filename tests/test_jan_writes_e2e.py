@@ -8,14 +8,17 @@ compared key by key with what Jan's own download writes; the starter model on a 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import ollama
 import pytest
 from support.fault_server import FaultServer
-from support.janfolder import make_jan_folder, read_model_yml
+from support.janfolder import add_imported_model, make_jan_folder, read_model_yml
 from support.ollama_registry import publish
 from support.server import HearthProcess, ThreadedServer
 from support.smollm import smollm2_path
@@ -117,3 +120,22 @@ def test_the_starter_on_an_empty_jan_folder_lands_in_jans_layout(tmp_path: Path)
     assert (data / "settings.json").read_bytes() == jans_settings
     assert not (data / "llamacpp/settings.json").exists()
     assert not (data / "llamacpp/router.preset.ini").exists()
+
+
+def test_deleting_a_running_jan_import_stops_it_and_keeps_the_users_file(tmp_path: Path) -> None:
+    data = make_jan_folder(tmp_path / "data")
+    mine = tmp_path / "gguf" / "SmolLM2.gguf"  # the user's file, where Jan's import left it
+    mine.parent.mkdir()
+    shutil.copyfile(smollm2_path(), mine)
+    add_imported_model(data, "bartowski/Smol", mine, name="Smol", extra_key="kept")
+    settings = load_settings(home=data, env={})
+    with ThreadedServer(Services.create(settings)) as live, live.http() as http:
+        started = http.post("/v1/models/bartowski/Smol/start", json={})
+        assert started.status_code == 200, started.text
+        assert [m["id"] for m in http.get("/v1/running").json()["data"]] == ["bartowski/Smol"]
+        gone = http.delete(f"/v1/models/{quote('bartowski/Smol', safe='')}")  # as the page
+        assert gone.status_code == 200, gone.text
+        assert http.get("/v1/running").json()["data"] == []
+        assert http.get("/v1/models").json()["data"] == []
+    assert mine.stat().st_size == smollm2_path().stat().st_size
+    assert os.listdir(data / "llamacpp/models") == []

@@ -147,7 +147,8 @@ class JanShelf:
         except JanModelError as exc:
             return self._invalid(found, str(exc))
         except SchemaError as exc:
-            return self._invalid(found, f"{self._rel(found.yml)}: {exc.message}")
+            message = exc.message.replace("'model_parameters.", "'")  # Jan's own key names
+            return self._invalid(found, f"{self._rel(found.yml)}: {message}")
         except OSError as exc:
             return self._invalid(found, f"{self._rel(found.yml)} cannot be read ({exc.strerror}).")
         info.id = found.id

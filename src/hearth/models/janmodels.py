@@ -342,7 +342,9 @@ def read_jan_model(
     try:
         rules.check_model_parameters(DEFAULT_ENGINE, params)
     except InvalidParameter as exc:
-        raise JanModelError(f"{shown}: {exc.message}") from None
+        jan_key = next((k for k, v in JAN_ENGINE_KEYS.items() if v == exc.param), None)
+        where = f"'{jan_key}' (Hearth's {exc.param}) " if jan_key and jan_key != exc.param else ""
+        raise JanModelError(f"{shown}: {where}{exc.message}") from None
     name = yml.get("name")
     raw: dict[str, Any] = {
         "id": "jan-model",  # replaced by the Jan id once normalized (`schema` knows one grammar)

@@ -15,6 +15,7 @@ Jan's `PathBuf::join` does, an absolute path winning.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,15 @@ class ModelYmlError(ValueError):
 def read_model_yml(path: Path) -> dict[str, Any]:
     """The mapping in `path`, or ModelYmlError saying what is wrong with it."""
     try:
-        with open(path, "rb") as handle:
+        # non-blocking and regular files only: a FIFO or a device named model.yml (or a link
+        # to one) never blocks or streams a listing
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ModelYmlError(
+                    f"{path} is not a regular file (a FIFO, device or folder); replace it with "
+                    "the model's settings file, or delete the model's folder."
+                )
             raw = handle.read(MAX_MODEL_YML_BYTES + 1)
     except OSError as exc:
         raise ModelYmlError(f"{path} cannot be read ({exc.strerror}).") from None
