@@ -307,7 +307,7 @@ def test_a_pull_cut_off_midway_leaves_no_model_yml_then_resumes(
 
 
 def test_the_cli_imports_edits_and_removes_in_jans_layout(data: Path, tmp_path: Path) -> None:
-    """`hearth models import/set/rm` without a server, on a Jan folder (`--home`)."""
+    """`hearth models import/edit/rm` without a server, on a Jan folder (`--home`)."""
     src = tmp_path / "Cli.Model-Q8_0.gguf"
     src.write_bytes(MODEL)
 
@@ -320,6 +320,15 @@ def test_the_cli_imports_edits_and_removes_in_jans_layout(data: Path, tmp_path: 
     folder = data / "llamacpp/models/acme/cli-model"
     assert read_model_yml(folder)["model_path"] == "llamacpp/models/acme/cli-model/model.gguf"
     assert not src.exists()
+    cli("models", "edit", "acme/cli-model", "engine_parameters.ctx_len=4096", "name=Mine")
+    cli("models", "edit", "acme/cli-model", "model_parameters.top_k=5")
+    cli("models", "edit", "acme/cli-model", "model_parameters.top_k=null")  # null removes
+    edited = read_model_yml(folder)
+    assert (edited["ctx_size"], edited["name"]) == (4096, "Mine") and "top_k" not in edited
+    refused = CliRunner().invoke(
+        cli_app, ["--home", str(data), "models", "edit", "acme/cli-model", "metadata.x=1"]
+    )
+    assert refused.exit_code != 0 and "'metadata'" in refused.output
     cli("models", "rm", "acme/cli-model", "--yes")
     assert not (data / "llamacpp/models/acme").exists()
 
