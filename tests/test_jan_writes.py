@@ -29,6 +29,7 @@ from support.waiting import job_done
 
 from hearth.cli.main import main as cli_app
 from hearth.core.config import load_settings
+from hearth.core.errors import Conflict
 from hearth.models import janwrite
 from hearth.services import Services
 
@@ -354,3 +355,17 @@ def test_a_placement_cut_off_by_a_crash_is_undone_at_the_next_start(
     assert original.read_bytes() == MODEL
     assert not (data / "llamacpp/models/acme").exists()
     assert (jans / "model.gguf").read_bytes() == b"partial"
+
+
+def test_an_id_inside_a_model_or_through_a_link_is_refused(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "m.gguf"
+    src.write_bytes(MODEL)
+    add_downloaded_model(data, "acme", src)  # a model folder: Jan never looks inside it
+    (tmp_path / "elsewhere").mkdir()
+    (data / "llamacpp/models/out").symlink_to(tmp_path / "elsewhere")
+    models = data / "llamacpp/models"
+    for bad in ("acme/inner", "out/escaped"):
+        with pytest.raises(Conflict, match="cannot be placed inside it"):
+            janwrite.place_model(models, bad, src, None, mode="copy", name_from=src.name)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert sorted(p.name for p in (models / "acme").iterdir()) == ["model.gguf", "model.yml"]

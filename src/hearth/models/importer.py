@@ -239,7 +239,7 @@ class Importer:
                 param="path",
             )
         if jan:
-            return self._import_jan(path, parts, model_id, mode)
+            return self._import_jan(path, parts, model_id, mode, progress)
         base = split_name(parts[0].name)
         stem = base.prefix if base else parts[0].name
         inside_models = path.parent == self.models_dir
@@ -289,7 +289,12 @@ class Importer:
         return self.store.get(folder.name)
 
     def _import_jan(
-        self, path: Path, parts: list[Path], model_id: str | None, mode: str
+        self,
+        path: Path,
+        parts: list[Path],
+        model_id: str | None,
+        mode: str,
+        progress: Progress | None,
     ) -> ModelEntry:
         """In a Jan data folder: the file placed as Jan's import places it
         (`llamacpp/models/<id>/model.gguf`, model.yml last; `janwrite.place_model`), under
@@ -315,7 +320,15 @@ class Importer:
             new_id = janwrite.free_jan_id(jan_dir, janwrite.id_for_file(path.name))
         if mode == "link":
             self.store.roots.add(parts)  # the user's own file, used where it is
-        janwrite.place_model(jan_dir, new_id, parts[0], None, mode=mode, name_from=path.name)
+        janwrite.place_model(
+            jan_dir,
+            new_id,
+            parts[0],
+            None,
+            mode=mode,
+            name_from=path.name,
+            copy=lambda src, target: link_or_copy(src, target, progress),
+        )
         self.errors.clear(parts[0])
         return self.store.get(new_id)
 
@@ -497,15 +510,20 @@ class Importer:
             except OSError:
                 shutil.move(src, target)
             return target
-        try:
-            os.link(src, target)  # same filesystem: a second name for the same bytes, instant
-        except OSError:
-            _copy_with_progress(src, target, progress)
-        else:
-            if progress is not None:
-                size = target.stat().st_size
-                progress(size, size)
+        link_or_copy(src, target, progress)
         return target
+
+
+def link_or_copy(src: Path, target: Path, progress: Progress | None = None) -> None:
+    """A copy import's file: a hard link on the same filesystem, else a copy (via a temp)."""
+    try:
+        os.link(src, target)  # same filesystem: a second name for the same bytes, instant
+    except OSError:
+        _copy_with_progress(src, target, progress)
+    else:
+        if progress is not None:
+            size = target.stat().st_size
+            progress(size, size)
 
 
 def _copy_with_progress(src: Path, target: Path, progress: Progress | None) -> None:

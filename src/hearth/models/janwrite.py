@@ -22,12 +22,13 @@ removes it and the empty folders of a nested id. Nothing else of Jan's is ever w
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,14 +175,17 @@ def place_model(
     name_from: str,
     known: Sequence[Known | None] = (),
     extra: dict[str, Any] | None = None,
+    copy: Callable[[Path, Path], None] | None = None,
 ) -> Path:
     """Put `model` (+ `mmproj`) in Jan's layout under `<models_dir>/<model_id>/` and write
     model.yml last. `mode`: "copy", "move" (a rename; a copy then unlink across disks) or
     "link" (the file stays where it is; model.yml names it by its absolute path, as Jan's
-    import does). Returns the model.yml written. On failure nothing that looks like a model is
+    import does); `copy` makes a copy (the importer's: a hard link where it can, progress).
+    Returns the model.yml written. On failure nothing that looks like a model is
     left: the files placed go back (move) or away (copy), the folder is removed."""
     data_dir = models_dir.parent.parent
     folder = models_dir / model_id
+    _check_parents(models_dir, model_id)
     try:
         folder.mkdir(parents=True)
     except FileExistsError:
@@ -203,7 +207,10 @@ def place_model(
             target = folder / name
             if mode == "move":  # said before the move, so a crash can put the file back
                 _write_marker(marker, [*placed, (source, target)])
-            _transfer(source, target, mode)
+            if mode == "copy":
+                (copy or _plain_copy)(source, target)
+            else:
+                _transfer(source, target)
             placed.append((source, target))
             targets.append(target)
         kinds = [*known, None, None]
@@ -222,11 +229,29 @@ def place_model(
         for source, target in placed:
             with contextlib.suppress(OSError):
                 if mode == "move" and not source.exists():
-                    _transfer(target, source, "move")
+                    _transfer(target, source)
         shutil.rmtree(folder, ignore_errors=True)
         remove_empty_parents(models_dir, folder.parent)
         raise
     return folder / MODEL_YML
+
+
+def _check_parents(models_dir: Path, model_id: str) -> None:
+    """The folders above a nested id's must be plain folders Jan walks into: not a link (the
+    model would land outside `llamacpp/models`), not a file, not a model's own folder (Jan
+    never looks inside one, so the model would never be listed)."""
+    if not is_valid_jan_id(model_id):
+        raise InvalidRequest(f"'{model_id[:80]}' is not a Jan model id.", param="id")
+    here = models_dir
+    for part in model_id.split("/")[:-1]:
+        here = here / part
+        if not os.path.lexists(here):
+            return
+        if here.is_symlink() or not here.is_dir() or (here / MODEL_YML).exists():
+            raise Conflict(
+                f"llamacpp/models/{here.relative_to(models_dir).as_posix()} is a model, a file or "
+                f"a link, so '{model_id}' cannot be placed inside it. Choose another id."
+            )
 
 
 def _write_marker(marker: Path, moves: list[tuple[Path, Path]]) -> None:
@@ -259,7 +284,7 @@ def sweep_placing(models_dir: Path) -> None:
                 ours = Path(target).parent == folder and Path(target).name in OUR_FILES
                 if ours and not os.path.lexists(original):
                     with contextlib.suppress(OSError):
-                        _transfer(Path(target), Path(original), "move")
+                        _transfer(Path(target), Path(original))
             shutil.rmtree(folder, ignore_errors=True)
             remove_empty_parents(models_dir, folder.parent)
 
@@ -276,19 +301,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _transfer(source: Path, target: Path, mode: str) -> None:
-    """Copy or move one file (a move across disks copies, then removes the original)."""
-    if mode == "move":
-        try:
-            os.rename(source, target)
-            return
-        except OSError as exc:
-            if exc.errno != 18:  # EXDEV: another disk
-                raise
-        shutil.copyfile(source, target)
-        source.unlink()
+def _plain_copy(source: Path, target: Path) -> None:
+    temp = target.with_name(f".{target.name}.copying")
+    shutil.copyfile(source, temp)
+    os.rename(temp, target)
+
+
+def _transfer(source: Path, target: Path) -> None:
+    """Move one file: a rename; across disks a copy to a temp name, renamed, then the
+    original removed (a crash leaves no half file under the final name)."""
+    try:
+        os.rename(source, target)
         return
-    shutil.copyfile(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    _plain_copy(source, target)
+    source.unlink()
 
 
 def remove_empty_parents(models_dir: Path, folder: Path) -> None:
