@@ -369,3 +369,18 @@ def test_an_id_inside_a_model_or_through_a_link_is_refused(data: Path, tmp_path:
             janwrite.place_model(models, bad, src, None, mode="copy", name_from=src.name)
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert sorted(p.name for p in (models / "acme").iterdir()) == ["model.gguf", "model.yml"]
+
+
+def test_a_pull_with_an_id_lands_under_that_id(live: ThreadedServer, data: Path) -> None:
+    with FaultServer() as files, live.http() as http:
+        url = files.add("/m/Some-Q8_0.gguf", MODEL)
+        r = http.post("/v1/models/pull", json={"source": url, "id": "me/mine"})
+        assert r.status_code == 202, r.text
+        assert job_done(live.url, r.json()["id"])["model_id"] == "me/mine"
+        taken = http.post("/v1/models/pull", json={"source": url, "id": "me/mine"})
+        nested_in_model = http.post("/v1/models/pull", json={"source": url, "id": "me/mine/x"})
+    assert read_model_yml(data / "llamacpp/models/me/mine")["model_path"] == (
+        "llamacpp/models/me/mine/model.gguf"
+    )
+    assert taken.status_code == 409, taken.text
+    assert nested_in_model.status_code in (400, 404, 409), nested_in_model.text

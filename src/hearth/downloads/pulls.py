@@ -47,8 +47,15 @@ from hearth.downloads.urls import (
     shown_name,
     validate_url,
 )
+from hearth.models import janwrite
 from hearth.models.gguf import read_gguf_header
-from hearth.models.ids import id_from_filename, is_valid_id, readable_name, validate_model_id
+from hearth.models.ids import (
+    id_from_filename,
+    is_valid_id,
+    is_valid_jan_id,
+    readable_name,
+    validate_model_id,
+)
 from hearth.models.importer import build_model_json, is_projector
 from hearth.models.names import OllamaRef, ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore
@@ -92,6 +99,8 @@ class Pulls:
         #: Follow the Hub's redirects into loopback/private addresses (allow_private_redirects).
         self.allow_private = allow_private
         self._last_job: dict[str, Job] = {}
+        #: A download's id -> the id asked for in Jan's layout (a Jan data folder, `--id`).
+        self._jan_ids: dict[str, str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._files = ThreadPoolExecutor(2, thread_name_prefix="hearth-pull-files")
 
@@ -144,14 +153,31 @@ class Pulls:
             specs = [FileSpec(url, filename_from_url(url), headers=_auth_for(url))]
             note = None
         first = next(s for s in specs if not is_projector(Path(s.filename), None))
-        if model_id is None and (held := await self._in_jan(specs, None)) is not None:
+        wanted, model_id = await self._jan_wish(model_id)
+        if model_id is None and not wanted and (held := await self._in_jan(specs, None)):
             return held, None  # in Jan's layout already, the same bytes
         if model_id is None:
             base = id_from_filename(_split_stem(first.filename))
             validate_model_id(base)
             model_id = self._free_id(base, specs)
         validate_model_id(model_id)
+        if wanted:
+            self._jan_ids[model_id] = wanted
         return model_id, self._start_new(model_id, specs, note)
+
+    async def _jan_wish(self, model_id: str | None) -> tuple[str | None, str | None]:
+        """In a Jan data folder an id asked for (`--id`, "id") is the id in Jan's layout (it
+        may nest); the download's own folder then gets a name of its own. Returns (the Jan id
+        wished for, the id to download under). Checked in the file pool (it stats folders)."""
+        if self.store.jan is None or model_id is None:
+            return None, model_id
+        if not is_valid_jan_id(model_id):
+            validate_model_id(model_id)  # the error, in Hearth's words
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._files, janwrite.check_new_id, self.store.jan.models_dir, model_id
+        )
+        return model_id, None
 
     async def _in_jan(self, specs: list[FileSpec], ollama_id: str | None) -> str | None:
         """`janpublish.already_there`, read in the file pool (never on the event loop)."""
@@ -201,9 +227,12 @@ class Pulls:
             timeout=self.hub_deadline, allow_private=self.allow_private,
         )  # fmt: skip
         specs = plan.files
-        if model_id is None and (held := await self._in_jan(specs, base)) is not None:
+        wanted, model_id = await self._jan_wish(model_id)
+        if model_id is None and not wanted and (held := await self._in_jan(specs, base)):
             return held, None  # in Jan's layout already, the same bytes
         model_id = validate_model_id(model_id or self._free_id(base, specs))
+        if wanted:
+            self._jan_ids[model_id] = wanted
         created = self._same_source(model_id, specs) is not True
         if created:
             self._create(model_id, specs, None, plan.model_json)
@@ -429,7 +458,7 @@ class Pulls:
         )
         self.store.update(model_id, patch)
         if self.store.jan is not None:  # a Jan data folder: the model moves into Jan's layout
-            return publish_to_jan(self.store, model_id)
+            return publish_to_jan(self.store, model_id, jan_id=self._jan_ids.pop(model_id, None))
         return None
 
 

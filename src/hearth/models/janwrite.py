@@ -236,6 +236,16 @@ def place_model(
     return folder / MODEL_YML
 
 
+def check_new_id(models_dir: Path, model_id: str) -> None:
+    """Conflict unless a new model can be placed under `model_id` (see `_check_parents`)."""
+    _check_parents(models_dir, model_id)
+    if os.path.lexists(models_dir / model_id):
+        raise Conflict(
+            f"A model '{model_id}' already exists. Pick another id, or remove it first "
+            f"(`hearth models rm {model_id}`)."
+        )
+
+
 def _check_parents(models_dir: Path, model_id: str) -> None:
     """The folders above a nested id's must be plain folders Jan walks into: not a link (the
     model would land outside `llamacpp/models`), not a file, not a model's own folder (Jan
