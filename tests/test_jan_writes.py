@@ -227,7 +227,14 @@ def test_delete_removes_the_folder_and_empty_author_folder(
     src.write_bytes(MODEL)
     add_downloaded_model(data, "unsloth/A-Q8_0", src)
     add_downloaded_model(data, "unsloth/B-Q8_0", src)
+    broken = data / "llamacpp/models/broken"
+    broken.mkdir()
+    (broken / "model.yml").write_text("model_path: [unclosed\n")
     with live.http() as http:
+        assert http.get("/v1/models/broken").json()["status"] == "invalid"
+        edit = http.patch("/v1/models/broken", json={"name": "x"})
+        assert edit.status_code == 400 and "not valid YAML" in edit.json()["error"]["message"]
+        assert http.delete("/v1/models/broken").status_code == 200  # a broken one goes too
         assert http.delete("/v1/models/unsloth/A-Q8_0").status_code == 200
         assert (data / "llamacpp/models/unsloth/B-Q8_0/model.yml").exists()
         assert http.delete("/v1/models/unsloth/B-Q8_0").status_code == 200
