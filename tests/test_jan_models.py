@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from hearth.core.config import load_settings
-from hearth.core.errors import Conflict, InvalidModelId, ModelNotFound
+from hearth.core.errors import InvalidModelId, ModelNotFound
 from hearth.models.ids import is_valid_jan_id
+from hearth.models.janyml import read_model_yml
 from hearth.services.core import Services
 from tests.support.gguf_factory import write_gguf
 from tests.support.janfolder import (
@@ -191,13 +192,14 @@ def test_a_jan_id_never_names_a_hearth_folder(tmp_path: Path) -> None:
         store.get("../../models/foo".replace("../", "x/"))
 
 
-def test_edits_of_jan_models_are_refused_for_now(tmp_path: Path) -> None:
+def test_edits_and_deletes_of_jan_models_write_jans_files(tmp_path: Path) -> None:
+    """Once refused (issue 25's reader); now written as Jan would (tests/test_jan_writes.py)."""
     store = services(jan_folder(tmp_path)).store
-    with pytest.raises(Conflict):
-        store.update(NESTED, {"name": "x"})
-    with pytest.raises(Conflict):
-        store.delete(NESTED)
-    assert (tmp_path / "data" / "llamacpp" / "models" / NESTED / "model.yml").exists()
+    folder = tmp_path / "data" / "llamacpp" / "models" / NESTED
+    assert store.update(NESTED, {"name": "x"}).info.name == "x"  # type: ignore[union-attr]
+    assert read_model_yml(folder / "model.yml")["name"] == "x"
+    store.delete(NESTED)
+    assert not folder.exists()
 
 
 def test_a_changed_model_yml_is_read_again_an_unchanged_one_is_not(tmp_path: Path) -> None:

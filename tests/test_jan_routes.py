@@ -113,13 +113,6 @@ def test_the_engine_got_model_ymls_context_and_none_of_the_hostile_settings(
     assert not any(EVIL in value for value in env.values())
 
 
-def test_deleting_a_jan_model_is_refused_before_its_engine_stops(http: httpx.Client) -> None:
-    http.post(f"/v1/models/{SMOL}/start", json={}).raise_for_status()
-    r = http.delete(f"/v1/models/{quote(SMOL, safe='')}")
-    assert r.status_code == 409 and r.json()["error"]["code"] == "jan_model_read_only"
-    assert SMOL in {m["id"] for m in http.get("/v1/running").json()["data"]}
-
-
 def test_ollama_client_by_the_nested_name(srv: ThreadedServer) -> None:
     client = srv.keep(ollama.Client(host=srv.url, timeout=120, trust_env=False))
     names = [m.model for m in client.list().models]

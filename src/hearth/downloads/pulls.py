@@ -32,6 +32,8 @@ from hearth.core.errors import (
 from hearth.downloads.blobs import reuse_known_blobs
 from hearth.downloads.common import DownloadFailed, DownloadResult, disk_free, human
 from hearth.downloads.hf import hf_endpoint, hf_token, resolve_hf
+from hearth.downloads.janpublish import already_there as already_in_jan
+from hearth.downloads.janpublish import publish as publish_to_jan
 from hearth.downloads.jobs import DownloadManager, Job
 from hearth.downloads.ollama import OllamaPlan, resolve_ollama
 from hearth.downloads.urls import (
@@ -45,8 +47,15 @@ from hearth.downloads.urls import (
     shown_name,
     validate_url,
 )
+from hearth.models import janwrite
 from hearth.models.gguf import read_gguf_header
-from hearth.models.ids import id_from_filename, is_valid_id, readable_name, validate_model_id
+from hearth.models.ids import (
+    id_from_filename,
+    is_valid_id,
+    is_valid_jan_id,
+    readable_name,
+    validate_model_id,
+)
 from hearth.models.importer import build_model_json, is_projector
 from hearth.models.names import OllamaRef, ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore
@@ -90,6 +99,8 @@ class Pulls:
         #: Follow the Hub's redirects into loopback/private addresses (allow_private_redirects).
         self.allow_private = allow_private
         self._last_job: dict[str, Job] = {}
+        #: A download's id -> the id asked for in Jan's layout (a Jan data folder, `--id`).
+        self._jan_ids: dict[str, str] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._files = ThreadPoolExecutor(2, thread_name_prefix="hearth-pull-files")
 
@@ -142,12 +153,38 @@ class Pulls:
             specs = [FileSpec(url, filename_from_url(url), headers=_auth_for(url))]
             note = None
         first = next(s for s in specs if not is_projector(Path(s.filename), None))
+        wanted, model_id = await self._jan_wish(model_id)
+        if model_id is None and not wanted and (held := await self._in_jan(specs, None)):
+            return held, None  # in Jan's layout already, the same bytes
         if model_id is None:
             base = id_from_filename(_split_stem(first.filename))
             validate_model_id(base)
             model_id = self._free_id(base, specs)
         validate_model_id(model_id)
+        if wanted:
+            self._jan_ids[model_id] = wanted
         return model_id, self._start_new(model_id, specs, note)
+
+    async def _jan_wish(self, model_id: str | None) -> tuple[str | None, str | None]:
+        """In a Jan data folder an id asked for (`--id`, "id") is the id in Jan's layout (it
+        may nest); the download's own folder then gets a name of its own. Returns (the Jan id
+        wished for, the id to download under). Checked in the file pool (it stats folders)."""
+        if self.store.jan is None or model_id is None:
+            return None, model_id
+        if not is_valid_jan_id(model_id):
+            validate_model_id(model_id)  # the error, in Hearth's words
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._files, janwrite.check_new_id, self.store.jan.models_dir, model_id
+        )
+        return model_id, None
+
+    async def _in_jan(self, specs: list[FileSpec], ollama_id: str | None) -> str | None:
+        """`janpublish.already_there`, read in the file pool (never on the event loop)."""
+        if self.store.jan is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._files, already_in_jan, self.store, specs, ollama_id)
 
     def download_model(self, model_id: str) -> Job | None:
         """Fetch the missing files of an existing model from its `sources`."""
@@ -190,7 +227,12 @@ class Pulls:
             timeout=self.hub_deadline, allow_private=self.allow_private,
         )  # fmt: skip
         specs = plan.files
+        wanted, model_id = await self._jan_wish(model_id)
+        if model_id is None and not wanted and (held := await self._in_jan(specs, base)):
+            return held, None  # in Jan's layout already, the same bytes
         model_id = validate_model_id(model_id or self._free_id(base, specs))
+        if wanted:
+            self._jan_ids[model_id] = wanted
         created = self._same_source(model_id, specs) is not True
         if created:
             self._create(model_id, specs, None, plan.model_json)
@@ -206,7 +248,8 @@ class Pulls:
         if job is None and reused:  # nothing to download: fill model.json as a download would
             try:
                 with disk_errors(entry.folder):
-                    await loop.run_in_executor(self._files, self._fill, model_id, [])
+                    final = await loop.run_in_executor(self._files, self._fill, model_id, [])
+                model_id = final or model_id
             except InvalidModelFile:
                 for name in reused:
                     (entry.folder / name).unlink(missing_ok=True)
@@ -358,20 +401,26 @@ class Pulls:
             loop = asyncio.get_running_loop()
             try:
                 with disk_errors(folder):
-                    await loop.run_in_executor(self._files, self._fill, model_id, job.results)
+                    final = await loop.run_in_executor(
+                        self._files, self._fill, model_id, job.results
+                    )
             except InvalidModelFile:
                 # Never leave a file that does not read as GGUF under its final name: the
                 # model would be listed `ready`. The job fails with the reason instead.
                 for result in job.results:
                     result.path.unlink(missing_ok=True)
                 raise
+            if final is not None:  # moved into Jan's layout under Jan's id
+                job.model_id = final
+                self._last_job[final] = job
 
         job = self.manager.start(model_id, specs, folder, on_complete=complete)
         self._last_job[model_id] = job
         return job
 
-    def _fill(self, model_id: str, done: list[DownloadResult]) -> None:
-        """Record what we now know (sizes, hashes, the GGUF header) in model.json."""
+    def _fill(self, model_id: str, done: list[DownloadResult]) -> str | None:
+        """Record what we now know (sizes, hashes, the GGUF header) in model.json; in a Jan
+        data folder, then move the model into Jan's layout and return its Jan id."""
         entry = self.store.get(model_id)
         assert entry.info is not None
         results = {r.path.name: r for r in done}
@@ -390,7 +439,7 @@ class Pulls:
         infos = [read_gguf_header(p) for p in files[:1]] + [None] * (len(files) - 1)
         if not files:
             self.store.update(model_id, {"sources": sources})
-            return
+            return None
         display = readable_name(_split_stem(files[0].name)) if files else entry.info.name
         generated = build_model_json(model_id, files, infos, display_name=display)
         engine = dict(generated["engine_parameters"])
@@ -408,6 +457,9 @@ class Pulls:
             sources=sources,
         )
         self.store.update(model_id, patch)
+        if self.store.jan is not None:  # a Jan data folder: the model moves into Jan's layout
+            return publish_to_jan(self.store, model_id, jan_id=self._jan_ids.pop(model_id, None))
+        return None
 
 
 def source_key(url: str | None) -> str | None:

@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from hearth.core.errors import Conflict, Forbidden, InvalidModelFile, InvalidRequest
+from hearth.models import janwrite
 from hearth.models.gguf import GGUFInfo, read_gguf_header, sniff_format
-from hearth.models.ids import id_from_filename, readable_name, unique_id, validate_model_id
+from hearth.models.ids import (
+    id_from_filename,
+    is_valid_jan_id,
+    readable_name,
+    unique_id,
+    validate_model_id,
+)
 from hearth.models.import_errors import ImportErrors
 from hearth.models.schema import DEFAULT_ENGINE, normalize
 from hearth.models.store import (
@@ -217,7 +224,8 @@ class Importer:
             raise InvalidRequest(
                 f"{path} is not a file. Give the path of a .gguf file.", param="path"
             )
-        if model_id is not None:
+        jan = self.store.jan is not None
+        if model_id is not None and not (jan and is_valid_jan_id(model_id)):
             validate_model_id(model_id)
         parts = self._split_parts(path)
         if check_allowed:
@@ -230,6 +238,8 @@ class Importer:
                 "model's folder (models/<id>/) and Hearth attaches it to that model.",
                 param="path",
             )
+        if jan:
+            return self._import_jan(path, parts, model_id, mode, progress)
         base = split_name(parts[0].name)
         stem = base.prefix if base else parts[0].name
         inside_models = path.parent == self.models_dir
@@ -277,6 +287,50 @@ class Importer:
         if inside_models:
             self.errors.clear(path)
         return self.store.get(folder.name)
+
+    def _import_jan(
+        self,
+        path: Path,
+        parts: list[Path],
+        model_id: str | None,
+        mode: str,
+        progress: Progress | None,
+    ) -> ModelEntry:
+        """In a Jan data folder: the file placed as Jan's import places it
+        (`llamacpp/models/<id>/model.gguf`, model.yml last; `janwrite.place_model`), under
+        Jan's id for a local file (the sanitized stem) unless one is given."""
+        assert self.store.jan is not None
+        if len(parts) > 1:
+            raise InvalidRequest(
+                f"{path.name} is one part of a split GGUF; Jan keeps one model.gguf per model. "
+                "Merge the parts first (`llama-gguf-split --merge`), then import the result.",
+                param="path",
+            )
+        if model_id is None:
+            self._refuse_duplicate(path, parts[0])
+        jan_dir = self.store.jan.models_dir
+        if model_id is not None:
+            if self.store.exists(model_id):
+                raise Conflict(
+                    f"A model '{model_id}' already exists. Choose another id, or remove it first "
+                    f"with `hearth models rm {model_id}`."
+                )
+            new_id = janwrite.free_jan_id(jan_dir, model_id)
+        else:
+            new_id = janwrite.free_jan_id(jan_dir, janwrite.id_for_file(path.name))
+        if mode == "link":
+            self.store.roots.add(parts)  # the user's own file, used where it is
+        janwrite.place_model(
+            jan_dir,
+            new_id,
+            parts[0],
+            None,
+            mode=mode,
+            name_from=path.name,
+            copy=lambda src, target: link_or_copy(src, target, progress),
+        )
+        self.errors.clear(parts[0])
+        return self.store.get(new_id)
 
     def _reserve(self, new_id: str, asked: str | None, stem: str) -> Path:
         """Claim models/<id> with an empty folder (skipped by listings until filled)."""
@@ -456,15 +510,20 @@ class Importer:
             except OSError:
                 shutil.move(src, target)
             return target
-        try:
-            os.link(src, target)  # same filesystem: a second name for the same bytes, instant
-        except OSError:
-            _copy_with_progress(src, target, progress)
-        else:
-            if progress is not None:
-                size = target.stat().st_size
-                progress(size, size)
+        link_or_copy(src, target, progress)
         return target
+
+
+def link_or_copy(src: Path, target: Path, progress: Progress | None = None) -> None:
+    """A copy import's file: a hard link on the same filesystem, else a copy (via a temp)."""
+    try:
+        os.link(src, target)  # same filesystem: a second name for the same bytes, instant
+    except OSError:
+        _copy_with_progress(src, target, progress)
+    else:
+        if progress is not None:
+            size = target.stat().st_size
+            progress(size, size)
 
 
 def _copy_with_progress(src: Path, target: Path, progress: Progress | None) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from hearth.core.errors import InvalidRequest
+from hearth.core.jan import STATE_FOLDER
 from hearth.models.entry import ModelEntry
 from hearth.models.ids import is_valid_jan_id
 from hearth.models.janmodels import (
@@ -30,7 +32,7 @@ from hearth.models.janmodels import (
     yml_key,
 )
 from hearth.models.janyml import MODEL_YML
-from hearth.models.schema import EngineRules, SchemaError, normalize
+from hearth.models.schema import EngineRules, ModelInfo, SchemaError, normalize
 
 Key = tuple[int, ...]
 
@@ -49,6 +51,8 @@ class JanShelf:
     def __init__(self, models_dir: Path, engines: EngineRules) -> None:
         self.models_dir = models_dir
         self.data_dir = models_dir.parent.parent
+        #: Hearth's own folder in the data folder (`core.jan.state_dir`): deletes' trash.
+        self.state_dir = self.data_dir / STATE_FOLDER
         self.engines = engines
         self.settings_path = models_dir.parent / SETTINGS_FILE
         self._settings: tuple[Key, dict[str, Any]] = ((-1,), {})
@@ -177,6 +181,28 @@ class JanShelf:
             return str(path.relative_to(self.data_dir))
         except ValueError:
             return str(path)
+
+    def check_edit(
+        self,
+        entry: ModelEntry,
+        yml: dict[str, Any],
+        check: Callable[[ModelInfo], None] | None = None,
+    ) -> None:
+        """An edited model.yml read as a list would read it, before it is written: a value the
+        reader would refuse is InvalidRequest naming it, never a model that turns invalid."""
+        found = JanFolder(entry.id, str(entry.folder))
+        try:
+            model = read_jan_model(self.data_dir, found, self.defaults()[1], self.engines, yml)
+            info = normalize(
+                model.raw, folder=entry.folder, default_created=0, engines=self.engines
+            )
+        except JanModelError as exc:
+            raise InvalidRequest(str(exc)) from None
+        except SchemaError as exc:
+            raise InvalidRequest(exc.message, param=exc.field) from None
+        if check is not None:
+            info.id = entry.id
+            check(info)
 
     # ---- beside Hearth's folders -------------------------------------------------------------
 

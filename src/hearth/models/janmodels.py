@@ -311,15 +311,21 @@ class JanModel:
 
 
 def read_jan_model(
-    data_dir: Path, found: JanFolder, defaults: dict[str, Any], rules: EngineRules
+    data_dir: Path,
+    found: JanFolder,
+    defaults: dict[str, Any],
+    rules: EngineRules,
+    yml: dict[str, Any] | None = None,
 ) -> JanModel:
     """Read one model.yml into model.json's terms; JanModelError names the file, the field
-    and the fix (a file that cannot be read, a missing or bad `model_path`, a bad value)."""
+    and the fix (a file that cannot be read, a missing or bad `model_path`, a bad value).
+    `yml`: a mapping to check instead of the file's (an edit, before it is written)."""
     shown = _rel(data_dir, found.yml)
-    try:
-        yml = read_model_yml(found.yml)
-    except ModelYmlError as exc:
-        raise JanModelError(str(exc).replace(str(found.yml), shown, 1)) from None
+    if yml is None:
+        try:
+            yml = read_model_yml(found.yml)
+        except ModelYmlError as exc:
+            raise JanModelError(str(exc).replace(str(found.yml), shown, 1)) from None
     files = [_model_file(data_dir, yml, "model_path", shown)]
     params = dict(defaults)
     if yml.get("mmproj_path") not in (None, ""):

@@ -30,9 +30,11 @@ from urllib.parse import unquote, urlparse
 from hearth.core import atomic
 from hearth.core.errors import Conflict, InvalidRequest, ModelNotFound
 from hearth.core.keyedlocks import KeyedLocks
+from hearth.models import janwrite
 from hearth.models.entry import MODEL_SUFFIXES, ModelEntry
 from hearth.models.ids import is_valid_id, is_valid_jan_id, validate_any_id, validate_model_id
 from hearth.models.jan_store import JanShelf
+from hearth.models.janyml import ModelYmlError, read_model_yml
 from hearth.models.links import FileRoots, is_inside
 from hearth.models.schema import (
     EngineRules,
@@ -44,14 +46,7 @@ from hearth.models.schema import (
     normalize,
 )
 
-__all__ = [
-    "MODEL_JSON",
-    "MODEL_SUFFIXES",
-    "ModelEntry",
-    "ModelStore",
-    "refuse_jan_write",
-    "write_json_atomic",
-]
+__all__ = ["MODEL_JSON", "MODEL_SUFFIXES", "ModelEntry", "ModelStore", "write_json_atomic"]
 
 MODEL_JSON = "model.json"
 PARTIAL_SUFFIXES = (".part", ".download", ".crdownload")
@@ -532,7 +527,8 @@ class ModelStore:
         """Merge-patch model.json, validate (as loading does, plus `check`), write atomically.
         Unknown fields are kept; nothing is written when any check fails."""
         entry = self.get(model_id)
-        refuse_jan_write(entry, "edited")
+        if entry.jan_file is not None:
+            return self._update_jan(entry, patch, check)
         if "id" in patch and patch["id"] != entry.id:
             raise InvalidRequest(
                 f"The id of '{entry.id}' cannot change. To rename, create a new model.",
@@ -569,7 +565,21 @@ class ModelStore:
     def delete(self, model_id: str) -> ModelEntry:
         """Remove the model's folder. Files outside it (linked originals) are never touched."""
         entry = self.get(model_id)
-        refuse_jan_write(entry, "deleted")
+        if entry.jan_file is not None and self.jan is not None:
+            with self._locks.hold("jan:" + entry.id):
+                janwrite.delete_model(self.jan.models_dir, self.jan.state_dir, entry.folder)
+            return entry
+        self.remove_home_folder(entry)
+        return entry
+
+    def get_home(self, model_id: str) -> ModelEntry | None:
+        """The Hearth folder `models/<id>` read as a model (never Jan's model of that id)."""
+        if not is_valid_id(model_id):
+            return None
+        return self._load(os.path.join(self.models_dir, model_id), model_id)
+
+    def remove_home_folder(self, entry: ModelEntry) -> None:
+        """Remove a Hearth model folder: renamed aside first, linked originals untouched."""
         folder = entry.folder
         with self.locked(folder.name):
             if folder.is_symlink():
@@ -579,7 +589,30 @@ class ModelStore:
                 os.rename(folder, trash)
                 shutil.rmtree(trash, ignore_errors=True)
         self._cache.pop(folder.name, None)
-        return entry
+
+    def _update_jan(
+        self,
+        entry: ModelEntry,
+        patch: dict[str, Any],
+        check: Callable[[ModelInfo], None] | None,
+    ) -> ModelEntry:
+        """An edit of a model Jan keeps: its model.yml rewritten whole (`janwrite`), only the
+        keys the edit maps to changed; checked as the reader would read the result first."""
+        assert entry.jan_file is not None and self.jan is not None
+        if "id" in patch and patch["id"] != entry.id:
+            raise InvalidRequest(
+                f"The id of '{entry.id}' cannot change. To rename, create a new model.",
+                param="id",
+            )
+        changes = janwrite.jan_patch(patch)
+        with self._locks.hold("jan:" + entry.id):
+            try:
+                current = read_model_yml(entry.jan_file)
+            except ModelYmlError as exc:
+                raise InvalidRequest(f"{exc} Fix it by hand first.") from None
+            self.jan.check_edit(entry, {**current, **changes}, check)
+            janwrite.update_model_yml(entry.jan_file, changes)
+        return self.get(entry.id)
 
     def sweep_trash(self) -> None:
         """Finish deletes a crash interrupted (folders we renamed aside but did not remove),
@@ -592,17 +625,9 @@ class ModelStore:
                 elif path.is_dir() and not path.is_symlink():
                     folders.append(path)
         sweep_temp_files(folders)
-
-
-def refuse_jan_write(entry: ModelEntry, what: str) -> None:
-    """Writes to a model Jan keeps are not made here (yet): a clear refusal, never a model.json
-    written beside Jan's model.yml."""
-    if entry.jan_file is not None:
-        raise Conflict(
-            f"Model '{entry.id}' is one Jan keeps (its {entry.jan_file.name}); it cannot be "
-            f"{what} through Hearth yet. Change it in Jan.",
-            code="jan_model_read_only",
-        )
+        if self.jan is not None:
+            janwrite.sweep_trash(self.jan.state_dir)
+            janwrite.sweep_placing(self.jan.models_dir)
 
 
 def sweep_temp_files(folders: list[Path]) -> None:

@@ -22,7 +22,7 @@ from hearth.core.keepalive import keep_alive_param
 from hearth.models.import_errors import ImportErrors
 from hearth.models.importer import Importer, Progress
 from hearth.models.links import FileRoots
-from hearth.models.store import ModelEntry, ModelStore, refuse_jan_write
+from hearth.models.store import ModelEntry, ModelStore
 from hearth.services.listing import ModelLists
 
 if TYPE_CHECKING:
@@ -213,7 +213,6 @@ class Services:
         """Stop the model's engine (failing its in-flight requests), then delete its folder. A
         file imported by reference, or a folder that is a symlink, is never deleted."""
         entry = await asyncio.to_thread(self.store.get, model_id)  # reads the folder
-        refuse_jan_write(entry, "deleted")  # before its engine stops (Jan's writes: i25-jwrites)
         await self.engines.stop(entry.id, force=True)
         await asyncio.to_thread(self.store.delete, entry.id)
         return {"id": entry.id, "object": "model", "deleted": True}

@@ -36,6 +36,7 @@ from typing import Any
 
 from hearth.core.errors import HearthError, StarterError
 from hearth.core.pychild import child_env, python_command
+from hearth.downloads.janpublish import publish as publish_to_jan
 from hearth.models.store import ModelEntry, ModelStore
 from hearth.services import Services
 
@@ -134,6 +135,9 @@ def install(
         with contextlib.suppress(Exception):
             store.delete(STARTER_ID)  # leave nothing half-installed behind
         raise
+    if store.jan is not None:  # a Jan data folder: the model goes where Jan keeps its own
+        placed = publish_to_jan(store, STARTER_ID, jan_id=STARTER_ID, extra={"ctx_size": 4096})
+        return store.get(placed or STARTER_ID)
     return store.get(STARTER_ID)
 
 

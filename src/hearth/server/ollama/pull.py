@@ -71,5 +71,7 @@ async def pull_lines(services: Services, name: str) -> AsyncIterator[dict[str, A
             return
     yield {"status": "verifying sha256 digest"}
     yield {"status": "writing manifest"}
+    if job is not None:  # a Jan data folder moves a finished pull to Jan's id
+        model_id = job.model_id
     await ollama_names.record_name(services, model_id, name)
     yield {"status": "success"}
