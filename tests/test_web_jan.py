@@ -142,7 +142,9 @@ def test_models_view_lists_jans_models_by_id_and_the_broken_one_with_its_error(t
     assert "Context 1,024" in smol.inner_text().replace("\n", " ")  # model.yml's ctx_size
     assert smol.get_attribute("aria-label") == f"SmolLM2-135M-Instruct-Q4_1 ({SMOL})"
     assert TWIN in page.inner_text(row(TWIN))
-    assert "Ready" in page.inner_text(row(IMPORTED))  # its file lies outside the folder
+    imported = page.inner_text(row(IMPORTED)).replace("\n", " ")
+    assert "Ready" in imported  # its file lies outside the folder
+    assert "Context 8,192" in imported  # no ctx_size: the GGUF header's context length
     broken = page.inner_text(row(BROKEN))
     assert "Invalid" in broken and f"llamacpp/models/{BROKEN}/model.yml is not valid YAML" in broken
     assert "Size" not in broken  # an unreadable file has no facts to show

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.models.capabilities import record_capabilities, record_template, tool_format
-from hearth.models.facts import model_capabilities, model_tool_format
+from hearth.models.facts import Facts, facts, model_capabilities, model_tool_format
 from hearth.models.schema import ModelInfo
 
 MODEL_SUFFIXES = (".gguf", ".bin", ".ggml")
@@ -65,8 +65,11 @@ class ModelEntry:
             }
         else:
             body = self.info.model_dump(mode="json", exclude_none=False)
-            body["capabilities"] = caps = self._capabilities()
-            shown = self._tool_format(caps)
+            fact = self._header_facts()
+            if fact is not None:
+                body["metadata"] = _with_facts(body.get("metadata"), fact)
+            body["capabilities"] = caps = self._capabilities(fact)
+            shown = self._tool_format(caps, fact)
             if shown is not None:
                 body["tool_format"] = shown
         body["size"] = self.size
@@ -75,25 +78,34 @@ class ModelEntry:
             body["error"] = error
         return body
 
-    def _capabilities(self) -> list[str]:
-        """From what import recorded of the GGUF; a model.json written by hand (or by Jan)
-        has no such record, so its header is read (once per file version, `facts.py`)."""
+    def _header_facts(self) -> Facts | None:
+        """The GGUF header's facts for a local model whose record lacks them (a model.json
+        written by hand, a model Jan keeps: only an import records them); None when the record
+        has them or the model is remote. Reads the header once per file version (`facts.py`):
+        callers are threads (listing's worker, sync routes, the CLI), never the event loop."""
         assert self.info is not None
         meta = self.info.metadata
         if self.info.is_remote or (isinstance(meta, dict) and meta.get("architecture")):
-            return record_capabilities(self.info)
-        return model_capabilities(self)
+            return None
+        return facts(self)
 
-    def _tool_format(self, caps: list[str]) -> str | None:
+    def _capabilities(self, fact: Facts | None) -> list[str]:
+        """From what import recorded of the GGUF, else from the header's facts."""
+        assert self.info is not None
+        if fact is None:
+            return record_capabilities(self.info)
+        return model_capabilities(self, fact)
+
+    def _tool_format(self, caps: list[str], fact: Facts | None) -> str | None:
         """How the model is shown tools: "template", "hearth" (`capabilities.tool_format`),
         or "upstream" for a remote model (its server's own tool calling)."""
         assert self.info is not None
         meta = self.info.metadata
         if self.info.is_remote:
             return "upstream"
-        if isinstance(meta, dict) and meta.get("architecture"):
+        if fact is None and isinstance(meta, dict) and meta.get("architecture"):
             return tool_format(caps, record_template(self.info))
-        return model_tool_format(self)
+        return model_tool_format(self, fact)
 
     def to_api_json(self, status: str | None = None, error: str | None = None) -> str:
         """`to_api` as compact JSON, memoized: listing 1,000 unchanged models re-encodes none."""
@@ -105,6 +117,24 @@ class ModelEntry:
                 self._json_cache.clear()
             self._json_cache[key] = text
         return text
+
+
+#: The header's facts a record shows, under the names import records them (`importer.py`).
+_FACT_KEYS = (
+    "architecture", "parameter_count", "size_label", "quantization", "context_length",
+    "embedding_length", "chat_template",
+)  # fmt: skip
+
+
+def _with_facts(meta: Any, fact: Facts) -> dict[str, Any]:
+    """The record's metadata with the header's facts added where it has none of its own (what
+    the record says wins; an unreadable or invalid file adds nothing)."""
+    out = dict(meta) if isinstance(meta, dict) else {}
+    for key in _FACT_KEYS:
+        value = getattr(fact, key)
+        if value is not None and out.get(key) in (None, ""):
+            out[key] = value
+    return out
 
 
 def _mtime(path: Path) -> float:
