@@ -242,8 +242,8 @@ def test_chat_template_a_body_a_builtin_name_or_a_file_inside_the_folder(tmp_pat
     secret = tmp_path / "secret.jinja"
     secret.write_text("{{ 'outside' }}")
     (data / "settings.json").write_text('{"api_key": "{{ sk-SECRET }}"}')
-    add_imported_model(data, "t/file", tiny, chat_template=str(inside.parent.parent / "file" /
-                                                                 "chat_template.jinja"))  # fmt: skip
+    own_file = data / "llamacpp/models/t/file/chat_template.jinja"
+    add_imported_model(data, "t/file", tiny, chat_template=str(own_file))
     add_imported_model(
         data, "t/relative", tiny, chat_template="llamacpp/models/t/relative/chat_template.jinja"
     )
