@@ -427,6 +427,10 @@ def test_a_chat_template_edit_never_reads_a_file(tmp_path: Path) -> None:
     src.write_bytes(MODEL)
     add_downloaded_model(data, "unsloth/Tiny", src)
     add_downloaded_model(data, "unsloth/Hand", src, chat_template="settings.json")
+    own = data / "llamacpp/models/unsloth/Own/template.jinja"
+    own.parent.mkdir(parents=True)
+    own.write_text("{{ 'OWN-FILE-TEXT' }}")  # the model's own file: used, its text not shown
+    add_downloaded_model(data, "unsloth/Own", src, chat_template=str(own))
     answers = []
     with ThreadedServer(Services.create(load_settings(home=data, env={}))) as live, \
             live.http() as http:  # fmt: skip
@@ -442,7 +446,11 @@ def test_a_chat_template_edit_never_reads_a_file(tmp_path: Path) -> None:
         answers += [ok.text, http.get("/v1/models").text]
         answers += [http.get("/v1/models/unsloth/Hand").text,
                     http.post("/api/show", json={"model": "unsloth/Hand"}).text]  # fmt: skip
-    assert not any("sk-SECRET-KEY" in a for a in answers)
+        shown = http.get("/v1/models/unsloth/Own").json()
+        answers += [http.get("/v1/models").text,
+                    http.post("/api/show", json={"model": "unsloth/Own"}).text]  # fmt: skip
+    assert shown["status"] == "ready" and shown["engine_parameters"]["chat_template"] == str(own)
+    assert not any("sk-SECRET-KEY" in a or "OWN-FILE-TEXT" in a for a in answers)
     assert "chat_template" not in read_model_yml(data / "llamacpp/models/unsloth/Tiny") or (
         read_model_yml(data / "llamacpp/models/unsloth/Tiny")["chat_template"] == "{{ messages }}"
     )
