@@ -235,26 +235,34 @@ def test_files_in_jans_older_tree_are_never_imported(tmp_path: Path) -> None:
 def test_chat_template_a_body_a_builtin_name_or_a_file_inside_the_folder(tmp_path: Path) -> None:
     data = jan_folder(tmp_path)
     tiny = _gguf(tmp_path / "t.gguf")
-    inside = data / "llamacpp" / "models" / "t" / "chat_template.jinja"
-    inside.parent.mkdir(parents=True)
-    inside.write_text("{{ 'from a file' }}")
+    for own in ("file", "relative"):  # a template file in the model's own folder
+        inside = data / "llamacpp" / "models" / "t" / own / "chat_template.jinja"
+        inside.parent.mkdir(parents=True)
+        inside.write_text("{{ 'from a file' }}")
     secret = tmp_path / "secret.jinja"
     secret.write_text("{{ 'outside' }}")
-    add_imported_model(data, "t/file", tiny, chat_template=str(inside))
+    (data / "settings.json").write_text('{"api_key": "{{ sk-SECRET }}"}')
+    own_file = data / "llamacpp/models/t/file/chat_template.jinja"
+    add_imported_model(data, "t/file", tiny, chat_template=str(own_file))
     add_imported_model(
-        data, "t/relative", tiny, chat_template="llamacpp/models/t/chat_template.jinja"
+        data, "t/relative", tiny, chat_template="llamacpp/models/t/relative/chat_template.jinja"
     )
     add_imported_model(data, "t/builtin", tiny, chat_template="chatml")
     add_imported_model(data, "t/outside", tiny, chat_template=str(secret))
     add_imported_model(data, "t/device", tiny, chat_template="/dev/zero")
     add_imported_model(data, "t/climb", tiny, chat_template="../secret.jinja")
+    # inside the data folder but not the model's own folder: Jan's settings.json, a neighbour's
+    add_imported_model(data, "t/settings", tiny, chat_template="settings.json")
+    add_imported_model(
+        data, "t/neighbour", tiny, chat_template="llamacpp/models/t/file/chat_template.jinja"
+    )
     store = services(data).store
     for model_id in ("t/file", "t/relative"):
         info = store.get(model_id).info
         assert info is not None and info.engine_parameters["chat_template"] == "{{ 'from a file' }}"
     builtin = store.get("t/builtin").info
     assert builtin is not None and "chat_template" not in builtin.engine_parameters
-    for model_id in ("t/outside", "t/device", "t/climb"):
+    for model_id in ("t/outside", "t/device", "t/climb", "t/settings", "t/neighbour"):
         entry = store.get(model_id)
         assert entry.status == "invalid" and "'chat_template'" in str(entry.error), model_id
         assert "{{" not in str(entry.error)  # a file's text is never quoted

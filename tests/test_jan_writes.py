@@ -391,3 +391,108 @@ def test_a_pull_with_an_id_lands_under_that_id(live: ThreadedServer, data: Path)
     )
     assert taken.status_code == 409, taken.text
     assert nested_in_model.status_code in (400, 404, 409), nested_in_model.text
+
+
+# ---- reviewer's findings: types, chat_template files, moves, creates ------------------------
+
+
+def test_an_edit_writes_the_types_jan_reads() -> None:
+    """A client's "4096", 4096.0 or "true" lands as Jan writes it (an int, a real bool);
+    what Jan's model.yml cannot hold is refused naming the field."""
+    patch = {"engine_parameters": {"ctx_len": "4096", "ngl": 10.0, "n_parallel": "2",
+                                   "embedding": "true", "cont_batching": False,
+                                   "flash_attn": True},
+             "model_parameters": {"temperature": "0.5", "top_k": "5", "top_p": 1}}  # fmt: skip
+    out = janwrite.jan_patch(patch)
+    assert out == {"ctx_size": 4096, "n_gpu_layers": 10, "parallel": 2, "embedding": True,
+                   "cont_batching": False, "flash_attn": "on", "temperature": 0.5,
+                   "top_k": 5, "top_p": 1.0}  # fmt: skip
+    assert [type(out[k]) for k in ("ctx_size", "embedding", "top_p")] == [int, bool, float]
+    for bad in ({"ctx_len": 1.5}, {"ngl": True}, {"embedding": "yes"}, {"flash_attn": "auto"},
+                {"cache_type_k": "q8_0 --api-key x"}, {"flash_attn": ["on"]}):  # fmt: skip
+        field = next(iter(bad))
+        with pytest.raises(Exception, match=rf"engine_parameters\.{field}"):
+            janwrite.jan_patch({"engine_parameters": bad})
+
+
+def test_a_chat_template_edit_never_reads_a_file(tmp_path: Path) -> None:
+    """An edit naming `settings.json` as the template is refused (it would be read back, API
+    keys and all); a model.yml naming a file outside the model's folder is not read either."""
+    data = make_jan_folder(
+        tmp_path / "data",
+        providers=[{"provider": "openai", "api_key": "sk-SECRET-KEY", "models": [{"id": "x"}]}],
+    )
+    (data / "settings.json").write_text('{"api_key": "sk-SECRET-KEY"}')
+    src = tmp_path / "m.gguf"
+    src.write_bytes(MODEL)
+    add_downloaded_model(data, "unsloth/Tiny", src)
+    add_downloaded_model(data, "unsloth/Hand", src, chat_template="settings.json")
+    own = data / "llamacpp/models/unsloth/Own/template.jinja"
+    own.parent.mkdir(parents=True)
+    own.write_text("{{ 'OWN-FILE-TEXT' }}")  # the model's own file: used, its text not shown
+    add_downloaded_model(data, "unsloth/Own", src, chat_template=str(own))
+    answers = []
+    with ThreadedServer(Services.create(load_settings(home=data, env={}))) as live, \
+            live.http() as http:  # fmt: skip
+        for path in ("settings.json", str(data / "settings.json"), "../../settings.json"):
+            r = http.patch("/v1/models/unsloth/Tiny",
+                           json={"engine_parameters": {"chat_template": path}})  # fmt: skip
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "engine_parameters.chat_template"
+            answers.append(r.text)
+        body = {"engine_parameters": {"chat_template": "{{ messages }}"}}
+        ok = http.patch("/v1/models/unsloth/Tiny", json=body)
+        assert ok.status_code == 200, ok.text
+        answers += [ok.text, http.get("/v1/models").text]
+        answers += [http.get("/v1/models/unsloth/Hand").text,
+                    http.post("/api/show", json={"model": "unsloth/Hand"}).text]  # fmt: skip
+        shown = http.get("/v1/models/unsloth/Own").json()
+        answers += [http.get("/v1/models").text,
+                    http.post("/api/show", json={"model": "unsloth/Own"}).text]  # fmt: skip
+    assert shown["status"] == "ready" and shown["engine_parameters"]["chat_template"] == str(own)
+    assert not any("sk-SECRET-KEY" in a or "OWN-FILE-TEXT" in a for a in answers)
+    assert "chat_template" not in read_model_yml(data / "llamacpp/models/unsloth/Tiny") or (
+        read_model_yml(data / "llamacpp/models/unsloth/Tiny")["chat_template"] == "{{ messages }}"
+    )
+
+
+def test_an_import_never_moves_a_models_file(
+    live: ThreadedServer, data: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "m.gguf"
+    src.write_bytes(MODEL)
+    add_downloaded_model(data, "unsloth/Tiny", src)
+    held = data / "llamacpp/models/unsloth/Tiny/model.gguf"
+    with live.http() as http:
+        r = http.post("/v1/models/import",
+                      json={"path": str(held), "mode": "move", "id": "stolen"})  # fmt: skip
+        assert r.status_code == 409, r.text
+        assert "unsloth/Tiny" in r.json()["error"]["message"]
+        assert http.get("/v1/models/unsloth/Tiny").status_code == 200
+        copied = http.post("/v1/models/import",
+                           json={"path": str(held), "mode": "copy", "id": "copied"})  # fmt: skip
+        assert copied.status_code in (200, 201), copied.text
+    assert held.read_bytes() == MODEL
+    assert not (data / "llamacpp/models/stolen").exists()
+
+
+def test_a_create_from_a_file_refuses_what_model_yml_cannot_hold_before_importing(
+    live: ThreadedServer, data: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "files" / "up.gguf"
+    src.write_bytes(MODEL)
+    with live.http() as http:
+        r = http.post(
+            "/api/create",
+            json={
+                "model": "fromfile",
+                "from": str(src),
+                "system": "be brief",
+                "parameters": {"stop": ["x"]},
+            },
+        )
+        assert r.status_code == 400, r.text
+        assert "SYSTEM" in r.json()["error"] and "stop" in r.json()["error"]
+        names = [m["name"] for m in http.get("/api/tags").json()["models"]]
+    assert not any(n.startswith("fromfile") for n in names)
+    assert not (data / "llamacpp/models/fromfile").exists()

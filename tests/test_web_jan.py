@@ -20,8 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from support.chromium import ARGS, CHROMIUM
-from support.janfolder import add_downloaded_model, add_imported_model, make_jan_folder
+from support.janfolder import (
+    add_downloaded_model,
+    add_imported_model,
+    make_jan_folder,
+    read_model_yml,
+    write_llamacpp_settings,
+)
 from support.server import ThreadedServer
 from support.smollm import smollm2_path
 from support.waiting import wait_for
@@ -61,6 +68,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("web-jan")
     data = make_jan_folder(root / "data", providers=[PROVIDER])
     add_downloaded_model(data, SMOL, smollm2_path(), ctx_size=1024)
+    # Jan's llama.cpp defaults: the editor shows them merged in, and must not write them back
+    write_llamacpp_settings(data, {"n_gpu_layers": 0, "parallel": 1})
     outside = root / "Downloads" / "my-smol.gguf"  # the user's own file, outside the folder
     outside.parent.mkdir()
     outside.symlink_to(smollm2_path())
@@ -211,6 +220,7 @@ def test_the_editor_opens_for_a_nested_id_and_a_refused_save_is_shown(tab: Tab, 
     page.wait_for_selector("#model-dialog[open]")
     assert page.inner_text("#model-dialog-title") == "Edit SmolLM2-135M-Instruct-Q4_1"
     assert page.input_value("#edit-engine_parameters-ctx_len") == "1024"
+    assert page.input_value("#edit-engine_parameters-ngl") == "0"  # Jan's default, shown
     assert json.loads(page.input_value("#edit-json"))["name"] == "SmolLM2-135M-Instruct-Q4_1"
     page.fill("#edit-model_parameters-temperature", "0.3")
     page.click("#model-form button[value=save]")
@@ -225,9 +235,11 @@ def test_the_editor_opens_for_a_nested_id_and_a_refused_save_is_shown(tab: Tab, 
         tab.refused(409, "PATCH", f"/v1/models/{SMOL.replace('/', '%2F')}")
         page.click("#model-form .dialog-actions button[type=button]")  # Cancel
         assert not page.evaluate("document.getElementById('model-dialog').open")
-    else:  # Jan's writes landed: the edit is in model.yml, Jan's keys kept
+    else:  # Jan's writes landed: only the field changed is in model.yml, Jan's keys kept
         saved = wait_for(lambda: "0.3" in yml.read_text() and yml.read_text(), what="the edit")
         assert f"llamacpp/models/{SMOL}/model.gguf" in saved
+        original = yaml.safe_load(before)
+        assert read_model_yml(yml.parent) == {**original, "temperature": 0.3}
     page.wait_for_selector(row(SMOL))  # the view still works
 
 

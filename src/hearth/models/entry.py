@@ -65,6 +65,7 @@ class ModelEntry:
             }
         else:
             body = self.info.model_dump(mode="json", exclude_none=False)
+            self._show_template_path(body)
             fact = self._header_facts()
             if fact is not None:
                 body["metadata"] = _with_facts(body.get("metadata"), fact)
@@ -77,6 +78,20 @@ class ModelEntry:
         if error:
             body["error"] = error
         return body
+
+    def _show_template_path(self, body: dict[str, Any]) -> None:
+        """A model.yml whose `chat_template` names a file shows that path, never the file's
+        text (the engine gets the text; an answer only says where it comes from)."""
+        named = self.raw.get("chat_template") if self.jan_file is not None and self.raw else None
+        params = body.get("engine_parameters")
+        if (
+            isinstance(named, str)
+            and "{" not in named
+            and "\n" not in named
+            and isinstance(params, dict)
+            and "chat_template" in params
+        ):
+            params["chat_template"] = named
 
     def _header_facts(self) -> Facts | None:
         """The GGUF header's facts for a local model whose record lacks them (a model.json

@@ -231,6 +231,8 @@ class Importer:
         if check_allowed:
             for part in parts:  # every part: a sibling may be a link to anywhere
                 self._check_allowed(part)
+        if mode == "move":
+            self._refuse_moving_held(parts)
         infos = [check_model_file(p) for p in parts]
         if is_projector(parts[0], infos[0]):
             raise InvalidRequest(
@@ -455,6 +457,26 @@ class Importer:
                 f"new id (`hearth models import {given} --id NEW`; over the API, the `id` field).",
                 code="already_imported",
             )
+
+    def _refuse_moving_held(self, parts: list[Path]) -> None:
+        """A move never takes a file a listed model (Jan's or Hearth's) holds: it would leave
+        that model without its weights. Copy and link leave the file as it is."""
+        for part in parts:
+            try:
+                st = os.stat(part)
+            except OSError:
+                continue
+            for entry in self.store.list():
+                for held in entry.files:
+                    with contextlib.suppress(OSError):
+                        other = os.stat(held)
+                        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                            raise Conflict(
+                                f"{part.name} is the file of the model '{entry.id}'; moving it "
+                                "would leave that model without it. Import it with mode copy "
+                                "or link instead, or remove that model first.",
+                                code="file_in_use",
+                            )
 
     def holder_of(self, path: Path) -> str | None:
         """The id of a model whose files include `path`'s (see `_refuse_duplicate`)."""

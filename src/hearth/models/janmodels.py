@@ -336,7 +336,7 @@ def read_jan_model(
     if "extra_args" in own and "extra_args" in params:  # the model's flags after (they win)
         own["extra_args"] = [*params["extra_args"], *own["extra_args"]]
     params |= own
-    template = _chat_template(data_dir, yml.get("chat_template"), shown)
+    template = _chat_template(data_dir, found.yml.parent, yml.get("chat_template"), shown)
     if template is not None:
         params["chat_template"] = template
     try:
@@ -440,9 +440,10 @@ def _sampling(yml: dict[str, Any], shown: str) -> dict[str, Any]:
     return out
 
 
-def _chat_template(data_dir: Path, value: Any, shown: str) -> str | None:
-    """A template body as is; a file (a path inside the data folder, a regular file, bounded)
-    read; a built-in name (`chatml`) left to the model's own template (None)."""
+def _chat_template(data_dir: Path, folder: Path, value: Any, shown: str) -> str | None:
+    """A template body as is; a file (a path inside the model's own folder, a regular file,
+    bounded: never elsewhere in the data folder, where settings.json may hold API keys) read;
+    a built-in name (`chatml`) left to the model's own template (None)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -456,19 +457,19 @@ def _chat_template(data_dir: Path, value: Any, shown: str) -> str | None:
             value,
         )
         return None
-    return _template_file(data_dir, value, shown)
+    return _template_file(data_dir, folder, value, shown)
 
 
-def _template_file(data_dir: Path, value: str, shown: str) -> str:
+def _template_file(data_dir: Path, folder: Path, value: str, shown: str) -> str:
     path = os.path.realpath(resolve_path(data_dir, value))
-    root = os.path.realpath(data_dir)
+    root = os.path.realpath(folder)
     fix = (
-        "A chat template file must be a text file inside Jan's data folder (at most "
+        "A chat template file must be a text file in the model's own folder (at most "
         f"{MAX_TEMPLATE_BYTES // 1024} KiB); move it there, or paste the template itself."
     )
     if not (path.startswith(root.rstrip("/") + "/")):
         raise JanModelError(
-            f"{shown}: 'chat_template' names a file outside Jan's data folder. {fix}"
+            f"{shown}: 'chat_template' names a file outside the model's folder. {fix}"
         )
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):

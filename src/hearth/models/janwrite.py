@@ -375,7 +375,12 @@ def jan_patch(patch: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in patch.items():
         if key == "name":
-            if not isinstance(value, str) or not value.strip() or len(value) > 256:
+            if (
+                not isinstance(value, str)
+                or not value.strip()
+                or len(value) > 256
+                or "\x00" in value
+            ):
                 raise InvalidRequest(
                     "'name' must be a text of 1 to 256 characters (Jan shows it as the model's "
                     "name).",
@@ -387,10 +392,84 @@ def jan_patch(patch: dict[str, Any]) -> dict[str, Any]:
             for sub, item in value.items():
                 if sub not in table:
                     _refuse(f"{key}.{sub}", table)
-                out[table[sub]] = item
+                out[table[sub]] = _jan_value(table[sub], item, f"{key}.{sub}")
         elif key != "id":
             _refuse(key, {})
     return out
+
+
+#: model.yml keys by the type Jan writes (a client's "4096" or 4096.0 is written as 4096).
+_YML_INTS = ("ctx_size", "n_gpu_layers", "parallel", "batch_size", "ubatch_size", "top_k",
+             "repeat_last_n")  # fmt: skip
+_YML_BOOLS = ("embedding", "cont_batching")
+_YML_TEXTS = ("pooling", "cache_type_k", "cache_type_v")
+_FLASH_ATTN = {True: "on", False: "off", "on": "on", "off": "off", "true": "on", "false": "off"}
+
+
+def _jan_value(yml_key: str, value: Any, field: str) -> Any:
+    """A client's value in the type Jan's model.yml holds for `yml_key` (None: remove the
+    key); a value that is not one is refused naming the field and what it takes."""
+    if value is None:
+        return None
+    if yml_key == "chat_template":
+        return _template_body(value, field)
+    if yml_key == "flash_attn":
+        key = value.strip().lower() if isinstance(value, str) else value
+        if isinstance(key, (bool, str)) and key in _FLASH_ATTN:
+            return _FLASH_ATTN[key]
+        raise InvalidRequest(f'\'{field}\' must be "on" or "off" (Jan\'s model.yml).', param=field)
+    try:
+        if yml_key in _YML_INTS:
+            return _coerce_int(value)
+        if yml_key in _YML_BOOLS:
+            return _coerce_bool(value)
+        if yml_key in _YML_TEXTS:
+            if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.\-]{1,32}", value):
+                return value
+            raise ValueError("a short name like q8_0 or mean")
+        return _coerce_float(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{field}' must be {exc}.", param=field) from None
+
+
+def _coerce_int(value: Any) -> int:
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        with contextlib.suppress(ValueError, OverflowError):
+            number = float(value)
+            if number.is_integer():
+                return int(number)
+    raise ValueError("a whole number")
+
+
+def _coerce_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("true or false")
+
+
+def _coerce_float(value: Any) -> float:
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+            if number == number and abs(number) != float("inf"):
+                return number
+    raise ValueError("a number")
+
+
+def _template_body(value: Any, field: str) -> str:
+    """Only a Jinja body, as Jan's UI saves it: a path would make the reader load a file
+    (`settings.json` holds API keys in older builds), so a template file is named in
+    model.yml by the user's own hand, never through an edit."""
+    if isinstance(value, str) and "{" in value and "\x00" not in value:
+        return value
+    raise InvalidRequest(
+        f"'{field}' must be the chat template itself (Jinja text, like Jan's model settings "
+        "take), not a file name or path. To use a template file, write its path into the "
+        "model's model.yml yourself.",
+        param=field,
+    )
 
 
 def _refuse(field: str, table: dict[str, str]) -> None:

@@ -28,6 +28,8 @@ from typing import Any, Protocol
 from hearth.core.errors import Conflict, InvalidRequest
 from hearth.downloads.blobs import link_or_copy
 from hearth.models.ids import validate_model_id
+from hearth.models.janmodels import JAN_SAMPLING_KEYS
+from hearth.models.janwrite import jan_patch
 from hearth.models.links import is_inside
 from hearth.models.store import ModelEntry, ModelStore
 
@@ -192,13 +194,41 @@ async def create_from_file(
         raise Conflict(
             f"A model '{new_id}' already exists. Delete it first or choose another name."
         )
+    patch = changes_patch(changes or ModelChanges())
+    if patch and services.store.jan is not None:
+        _check_jan_patch(patch)  # refused before anything is imported
     await asyncio.to_thread(
         services.import_model, path, model_id=new_id, mode="copy", check_allowed=True
     )
-    patch = changes_patch(changes or ModelChanges())
     if patch:
-        return await asyncio.to_thread(services.update_model, new_id, patch)
+        try:
+            return await asyncio.to_thread(services.update_model, new_id, patch)
+        except Exception:
+            await asyncio.to_thread(services.store.delete, new_id)  # no half-made model
+            raise
     return await asyncio.to_thread(services.get_model, new_id)  # may read the GGUF header
+
+
+#: What a create's fields become in model.json, as an Ollama client names them.
+_OLLAMA_NAMES = {
+    "system_prompt": "SYSTEM (system)", "ollama": "TEMPLATE/the model's Ollama name",
+    "license": "LICENSE (license)", "stop": "PARAMETER stop",
+}  # fmt: skip
+
+
+def _check_jan_patch(patch: dict[str, Any]) -> None:
+    """Refuse what Jan's model.yml has no place for, naming it in Ollama's terms."""
+    names = [_OLLAMA_NAMES.get(k, k) for k in patch.get("metadata", {})]
+    names += [_OLLAMA_NAMES.get(k, f"PARAMETER {k}") for k in patch.get("model_parameters", {})
+              if k not in JAN_SAMPLING_KEYS]  # fmt: skip
+    if names:
+        raise InvalidRequest(
+            f"{', '.join(names)} has no place in Jan's model.yml, so a model created in a Jan "
+            "data folder cannot keep it. Leave it out (sampling PARAMETERs like temperature "
+            "are kept), or set it per chat instead.",
+            param="system" if "system_prompt" in patch.get("metadata", {}) else None,
+        )
+    jan_patch(patch)
 
 
 def changes_patch(changes: ModelChanges) -> dict[str, Any]:

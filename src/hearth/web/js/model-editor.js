@@ -69,7 +69,9 @@ export async function openEditor(id, computed, onSaved) {
     const inputId = `edit-${section ?? "top"}-${key}`;
     const input = h("input", { id: inputId, type: type === "number" ? "number" : "text", step: "any", placeholder: hint });
     input.value = fieldValue(model, section, key);
-    return { section, key, type, input, label: h("label", { for: inputId }, label) };
+    // `initial`: what the dialog opened with; only fields changed since are sent (a Jan
+    // model's shown defaults, merged from Jan's settings, must not land in its model.yml)
+    return { section, key, type, input, initial: input.value, label: h("label", { for: inputId }, label) };
   });
   const formPanel = h("div", { id: "edit-form-panel", role: "tabpanel", "aria-labelledby": "tab-form" },
     h("div.grid-2", {}, inputs.map((f) => h("div", {}, f.label, f.input))));
@@ -107,8 +109,8 @@ export async function openEditor(id, computed, onSaved) {
     } else {
       patch = {};
       for (const f of inputs) {
+        if (f.input.value === f.initial) continue; // untouched: not sent
         const value = readField(f.input, f.type);
-        if (value === null && fieldValue(model, f.section, f.key) === "") continue;
         if (f.section) (patch[f.section] ??= {})[f.key] = value;
         else patch[f.key] = value;
       }
