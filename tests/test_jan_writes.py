@@ -391,3 +391,25 @@ def test_a_pull_with_an_id_lands_under_that_id(live: ThreadedServer, data: Path)
     )
     assert taken.status_code == 409, taken.text
     assert nested_in_model.status_code in (400, 404, 409), nested_in_model.text
+
+
+def test_a_download_into_jans_older_tree_fills_it_in_place(
+    live: ThreadedServer, data: Path
+) -> None:
+    """Jan 0.4/0.5's `models/<id>/model.json` with `sources` is filled where it is: never moved
+    into `llamacpp/models/` (Hearth never converts Jan's older tree)."""
+    legacy = data / "models" / "old-tiny"
+    with FaultServer() as files, live.http() as http:
+        url = files.add("/m/old-tiny.Q8_0.gguf", MODEL)
+        legacy.mkdir(parents=True)
+        raw = {"id": "old-tiny", "object": "model", "name": "Old Tiny", "format": "gguf",
+               "engine": "llama-cpp", "sources": [{"filename": "old-tiny.Q8_0.gguf", "url": url}]}  # fmt: skip
+        (legacy / "model.json").write_text(json.dumps(raw))
+        r = http.post("/v1/models/old-tiny/download")
+        assert r.status_code == 202, r.text
+        done = job_done(live.url, r.json()["id"])
+        assert done["state"] == "completed" and done["model_id"] == "old-tiny", done
+        assert http.get("/v1/models/old-tiny").json()["status"] == "ready"
+    assert (legacy / "old-tiny.Q8_0.gguf").read_bytes() == MODEL
+    assert json.loads((legacy / "model.json").read_text())["id"] == "old-tiny"
+    assert not list((data / "llamacpp/models").rglob("model.yml"))
