@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from support.cli import CliRunner
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes, write_gguf
 from support.janfolder import add_downloaded_model, make_jan_folder, read_model_yml
+from support.ollama_registry import publish
 from support.server import ThreadedServer
 from support.waiting import job_done
 
@@ -431,3 +433,24 @@ def test_the_starters_scratch_folder_is_in_hearths_own_folder(
         starter.install(store)
     assert [p.parent for p in seen] == [data / "hearth"]
     assert not [p for p in data.iterdir() if p.name.startswith(".starter-")]
+
+
+def test_an_ollama_pull_keeps_its_context_size_and_says_what_jan_has_no_key_for(
+    data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ollama's num_ctx becomes Jan's ctx_size; the system prompt and stop words are logged."""
+    with FaultServer() as registry:
+        params = b'{"num_ctx": 2048, "temperature": 0.3, "stop": ["<|end|>"]}'
+        publish(registry, "tiny", "1b", [("model", MODEL), ("params", params),
+                                         ("system", b"Be brief.")])  # fmt: skip
+        settings = load_settings(home=data, env={"HEARTH_OLLAMA_REGISTRY": registry.base})
+        caplog.set_level(logging.INFO, logger="hearth.downloads.janpublish")
+        with ThreadedServer(Services.create(settings)) as live, live.http() as http:
+            r = http.post("/api/pull", json={"model": "tiny:1b", "stream": False}, timeout=60)
+            assert r.status_code == 200, r.text
+            listed = [m["name"] for m in http.get("/api/tags").json()["models"]]
+    assert listed == ["tiny-1b:latest"], listed
+    yml = read_model_yml(data / "llamacpp/models/tiny-1b")
+    assert yml["ctx_size"] == 2048 and yml["temperature"] == 0.3
+    dropped = [r.getMessage() for r in caplog.records if "no place" in r.getMessage()]
+    assert len(dropped) == 1 and "system prompt" in dropped[0] and "stop" in dropped[0]

@@ -427,6 +427,8 @@ class Pulls:
         data folder, then move the model into Jan's layout and return its Jan id."""
         entry = self.store.get(model_id)
         assert entry.info is not None
+        # a context size the pull asked for (Ollama's num_ctx), not the GGUF's one filled in below
+        asked_ctx = entry.info.engine_parameters.get("ctx_len")
         results = {r.path.name: r for r in done}
         sources = []
         for source in entry.info.sources:
@@ -462,7 +464,9 @@ class Pulls:
         )
         self.store.update(model_id, patch)
         if self.store.jan is not None and model_id in self._staged:  # moves into Jan's layout
-            final = publish_to_jan(self.store, model_id, jan_id=self._jan_ids.pop(model_id, None))
+            jan_id = self._jan_ids.pop(model_id, None)
+            extra = {"ctx_size": asked_ctx} if asked_ctx else None  # Jan's name for ctx_len
+            final = publish_to_jan(self.store, model_id, jan_id=jan_id, extra=extra)
             self._staged.discard(model_id)
             return final
         return None
