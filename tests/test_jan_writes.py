@@ -454,3 +454,29 @@ def test_an_ollama_pull_keeps_its_context_size_and_says_what_jan_has_no_key_for(
     assert yml["ctx_size"] == 2048 and yml["temperature"] == 0.3
     dropped = [r.getMessage() for r in caplog.records if "no place" in r.getMessage()]
     assert len(dropped) == 1 and "system prompt" in dropped[0] and "stop" in dropped[0]
+
+
+def test_a_pulled_hf_name_finds_the_jan_model_again(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ollama pull hf.co/o/r:Q` then `ollama show/run hf.co/o/r:Q`: the name is kept in Hearth's
+    own folder (Jan's model.yml has no key for it), read back as a stranger's file."""
+    name = "hf.co/acme/Cool-GGUF:Q8_0"
+    with FaultServer() as hub:
+        hub.add_hf_repo("acme/Cool-GGUF", {"Cool.v2-Q8_0.gguf": MODEL})
+        monkeypatch.setenv("HF_ENDPOINT", hub.base)
+        with ThreadedServer(Services.create(load_settings(home=data, env={}))) as live:
+            with live.http() as http:
+                r = http.post("/api/pull", json={"model": name, "stream": False}, timeout=60)
+                assert r.status_code == 200, r.text
+                shown = http.post("/api/show", json={"model": name})
+                again = http.post("/api/pull", json={"model": name, "stream": False})
+            assert shown.status_code == 200, shown.text
+            names = json.loads((data / "hearth" / "ollama-names.json").read_text())
+            (data / "hearth" / "ollama-names.json").write_text("[not a map")
+            with live.http() as http:
+                broken = http.post("/api/show", json={"model": name})
+    assert again.status_code == 200 and again.json()["status"] == "success", again.text
+    assert names == {name.lower(): "acme/Cool_v2-Q8_0"}
+    assert broken.status_code == 404, broken.text  # a bad file is ignored, never a 500
+    assert read_model_yml(data / "llamacpp/models/acme/Cool_v2-Q8_0")["name"]
