@@ -404,8 +404,9 @@ def test_a_download_into_jans_older_tree_fills_it_in_place(
     with FaultServer() as files, live.http() as http:
         url = files.add("/m/old-tiny.Q8_0.gguf", MODEL)
         legacy.mkdir(parents=True)
+        source = {"filename": "old-tiny.Q8_0.gguf", "url": url}
         raw = {"id": "old-tiny", "object": "model", "name": "Old Tiny", "format": "gguf",
-               "engine": "llama-cpp", "sources": [{"filename": "old-tiny.Q8_0.gguf", "url": url}]}  # fmt: skip
+               "engine": "llama-cpp", "sources": [source]}  # fmt: skip
         (legacy / "model.json").write_text(json.dumps(raw))
         r = http.post("/v1/models/old-tiny/download")
         assert r.status_code == 202, r.text

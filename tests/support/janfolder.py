@@ -117,9 +117,9 @@ def fifo_feeding(path: Path, text: str) -> Iterator[None]:
     os.mkfifo(path)
 
     def feed() -> None:
-        with contextlib.suppress(BrokenPipeError):  # a reader that opened it and left
-            with open(path, "w", encoding="utf-8") as writer:  # blocks until a reader opens it
-                writer.write(text)
+        # open blocks until a reader opens it; a reader that opened it and left: BrokenPipe
+        with contextlib.suppress(BrokenPipeError), open(path, "w", encoding="utf-8") as writer:
+            writer.write(text)
 
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
