@@ -14,7 +14,7 @@ from hearth.core.config import load_settings
 from hearth.core.errors import InvalidRequest
 from hearth.core.jan import find_jan_folder, looks_like_jan
 from tests.support.cli import CliRunner
-from tests.support.janfolder import make_jan_folder
+from tests.support.janfolder import fifo_feeding, make_jan_folder
 from tests.support.server import HearthProcess
 
 
@@ -30,6 +30,19 @@ def test_the_folder_named_in_jans_app_config_comes_first(tmp_path: Path) -> None
     found = find_jan_folder({**env, "JAN_DATA_FOLDER": str(tmp_path / "other")}, "linux")
     assert found.path == moved.resolve()
     assert "app config" in found.source
+
+
+def test_a_fifo_for_jans_app_config_is_passed_over(tmp_path: Path) -> None:
+    """A FIFO at Jan's app config would hang every command's start: it is not read."""
+    moved = make_jan_folder(tmp_path / "elsewhere" / "jan-data")
+    named = make_jan_folder(tmp_path / "named")
+    (tmp_path / "xdg" / "Jan").mkdir(parents=True)
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    with fifo_feeding(
+        tmp_path / "xdg" / "Jan" / "settings.json", json.dumps({"data_folder": str(moved)})
+    ):
+        found = find_jan_folder({**env, "JAN_DATA_FOLDER": str(named)}, "linux")
+    assert found.path == named and found.source == "JAN_DATA_FOLDER"
 
 
 def test_jan_data_folder_then_the_default_per_os(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from tests.support.gguf_factory import write_gguf
 from tests.support.janfolder import (
     add_downloaded_model,
     add_imported_model,
+    fifo_feeding,
     make_jan_folder,
     write_llamacpp_settings,
     write_model_yml,
@@ -148,6 +149,18 @@ def test_a_bad_settings_file_is_ignored_not_fatal(tmp_path: Path) -> None:
     data = jan_folder(tmp_path)
     (data / "llamacpp" / "settings.json").write_text("{not json")
     entry = services(data).store.get(NESTED)
+    assert entry.status == "ready" and entry.info is not None
+    assert "cpu_threads" not in entry.info.engine_parameters
+
+
+def test_a_fifo_for_llamacpp_settings_is_refused_not_read(tmp_path: Path) -> None:
+    """A FIFO would block the listing (on the event loop) until some writer came: refused."""
+    data = jan_folder(tmp_path)
+    settings = data / "llamacpp" / "settings.json"
+    settings.unlink(missing_ok=True)
+    good = '[{"key": "threads", "controllerProps": {"value": 3}}]'
+    with fifo_feeding(settings, good):
+        entry = services(data).store.get(NESTED)
     assert entry.status == "ready" and entry.info is not None
     assert "cpu_threads" not in entry.info.engine_parameters
 

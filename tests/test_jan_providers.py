@@ -16,7 +16,7 @@ from hearth.core.config import load_settings
 from hearth.services import Services
 from hearth.services.jan_providers import MAX_SETTINGS_BYTES, engine_folder, jan_providers
 from tests.support.cli import CliRunner
-from tests.support.janfolder import make_jan_folder
+from tests.support.janfolder import fifo_feeding, make_jan_folder
 from tests.support.server import ThreadedServer
 
 SECRET = "sk-live-NEVER-SHOWN-4f9a2c"
@@ -230,3 +230,14 @@ def test_cli_lists_them_after_the_table_and_json_keeps_its_shape(tmp_path: Path)
     parsed = json.loads(both.output)
     assert parsed["models"] == [] and len(parsed["jan_providers"]["data"]) == 7
     assert SECRET not in both.output
+
+
+def test_a_fifo_for_jans_settings_is_refused_not_read(tmp_path: Path) -> None:
+    """A FIFO would block the route until some writer came: named and refused."""
+    data = _folder(tmp_path)
+    blob = (data / "settings.json").read_text()
+    (data / "settings.json").unlink()
+    with fifo_feeding(data / "settings.json", blob):
+        answer = jan_providers(load_settings(home=data, env={}))
+    assert answer["data"] == []
+    assert "not a regular file" in (answer["error"] or "")

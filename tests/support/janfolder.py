@@ -7,8 +7,12 @@ settings (an array of setting objects), its flat `settings.json` of strings, `ex
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +105,28 @@ def read_model_yml(folder: Path) -> dict[str, Any]:
     loaded = yaml.safe_load((folder / "model.yml").read_text())
     assert isinstance(loaded, dict)
     return loaded
+
+
+@contextlib.contextmanager
+def fifo_feeding(path: Path, text: str) -> Iterator[None]:
+    """A FIFO at `path` whose writer hands `text` to whoever opens it for reading.
+
+    A reader that (wrongly) opens it with a plain `open()` gets valid content instead of hanging
+    the test, so a test can tell "read through the FIFO" from "refused it". On exit the FIFO is
+    opened for reading here, which releases a writer nobody met."""
+    os.mkfifo(path)
+
+    def feed() -> None:
+        # open blocks until a reader opens it; a reader that opened it and left: BrokenPipe
+        with contextlib.suppress(BrokenPipeError), open(path, "w", encoding="utf-8") as writer:
+            writer.write(text)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        if thread.is_alive():
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            thread.join()
+            os.close(fd)

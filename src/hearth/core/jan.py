@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hearth.core.errors import InvalidRequest
+from hearth.core.strangefile import read_regular
 
 #: Hearth's own folder inside a Jan data folder.
 STATE_FOLDER = "hearth"
+MAX_APP_CONFIG_BYTES = 1 << 20
 #: What only a Jan data folder has (a Hearth home has none of them): Jan's llama.cpp tree, its
 #: MCP config and its extensions. Any one of them is enough.
 _JAN_MARKERS_DIRS = ("llamacpp", "extensions")
@@ -78,7 +80,10 @@ def _app_configs(env: Mapping[str, str], platform: str) -> list[Path]:
 def _configured_folder(config: Path) -> Path | None:
     """The `data_folder` an app config names, or None (absent, unreadable, not a path)."""
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        raw = read_regular(config, MAX_APP_CONFIG_BYTES)  # never block on a FIFO
+        if len(raw) > MAX_APP_CONFIG_BYTES:
+            return None
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError):
         return None
     folder = data.get("data_folder") if isinstance(data, dict) else None

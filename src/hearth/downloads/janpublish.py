@@ -108,6 +108,8 @@ def publish(
         for k, v in entry.info.model_parameters.items()
         if k in janwrite.SAMPLING_TO_JAN
     }
+    if ollama:
+        _note_dropped(model_id, entry)
     jan_dir = store.jan.models_dir
     jan_id = janwrite.free_jan_id(jan_dir, jan_id or jan_id_for(entry, models[0], ollama))
     janwrite.place_model(
@@ -123,3 +125,26 @@ def publish(
     store.remove_home_folder(entry)
     log.info("Pulled '%s' into Jan's models as '%s'.", model_id, jan_id)
     return jan_id
+
+
+def _note_dropped(model_id: str, entry: ModelEntry) -> None:
+    """Say (once, at info) what of an Ollama pull Jan's model.yml has no key for."""
+    assert entry.info is not None
+    meta = entry.info.metadata
+    found = meta.get("ollama")
+    ollama: dict[str, Any] = found if isinstance(found, dict) else {}
+    dropped = [
+        label
+        for label, present in (
+            ("system prompt", meta.get("system_prompt")),
+            ("template", ollama.get("template")),
+            ("stop", entry.info.model_parameters.get("stop")),
+        )
+        if present
+    ]
+    if dropped:
+        log.info(
+            "'%s': Jan's model.yml has no place for its Ollama %s; not kept in Jan's layout.",
+            model_id,
+            ", ".join(dropped),
+        )

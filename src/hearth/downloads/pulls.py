@@ -101,6 +101,9 @@ class Pulls:
         self._last_job: dict[str, Job] = {}
         #: A download's id -> the id asked for in Jan's layout (a Jan data folder, `--id`).
         self._jan_ids: dict[str, str] = {}
+        #: Models this Pulls created (staged) itself: only these move into Jan's layout when
+        #: complete; a download into an existing model.json (Jan's older tree) stays in place.
+        self._staged: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._files = ThreadPoolExecutor(2, thread_name_prefix="hearth-pull-files")
 
@@ -379,6 +382,7 @@ class Pulls:
             raw["engine_parameters"] = engine
         with disk_errors(self.store.models_dir):
             self.store.create(model_id, raw)
+        self._staged.add(model_id)
 
     def _describe(self, model_id: str) -> str:
         """Where an existing model's files come from, for a Conflict message."""
@@ -423,6 +427,8 @@ class Pulls:
         data folder, then move the model into Jan's layout and return its Jan id."""
         entry = self.store.get(model_id)
         assert entry.info is not None
+        # a context size the pull asked for (Ollama's num_ctx), not the GGUF's one filled in below
+        asked_ctx = entry.info.engine_parameters.get("ctx_len")
         results = {r.path.name: r for r in done}
         sources = []
         for source in entry.info.sources:
@@ -457,8 +463,12 @@ class Pulls:
             sources=sources,
         )
         self.store.update(model_id, patch)
-        if self.store.jan is not None:  # a Jan data folder: the model moves into Jan's layout
-            return publish_to_jan(self.store, model_id, jan_id=self._jan_ids.pop(model_id, None))
+        if self.store.jan is not None and model_id in self._staged:  # moves into Jan's layout
+            jan_id = self._jan_ids.pop(model_id, None)
+            extra = {"ctx_size": asked_ctx} if asked_ctx else None  # Jan's name for ctx_len
+            final = publish_to_jan(self.store, model_id, jan_id=jan_id, extra=extra)
+            self._staged.discard(model_id)
+            return final
         return None
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.core.errors import InvalidParameter
+from hearth.core.strangefile import read_regular
 from hearth.models.ids import is_valid_jan_id
 from hearth.models.janyml import MODEL_YML, ModelYmlError, read_model_yml, resolve_path
 from hearth.models.schema import DEFAULT_ENGINE, EngineRules
@@ -219,8 +220,7 @@ def read_llamacpp_settings(path: Path, rules: EngineRules) -> dict[str, Any]:
     """Jan's llama.cpp settings as an engine_parameters layer, through `SETTINGS_MAP` only.
     A missing file is no settings; a bad file, or a bad value, is logged and left out."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SETTINGS_BYTES + 1)
+        raw = read_regular(path, MAX_SETTINGS_BYTES)  # a FIFO here would block the server
     except FileNotFoundError:
         return {}
     except OSError as exc:

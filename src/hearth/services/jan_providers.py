@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hearth.core.config import Settings
+from hearth.core.strangefile import read_regular
 from hearth.engines import registry
 from hearth.engines.remote import PROVIDERS
 from hearth.models.ids import is_valid_id
@@ -227,8 +228,7 @@ def _scrub(value: Any) -> Any:
 def _read_blob(path: Path) -> tuple[list[Any], str | None]:
     """The `providers` list in Jan's settings.json, or [] and why not (never raises)."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SETTINGS_BYTES + 1)
+        data = read_regular(path, MAX_SETTINGS_BYTES)  # a FIFO here would block the server
     except FileNotFoundError:
         return [], None  # Jan has not saved settings yet (or an older Jan keeps them elsewhere)
     except OSError as exc:

