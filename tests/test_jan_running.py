@@ -101,6 +101,7 @@ def fake_jan_app(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_the_holder_is_told_apart_by_its_answer(tmp_path: Path) -> None:
     with jan_server() as port:
         assert port_holder("127.0.0.1", port) == JAN_SERVER
@@ -109,6 +110,7 @@ def test_the_holder_is_told_apart_by_its_answer(tmp_path: Path) -> None:
         assert port_holder("127.0.0.1", hearth.port) == "another Hearth"
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_a_chosen_port_taken_by_jan_is_an_error_naming_it_and_the_fix(tmp_path: Path) -> None:
     with jan_server() as port:
         for settings in (
@@ -194,6 +196,7 @@ def test_port_flag_taken_by_jan_fails_clearly(tmp_path: Path) -> None:
     assert "--port N" in out and "Settings > Local API Server" in out
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_a_silent_holder_is_another_program(tmp_path: Path) -> None:
     """A holder that accepts and never answers: named 'another program' after the probe's
     timeout, never a hang."""

@@ -287,6 +287,7 @@ def test_a_hub_pull_lands_under_jans_id_with_jans_keys(
     assert snapshot(data, JAN_OWN) == before
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_a_pull_cut_off_midway_leaves_no_model_yml_then_resumes(
     live: ThreadedServer, data: Path
 ) -> None:
@@ -541,6 +542,7 @@ def test_the_starters_scratch_folder_is_in_hearths_own_folder(
     assert not [p for p in data.iterdir() if p.name.startswith(".starter-")]
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_an_ollama_pull_keeps_its_context_size_and_says_what_jan_has_no_key_for(
     data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -562,6 +564,7 @@ def test_an_ollama_pull_keeps_its_context_size_and_says_what_jan_has_no_key_for(
     assert len(dropped) == 1 and "system prompt" in dropped[0] and "stop" in dropped[0]
 
 
+@pytest.mark.slow  # over ~0.4 s: out of the fast loop
 def test_a_pulled_hf_name_finds_the_jan_model_again(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
