@@ -116,6 +116,8 @@ def test_the_starter_on_an_empty_jan_folder_lands_in_jans_layout(tmp_path: Path)
     assert yml["model_path"] == f"llamacpp/models/{STARTER_ID}/model.gguf"
     assert (yml["size_bytes"], yml["model_sha256"], yml["model_size_bytes"]) == (SIZE, SHA256, SIZE)
     assert yml["ctx_size"] == 4096 and yml["temperature"] == 0.2
+    assert yml["name"] == "SmolLM2-135M-Instruct-Q4_1"  # not its GGUF's training-run name
+    assert list(yml)[:2] == ["model_path", "name"]  # Jan's key order kept
     assert not (data / "models").exists() or not list((data / "models").iterdir())
     assert (data / "settings.json").read_bytes() == jans_settings
     assert not (data / "llamacpp/settings.json").exists()

@@ -139,7 +139,10 @@ def install(
             store.delete(STARTER_ID)  # leave nothing half-installed behind
         raise
     if store.jan is not None:  # a Jan data folder: the model goes where Jan keeps its own
-        placed = publish_to_jan(store, STARTER_ID, jan_id=STARTER_ID, extra={"ctx_size": 4096})
+        # its GGUF's general.name is a training run's ("Smollm2-135M-8k-Lc100K-Mix1-Ep2"):
+        # the starter gets the name it is published under, in Jan's style (no spaces)
+        extra = {"name": "SmolLM2-135M-Instruct-Q4_1", "ctx_size": 4096}
+        placed = publish_to_jan(store, STARTER_ID, jan_id=STARTER_ID, extra=extra)
         return store.get(placed or STARTER_ID)
     return store.get(STARTER_ID)
 
