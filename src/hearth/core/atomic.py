@@ -67,6 +67,18 @@ def parse_temp(name: str) -> tuple[str, int] | None:
     return (found["stem"], int(found["pid"])) if found is not None else None
 
 
+def writer_alive(pid: int) -> bool:
+    """Whether the process that carries `pid` (a temp name's or a marker's writer) still runs:
+    its leftovers are then work in progress, not debris."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def write_bytes(
     path: Path | str,
     data: bytes,

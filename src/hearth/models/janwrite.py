@@ -285,7 +285,7 @@ def sweep_placing(models_dir: Path) -> None:
             continue
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
             note = json.loads(marker.read_text(encoding="utf-8"))
-            if _alive(int(note["pid"])):
+            if atomic.writer_alive(int(note["pid"])):
                 continue
             if (folder / MODEL_YML).exists():
                 marker.unlink()
@@ -297,18 +297,6 @@ def sweep_placing(models_dir: Path) -> None:
                         _transfer(Path(target), Path(original))
             shutil.rmtree(folder, ignore_errors=True)
             remove_empty_parents(models_dir, folder.parent)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _plain_copy(source: Path, target: Path) -> None:

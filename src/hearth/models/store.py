@@ -639,20 +639,10 @@ def sweep_temp_files(folders: list[Path]) -> None:
             continue
         for name in names:
             found = atomic.parse_temp(name)
-            if found is None or not found[0].endswith(".json") or _alive(found[1]):
+            if found is None or not found[0].endswith(".json") or atomic.writer_alive(found[1]):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _safe_iterdir(folder: Path) -> list[Path]:

@@ -25,9 +25,10 @@ from typing import Any
 from hearth.core import atomic
 from hearth.core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from hearth.core.keyedlocks import KeyedLocks
-from hearth.models.ids import MAX_ID_LENGTH, is_valid_id
+from hearth.models.ids import is_valid_id
 from hearth.models.links import is_inside
 from hearth.threads import jsonl
+from hearth.threads.ids import refuse_id
 
 ASSISTANT_JSON = "assistant.json"
 #: Jan's assistant.json is a few kilobytes; a larger file is refused, never read.
@@ -48,13 +49,7 @@ def validate_assistant_id(assistant_id: str) -> str:
     """The id unchanged, or InvalidRequest (400) before it touches the disk."""
     if is_valid_id(assistant_id):
         return assistant_id
-    shown = assistant_id if len(assistant_id) <= 60 else assistant_id[:57] + "..."
-    raise InvalidRequest(
-        f"{shown!r} is not a valid assistant id. Ids use only letters, digits, '.', '_' and "
-        f"'-', are 1 to {MAX_ID_LENGTH} characters long and do not start with '.'.",
-        param="assistant_id",
-        code="invalid_assistant_id",
-    )
+    raise refuse_id("assistant", assistant_id, "assistant_id")
 
 
 def assistant_not_found(assistant_id: str) -> NotFound:

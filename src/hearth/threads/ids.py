@@ -21,7 +21,7 @@ from hearth.models.ids import MAX_ID_LENGTH, is_valid_id
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def _refuse(kind: str, value: str, param: str) -> InvalidRequest:
+def refuse_id(kind: str, value: str, param: str) -> InvalidRequest:
     shown = value if len(value) <= 60 else value[:57] + "..."
     return InvalidRequest(
         f"{shown!r} is not a valid {kind} id. Ids use only letters, digits, '.', '_' and '-', "
@@ -35,13 +35,13 @@ def validate_thread_id(thread_id: str) -> str:
     """The id unchanged, or InvalidRequest (400) before it touches the disk."""
     if is_valid_id(thread_id):
         return thread_id
-    raise _refuse("thread", thread_id, "thread_id")
+    raise refuse_id("thread", thread_id, "thread_id")
 
 
 def validate_message_id(message_id: str) -> str:
     if is_valid_id(message_id):
         return message_id
-    raise _refuse("message", message_id, "message_id")
+    raise refuse_id("message", message_id, "message_id")
 
 
 def new_thread_id() -> str:
