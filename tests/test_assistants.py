@@ -184,6 +184,7 @@ def test_the_list_puts_jan_first_then_names_and_shows_broken_ones(http: httpx.Cl
 
 
 @OPENAI_BETA
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_the_openai_client_lists_and_gets(srv: ThreadedServer) -> None:
     client = srv.openai()
     names = [a.name for a in client.beta.assistants.list()]

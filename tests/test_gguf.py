@@ -432,6 +432,7 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @FUZZ
 @given(data=st.binary(max_size=600), gguf_prefix=st.booleans())
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_fuzz_random_bytes(fuzz_dir: Path, data: bytes, gguf_prefix: bool) -> None:
     head = b"GGUF" + struct.pack("<I", 3) if gguf_prefix else b""
     _read_or_reject(_write(fuzz_dir / "random.gguf", head + data))

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 ROOT = SRC / "hearth"
 
@@ -245,6 +247,7 @@ def crossings(sources: tuple[str, ...], targets: tuple[str, ...]) -> list[Edge]:
     ]
 
 
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_the_graph_reader_sees_every_kind_of_import() -> None:
     """The reader itself: a top-level, a lazy, a relative and a TYPE_CHECKING import all count."""
     edges = {(edge.source, edge.target, edge.where) for edge in import_edges()}
@@ -301,4 +304,3 @@ def test_faces_never_import_each_other() -> None:
         for edge in crossings((dialect,), tuple(d for d in DIALECTS if d != dialect))
     ]
     assert not found, "a face imports another:\n" + "\n".join(map(str, found))
-

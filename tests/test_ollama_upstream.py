@@ -91,6 +91,7 @@ def client(server: ThreadedServer, home: Path, upstream: Upstream) -> ollama.Cli
     return server.keep(ollama.Client(host=server.url))
 
 
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_text_an_upstream_cannot_encode_is_replaced_not_a_500(client: ollama.Client) -> None:
     messages = [{"role": "user", "content": "hi"}]
     whole = client.chat(model="remote", messages=messages, stream=False)
@@ -100,12 +101,14 @@ def test_text_an_upstream_cannot_encode_is_replaced_not_a_500(client: ollama.Cli
     assert parts[-1].done and parts[-1].done_reason == "stop"
 
 
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_an_upstream_answer_that_is_not_json_is_an_engine_error(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as info:
         client.chat(model="broken", messages=[{"role": "user", "content": "hi"}], stream=False)
     assert info.value.status_code == 502 and "not a JSON object" in info.value.error
 
 
+@pytest.mark.slow  # over ~0.5 s: out of the fast loop (kept under 60 s)
 def test_a_redirect_instead_of_an_answer_is_an_error_on_every_translated_face(
     client: ollama.Client, server: ThreadedServer
 ) -> None:
