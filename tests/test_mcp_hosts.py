@@ -8,6 +8,7 @@ The servers are real: tests/support/mcp_server.py (written with the SDK) and PyP
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def test_calls_timeout_cap_and_stderr_bound() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 def test_a_stop_leaves_no_process_behind() -> None:
     """The SDK's stop closes stdin and kills the process group only if the leader lingers;
     a server that exits at once leaves its children running unless Hearth sweeps them."""
@@ -180,3 +183,26 @@ def test_the_reference_time_server_from_pypi() -> None:
         assert not marked_processes()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_a_server_flooding_stdout_fails_its_start_without_flooding_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flood = str(Path(__file__).parent / "support" / "mcp_stdout_flood.py")
+
+    async def scenario() -> None:
+        source = Path("test-mcp.json")
+        entry = parse_entry("flood", {"command": sys.executable, "args": [flood]}, source)
+        hosts = McpHosts(McpConfig({"flood": entry}), connect_timeout=1.0)
+        with pytest.raises(McpUnavailable, match="'flood' is not available"):
+            await hosts.list_tools("flood")
+        assert hosts.host("flood").status().state == "failed"
+        await hosts.aclose()
+        assert not marked_processes()
+
+    with caplog.at_level(logging.ERROR, logger="mcp.client.stdio"):
+        asyncio.run(scenario())
+    parse_errors = [r for r in caplog.records if r.name == "mcp.client.stdio"]
+    assert 0 < len(parse_errors) <= 5
+    assert all(record.exc_info is None for record in parse_errors)

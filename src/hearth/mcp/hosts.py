@@ -20,8 +20,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,42 @@ def _sweep(token: str) -> int:
     return len(killed)
 
 
+@asynccontextmanager
+async def _streamable_http(url: str, headers: dict[str, str], timeout: float) -> AsyncIterator[Any]:
+    """The streamable HTTP transport with the config's headers, its HTTP client closed after."""
+    http = httpx2.AsyncClient(headers=dict(headers), timeout=timeout)
+    async with http, streamable_http_client(url, http_client=http) as streams:
+        yield streams
+
+
+class _QuietParseErrors(logging.Filter):
+    """The SDK logs each non-JSON stdout line of a server at ERROR with a traceback
+    (docs/research/mcp.md §1.7): a server flooding stdout would flood Hearth's log. Keep the
+    first few per minute, without the traceback."""
+
+    def __init__(self, per_minute: int = 5) -> None:
+        super().__init__()
+        self.per_minute = per_minute
+        self.window = 0.0
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self.window > 60:
+            self.window, self.count = now, 0
+        self.count += 1
+        record.exc_info = None
+        record.exc_text = None
+        return self.count <= self.per_minute
+
+
+def quiet_sdk_logs() -> None:
+    """Install the filter once on the SDK's stdio logger."""
+    sdk = logging.getLogger("mcp.client.stdio")
+    if not any(isinstance(item, _QuietParseErrors) for item in sdk.filters):
+        sdk.addFilter(_QuietParseErrors())
+
+
 class ServerHost:
     """One configured server: its owner task, its session, its status."""
 
@@ -168,7 +204,7 @@ class ServerHost:
             state = "inactive"
         elif self._client is not None:
             state = "running"
-        elif self._task is not None and not self._task.done():
+        elif self._task is not None and self._ready is not None and not self._ready.done():
             state = "starting"
         else:
             state = "failed" if self.last_error else "stopped"
@@ -190,8 +226,7 @@ class ServerHost:
             return stdio_client(params, errlog=self._stderr.writer)
         if config.transport == "sse":
             return sse_client(config.url, headers=dict(config.headers))
-        http = httpx2.AsyncClient(headers=dict(config.headers), timeout=self.call_timeout)
-        return streamable_http_client(config.url, http_client=http)
+        return _streamable_http(config.url, config.headers, self.call_timeout)
 
     async def _owner(self, ready: asyncio.Future[None]) -> None:
         """The only task that enters and leaves this server's `Client` (same task, LIFO)."""
@@ -316,12 +351,21 @@ class ServerHost:
 class McpHosts:
     """Every configured server by name; the only way the rest of Hearth reaches one."""
 
-    def __init__(self, config: McpConfig, *, result_cap: int = RESULT_CAP) -> None:
+    def __init__(
+        self,
+        config: McpConfig,
+        *,
+        result_cap: int = RESULT_CAP,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        quiet_sdk_logs()
         self.config = config
         self._hosts = {
             name: ServerHost(server, config.settings, result_cap)
             for name, server in config.servers.items()
         }
+        for host in self._hosts.values():
+            host.connect_timeout = connect_timeout
 
     def __iter__(self) -> Iterator[ServerHost]:
         return iter(self._hosts.values())
