@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from hearth.mcp.config import McpConfig, McpSettings, parse_entry
 from hearth.mcp.hosts import MARKER, McpCallError, McpHosts, McpUnavailable
+from tests.support.waiting import wait_for
 
 TEST_SERVER = str(Path(__file__).parent / "support" / "mcp_server.py")
 
@@ -94,6 +97,11 @@ def test_a_stop_leaves_no_process_behind() -> None:
 
     async def scenario() -> None:
         hosts = hosts_for({"test": TEST_ENTRY})
+        sums = await asyncio.gather(
+            *(hosts.call_tool("test", "add", {"a": n, "b": 1}) for n in range(3))
+        )
+        assert [outcome.text for outcome in sums] == ["1", "2", "3"]
+        assert len(marked_processes()) == 1  # three first uses at once start one server
         orphan = int((await hosts.call_tool("test", "spawn")).text)
         assert alive(orphan) and marked_processes()
         await hosts.aclose()
@@ -206,3 +214,38 @@ def test_a_server_flooding_stdout_fails_its_start_without_flooding_the_log(
     parse_errors = [r for r in caplog.records if r.name == "mcp.client.stdio"]
     assert 0 < len(parse_errors) <= 5
     assert all(record.exc_info is None for record in parse_errors)
+
+
+@pytest.mark.parametrize(("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse")])
+def test_remote_servers_over_http(transport: str, path: str) -> None:
+    """The same test server behind streamable HTTP and SSE, reached by `url` (and `type`)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, TEST_SERVER, transport, str(port)])
+    try:
+        wait_for(lambda: port_open(port), what=f"the {transport} MCP server on port {port}")
+        kind = "sse" if transport == "sse" else "http"
+        url = f"http://127.0.0.1:{port}{path}"
+
+        async def scenario() -> None:
+            hosts = hosts_for({"remote": {"type": kind, "url": url, "headers": {"X-T": "1"}}})
+            assert "add" in {tool.name for tool in await hosts.list_tools("remote")}
+            assert (await hosts.call_tool("remote", "add", {"a": 4, "b": 5})).text == "9"
+            huge = await hosts.call_tool("remote", "huge", {"n": 5000})
+            assert huge.cut and huge.full_chars == 5000
+            await hosts.aclose()
+
+        asyncio.run(scenario())
+    finally:
+        server.kill()
+        server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -65,4 +65,7 @@ def spawn() -> int:
 
 
 if __name__ == "__main__":
-    mcp.run()
+    if len(sys.argv) == 3 and sys.argv[1] in ("streamable-http", "sse"):  # <transport> <port>
+        mcp.run(transport=sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]))  # type: ignore[call-overload]
+    else:
+        mcp.run()
