@@ -33,6 +33,7 @@ BELOW_FACES = (
     "hearth.threads",
     "hearth.downloads",
     "hearth.engines",
+    "hearth.mcp",
     "hearth.services",
 )
 FACES = ("hearth.server", "hearth.cli")
@@ -281,6 +282,17 @@ def test_the_store_does_not_import_the_engines() -> None:
     assert not found, "hearth.models imports hearth.engines:\n" + "\n".join(map(str, found))
 
 
+def test_the_mcp_host_sits_beside_the_engines() -> None:
+    """`mcp/` (issue 26) starts the user's MCP servers: it leans on `core` only, and only
+    `services` (and above) reach it, so no model, thread or engine can start a server."""
+    others = ("hearth.models", "hearth.threads", "hearth.downloads", "hearth.engines",
+              "hearth.services", "hearth.server", "hearth.cli", "hearth.runtime")  # fmt: skip
+    found = crossings(("hearth.mcp",), others)
+    below = ("hearth.core", "hearth.models", "hearth.threads", "hearth.downloads", "hearth.engines")
+    found += crossings(below, ("hearth.mcp",))
+    assert not found, "hearth.mcp crosses its layer:\n" + "\n".join(map(str, found))
+
+
 def test_nothing_below_the_faces_imports_a_face() -> None:
     found = crossings(BELOW_FACES, FACES)
     assert not found, "a layer below the faces imports one:\n" + "\n".join(map(str, found))
@@ -289,7 +301,8 @@ def test_nothing_below_the_faces_imports_a_face() -> None:
 def test_the_core_imports_nothing_else_of_hearth() -> None:
     """`core/` is what every layer may import: it must not lean on any of them."""
     above = ("hearth.models", "hearth.threads", "hearth.downloads", "hearth.engines",
-             "hearth.services", "hearth.server", "hearth.cli", "hearth.runtime")  # fmt: skip
+             "hearth.mcp", "hearth.services", "hearth.server", "hearth.cli",
+             "hearth.runtime")  # fmt: skip
     found = crossings(("hearth.core",), above)
     assert not found, "core/ imports a layer:\n" + "\n".join(map(str, found))
 
