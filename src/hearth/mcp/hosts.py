@@ -367,6 +367,19 @@ class McpHosts:
         for host in self._hosts.values():
             host.connect_timeout = connect_timeout
 
+    def adopt(self, old: McpHosts) -> list[ServerHost]:
+        """Keep `old`'s running hosts whose entries are unchanged (a config re-read must not
+        restart them); the rest of `old`'s hosts are returned, for the caller to stop."""
+        left: list[ServerHost] = []
+        same_settings = old.config.settings == self.config.settings
+        for name, host in old._hosts.items():
+            mine = self._hosts.get(name)
+            if same_settings and mine is not None and mine.config == host.config:
+                self._hosts[name] = host
+            else:
+                left.append(host)
+        return left
+
     def __iter__(self) -> Iterator[ServerHost]:
         return iter(self._hosts.values())
 

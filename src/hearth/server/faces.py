@@ -24,6 +24,7 @@ from hearth.server import (
     imports,
     inference,
     jan,
+    mcp,
     models,
     ollama,
     responses,
@@ -94,6 +95,7 @@ MANAGEMENT = Face(
         running.router,
         assistants.router,
         jan.router,
+        mcp.router,
     ),
     paths=(
         "/v1/models",
@@ -104,6 +106,7 @@ MANAGEMENT = Face(
         "/v1/assistants",
         "/v1/assistants/*",
         "/v1/jan/*",
+        "/v1/mcp/*",
     ),
 )
 THREADS = Face(  # conversations as files; their messages carry pasted images as data: URLs

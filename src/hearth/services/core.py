@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hearth.models.watcher import ModelsWatcher
     from hearth.services.assistants import AssistantService
     from hearth.services.derive import ModelChanges
+    from hearth.services.mcp import McpService
     from hearth.services.threads import ThreadService
 
 log = logging.getLogger("hearth")
@@ -58,6 +59,7 @@ class Services:
     _pulls: Pulls | None = field(default=None, init=False, repr=False)
     _threads: ThreadService | None = field(default=None, init=False, repr=False)
     _assistants: AssistantService | None = field(default=None, init=False, repr=False)
+    _mcp: McpService | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.lists = ModelLists(self.store, self.status_of)
@@ -121,6 +123,16 @@ class Services:
             self._assistants = AssistantService(AssistantStore(self.settings.assistants_dir))
         return self._assistants
 
+    @property
+    def mcp(self) -> McpService:
+        """The user's MCP servers (mcp.json, Jan's mcp_config.json), read on first use; the
+        `mcp` SDK is imported then, so a process that never uses a tool never loads it."""
+        if self._mcp is None:
+            from hearth.services.mcp import McpService
+
+            self._mcp = McpService(self.settings)
+        return self._mcp
+
     @classmethod
     def create(cls, settings: Settings) -> Services:
         """The start-up work every process that works on a home does first: create what is
@@ -167,6 +179,8 @@ class Services:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.stop)
             self.watcher = None
+        if self._mcp is not None:
+            await self._mcp.aclose()  # no MCP server's process outlives Hearth
         if self._engines is not None:
             await self._engines.shutdown()
         if self._pulls is not None:
