@@ -90,7 +90,6 @@ def test_calls_timeout_cap_and_stderr_bound() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_a_stop_leaves_no_process_behind() -> None:
     """The SDK's stop closes stdin and kills the process group only if the leader lingers;
     a server that exits at once leaves its children running unless Hearth sweeps them."""
@@ -135,6 +134,7 @@ def test_a_crashed_server_restarts_after_its_backoff() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_a_broken_server_shows_its_error_and_the_others_still_run(tmp_path: Path) -> None:
     async def scenario() -> None:
         hosts = hosts_for(
@@ -177,6 +177,7 @@ def test_a_broken_server_shows_its_error_and_the_others_still_run(tmp_path: Path
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_the_reference_time_server_from_pypi() -> None:
     async def scenario() -> None:
         hosts = hosts_for({"time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}})
@@ -216,6 +217,7 @@ def test_a_server_flooding_stdout_fails_its_start_without_flooding_the_log(
     assert all(record.exc_info is None for record in parse_errors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("transport", "path"), [("streamable-http", "/mcp"), ("sse", "/sse")])
 def test_remote_servers_over_http(transport: str, path: str) -> None:
     """The same test server behind streamable HTTP and SSE, reached by `url` (and `type`)."""
