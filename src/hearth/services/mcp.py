@@ -175,7 +175,8 @@ class McpService:
             {"name": p.name or None, "source": str(p.source), "message": p.message}
             for p in hosts.config.problems
         ]
-        return {"object": "list", "data": data, "problems": problems}
+        files = await asyncio.to_thread(mcp_config.config_files, self.settings)
+        return {"object": "list", "data": data, "problems": problems, "files": files}
 
     async def _try_list(self, name: str, hosts: McpHosts) -> None:
         try:
