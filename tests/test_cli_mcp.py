@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from support.cli import CliRunner
 from support.server import ThreadedServer
@@ -22,6 +23,20 @@ from test_mcp_hosts import TEST_SERVER, marked_processes
 from hearth.cli.main import main as app
 from hearth.core.config import load_settings
 from hearth.services import Services
+
+
+def our_servers() -> list[Any]:
+    """Marked MCP processes running this checkout's test server: helpers that test other
+    checkouts at the same time on this machine run their own copy, under another path."""
+    found = []
+    for proc in marked_processes():
+        try:
+            if TEST_SERVER in proc.cmdline():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
 
 DIES = ["-c", "import sys; print('cannot find my config', file=sys.stderr); sys.exit(3)"]
 
@@ -66,7 +81,7 @@ def test_no_servers_says_where_to_write_one_with_an_example_that_reads(home: Pat
     transports = {s["name"]: s["transport"] for s in answer["data"]}
     assert transports == {"time": "stdio", "remote": "http"}
     assert answer["files"] == [{"path": str(home / "mcp.json"), "kind": "hearth", "exists": True}]
-    assert not marked_processes()  # --no-start started nothing
+    assert not our_servers()  # --no-start started nothing
 
 
 @pytest.mark.slow
@@ -78,7 +93,7 @@ def test_ls_without_a_server_starts_lists_and_stops(home: Path) -> None:
     assert "test tools: add, fail, hang, crash, huge, noisy, spawn" in out
     assert "dies error: " in out and "stderr: cannot find my config" in out
     assert "problem server 'bad' in " in out and "needs `command`" in out
-    assert not marked_processes()  # the servers this command started are stopped
+    assert not our_servers()  # the servers this command started are stopped
     code, out = cli(home, "mcp", "list", "--json")
     answer = json.loads(out)
     test = next(s for s in answer["data"] if s["name"] == "test")
@@ -95,10 +110,10 @@ def test_ls_asks_the_running_server_for_live_states(home: Path) -> None:
         code, out = cli(home, "mcp", "ls", "--no-start", port=server.port)
         assert code == 0, out
         assert table(out) == {"test": ["stdio", "stopped", "-"], "dies": ["stdio", "stopped", "-"]}
-        assert not marked_processes()
+        assert not our_servers()
         code, out = cli(home, "mcp", "ls", port=server.port)
         assert code == 0 and table(out)["test"] == ["stdio", "running", "7"], out
-        assert marked_processes()  # the server started it and keeps it, as on any first use
+        assert our_servers()  # the server started it and keeps it, as on any first use
         # a listing made here would say "stopped": this is the server's live state
         code, out = cli(home, "mcp", "ls", "--no-start", "--json", port=server.port)
         states = {s["name"]: s["state"] for s in json.loads(out)["data"]}
@@ -108,7 +123,7 @@ def test_ls_asks_the_running_server_for_live_states(home: Path) -> None:
         assert code == 0 and "hearth.cli.client" in modules, out
         # the small client only: neither the SDK, the settings' pydantic nor Rich
         assert offenders(modules, (*HEAVY, "rich", "mcp", "anyio", "hearth.mcp")) == []
-    assert not marked_processes()
+    assert not our_servers()
 
 
 @pytest.mark.slow
@@ -129,7 +144,7 @@ def test_call_runs_one_tool_once_and_says_what_went_wrong(home: Path) -> None:
     code, out = cli(home, "mcp", "call", "elsewhere", "add")
     assert code == 1 and "no MCP server named 'elsewhere' is configured" in out
     assert "(configured: dies, test)" in out
-    assert not marked_processes()
+    assert not our_servers()
 
 
 def test_call_refuses_arguments_that_are_not_a_json_object(home: Path) -> None:
@@ -137,4 +152,4 @@ def test_call_refuses_arguments_that_are_not_a_json_object(home: Path) -> None:
     for text in ("[1, 2]", "{a: 1}"):
         code, out = cli(home, "mcp", "call", "test", "add", text)
         assert code == 2 and "hearth mcp call: error: the arguments" in out, out
-    assert not marked_processes()  # refused before anything started
+    assert not our_servers()  # refused before anything started

@@ -23,7 +23,8 @@ from support.engines import add_smol
 from support.gguf_factory import write_gguf
 from support.janfolder import make_jan_folder, write_model_yml
 from support.server import ThreadedServer
-from test_mcp_hosts import TEST_SERVER, marked_processes
+from test_cli_mcp import our_servers
+from test_mcp_hosts import TEST_SERVER
 
 from hearth.core.config import load_settings
 from hearth.services import Services
@@ -50,7 +51,7 @@ def carrying(entry: dict[str, Any]) -> dict[str, Any]:
 
 def no_trace(marker: Path) -> None:
     assert not marker.exists(), "a stranger's MCP definition ran its command"
-    assert not marked_processes()
+    assert not our_servers()
     for proc in psutil.process_iter(["cmdline"]):
         assert str(marker) not in " ".join(proc.info["cmdline"] or []), proc
 
@@ -182,4 +183,4 @@ def test_a_jan_folder_serves_jan_servers_and_no_model_yml_ones(tmp_path: Path) -
             {"path": str(jan / "mcp_config.json"), "kind": "jan", "exists": True},
         ]
         assert not marker.exists()  # Jan's "shared" lost the clash; model.yml's never counted
-    assert not marked_processes()
+    assert not our_servers()

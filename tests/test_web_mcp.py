@@ -20,7 +20,8 @@ from hearth.mcp.config import read_file
 from hearth.services import Services
 from tests.support.chromium import ARGS, CHROMIUM
 from tests.support.server import ThreadedServer
-from tests.test_mcp_hosts import TEST_SERVER, marked_processes
+from tests.test_cli_mcp import our_servers
+from tests.test_mcp_hosts import TEST_SERVER
 
 pytestmark = pytest.mark.slow  # a browser: seconds
 
@@ -85,11 +86,11 @@ def test_servers_show_state_tools_error_stderr_and_problems(home: Path) -> None:
         assert "server 'bad'" in problem and "needs `command`" in problem
         assert "(yours)" in tab.inner_text(".mcp-files")
         screenshot(tab, "mcp-servers")
-        assert marked_processes()
+        assert our_servers()
         tab.click("[aria-label='Refresh the MCP servers']")
         card("test").locator(".badge.running").wait_for()
         assert not errors, errors
-    assert not marked_processes()
+    assert not our_servers()
 
 
 def test_none_configured_says_where_and_the_example_reads(home: Path) -> None:
