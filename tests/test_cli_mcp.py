@@ -127,6 +127,23 @@ def test_ls_asks_the_running_server_for_live_states(home: Path) -> None:
 
 
 @pytest.mark.slow
+def test_listing_through_the_server_does_not_wait_out_a_failed_servers_delay(home: Path) -> None:
+    """A listing shows a failed server as failed while its restart delay runs, rather than wait
+    it out (up to 30 s) before answering (the first use after the delay starts it again)."""
+    settings = {"baseRestartDelayMs": 3000, "maxRestartDelayMs": 3000}
+    servers = {"dies": {"command": sys.executable, "args": DIES}}
+    (home / "mcp.json").write_text(json.dumps({"mcpServers": servers, "mcpSettings": settings}))
+    services = Services.create(load_settings(home=home, env={}))
+    with ThreadedServer(services) as server:
+        for _ in range(2):
+            code, out = cli(home, "mcp", "ls", "--json", port=server.port)
+            assert code == 0, out
+            [dies] = json.loads(out)["data"]
+            assert (dies["state"], dies["restarts"]) == ("failed", 0), dies
+        assert "cannot find my config" in dies["stderr_tail"]
+
+
+@pytest.mark.slow
 def test_call_runs_one_tool_once_and_says_what_went_wrong(home: Path) -> None:
     three_servers(home)
     code, out = cli(home, "mcp", "call", "test", "add", '{"a": 2, "b": 40}')
