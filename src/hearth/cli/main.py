@@ -7,7 +7,7 @@ import sys
 from typing import NoReturn
 
 from hearth import __version__
-from hearth.cli import derive, info, models, pull, run, search
+from hearth.cli import derive, info, mcp, models, pull, run, search
 from hearth.cli.common import command, global_options, run_handler, settings_from, setup_logging
 
 DESCRIPTION = "Hearth: run language models on your own computer behind an OpenAI-compatible API."
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub, common)  # ls, rm and models ...
     info.add_commands(sub, common)  # show
     derive.add_commands(sub, common)  # cp, create
+    mcp.add_commands(sub, common)  # mcp ls, path, call
     return parser
 
 

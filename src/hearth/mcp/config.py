@@ -205,6 +205,16 @@ def config_paths(settings: Settings) -> list[Path]:
     return paths
 
 
+def config_files(settings: Settings) -> list[dict[str, Any]]:
+    """The files that may define servers, for a person who wants to add one: Hearth's own
+    `mcp.json` (`kind` "hearth": where to write) and, in a Jan data folder, Jan's file
+    (`kind` "jan"). Blocking (a stat each): call it from a worker thread."""
+    return [
+        {"path": str(path), "kind": "hearth" if i == 0 else "jan", "exists": path.is_file()}
+        for i, path in enumerate(config_paths(settings))
+    ]
+
+
 def load(settings: Settings) -> McpConfig:
     """Every configured server. Blocking file reads: call it from a worker thread.
 

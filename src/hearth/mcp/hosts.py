@@ -214,6 +214,11 @@ class ServerHost:
             self._tools, tail,
         )  # fmt: skip
 
+    def backing_off(self) -> bool:
+        """Failed and still inside its restart delay: a status listing shows it as failed
+        rather than wait the delay out (up to `max_restart_delay`) before answering."""
+        return self._client is None and bool(self.last_error) and time.monotonic() < self._retry_at
+
     def _transport(self) -> AbstractAsyncContextManager[Any]:
         config = self.config
         if config.transport == "stdio":

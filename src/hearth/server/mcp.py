@@ -25,6 +25,7 @@ async def servers(
 ) -> dict[str, Any]:
     """Every MCP server from the user's `mcp.json` (and Jan's `mcp_config.json` in a Jan data
     folder): `state` (stopped, starting, running, failed, inactive), `transport`, `source` (the
-    file), `tools` (null until it has started), `last_error`, `restarts`, `stderr_tail`; and
-    `problems`: entries that could not be read."""
+    file), `tools` (null until it has started), `last_error`, `restarts`, `stderr_tail`;
+    `problems`: entries that could not be read; and `files`: the files that may define servers
+    (`kind` "hearth" is where to write one), whether each exists."""
     return await services_of(request).mcp.servers(start=start)

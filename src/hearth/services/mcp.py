@@ -164,18 +164,20 @@ class McpService:
         return fresh
 
     async def servers(self, *, start: bool = True) -> dict[str, Any]:
-        """Every configured server (started, to list its tools, unless `start` is false) and
-        every entry that could not be read."""
+        """Every configured server (started, to list its tools, unless `start` is false or it
+        failed and waits out its restart delay) and every entry that could not be read."""
         hosts = await self.hosts()
         if start:
-            active = [host for host in hosts if host.config.active]
+            # a failed server inside its restart delay is shown failed, not waited for
+            active = [host for host in hosts if host.config.active and not host.backing_off()]
             await asyncio.gather(*(self._try_list(host.name, hosts) for host in active))
         data = [status_view(host.status(), str(host.config.source)) for host in hosts]
         problems = [
             {"name": p.name or None, "source": str(p.source), "message": p.message}
             for p in hosts.config.problems
         ]
-        return {"object": "list", "data": data, "problems": problems}
+        files = await asyncio.to_thread(mcp_config.config_files, self.settings)
+        return {"object": "list", "data": data, "problems": problems, "files": files}
 
     async def _try_list(self, name: str, hosts: McpHosts) -> None:
         try:

@@ -3,6 +3,7 @@
 
 import { api, enc, raw, readEvents } from "./api.js";
 import { janProvidersSection } from "./jan-providers.js";
+import { mcpServersSection } from "./mcp-servers.js";
 import { openEditor } from "./model-editor.js";
 import {
   STATUS_TEXT, ago, capabilitiesOf, confirmDialog, contextOf, formatBytes, formatDuration, h,
@@ -50,6 +51,7 @@ export class ModelsView {
     this.runningCount = h("span.count");
     this.modelCount = h("span.count");
     this.janProviders = janProvidersSection();
+    this.mcp = mcpServersSection();
     this.body.replaceChildren(
       h("section", { "aria-labelledby": "add-title" }, h("h2", { id: "add-title" }, "Add a model"),
         h("div.add-forms", {}, this.pullForm(), this.importForm())),
@@ -59,6 +61,7 @@ export class ModelsView {
         h("h2", { id: "run-title" }, "Loaded", this.runningCount), this.runningList),
       h("section", { "aria-labelledby": "all-title" },
         h("h2", { id: "all-title" }, "All models", this.modelCount), this.modelList),
+      this.mcp.section,
       this.janProviders.section);
   }
 
@@ -121,6 +124,7 @@ export class ModelsView {
   show() {
     this.refresh();
     this.janProviders.load(); // once per visit: Jan's settings change rarely
+    this.mcp.load(); // once per visit (and its Refresh button): listing tools starts servers
     clearInterval(this.timer);
     this.timer = setInterval(() => !document.hidden && this.refresh(), REFRESH_MS);
   }
