@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import psutil
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -35,6 +36,13 @@ from tests.test_mcp_hosts import TEST_SERVER, marked_processes
 HERMES = (Path(__file__).parent / "support" / "hermes_template.jinja").read_text()
 LOOP_SERVER = str(Path(__file__).parent / "support" / "mcp_loop_server.py")
 NOTE = {"type": "mcp", "server_label": "loop", "allowed_tools": ["note"]}
+
+
+def _ours() -> set[int]:
+    """The MCP server processes this test process started (other test runs on the machine may
+    have their own)."""
+    children = {child.pid for child in psutil.Process().children(recursive=True)}
+    return {proc.pid for proc in marked_processes() if proc.pid in children}
 
 
 def _mcp(**fields: Any) -> dict[str, Any]:
@@ -154,7 +162,7 @@ def test_unconfigured_server_or_url_is_400_and_starts_nothing(tmp_path: Path) ->
     entry = {"command": sys.executable, "args": [LOOP_SERVER]}
     (services.settings.state_dir / "mcp.json").write_text(json.dumps({"mcpServers": {
         "loop": entry, "off": {**entry, "active": False}}}))  # fmt: skip
-    before = {proc.pid for proc in marked_processes()}
+    before = _ours()
     with ThreadedServer(services) as server, server.http() as http:
         for tool, param, words in [
             (_mcp(server_label="nope"), "tools[1].server_label", "configured: loop, off"),
@@ -167,7 +175,7 @@ def test_unconfigured_server_or_url_is_400_and_starts_nothing(tmp_path: Path) ->
             assert reply.status_code == 400, reply.text
             error = reply.json()["error"]
             assert error["param"] == param and words in error["message"]
-    assert {proc.pid for proc in marked_processes()} == before  # no server was started
+    assert _ours() == before  # no server was started
 
 
 # ---- through a real Hearth, SmolLM2 and real MCP servers -------------------------------
@@ -198,7 +206,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def srv(home: Path) -> Iterator[ThreadedServer]:
     with ThreadedServer(Services.create(load_settings(home=home, env={}))) as server:
         yield server
-    assert not marked_processes()  # every server stopped with Hearth
+    assert not _ours()  # every server stopped with Hearth
 
 
 @pytest.fixture(scope="module")
@@ -367,12 +375,14 @@ def test_failing_tools_end_in_errors_and_the_answer_goes_on(client: openai.OpenA
 
 @pytest.mark.slow
 def test_tool_calls_are_bounded(srv: ThreadedServer, client: openai.OpenAI, home: Path) -> None:
-    """max_tool_calls bounds the calls (0: none, even forced); without it, `mcp_max_rounds`
-    bounds the model's turns; the last turn answers in text."""
+    """max_tool_calls bounds the calls (0: none, even forced; 1 with "required": one call,
+    then a text answer); without it, `mcp_max_rounds` bounds the model's turns (1: the only
+    turn answers in text, forced or not)."""
     before = len(_calls(home))
     none = client.responses.create(**_force("loop", "note", max_tool_calls=0))
     assert not _items(none, "mcp_call") and none.output[-1].type == "message"
-    one = client.responses.create(**_force("loop", "note", max_tool_calls=1))
+    one = client.responses.create(**{**_force("loop", "note", max_tool_calls=1),
+                                     "tool_choice": "required"})  # fmt: skip
     assert len(_items(one, "mcp_call")) == 1 and one.output[-1].type == "message"
     assert len(_calls(home)) == before + 1
     settings = srv.services.settings
