@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -419,28 +420,29 @@ def test_server_that_cannot_start_is_424(srv: ThreadedServer) -> None:
     assert error["param"] == "tools[0].server_label" and "no luck" in error["message"]
 
 
+def _leave_mid_call(srv: ThreadedServer, home: Path, stream: bool) -> None:
+    """Send a request forcing the `stall` tool and hang up once the server has the call."""
+    before = len(_calls(home))
+    body = json.dumps({**_force("slow", "stall"), "stream": stream}).encode()
+    head = (f"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(head.encode() + body)
+        wait_for(lambda: len(_calls(home)) > before, timeout=60)  # the call is in flight
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("stream", [True, False])
 def test_client_that_leaves_stops_the_loop(
-    srv: ThreadedServer, home: Path, caplog: pytest.LogCaptureFixture
+    srv: ThreadedServer, home: Path, caplog: pytest.LogCaptureFixture, stream: bool
 ) -> None:
-    """The client closes the stream while a call hangs (its timeout: 300 s): the call is
-    cancelled, the loop ends at once, and no other call or turn of the model starts."""
+    """The client hangs up while a call hangs (its timeout: 300 s), streamed or not: the call
+    is cancelled, the loop ends at once, and no other call or turn of the model starts."""
     caplog.set_level(logging.INFO, logger="hearth.server")
     before = len(_calls(home))
-    response_id = ""
-    with (
-        srv.http() as http,
-        http.stream(
-            "POST", "/v1/responses", json={**_force("slow", "stall"), "stream": True}
-        ) as raw,
-    ):
-        for line in raw.iter_lines():
-            if line.startswith("data: "):
-                event = json.loads(line[6:])
-                response_id = response_id or event["response"]["id"]
-                if event["type"] == "response.mcp_call.in_progress":
-                    wait_for(lambda: len(_calls(home)) > before, timeout=60)  # in flight
-                    break
+    _leave_mid_call(srv, home, stream)
+    turns = [r.getMessage() for r in caplog.records if "MCP turn 1" in r.getMessage()]
+    response_id = turns[-1].split()[1].rstrip(":")
     said = lambda: [r.getMessage() for r in caplog.records if response_id in r.getMessage()]  # noqa: E731
     wait_for(lambda: any("the client left" in m for m in said()), timeout=60)
     # logged as the loop raised: nothing after it ran (no call, no turn)
