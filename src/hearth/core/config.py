@@ -122,6 +122,14 @@ class Settings(BaseModel):
         "system prompt and the latest message stay), 'stop' ends the run with a message saying "
         "so. Each conversation may choose its own (metadata.context_overflow).",
     )
+    mcp_max_rounds: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="The most model turns one Responses request with MCP tools may take (each "
+        "turn may call tools; the last one answers in text, with tools turned off). A request's "
+        "`max_tool_calls` bounds its tool calls as well. Env HEARTH_MCP_MAX_ROUNDS; default 8.",
+    )
     starter: bool = Field(
         True,
         description="On `hearth serve` with no models, install SmolLM2-135M-Instruct (98 MB).",

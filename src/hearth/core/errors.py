@@ -19,6 +19,7 @@
     ├── RequestTooLarge              413 request_too_large
     ├── UnsupportedMediaType         415 unsupported_media_type
     ├── InsufficientStorage          507 insufficient_storage
+    ├── McpServerFailed              424 mcp_server_failed      (a configured MCP server is down)
     ├── EngineError                  502 engine_error           (an engine failed or died)
     ├── DownloadFailed               502 download_failed        (network, server, integrity)
     │   ├── ChecksumMismatch         502 checksum_mismatch
@@ -185,6 +186,15 @@ class InsufficientStorage(HearthError):
     status = 507
     type = "server_error"
     code = "insufficient_storage"
+
+
+class McpServerFailed(HearthError):
+    """A configured MCP server a request names cannot start or list its tools: 424, as OpenAI
+    answers when it cannot list a remote server's tools (the request depends on it)."""
+
+    status = 424
+    type = "external_connector_error"
+    code = "mcp_server_failed"
 
 
 class EngineError(HearthError):

@@ -70,6 +70,7 @@ class CallOutcome:
     cut: bool
     full_chars: int
     result: CallToolResult | None = None  # None when cut: the whole result is not kept
+    code: int | None = None  # a protocol failure's JSON-RPC code (no result came)
 
 
 @dataclass

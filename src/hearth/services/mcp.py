@@ -22,12 +22,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp.types import Tool
+from mcp.types import CONNECTION_CLOSED, INVALID_PARAMS, Tool
 
 from hearth.core.config import Settings
 from hearth.core.errors import InvalidRequest
 from hearth.mcp import config as mcp_config
-from hearth.mcp.hosts import CallOutcome, McpHosts, McpUnavailable, ServerStatus, describe
+from hearth.mcp.hosts import (
+    CallOutcome,
+    McpCallError,
+    McpHosts,
+    McpUnavailable,
+    ServerStatus,
+    describe,
+)
 
 log = logging.getLogger("hearth.mcp")
 
@@ -216,20 +223,27 @@ class McpService:
     async def call(self, function: McpFunction, arguments: str, request: str) -> CallOutcome:
         """Run one call the model made. Arguments that are not a JSON object, a server gone and
         a call that fails or times out all become an error result the model (and the user) can
-        read: a tool's failure is part of the conversation, never a failed request."""
+        read: a tool's failure is part of the conversation, never a failed request. Those that
+        got no result from the tool carry a JSON-RPC `code` (the Responses API's
+        `mcp_protocol_error`)."""
         try:
             parsed = json.loads(arguments or "{}")
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
             text = f"Error calling tool {function.tool}: its arguments must be a JSON object."
-            return CallOutcome(function.server, function.tool, text, True, False, len(text))
+            return CallOutcome(
+                function.server, function.tool, text, True, False, len(text), code=INVALID_PARAMS
+            )
         hosts = await self.hosts()
         try:
             return await hosts.call_tool(function.server, function.tool, parsed, request=request)
         except Exception as exc:  # McpUnavailable, McpCallError: the tool failed
             text = f"Error calling tool {function.tool}: {exc}"
-            return CallOutcome(function.server, function.tool, text, True, False, len(text))
+            code = exc.code if isinstance(exc, McpCallError) else CONNECTION_CLOSED
+            return CallOutcome(
+                function.server, function.tool, text, True, False, len(text), code=code
+            )
 
     async def aclose(self) -> None:
         """Stop every server (the app's shutdown)."""

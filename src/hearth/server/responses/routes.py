@@ -8,7 +8,10 @@ through the chat path means Hearth's own chat features (errors, keep_alive, tool
 apply once for every dialect.
 
 Hearth keeps nothing: `store` is accepted and echoed, but there is no response to fetch,
-continue (`previous_response_id`) or delete later; those answer 400/404 saying so.
+continue (`previous_response_id`) or delete later; those answer 400/404 saying so. The one
+exception: a response that ended waiting on an MCP approval is kept in memory for an hour, so
+`previous_response_id` can continue it (`mcp_pending.py`). A request with `{"type": "mcp"}`
+tools is run by `mcp_run.py` (Hearth calls the tools); any other goes the path below.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from hearth.server.respond import (
     stream_answer,
     whole_object,
 )
+from hearth.server.responses.mcp_pending import continued, pending_of
 from hearth.server.responses.stream import BEATS, Events, events
 from hearth.server.responses.tools import LEFT_OUT_HEADER
 from hearth.server.responses.translate import Call, call, new_id, response
@@ -58,11 +62,22 @@ _DOC = {
 @router.post("/responses", responses=ERRORS, openapi_extra=_DOC)
 async def create_response(request: Request) -> Response:
     """OpenAI's Responses API (streamed as Responses events with "stream": true)."""
-    translated = call(jsonbody.loads_object(await request.body()))
+    body = jsonbody.loads_object(await request.body())
+    previous = body.get("previous_response_id")
+    if isinstance(previous, str) and previous:  # only a response waiting on an MCP approval
+        kept = pending_of(request.app.state).items(previous)
+        body = continued(body, kept) if kept is not None else body
+    translated = call(body)
+    response_id, created = new_id("resp"), int(time.time())
+    if translated.mcp is not None:  # Hearth runs the tools (imports the MCP SDK on first use)
+        from hearth.server.responses.mcp_run import respond
+
+        continuing = previous if isinstance(previous, str) else None
+        ran = await respond(request, translated, response_id, created, continuing)
+        return _tell_left_out(translated, ran)
     services: Services = request.app.state.services
     opening = services.open_inference("chat/completions", translated.body, translated.keep_alive)
     model = str(translated.body["model"])
-    response_id, created = new_id("resp"), int(time.time())
     if translated.body.get("stream") is True:  # kept alive while it waits (server/respond.py)
         writer = Events(translated, response_id, created)
         accept = answer_flow(model, lambda chunks: events(chunks, writer))

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 Status = Literal["in_progress", "completed", "incomplete"]
+#: A response's own status: "failed" only when a later MCP turn could not start (mcp_run.py).
+ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 
 
 class OutputText(TypedDict):
@@ -34,7 +36,46 @@ class FunctionCallItem(TypedDict):
     namespace: NotRequired[str]  # the namespace tool that holds the function, if any
 
 
-OutputItem = MessageItem | FunctionCallItem
+class McpListedTool(TypedDict):
+    name: str
+    input_schema: dict[str, Any]
+    description: NotRequired[str]
+    annotations: NotRequired[dict[str, Any]]
+
+
+class McpListToolsItem(TypedDict):
+    type: Literal["mcp_list_tools"]
+    id: str
+    server_label: str
+    tools: list[McpListedTool]
+
+
+McpCallStatus = Literal["in_progress", "completed", "incomplete", "calling", "failed"]
+
+
+class McpCallItem(TypedDict):
+    type: Literal["mcp_call"]
+    id: str
+    server_label: str
+    name: str  # the tool's own name on its server
+    arguments: str
+    status: McpCallStatus
+    output: str | None
+    error: dict[str, Any] | None  # OpenAI's McpToolCallError
+    approval_request_id: NotRequired[str]
+
+
+class McpApprovalRequestItem(TypedDict):
+    type: Literal["mcp_approval_request"]
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+OutputItem = (
+    MessageItem | FunctionCallItem | McpListToolsItem | McpCallItem | McpApprovalRequestItem
+)
 
 
 class InputDetails(TypedDict):
@@ -77,12 +118,12 @@ class Response(Echo):
     id: str
     object: Literal["response"]
     created_at: int
-    status: Status
-    error: None
+    status: ResponseStatus
+    error: dict[str, Any] | None  # {code, message, param, type} when "failed"
     incomplete_details: Incomplete | None
     model: str
     output: list[OutputItem]
-    previous_response_id: None
+    previous_response_id: str | None  # only a response that waited on an MCP approval
     reasoning: dict[str, Any]
     truncation: str
     usage: Usage | None

@@ -14,6 +14,8 @@ function tools (its sub-agent tools) and OpenAI's hosted `web_search`, on every 
   `custom_tool_call`) are left out of what the model sees and the request goes on; their types
   are named in the answer's `x-hearth-tools-left-out` header and logged (`Tools.left_out`), so a
   caller can tell an answer made without them.
+- `{"type": "mcp"}` tools name the user's configured MCP servers (`mcp_request.py`); Hearth
+  runs their calls itself (`mcp_run.py`). A request without one goes the path it always went.
 - Anything else (an unknown type, a malformed function, a namespace inside a namespace, two
   tools the model would know by one name) is still a 400 naming the tool and the fix.
 """
@@ -25,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.core.errors import InvalidParameter
+from hearth.server.responses import mcp_request
+from hearth.server.responses.mcp_request import McpChoice, McpTool
 
 MAX_TOOLS = 128  # functions the model sees, namespaces flattened
 HOSTED = frozenset({
     "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
-    "file_search", "code_interpreter", "image_generation", "mcp", "tool_search",
+    "file_search", "code_interpreter", "image_generation", "tool_search",
     "programmatic_tool_calling", "computer_use_preview", "computer",
 })  # fmt: skip
 NOT_WRITABLE = frozenset({"local_shell", "shell", "apply_patch", "custom"})
@@ -74,6 +78,9 @@ class Tools:
     names: Names
     echo: list[dict[str, Any]]  # the tools the model saw, in the Responses shape
     left_out: list[str]  # types left out (each once, in order)
+    every: list[dict[str, Any]] = field(default_factory=list)  # all the client's functions
+    mcp: list[McpTool] = field(default_factory=list)  # the user's MCP servers named
+    mcp_choice: McpChoice | None = None  # tool_choice {"type": "mcp"}
 
 
 def _function(tool: dict[str, Any], where: str) -> dict[str, Any]:
@@ -109,6 +116,7 @@ class _Reader:
         self.names = Names()
         self.echo: list[dict[str, Any]] = []
         self.left_out: list[str] = []
+        self.mcp: list[McpTool] = []
         self._seen: set[str] = set()
 
     def add(self, function: dict[str, Any], where: str, namespace: str | None = None) -> None:
@@ -136,6 +144,10 @@ class _Reader:
             self.echo.append({"type": "function", "strict": False, **function})
         elif kind == "namespace":
             self.namespace(tool, where)
+        elif kind == "mcp":
+            server = mcp_request.read_tool(tool, where)
+            self.mcp.append(server)
+            self.echo.append(server.echo())
         elif kind in HOSTED or kind in NOT_WRITABLE:
             self.leave_out(str(kind))
         else:
@@ -181,8 +193,8 @@ def _choice(given: Any, functions: list[dict[str, Any]]) -> tuple[list[dict[str,
                        "tool_choice")  # fmt: skip
         return chosen, "required"
     raise _bad(
-        '\'tool_choice\' must be "auto", "none", "required" or '
-        '{"type": "function", "name": "..."}.',
+        '\'tool_choice\' must be "auto", "none", "required", '
+        '{"type": "function", "name": "..."} or {"type": "mcp", "server_label": "..."}.',
         "tool_choice",
     )
 
@@ -198,6 +210,15 @@ def read(body: dict[str, Any]) -> Tools:
     if len(reader.functions) > MAX_TOOLS:
         raise _bad(f"'tools' may offer at most {MAX_TOOLS} functions, namespaces counted "
                    "function by function.", "tools")  # fmt: skip
-    functions, choice = _choice(body.get("tool_choice"), reader.functions)
+    mcp_request.check_servers(reader.mcp)
+    given_choice = body.get("tool_choice")
+    mcp_choice = None
+    if isinstance(given_choice, dict) and given_choice.get("type") == "mcp" and reader.mcp:
+        mcp_choice = mcp_request.read_choice(given_choice, reader.mcp)
+        functions, choice = reader.functions, None  # forced once the server's tools are known
+    else:
+        functions, choice = _choice(given_choice, reader.functions)
     chat = [{"type": "function", "function": f} for f in functions]
-    return Tools(chat, choice, reader.names, reader.echo, reader.left_out)
+    every = [{"type": "function", "function": f} for f in reader.functions]
+    return Tools(chat, choice, reader.names, reader.echo, reader.left_out, every, reader.mcp,
+                 mcp_choice)  # fmt: skip

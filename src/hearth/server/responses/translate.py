@@ -29,7 +29,9 @@ from hearth.core.errors import InvalidParameter, InvalidRequest
 from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import Gathered
 from hearth.server.respond import whole_answer
+from hearth.server.responses import mcp_input
 from hearth.server.responses import tools as tool_list
+from hearth.server.responses.mcp_request import McpChoice, McpTool
 from hearth.server.responses.shapes import (
     Echo,
     FunctionCallItem,
@@ -47,6 +49,12 @@ ROLES = {"user": "user", "system": "system", "developer": "system", "assistant":
 NOT_STORED = (
     "Hearth does not store responses, so '{field}' cannot be used: send the whole conversation "
     "as input items instead (earlier messages, function_call and function_call_output items)."
+)
+#: Hearth keeps only responses that wait on an MCP approval, for an hour (mcp_pending.py).
+NOT_PENDING = (
+    "Hearth does not store responses (except, for an hour, one that ended with "
+    "mcp_approval_request items), and none is kept as '{id}': send the whole conversation as "
+    "input items instead (earlier messages, function_call, function_call_output and MCP items)."
 )
 
 
@@ -66,6 +74,20 @@ class Call:
     keep_alive: float | None = None
     names: tool_list.Names = field(default_factory=tool_list.Names)  # namespaced functions
     left_out: list[str] = field(default_factory=list)  # tool types the model did not see
+    mcp: McpPart | None = None  # the request names MCP servers: Hearth runs the calls
+
+
+@dataclass
+class McpPart:
+    """What a request with `{"type": "mcp"}` tools needs beyond the chat body (mcp_run.py)."""
+
+    servers: list[McpTool]
+    choice: McpChoice | None  # tool_choice {"type": "mcp"}
+    functions: list[dict[str, Any]]  # every function tool of the client's (chat shape)
+    items: mcp_input.McpInput  # what the input's MCP items said
+    max_tool_calls: int | None
+    input: list[dict[str, Any]]  # the input items (kept for previous_response_id)
+    forced: list[dict[str, Any]] | None = None  # tool_choice named a client function
 
 
 # ---- small readers ------------------------------------------------------------------------
@@ -194,7 +216,7 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
-def _item(item: Any, where: str, messages: list[dict[str, Any]]) -> None:
+def _item(item: Any, where: str, messages: list[dict[str, Any]], mcp: mcp_input.McpInput) -> None:
     """Append one input item to `messages` (function calls join the assistant turn)."""
     if not isinstance(item, dict):
         raise _bad("Each input item must be an object.", where)
@@ -215,6 +237,8 @@ def _item(item: Any, where: str, messages: list[dict[str, Any]]) -> None:
         call_id = _str(item.get("call_id"), f"{where}.call_id", empty=False)
         text = _output_text(item.get("output"), f"{where}.output")
         messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
+    elif kind in mcp_input.KINDS:
+        mcp_input.read_item(kind, item, where, messages, mcp)
     elif kind == "reasoning":
         return  # a reasoning model's earlier thoughts: chat templates have no place for them
     elif kind == "item_reference":
@@ -222,13 +246,15 @@ def _item(item: Any, where: str, messages: list[dict[str, Any]]) -> None:
     else:
         raise _bad(
             f"Unsupported input item type {json.dumps(kind)[:60]}: Hearth takes message, "
-            "function_call and function_call_output items.",
+            "function_call, function_call_output and MCP (mcp_call, mcp_list_tools, "
+            "mcp_approval_request, mcp_approval_response) items.",
             f"{where}.type",
         )
 
 
-def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """`instructions` and `input` as chat messages."""
+def messages(body: dict[str, Any], mcp: mcp_input.McpInput | None = None) -> list[dict[str, Any]]:
+    """`instructions` and `input` as chat messages (MCP items noted in `mcp`)."""
+    mcp = mcp if mcp is not None else mcp_input.McpInput()
     out: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -240,7 +266,8 @@ def messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if len(given) > MAX_ITEMS:
             raise _bad(f"'input' may hold at most {MAX_ITEMS} items.", "input")
         for i, item in enumerate(given):
-            _item(item, f"input[{i}]", out)
+            _item(item, f"input[{i}]", out, mcp)
+        mcp_input.finish(out, mcp)
     elif given is not None:
         raise _bad("'input' must be a string or a list of items.", "input")
     if not any(m["role"] != "system" for m in out):
@@ -278,7 +305,11 @@ def response_format(text: Any) -> dict[str, Any] | None:
 
 
 def _refuse_stored(body: dict[str, Any]) -> None:
-    for key in ("previous_response_id", "conversation", "prompt"):
+    previous = body.get("previous_response_id")
+    if previous is not None:
+        shown = previous[:80] if isinstance(previous, str) else "?"
+        raise _bad(NOT_PENDING.format(id=shown), "previous_response_id")
+    for key in ("conversation", "prompt"):
         if body.get(key) is not None:
             raise _bad(NOT_STORED.format(field=key), key)
 
@@ -293,8 +324,17 @@ def call(body: dict[str, Any]) -> Call:
             param="model",
         )
     _refuse_stored(body)
-    chat: dict[str, Any] = {"model": name, "messages": messages(body)}
+    found = mcp_input.McpInput()
+    chat: dict[str, Any] = {"model": name, "messages": messages(body, found)}
     tools = tool_list.read(body)
+    if found.decisions and not tools.mcp:
+        first = found.decisions[0]
+        raise _bad(
+            f"This mcp_approval_response approves a call on MCP server "
+            f"'{first.request.server if first.request else '?'}': add "
+            '{"type": "mcp", "server_label": ...} for it to \'tools\' so Hearth can run it.',
+            f"{first.where}.approval_request_id",
+        )
     if tools.chat:
         chat["tools"] = tools.chat
         chat["parallel_tool_calls"] = _flag(body, "parallel_tool_calls", True)
@@ -318,8 +358,20 @@ def call(body: dict[str, Any]) -> Call:
     raw_keep = body.get("keep_alive")
     keep_alive = None if raw_keep is None else keep_alive_param(raw_keep)
     echo = _echo(body, tools.echo, max_tokens, limits)
+    mcp = _mcp_part(body, tools, found) if tools.mcp else None
     return Call(name, chat, echo, stream=stream, keep_alive=keep_alive, names=tools.names,
-                left_out=tools.left_out)  # fmt: skip
+                left_out=tools.left_out, mcp=mcp)  # fmt: skip
+
+
+def _mcp_part(body: dict[str, Any], tools: tool_list.Tools, found: mcp_input.McpInput) -> McpPart:
+    bound = body.get("max_tool_calls")
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
+        raise _bad("'max_tool_calls' must be a whole number, 0 or more.", "max_tool_calls")
+    given = body.get("input")
+    items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+    choice = body.get("tool_choice")
+    forced = tools.chat if isinstance(choice, dict) and choice.get("type") == "function" else None
+    return McpPart(tools.mcp, tools.mcp_choice, tools.every, found, bound, items, forced)
 
 
 def _echo(
