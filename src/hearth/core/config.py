@@ -102,6 +102,7 @@ class Settings(BaseModel):
         "(an OCI-style /v2 API). Env HEARTH_OLLAMA_REGISTRY; point it at a mirror if you have one.",
     )
     max_loaded_models: int = Field(3, ge=1, description="Models kept loaded at once.")
+    mcp_max_rounds: int = 8
     memory_budget: int | None = Field(
         None, ge=0, description="Bytes of memory loaded models may use (default: available RAM)."
     )
