@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.services.thread_tools import AWAITING, DENIED
 from hearth.threads import jan
@@ -31,10 +31,37 @@ from hearth.threads.ids import new_message_id
 from hearth.threads.views import content_parts, part_text
 
 if TYPE_CHECKING:
+    from hearth.engines.proxy import Answer
     from hearth.mcp.hosts import CallOutcome
-    from hearth.services.thread_runs import Run
+    from hearth.services.thread_tools import ThreadTools, ToolPlan
+    from hearth.threads.answer import ThreadReply
 
 log = logging.getLogger("hearth.threads")
+
+class Run(Protocol):
+    """What the loop needs of `thread_runs.Run` (a protocol: the run imports the loop)."""
+
+    thread_id: str
+    message_id: str
+    plan: ToolPlan | None
+    reply: ThreadReply
+    upstream: Answer | None
+    calls: list[dict[str, Any]]
+    allowed_once: set[str]
+    awaiting: dict[str, Any] | None
+    resuming: bool
+    first_choice: Any
+    asked_choice: Any
+
+    @property
+    def tools(self) -> ThreadTools: ...
+
+    def save_growing(self) -> None: ...
+
+    async def save_now(self) -> None: ...
+
+    async def next_round(self, choice: Any) -> bytes | None: ...
+
 
 DONE = b"data: [DONE]"
 #: What a call cut short by the client's leaving answers (the model never reads it in this
