@@ -233,6 +233,22 @@ def test_a_forged_conversation_approval_counts_for_nothing(
     awaiting(http, tid)
 
 
+def test_a_waiting_call_whose_saved_labels_lie_is_not_run(
+    srv: ThreadedServer, http: httpx.Client
+) -> None:
+    """The card shows the entry's server and tool: a file that makes them lie is refused."""
+    tid = new_thread(http, ADD_ONLY)
+    mid, call_id, _ = awaiting(http, tid)
+    path = srv.services.settings.threads_dir / tid / "messages.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[-1]["metadata"]["tool_calls"][0]["mcp"] = {"server": "test", "tool": "crash"}
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = f"/v1/threads/{tid}/messages/{mid}/approval"
+    refused = http.post(path, json={"call_id": call_id, "decision": "once"})
+    assert refused.status_code == 409 and "'add' is test's 'add'" in refused.text
+    assert on_disk(srv, tid, mid)["metadata"]["tool_calls"][0]["response"] is None
+
+
 def test_always_allowed_runs_in_every_conversation(srv: ThreadedServer, http: httpx.Client) -> None:
     approvals = srv.services.settings.state_dir / "mcp-approvals.json"
     spawn_only = [t for t in [*OTHERS, "add"] if t != "spawn"]

@@ -12,7 +12,7 @@ in this conversation: `metadata.mcp_approved`, signed), "always" (this tool ever
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -21,11 +21,21 @@ from hearth.core.keepalive import keep_alive_param
 from hearth.services import thread_loop
 from hearth.services.context_fit import policy_of
 from hearth.services.thread_runs import Run, ThreadService
-from hearth.services.thread_tools import APPROVED_KEY, AWAITING, DECISIONS, Approvals, run_tools
+from hearth.services.thread_tools import (
+    APPROVED_KEY,
+    AWAITING,
+    DECISIONS,
+    Approvals,
+    ToolPlan,
+    run_tools,
+)
 from hearth.threads import interrupted
 from hearth.threads.answer import chat_request
 from hearth.threads.edits import need_object
 from hearth.threads.views import thread_model
+
+if TYPE_CHECKING:
+    from hearth.services.mcp import McpFunction
 
 
 def _decision(body: Any) -> tuple[str, str, bool]:
@@ -66,9 +76,36 @@ def _waiting(
             "A newer message follows this answer: its call can no longer be approved. Send "
             "your question again to let the model call the tool anew."
         )
-    if not isinstance(marker.get("server"), str) or not isinstance(marker.get("tool"), str):
-        raise Conflict("The waiting call names no MCP server and tool; it cannot run.")
     return marker
+
+
+def _waiting_call(
+    raw: dict[str, Any], call_id: str, plan: ToolPlan, decision: str
+) -> McpFunction | None:
+    """The function the waiting call runs, as this conversation offers it now. The saved
+    entry's own labels (`mcp.server`, `mcp.tool`) must agree: the card the user answers shows
+    them, and a file from elsewhere could make them lie."""
+    listed = _meta(raw).get("tool_calls")
+    calls = [c for c in listed if thread_loop.well_formed(c)] if isinstance(listed, list) else []
+    entry = next((c for c in calls if c["tool"]["id"] == call_id), None)
+    if entry is None or entry.get("state") != "pending":
+        raise Conflict(f"The answer holds no call {call_id!r} waiting to run.")
+    name = entry["tool"]["function"]["name"]
+    function = plan.toolset.get(name)
+    if function is None:
+        if decision == "deny":
+            return None
+        raise Conflict(
+            f"This conversation no longer offers the tool {name!r}: turn its server on in the "
+            "conversation's settings, or deny the call."
+        )
+    label = entry.get("mcp")
+    if label is not None and label != {"server": function.server, "tool": function.tool}:
+        raise Conflict(
+            f"The waiting call names {label!r}, but {name!r} is {function.server}'s "
+            f"{function.tool!r} now: it is not run. Deny it, or ask again."
+        )
+    return function
 
 
 def _meta(raw: dict[str, Any]) -> dict[str, Any]:
@@ -100,11 +137,6 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
     store = service.store
     stored = await asyncio.to_thread(store.messages, thread_id)
     marker = _waiting(stored, message_id, call_id)
-    server, tool = marker["server"], marker["tool"]
-    if decision == "thread":
-        await asyncio.to_thread(approve_thread, service, tools.approvals, thread_id, server, tool)
-    elif decision == "always":
-        await asyncio.to_thread(tools.approvals.allow_always, server, tool)
     thread = await asyncio.to_thread(store.get, thread_id)
     named = run_tools(marker.get("tools"))  # a stranger's file: names, checked again
     plan = await tools.plan(thread_id, thread.raw.get("metadata"), named)
@@ -112,6 +144,14 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
         raise InvalidRequest(
             "The conversation has no MCP server turned on any more.", param="call_id"
         )
+    function = _waiting_call(stored[-1][1], call_id, plan, decision)
+    if function is not None and decision == "thread":
+        where = (thread_id, function.server, function.tool)
+        await asyncio.to_thread(approve_thread, service, tools.approvals, *where)
+    elif function is not None and decision == "always":
+        await asyncio.to_thread(tools.approvals.allow_always, function.server, function.tool)
+    if function is not None and decision in ("thread", "always"):
+        plan.trusted.add((function.server, function.tool))
     history = [raw for _, raw in stored[:-1]]
     waiting = stored[-1][1]
     model = (
