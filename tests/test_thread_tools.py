@@ -206,7 +206,11 @@ def test_allowed_for_the_conversation_runs_without_asking_again(
 ) -> None:
     tid = new_thread(http, ADD_ONLY)
     mid, call_id, _ = awaiting(http, tid)
-    decide(http, tid, mid, call_id, "thread")
+    path = f"/v1/threads/{tid}/messages/{mid}/approval"
+    whole = http.post(path, json={"call_id": call_id, "decision": "thread", "stream": False})
+    assert whole.status_code == 200 and whole.headers["x-hearth-message-id"] == mid
+    assert whole.json()["status"] == "ready"
+    assert whole.json()["metadata"]["tool_calls"][0]["state"] == "completed"
     thread = json.loads((srv.services.settings.threads_dir / tid / "thread.json").read_text())
     [approved] = thread["metadata"]["mcp_approved"]
     assert (approved["server"], approved["tool"]) == ("test", "add") and approved["sig"]
@@ -275,7 +279,9 @@ def test_a_denied_call_answers_the_model_jan_s_refusal(
 ) -> None:
     tid = new_thread(http, ADD_ONLY)
     mid, call_id, _ = awaiting(http, tid)
-    decide(http, tid, mid, call_id, "deny")
+    found = decide(http, tid, mid, call_id, "deny")
+    told = tool_events(found)[0]
+    assert told[0] == "tool_result" and told[1]["response"]["error"] == "disallowed"
     saved = on_disk(srv, tid, mid)
     entry = saved["metadata"]["tool_calls"][0]
     assert entry["state"] == "completed"

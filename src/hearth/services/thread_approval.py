@@ -165,7 +165,9 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
     policy = policy_of(thread.raw.get("metadata"), service.context_overflow)
     run.with_tools(plan, history, thread.raw, request, (seconds, policy))
     run.resuming = True
-    if decision != "deny":
+    if decision == "deny":
+        run.denied.append(call_id)
+    else:
         run.allowed_once.add(call_id)
     with anyio.CancelScope(shield=True):
         await asyncio.to_thread(_reopen, run, call_id, decision)

@@ -47,6 +47,7 @@ class Run(Protocol):
     reply: ThreadReply
     upstream: Answer | None
     calls: list[dict[str, Any]]
+    denied: list[str]
     allowed_once: set[str]
     awaiting: dict[str, Any] | None
     resuming: bool
@@ -216,6 +217,10 @@ async def drive(run: Run, first: AsyncIterator[bytes] | None) -> AsyncGenerator[
     plan = run.plan
     assert plan is not None
     source, rounds, choice = first, 1 if first is not None else 0, run.first_choice
+    for entry in run.calls:  # a continuation: the calls the user denied, told first
+        if well_formed(entry) and entry["tool"]["id"] in run.denied:
+            view = {**entry_view(entry), "state": "completed", "response": entry["response"]}
+            yield sse_event("tool_result", {**view, "is_error": True, "cut": False})
     while True:
         if source is not None:
             async for event in without_done(source):

@@ -186,6 +186,7 @@ class Run:
         self.plan: ToolPlan | None = None
         self.calls: list[dict[str, Any]] = []  # Jan's metadata.tool_calls of this message
         self.allowed_once: set[str] = set()  # call ids the user allowed
+        self.denied: list[str] = []  # call ids the user denied (a continuation tells them)
         self.awaiting: dict[str, Any] | None = None  # the call that waits for the user
         self.resuming = False  # a continuation after an approval: its calls run first
         self.first_choice: Any = "auto"
