@@ -125,6 +125,10 @@ def saved_call(home: Path, thread_id: str) -> dict[str, Any]:
     return call  # type: ignore[no-any-return]
 
 
+def thread_json(home: Path, thread_id: str) -> dict[str, Any]:
+    return json.loads((home / "threads" / thread_id / "thread.json").read_text())  # type: ignore[no-any-return]
+
+
 def card_result(answer: Any) -> str:
     card = answer.query_selector("details.tool-call")
     card.query_selector("summary").click()
@@ -159,7 +163,7 @@ def test_approve_mcp_server_time_for_the_conversation_and_reload(page: Any, home
     assert call["tool"]["function"]["name"] == "get_current_time"
     shown = card_result(answer)
     assert shown == call["response"]["content"][0]["text"] and shown
-    thread = json.loads((home / "threads" / thread_id / "thread.json").read_text())
+    thread = thread_json(home, thread_id)
     assert thread["metadata"]["mcp"]["servers"][0]["name"] == "time"
     assert [(a["server"], a["tool"]) for a in thread["metadata"]["mcp_approved"]] == [
         ("time", "get_current_time")
@@ -178,3 +182,15 @@ def test_approve_mcp_server_time_for_the_conversation_and_reload(page: Any, home
     page.wait_for_selector(".message.assistant.last:not([aria-busy]) .meta .figures")
     assert not page.query_selector(".approval")
     assert saved_call(home, thread_id)["tool"]["function"]["name"] == "get_current_time"
+    # the conversation's settings forget it: the next call asks again
+    page.click("#thread-settings")
+    forget = page.wait_for_selector("#set-tools-forget-row:not([hidden])")
+    assert "get_current_time from time" in forget.inner_text()
+    page.wait_for_selector("#set-tools-list input[data-server='time']:checked")
+    page.check("#set-tools-forget")
+    page.click("#settings-form button[value=save]")
+    wait_for(lambda: "mcp_approved" not in thread_json(home, thread_id)["metadata"])
+    assert thread_json(home, thread_id)["metadata"]["mcp"]["servers"][0]["name"] == "time"
+    page.fill("#composer-input", "And in Lima?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".message.assistant.last .approval")

@@ -7,7 +7,7 @@
 import { api, enc, raw, readEvents } from "./api.js";
 import { AssistantPicker, label, threadAssistant } from "./assistants.js";
 import { markdownReady, messageElement, textOf, thinkingDots, toolCallsOf } from "./messages.js";
-import { LiveCalls, ToolPicker } from "./tools.js";
+import { LiveCalls, ToolPicker, forgetApprovals } from "./tools.js";
 import { STATUS_TEXT, capabilitiesOf, h, icon, toast } from "./ui.js";
 
 const MODEL_STORE = "hearth.model";
@@ -520,7 +520,7 @@ export class Chat {
     $("set-ctx").value = source.settings?.ctx_len ?? "";
     $("set-overflow").value = source.metadata?.context_overflow ?? "";
     $("export-links").hidden = !this.thread;
-    this.tools.show(source.metadata?.mcp);
+    this.tools.show(source.metadata?.mcp, this.thread ? source.metadata?.mcp_approved : null);
     $("settings-dialog").showModal();
   }
 
@@ -555,6 +555,7 @@ export class Chat {
     }
     const metadata = { context_overflow: overflow };
     if (mcp !== undefined) metadata.mcp = mcp;
+    if (forgetApprovals()) metadata.mcp_approved = null; // its tools ask again
     try {
       this.thread = await api(`/v1/threads/${enc(this.thread.id)}`, {
         method: "POST",

@@ -98,6 +98,12 @@ export class LiveCalls {
   }
 }
 
+/** Whether the user asked to forget the conversation's approvals (`mcp_approved`). */
+export function forgetApprovals() {
+  const row = document.getElementById("set-tools-forget-row");
+  return !row.hidden && document.getElementById("set-tools-forget").checked;
+}
+
 /** The conversation's `metadata.mcp` edited in its settings: servers on, tools off, first turn. */
 export class ToolPicker {
   constructor() {
@@ -107,8 +113,15 @@ export class ToolPicker {
     this.loaded = false;
   }
 
-  async show(setting) {
+  /** `approved`: the conversation's `metadata.mcp_approved` (tools it runs without asking). */
+  async show(setting, approved = null) {
     this.loaded = false;
+    const allowed = (Array.isArray(approved) ? approved : []).filter((a) => typeof a?.tool === "string");
+    const forget = document.getElementById("set-tools-forget");
+    forget.checked = false;
+    document.getElementById("set-tools-forget-row").hidden = !allowed.length;
+    document.getElementById("set-tools-forget-text").textContent =
+      `Ask again for the tools allowed in this conversation (${allowed.map((a) => `${a.tool} from ${a.server}`).join(", ")})`;
     const on = new Map();
     for (const entry of Array.isArray(setting?.servers) ? setting.servers : []) {
       const name = typeof entry === "string" ? entry : entry?.name;
