@@ -127,16 +127,19 @@ def test_each_round_s_tool_choice() -> None:
 
 
 def test_a_round_s_stream_keeps_whole_events_and_drops_its_done() -> None:
+    progress = b'data: {"choices": [], "prompt_progress": {"processed": 3, "total": 9}}\n\n'
     body = b'data: {"a": 1}\n\n: keep-alive\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n'
 
     async def pieces(size: int) -> list[bytes]:
         async def source() -> AsyncIterator[bytes]:
-            for i in range(0, len(body), size):
-                yield body[i : i + size]
+            whole = progress + body
+            for i in range(0, len(whole), size):
+                yield whole[i : i + size]
 
         return [chunk async for chunk in without_done(source())]
 
     for size in (1, 3, 7, len(body)):
         got = asyncio.run(pieces(size))
-        assert b"".join(got) == b'data: {"a": 1}\n\n: keep-alive\n\ndata: {"b": 2}\n\n'
+        kept = b'data: {"a": 1}\n\n: keep-alive\n\ndata: {"b": 2}\n\n'
+        assert b"".join(got) == b": prompt 3/9\n\n" + kept
         assert all(chunk.endswith(b"\n\n") for chunk in got)

@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hearth.engines.events import prompt_progress
 from hearth.services.thread_tools import AWAITING, DENIED
 from hearth.threads import jan
 from hearth.threads.ids import new_message_id
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from hearth.threads.answer import ThreadReply
 
 log = logging.getLogger("hearth.threads")
+
 
 class Run(Protocol):
     """What the loop needs of `thread_runs.Run` (a protocol: the run imports the loop)."""
@@ -80,7 +82,8 @@ def jan_response(text: str, error: str = "") -> dict[str, Any]:
 
 
 async def without_done(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The round's events as whole events, its `data: [DONE]` left out (one ends the run)."""
+    """The round's events as whole events, its `data: [DONE]` left out (one ends the run), its
+    prompt progress as comments."""
     held = b""
     async for raw in source:
         held += raw
@@ -88,11 +91,26 @@ async def without_done(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         if end < 0:
             continue
         events, held = held[: end + 2], held[end + 2 :]
-        kept = [e for e in events.split(b"\n\n") if e and e.strip() != DONE]
+        kept = [_progress(e) for e in events.split(b"\n\n") if e and e.strip() != DONE]
         if kept:
             yield b"".join(e + b"\n\n" for e in kept)
     if held.strip() and held.strip() != DONE:
         yield held
+
+
+def _progress(event: bytes) -> bytes:
+    """A later round's `prompt_progress` chunk as the comment the first round's is made
+    (`: prompt 1234/19500`, server/respond.py); any other event as it is."""
+    if not event.startswith(b"data:") or b'"prompt_progress"' not in event:
+        return event
+    try:
+        chunk = json.loads(event[5:])
+    except ValueError:
+        return event
+    progress = prompt_progress(chunk) if isinstance(chunk, dict) else None
+    if progress is None:
+        return event
+    return f": prompt {progress.processed}/{progress.total}".encode()
 
 
 def well_formed(entry: Any) -> bool:
