@@ -102,7 +102,6 @@ class Settings(BaseModel):
         "(an OCI-style /v2 API). Env HEARTH_OLLAMA_REGISTRY; point it at a mirror if you have one.",
     )
     max_loaded_models: int = Field(3, ge=1, description="Models kept loaded at once.")
-    mcp_max_rounds: int = 8
     memory_budget: int | None = Field(
         None, ge=0, description="Bytes of memory loaded models may use (default: available RAM)."
     )
@@ -122,6 +121,14 @@ class Settings(BaseModel):
         "by default: 'drop-oldest' leaves its oldest turns out of what the model sees (the "
         "system prompt and the latest message stay), 'stop' ends the run with a message saying "
         "so. Each conversation may choose its own (metadata.context_overflow).",
+    )
+    mcp_max_rounds: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="The most model turns one Responses request with MCP tools may take (each "
+        "turn may call tools; the last one answers in text, with tools turned off). A request's "
+        "`max_tool_calls` bounds its tool calls as well. Env HEARTH_MCP_MAX_ROUNDS; default 8.",
     )
     starter: bool = Field(
         True,
