@@ -126,7 +126,8 @@ class Settings(BaseModel):
         8,
         ge=1,
         le=64,
-        description="The most model turns one Responses request with MCP tools may take (each "
+        description="The most model turns one Responses request or conversation run with MCP tools "
+        "may take (each "
         "turn may call tools; the last one answers in text, with tools turned off). A request's "
         "`max_tool_calls` bounds its tool calls as well. Env HEARTH_MCP_MAX_ROUNDS; default 8.",
     )

@@ -9,6 +9,7 @@ the engine's own `chat.completion.chunk` events, naming the answer's message in 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -42,6 +43,16 @@ _RUN_DOC = {
             "application/json": {
                 "schema": {"type": "object", "additionalProperties": True},
                 "example": {"stream": True, "parameters": {"temperature": 0.2}},
+            }
+        }
+    }
+}
+_APPROVAL_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "additionalProperties": True},
+                "example": {"call_id": "call_abc", "decision": "once", "stream": True},
             }
         }
     }
@@ -171,24 +182,28 @@ def delete_message(
     return _json(_threads(request).delete_message(thread_id, message_id, and_after))
 
 
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that ends at once
+
+
 async def _flow(run: Run) -> Flow:
-    """A streamed run's Flow (its answer streamed, saved as it grows)."""
+    """A streamed run's Flow (its answer streamed, saved as it grows). With MCP tools the
+    stream beats while a tool runs; a continuation opens its first round itself."""
+    if run.resuming:
+        return Flow(_nothing(), run.events, run.release, progress=False, beat_on=True)
     assert run.upstream is not None
-    return Flow(run.upstream.stream(), run.events, run.release)
+    return Flow(run.upstream.stream(), run.events, run.release, beat_on=run.plan is not None)
 
 
-@router.post("/{thread_id}/runs", responses=ERRORS, openapi_extra=_RUN_DOC)
-async def run_thread(thread_id: str, request: Request) -> Response:
-    """The thread's model answers: streamed as the engine's chat.completion.chunk events
-    (default), or the final message with "stream": false. The answer is saved as it grows."""
-    body = jsonbody.loads_object(await request.body(), empty=True)  # no body: the defaults
-    threads = _threads(request)
+async def _answer(request: Request, thread_id: str, body: dict[str, Any], opening: Any) -> Response:
+    """A run's response: streamed (naming its message before the first token), or whole."""
     if body.get("stream", True) is True:  # kept alive while it waits (server/respond.py)
-        message_id = new_message_id()  # named before the wait: its header goes out at once
+        message_id, opened = opening
         headers = {"x-hearth-message-id": message_id, "x-hearth-thread-id": thread_id}
-        opening = threads.start_run(thread_id, body, message_id)
-        return await stream_answer(request, opening, _flow, OPENAI_BEATS, headers)
-    ok, run = await unless_disconnected(request, threads.start_run(thread_id, body))
+        return await stream_answer(request, opened, _flow, OPENAI_BEATS, headers)
+    _, opened = opening
+    ok, run = await unless_disconnected(request, opened)
     if not ok or run is None:
         return client_closed()
     headers = {"x-hearth-message-id": run.message_id, "x-hearth-thread-id": run.thread_id}
@@ -196,3 +211,27 @@ async def run_thread(thread_id: str, request: Request) -> Response:
     if not ok or message is None:
         return client_closed()
     return _json(message, headers=headers)
+
+
+@router.post("/{thread_id}/runs", responses=ERRORS, openapi_extra=_RUN_DOC)
+async def run_thread(thread_id: str, request: Request) -> Response:
+    """The thread's model answers: streamed as the engine's chat.completion.chunk events
+    (default), or the final message with "stream": false. The answer is saved as it grows.
+    With MCP tools (the conversation's `metadata.mcp`, or the run's `tools`), the stream also
+    carries `event: tool_call` and `event: tool_result` as the calls run."""
+    body = jsonbody.loads_object(await request.body(), empty=True)  # no body: the defaults
+    message_id = new_message_id()  # named before the wait: its header goes out at once
+    opened = _threads(request).start_run(thread_id, body, message_id)
+    return await _answer(request, thread_id, body, (message_id, opened))
+
+
+@router.post(
+    "/{thread_id}/messages/{message_id}/approval", responses=ERRORS, openapi_extra=_APPROVAL_DOC
+)
+async def decide_call(thread_id: str, message_id: str, request: Request) -> Response:
+    """The user's decision on the tool call an answer waits for (its
+    `metadata.awaiting_approval`): once, thread, always or deny; then the answer goes on, in
+    the same message, streamed as a run is."""
+    body = jsonbody.loads_object(await request.body(), empty=True)
+    opened = _threads(request).decide_call(thread_id, message_id, body)
+    return await _answer(request, thread_id, body, (message_id, opened))

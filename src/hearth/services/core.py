@@ -100,6 +100,7 @@ class Services:
     def threads(self) -> ThreadService:
         """Conversations in <home>/threads (Jan's layout), built on first use."""
         if self._threads is None:
+            from hearth.services.thread_tools import ThreadTools
             from hearth.services.threads import ThreadService
             from hearth.threads.store import ThreadStore
 
@@ -110,6 +111,9 @@ class Services:
                 self.store.get,
                 self.settings.context_overflow,
                 self.assistants.for_thread,
+                ThreadTools(
+                    lambda: self.mcp, self.settings.state_dir, self.settings.mcp_max_rounds
+                ),
             )
         return self._threads
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -25,8 +26,10 @@ import anyio
 from hearth.core.errors import ContextExceeded, HearthError, InvalidRequest, NotFound
 from hearth.core.keepalive import keep_alive_param
 from hearth.engines.events import engine_refusal
+from hearth.services import thread_loop
 from hearth.services.context_fit import ROUNDS, Fitter, policy_of
-from hearth.threads import interrupted
+from hearth.services.thread_tools import AWAITING, ThreadTools, ToolPlan, run_tools
+from hearth.threads import interrupted, jan
 from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now_ms
 from hearth.threads.ids import new_message_id
@@ -43,6 +46,7 @@ class ThreadService(Protocol):
 
     store: ThreadStore
     live: set[str]
+    tools: ThreadTools | None  # None: no MCP tools (a service built without them)
 
     def check_model(self, model_id: str) -> object: ...
 
@@ -84,6 +88,11 @@ async def start(
     await asyncio.to_thread(service.check_model, chat["model"])
     run = Run(service, thread_id, chat["model"], stream=stream, message_id=message_id)
     policy = policy_of(thread.raw.get("metadata"), service.context_overflow)
+    plan = await _plan(service, thread_id, thread.raw, body)
+    if plan is not None:
+        run.with_tools(plan, [raw for _, raw in stored], thread.raw, body, (seconds, policy))
+        run.first_choice = thread_loop.round_choice(run, 1, chat.get("tool_choice"))
+        chat.update(tools=plan.chat_tools(), tool_choice=run.first_choice)
     try:
         with anyio.CancelScope(shield=True):  # once written, the pending answer is finished
             await asyncio.to_thread(run.append_pending)
@@ -103,6 +112,19 @@ async def start(
         raise
     run.upstream = upstream
     return run
+
+
+async def _plan(
+    service: ThreadService, thread_id: str, thread: dict[str, Any], body: dict[str, Any]
+) -> ToolPlan | None:
+    """The run's MCP tools (services/thread_tools.py): those its body names, else its
+    conversation's; None for a plain chat. A server that is not configured is a 400."""
+    named = run_tools(body.get("tools"))
+    if service.tools is None:
+        if named:
+            raise InvalidRequest("This server runs no MCP tools.", param="tools")
+        return None
+    return await service.tools.plan(thread_id, thread.get("metadata"), named)
 
 
 async def _open_fitting(
@@ -135,7 +157,8 @@ async def _open_fitting(
 
 
 class Run:
-    """One answer being written into a thread."""
+    """One answer being written into a thread (with MCP tools: over several rounds, see
+    services/thread_loop.py)."""
 
     def __init__(
         self,
@@ -159,6 +182,42 @@ class Run:
         self._gone = False  # the message (or thread) was deleted meanwhile: stop writing
         self.dropped = 0  # older messages left out of what the model saw (context_fit.py)
         self._streamed = False  # `events` began: its end finishes the answer
+        # The tool loop's state (None/empty for a plain chat)
+        self.plan: ToolPlan | None = None
+        self.calls: list[dict[str, Any]] = []  # Jan's metadata.tool_calls of this message
+        self.allowed_once: set[str] = set()  # call ids the user allowed
+        self.denied: list[str] = []  # call ids the user denied (a continuation tells them)
+        self.awaiting: dict[str, Any] | None = None  # the call that waits for the user
+        self.resuming = False  # a continuation after an approval: its calls run first
+        self.first_choice: Any = "auto"
+        self.asked_choice: Any = None  # the run's own tool_choice parameter, if any
+        self.before = ("", "")  # (text, reasoning) of the rounds before this one
+        self.ttft_ms: float | None = None
+        self._history: list[dict[str, Any]] = []
+        self._thread: dict[str, Any] = {}
+        self._body: dict[str, Any] = {}
+        self._open: tuple[float | None, str] = (None, "drop-oldest")
+
+    @property
+    def tools(self) -> ThreadTools:
+        assert self.service.tools is not None
+        return self.service.tools
+
+    def with_tools(
+        self,
+        plan: ToolPlan,
+        history: list[dict[str, Any]],
+        thread: dict[str, Any],
+        body: dict[str, Any],
+        opening: tuple[float | None, str],
+    ) -> None:
+        """Run the tool loop: `history` (the messages before this answer), `thread` and `body`
+        build each round's request; `opening` is (keep_alive, context policy)."""
+        self.plan, self._history, self._thread, self._body = plan, history, thread, body
+        self._open = opening
+        params = body.get("parameters")
+        own = {**(thread.get("parameters") or {}), **(params or {})}
+        self.asked_choice = own.get("tool_choice")
 
     def append_pending(self) -> None:
         """Write the empty answer, marked as this process's (so a server that died writing it
@@ -185,26 +244,34 @@ class Run:
     async def events(self, chunks: AsyncIterator[bytes] | None = None) -> AsyncIterator[bytes]:
         """The engine's SSE bytes (`chunks`: the upstream's stream as the server watches it),
         unchanged, while the answer is gathered (from the same bytes, through the one parser of
-        engine answers) and saved."""
-        assert self.upstream is not None
+        engine answers) and saved. With tools, the rounds of the loop (thread_loop.drive)."""
         self._streamed = True
         ended = False
         try:
-            async for raw in chunks if chunks is not None else self.upstream.stream():
-                self.reply.feed(raw)
-                yield raw
-                self._save_growing()
+            if self.plan is not None:
+                first = None
+                if not self.resuming:
+                    assert self.upstream is not None
+                    first = chunks if chunks is not None else self.upstream.stream()
+                async with contextlib.aclosing(thread_loop.drive(self, first)) as rounds:
+                    async for raw in rounds:
+                        yield raw
+            else:
+                assert self.upstream is not None
+                async for raw in chunks if chunks is not None else self.upstream.stream():
+                    self.reply.feed(raw)
+                    yield raw
+                    self.save_growing()
             ended = True
         finally:
             with anyio.CancelScope(shield=True):  # the client may be gone: save anyway
-                await self.upstream.close()
+                await thread_loop.close_quietly(self)
                 await self.finish(ended=ended)
 
     async def release(self) -> None:
         """Close the engine's answer; a run whose stream never began (its client left at once)
         is finished `stopped` here, as `events` would have."""
-        assert self.upstream is not None
-        await self.upstream.close()
+        await thread_loop.close_quietly(self)
         if not self._streamed:
             self._streamed = True
             await self.finish(ended=False)
@@ -215,13 +282,70 @@ class Run:
             pass
         return message_view(self.message, self.message_id, self.thread_id)
 
-    def _save_growing(self) -> None:
+    async def next_round(self, choice: Any) -> bytes | None:
+        """Open the loop's next round: the message so far (its calls answered) goes back to the
+        model. None when it opened; else the in-stream error, the refusal kept in the reply."""
+        await thread_loop.close_quietly(self)
+        self.upstream = None
+        self._fold()
+        plan = self.plan
+        assert plan is not None
+        so_far = {
+            "id": self.message_id,
+            "role": "assistant",
+            "status": "ready",
+            "content": [text_part(self.before[0])],
+            "metadata": {"tool_calls": self.calls},
+        }
+        chat, _ = chat_request(self._thread, [*self._history, so_far], self._body)
+        chat.update(tools=plan.chat_tools(), tool_choice=choice)
+        keep_alive, policy = self._open
+        try:
+            upstream, dropped = await _open_fitting(self.service, chat, keep_alive, policy)
+            if upstream.status_code != 200:
+                content = await upstream.read()
+                await upstream.close()
+                raise engine_refusal(upstream.status_code, content, str(chat["model"]))
+        except HearthError as exc:
+            self.reply.fail(exc.message, exc.code)
+            return b"data: " + json.dumps(exc.to_openai()).encode() + b"\n\n"
+        self.upstream, self.dropped = upstream, max(self.dropped, dropped)
+        return None
+
+    def _fold(self) -> None:
+        """Keep the finished round's text and start a fresh reply for the next."""
+        text, reasoning = self.text_and_reasoning()
+        if self.ttft_ms is None:
+            self.ttft_ms = self.reply.ttft_ms
+        self.before = (text, reasoning)
+        self.reply = ThreadReply()
+
+    def text_and_reasoning(self) -> tuple[str, str]:
+        def join(a: str, b: str) -> str:
+            return f"{a}\n\n{b}" if a and b else a or b
+
+        return join(self.before[0], self.reply.text), join(self.before[1], self.reply.reasoning)
+
+    def parts(self) -> list[dict[str, Any]]:
+        """The message content so far: every round's text, one part (as Jan writes it)."""
+        if self.plan is None:
+            return self.reply.parts()
+        text, reasoning = self.text_and_reasoning()
+        return [text_part(jan.with_think(reasoning, text))]
+
+    def save_growing(self) -> None:
         """Save the answer so far every SAVE_EVERY seconds, beside the stream, not in it: a
         long thread's rewrite must not hold back the next token. One save at a time."""
         due = time.monotonic() - self._saved_at >= SAVE_EVERY
         if due and (self._saving is None or self._saving.done()):
             self._saved_at = time.monotonic()
             self._saving = asyncio.create_task(self._save(final=False))
+
+    async def save_now(self) -> None:
+        """Save the answer as it is (a tool call just finished), after any save under way."""
+        if self._saving is not None:
+            await asyncio.wait([self._saving])
+        await self._save(final=False)
 
     async def finish(self, *, ended: bool) -> None:
         """The last write: `ready`, `error` or (the client left first) `stopped`."""
@@ -234,26 +358,46 @@ class Run:
         with contextlib.suppress(HearthError):
             await asyncio.to_thread(self.service.touch, self.thread_id)
 
+    def _final_metadata(self, stored: Any) -> dict[str, Any]:
+        """The message's metadata at the end: what it held (less the writer's mark and a
+        decided approval), and the run's figures and calls."""
+        kept = interrupted.without_mark(stored)
+        kept.pop(AWAITING, None)
+        reply = self.reply.metadata()
+        if self.plan is not None:
+            reply.pop("tool_calls", None)
+            if self.calls:
+                reply["tool_calls"] = self.calls
+            if self.awaiting is not None:
+                reply[AWAITING] = self.awaiting
+            ttft = self.ttft_ms if self.ttft_ms is not None else self.reply.ttft_ms
+            if ttft is not None:
+                reply["ttft_ms"] = ttft
+        dropped = {"context_dropped": self.dropped} if self.dropped else {}
+        return {**kept, **reply, **dropped}
+
     async def _save(self, *, final: bool, ended: bool = True) -> None:
         self._saved_at = time.monotonic()
         if self._gone:
             return
         reply = self.reply
-        change: dict[str, Any] = {"content": reply.parts()}
+        change: dict[str, Any] = {"content": self.parts()}
         if final:
             status = "error" if reply.error else ("ready" if ended else "stopped")
             change.update(status=status, completed_at=now_ms())
             if reply.error:
                 change.update(error_code=reply.error_code, error=reply.error)
+        calls = [dict(c) for c in self.calls]
 
         def edit(raw: dict[str, Any]) -> None:
             if not final and raw.get("status") != "pending":
                 return  # the final save is in: a late partial one (cancelled at shutdown) waits
             raw.update(change)
             if final:
-                kept = interrupted.without_mark(raw.get("metadata"))
-                dropped = {"context_dropped": self.dropped} if self.dropped else {}
-                raw["metadata"] = {**kept, **reply.metadata(), **dropped}
+                raw["metadata"] = self._final_metadata(raw.get("metadata"))
+            elif calls:
+                meta = raw.get("metadata")
+                raw["metadata"] = {**(meta if isinstance(meta, dict) else {}), "tool_calls": calls}
 
         try:
             self.message = await asyncio.to_thread(

@@ -32,6 +32,7 @@ def encode_json(value: Any) -> bytes:
 if TYPE_CHECKING:
     from hearth.engines.proxy import Answer
     from hearth.services.thread_runs import Run
+    from hearth.services.thread_tools import ThreadTools
 
 #: services.open_inference: (path, chat body, keep_alive) -> the engine's answer.
 Opener = Callable[[str, dict[str, Any], float | None], Awaitable["Answer"]]
@@ -72,8 +73,10 @@ class ThreadService:
         check_model: Callable[[str], object],
         context_overflow: str = "drop-oldest",
         assistant_of: AssistantOf | None = None,
+        tools: ThreadTools | None = None,
     ) -> None:
         self.store = store
+        self.tools = tools  # MCP tools for runs (services/thread_tools.py); None: none
         self.assistant_of = assistant_of  # None: a body's assistant is not looked up
         self.context_overflow = context_overflow  # the setting (services/context_fit.py)
         self.open_inference = open_inference
@@ -329,3 +332,10 @@ class ThreadService:
         from hearth.services.thread_runs import start
 
         return await start(self, thread_id, body, message_id)
+
+    async def decide_call(self, thread_id: str, message_id: str, body: Any) -> Run:
+        """The user's decision on a call that waits for approval, and the run that continues
+        its answer (services/thread_approval.py)."""
+        from hearth.services.thread_approval import resume
+
+        return await resume(self, thread_id, message_id, body)

@@ -6,7 +6,8 @@
 
 import { api, enc, raw, readEvents } from "./api.js";
 import { AssistantPicker, label, threadAssistant } from "./assistants.js";
-import { markdownReady, messageElement, textOf, thinkingDots } from "./messages.js";
+import { markdownReady, messageElement, textOf, thinkingDots, toolCallsOf } from "./messages.js";
+import { LiveCalls, ToolPicker, forgetApprovals } from "./tools.js";
 import { STATUS_TEXT, capabilitiesOf, h, icon, toast } from "./ui.js";
 
 const MODEL_STORE = "hearth.model";
@@ -53,6 +54,7 @@ export class Chat {
     this.input = $("composer-input");
     this.select = $("model-select");
     this.assistant = new AssistantPicker();
+    this.tools = new ToolPicker();
     this.bind();
   }
 
@@ -193,6 +195,7 @@ export class Chat {
     return {
       edit: (message, text) => this.editAndResend(message, text),
       regenerate: (message) => this.regenerate(message),
+      decide: (message, callId, decision) => this.decide(message, callId, decision),
     };
   }
 
@@ -341,31 +344,48 @@ export class Chat {
     else if (document.activeElement === document.body || document.activeElement?.id === "stop-button") this.input.focus();
   }
 
-  async run() {
+  /**
+   * Stream an answer: a new run, or (`resume`: {message, callId, decision}) the user's decision
+   * on a call that waits, which continues that same message. Tool calls show as they run.
+   */
+  async run(resume = null) {
     const threadId = this.thread.id;
-    const model = this.currentModelId();
+    const model = (resume && resume.message.model) || this.currentModelId();
     this.controller = new AbortController();
     this.setBusy(true);
     const el = h("article.message.assistant.last", { "aria-label": "Answer", "aria-busy": "true" });
+    const calls = new LiveCalls(resume ? toolCallsOf(resume.message) : []);
     const content = h("div.content", {}, thinkingDots());
-    el.append(content);
+    el.append(calls.box, content);
     this.list.querySelectorAll(".message.last").forEach((m) => m.classList.remove("last"));
-    this.list.append(el);
+    const old = resume && this.list.querySelector(`.message[data-id="${CSS.escape(resume.message.id)}"]`);
+    if (old) old.replaceWith(el);
+    else this.list.append(el);
     this.scrollToEnd(true);
-    let messageId = null;
+    let messageId = resume ? resume.message.id : null;
     let view = null;
     const { StreamView } = await markdownReady;
+    const before = resume ? textOf(resume.message) : "";
+    const path = resume
+      ? `/v1/threads/${enc(threadId)}/messages/${enc(resume.message.id)}/approval`
+      : `/v1/threads/${enc(threadId)}/runs`;
+    const body = resume ? { call_id: resume.callId, decision: resume.decision, stream: true } : { model, stream: true };
     try {
       await this.ensureLoaded(model);
-      const response = await raw(`/v1/threads/${enc(threadId)}/runs`, {
+      const response = await raw(path, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ model, stream: true }),
+        body: JSON.stringify(body),
         signal: this.controller.signal,
       });
-      messageId = response.headers.get("X-Hearth-Message-Id");
+      messageId = response.headers.get("X-Hearth-Message-Id") ?? messageId;
       if (messageId) el.dataset.id = messageId;
-      await readEvents(response, (data) => {
+      await readEvents(response, (data, event) => {
+        if (event === "tool_call" || event === "tool_result") {
+          calls.update(event, JSON.parse(data));
+          this.scrollToEnd();
+          return;
+        }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message ?? String(chunk.error));
         const delta = chunk.choices?.[0]?.delta?.content;
@@ -374,6 +394,7 @@ export class Chat {
           performance.mark("hearth:first-token");
           view = new StreamView(content);
           view.onPaint = () => performance.mark("hearth:first-paint");
+          if (before) view.append(`${before}\n\n`);
         }
         view.append(delta);
         this.scrollToEnd();
@@ -387,6 +408,12 @@ export class Chat {
       this.setBusy(false);
     }
     await this.settle(threadId, messageId, el, view);
+  }
+
+  /** The user's choice on a call that waits: the answer goes on in the same message. */
+  async decide(message, callId, decision) {
+    if (this.controller || !this.thread) return;
+    await this.run({ message, callId, decision });
   }
 
   /** After a run: show the saved message (its final text, status and figures). */
@@ -493,6 +520,7 @@ export class Chat {
     $("set-ctx").value = source.settings?.ctx_len ?? "";
     $("set-overflow").value = source.metadata?.context_overflow ?? "";
     $("export-links").hidden = !this.thread;
+    this.tools.show(source.metadata?.mcp, this.thread ? source.metadata?.mcp_approved : null);
     $("settings-dialog").showModal();
   }
 
@@ -513,15 +541,25 @@ export class Chat {
     // What a conversation too long for the model does: Jan keeps thread.json's metadata as
     // it is, so the choice lives there (null: the server's `context_overflow` setting).
     const overflow = $("set-overflow").value || null;
+    // The MCP servers and tools this conversation turns on (Hearth's key in its thread.json);
+    // undefined while the server list has not loaded: left as it is.
+    const mcp = this.tools.value();
     if (!this.thread) {
-      const metadata = overflow ? { context_overflow: overflow } : {};
+      const metadata = { ...this.draft.metadata };
+      if (overflow) metadata.context_overflow = overflow;
+      else delete metadata.context_overflow;
+      if (mcp) metadata.mcp = mcp;
+      else if (mcp === null) delete metadata.mcp;
       this.draft = { instructions, parameters, settings, metadata };
       return;
     }
+    const metadata = { context_overflow: overflow };
+    if (mcp !== undefined) metadata.mcp = mcp;
+    if (forgetApprovals()) metadata.mcp_approved = null; // its tools ask again
     try {
       this.thread = await api(`/v1/threads/${enc(this.thread.id)}`, {
         method: "POST",
-        body: { instructions, parameters, settings, metadata: { context_overflow: overflow } },
+        body: { instructions, parameters, settings, metadata },
       });
       toast("Settings saved for this conversation.");
     } catch (error) {

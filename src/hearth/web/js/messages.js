@@ -1,6 +1,7 @@
 // One message on the page: a user's bubble (text and images) or an answer (Markdown), with its
 // figures (tokens/s, time to first token) and actions (copy, edit and resend, regenerate).
 
+import { approvalCard, toolCard } from "./tools.js";
 import { copyText, h, iconButton, loadPart } from "./ui.js";
 
 let markdown = null;
@@ -66,7 +67,15 @@ export function toolCallsOf(message) {
   const listed = Array.isArray(message.metadata?.tool_calls) ? message.metadata.tool_calls : [];
   const calls = listed
     .filter((c) => typeof c?.tool?.function?.name === "string")
-    .map((c) => ({ name: c.tool.function.name, args: pretty(c.tool.function.arguments), result: resultText(c.response), state: c.state }));
+    .map((c) => ({
+      id: c.tool.id ?? c.id,
+      name: c.tool.function.name,
+      server: c.mcp?.server,
+      args: pretty(c.tool.function.arguments),
+      result: resultText(c.response),
+      state: c.state,
+      error: typeof c.response?.error === "string" ? c.response.error : "",
+    }));
   const parts = Array.isArray(message.content) ? message.content : [];
   for (const p of parts) {
     if (p?.type === "tool_call" && typeof p.tool_name === "string") {
@@ -78,14 +87,6 @@ export function toolCallsOf(message) {
 
 function reasoningElement(text) {
   return h("details.reasoning", {}, h("summary", {}, "Reasoning"), h("div.reasoning-text", {}, text));
-}
-
-function toolCallElement(call) {
-  const result = call.result ?? (call.state === "pending" ? "(not run yet)" : "(no result)");
-  return h("details.tool-call", {},
-    h("summary", {}, "Tool call: ", h("code", {}, call.name)),
-    h("div.tool-label", {}, "Arguments"), h("pre.tool-args", {}, call.args || "{}"),
-    h("div.tool-label", {}, "Result"), h("pre.tool-result", {}, result));
 }
 
 export function imagesOf(message) {
@@ -180,7 +181,12 @@ function assistantElement(message, actions) {
   const text = textOf(message);
   const reasoning = reasoningOf(message);
   if (reasoning) el.append(reasoningElement(reasoning)); // folded, as Jan folds it
-  for (const call of toolCallsOf(message)) el.append(toolCallElement(call));
+  const awaiting = message.metadata?.awaiting_approval;
+  for (const call of toolCallsOf(message)) {
+    const waiting = Boolean(awaiting && call.id === awaiting.call_id && call.state === "pending");
+    el.append(toolCard(call, { waiting }));
+    if (waiting && actions.decide) el.append(approvalCard(call, (decision) => actions.decide(message, call.id, decision)));
+  }
   if (text) content.append(markdown.renderMarkdown(text));
   const dropped = Number(message.metadata?.context_dropped) || 0;
   if (dropped > 0) {
