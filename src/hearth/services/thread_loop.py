@@ -26,7 +26,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.engines.events import prompt_progress
-from hearth.services.thread_tools import AWAITING, DENIED
+from hearth.mcp import DENIED
+from hearth.services.thread_tools import AWAITING
 from hearth.threads import jan
 from hearth.threads.ids import new_message_id
 from hearth.threads.views import content_parts, part_text

@@ -45,7 +45,6 @@ AWAITING = "awaiting_approval"
 APPROVALS_FILE = "mcp-approvals.json"
 DECISIONS = ("once", "thread", "always", "deny")
 #: What a denied call answers the model (Jan's words, lib/completion.ts).
-DENIED = "The user has chosen to disallow the tool call."
 
 
 @dataclass

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.core.errors import InvalidParameter
+from hearth.mcp import DENIED  # what the model reads for a call the user refused (Jan's words)
 
-#: What the model reads for a call the user refused (Jan's words).
-DENIED = "The user has chosen to disallow the tool call."
 MAX_ARGUMENTS = 1 << 20  # characters of one call's arguments
 
 
