@@ -111,6 +111,30 @@ def test_a_stop_leaves_no_process_behind() -> None:
 
 
 @pytest.mark.slow
+def test_a_stdio_server_gets_a_minimal_environment_not_hearths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hearth's secrets (its API key, a Hugging Face token) stay out of a server's
+    environment; the server gets the SDK's short safe list plus its own `env` from mcp.json."""
+    monkeypatch.setenv("HEARTH_API_KEY", "secret-key-of-hearth-0123456789")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    entry = {**TEST_ENTRY, "env": {"MY_SETTING": "mine"}}
+
+    async def scenario() -> None:
+        hosts = hosts_for({"test": entry})
+        await hosts.call_tool("test", "add", {"a": 1, "b": 1})
+        (server,) = marked_processes()
+        environment = server.environ()
+        await hosts.aclose()
+        assert environment["MY_SETTING"] == "mine" and "PATH" in environment
+        assert "HEARTH_API_KEY" not in environment and "HF_TOKEN" not in environment
+        leftover = set(environment) - {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"}
+        assert leftover == {"MY_SETTING", MARKER}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
 def test_a_crashed_server_restarts_after_its_backoff() -> None:
     async def scenario() -> None:
         hosts = hosts_for({"test": TEST_ENTRY}, base_restart_delay=0.05)
