@@ -1,7 +1,9 @@
 """The pure pieces of MCP tools in thread runs (issue 26): a conversation's setting read as names
 only, a run's `tools` checked, approvals signed so a stranger's thread.json approves nothing,
-Hearth's own approvals file, each round's tool_choice, and a round's stream without its
-`[DONE]`. The loop itself runs for real in tests/test_thread_tools.py."""
+Hearth's own approvals file (a broken one kept, approving nothing), each round's tool_choice, a
+round's stream without its `[DONE]`, Hearth's own call ids (an approval "once" runs one call),
+two decisions on one call, and no tool loop without tools. The loop itself runs for real in
+tests/test_thread_tools.py."""
 
 from __future__ import annotations
 

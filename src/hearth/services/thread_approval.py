@@ -164,11 +164,19 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
     stored = await asyncio.to_thread(store.messages, thread_id)
     marker = _waiting(stored, message_id, call_id)
     thread = await asyncio.to_thread(store.get, thread_id)
-    named = saved_tools(marker.get("tools"))  # a stranger's file: names checked, asking forced
+    try:  # a stranger's file: names checked again, and every call asking
+        named = saved_tools(marker.get("tools"))
+    except InvalidRequest as exc:
+        raise Conflict(
+            f"The waiting answer's saved tools (metadata.{AWAITING}.tools) are not valid: "
+            f"{exc.message} Send your question again."
+        ) from None
     plan = await tools.plan(thread_id, thread.raw.get("metadata"), named)
     if plan is None:
         raise InvalidRequest(
-            "The conversation has no MCP server turned on any more.", param="call_id"
+            "The conversation offers no MCP tool any more (its servers, or all their tools, "
+            "are turned off): turn one on in its settings, or send your question again.",
+            param="call_id",
         )
     function = _waiting_call(stored[-1][1], call_id, plan, decision)
     grant = None
