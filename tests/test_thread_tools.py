@@ -23,8 +23,8 @@ from support.server import ThreadedServer
 from support.waiting import wait_for
 
 from hearth.core.config import load_settings
+from hearth.mcp import DENIED
 from hearth.services import Services
-from hearth.services.thread_tools import DENIED
 from tests.test_mcp_hosts import TEST_SERVER, marked_processes
 
 pytestmark = pytest.mark.slow  # SmolLM2 and MCP servers: seconds
@@ -80,11 +80,16 @@ def http(srv: ThreadedServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def new_thread(http: httpx.Client, mcp: dict[str, Any] | None, text: str = "Add 2 and 3.") -> str:
+def new_thread(
+    http: httpx.Client,
+    mcp: dict[str, Any] | None,
+    text: str = "Add 2 and 3.",
+    **parameters: Any,
+) -> str:
     body: dict[str, Any] = {
         "model": "hermes",
         "messages": [{"role": "user", "content": text}],
-        "parameters": {"max_tokens": 40},
+        "parameters": {"max_tokens": 40, **parameters},
     }
     if mcp is not None:
         body["metadata"] = {"mcp": mcp}
@@ -367,3 +372,115 @@ def test_only_configured_servers_and_a_stranger_s_thread_starts_nothing(tmp_path
         assert not {p.pid for p in my_servers()} - before and not proof.exists()
         lines = (folder / "messages.jsonl").read_text().splitlines()
         assert len(lines) == 1  # a refused run writes nothing
+
+
+def rewrite_last(srv: ThreadedServer, tid: str, change: Any) -> None:
+    """Edit the thread's last message on disk, as a stranger's file (or a hand) may."""
+    path = srv.services.settings.threads_dir / tid / "messages.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    change(lines[-1])
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def edit_thread_json(srv: ThreadedServer, tid: str, change: Any) -> None:
+    path = srv.services.settings.threads_dir / tid / "thread.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+ADD_NAMED = {"type": "mcp", "server_label": "test", "allowed_tools": ["add"]}
+
+
+def test_a_run_that_names_its_tools_goes_on_after_an_approval(
+    srv: ThreadedServer, http: httpx.Client
+) -> None:
+    tid = new_thread(http, None)
+    body = {"tools": [ADD_NAMED], "parameters": {"tool_choice": "required"}}
+    mid, found = run(http, tid, body)
+    [(_, call)] = tool_events(found)
+    assert call["state"] == "awaiting_approval"
+    marker = on_disk(srv, tid, mid)["metadata"]["awaiting_approval"]
+    assert marker["tools"] == [{**ADD_NAMED, "require_approval": "always"}]
+    found = decide(http, tid, mid, call["id"], "once")
+    calls = tool_events(found)
+    assert calls[0] == ("tool_call", {**call, "state": "running"})
+    assert calls[1][0] == "tool_result" and calls[1][1]["response"]["error"] == ""
+    entry = on_disk(srv, tid, mid)["metadata"]["tool_calls"][0]
+    assert entry["state"] == "completed" and entry["tool"]["id"] == call["id"]
+
+
+def test_a_waiting_answer_s_file_cannot_waive_approval_of_later_calls(
+    srv: ThreadedServer, http: httpx.Client
+) -> None:
+    """The marker's `tools` come back from messages.jsonl: a "never" written there is not
+    honoured, so allowing the one call shown does not let the next ones run unasked."""
+    tid = new_thread(http, None, tool_choice="required")  # every round calls
+    mid, found = run(http, tid, {"tools": [ADD_NAMED]})
+    [(_, call)] = tool_events(found)
+
+    def waive(raw: dict[str, Any]) -> None:
+        raw["metadata"]["awaiting_approval"]["tools"][0]["require_approval"] = "never"
+
+    rewrite_last(srv, tid, waive)
+    calls = tool_events(decide(http, tid, mid, call["id"], "once"))
+    assert [(n, d["state"]) for n, d in calls] == [
+        ("tool_call", "running"),
+        ("tool_result", "completed"),
+        ("tool_call", "awaiting_approval"),  # the next call asks again
+    ]
+    saved = on_disk(srv, tid, mid)
+    assert [c["state"] for c in saved["metadata"]["tool_calls"]] == ["completed", "pending"]
+    assert saved["metadata"]["awaiting_approval"]["tools"][0]["require_approval"] == "always"
+
+
+def test_a_losing_always_decision_saves_no_grant(srv: ThreadedServer, http: httpx.Client) -> None:
+    """Two decisions race: "deny" wins, and "always", which read the answer while it still
+    waited, is refused without leaving the tool allowed everywhere."""
+    approvals = srv.services.settings.state_dir / "mcp-approvals.json"
+    tid = new_thread(http, ADD_ONLY)
+    mid, call_id, _ = awaiting(http, tid)
+    store = srv.services.threads.store
+    before = store.messages(tid)  # what the losing request read, before the winner wrote
+    decide(http, tid, mid, call_id, "deny")
+    store.messages = lambda *_: before  # type: ignore[method-assign]
+    try:
+        path = f"/v1/threads/{tid}/messages/{mid}/approval"
+        late = http.post(path, json={"call_id": call_id, "decision": "always"})
+    finally:
+        del store.messages  # type: ignore[method-assign]
+    assert late.status_code == 409 and "decided already" in late.text
+    always = json.loads(approvals.read_text()).get("always", []) if approvals.exists() else []
+    assert {"server": "test", "tool": "add"} not in always
+    saved = on_disk(srv, tid, mid)
+    assert saved["status"] == "ready"
+    assert saved["metadata"]["tool_calls"][0]["response"]["error"] == "disallowed"
+
+
+def test_tool_choice_of_every_round_is_read_as_the_first_round_s(
+    srv: ThreadedServer, http: httpx.Client
+) -> None:
+    """The thread's parameters are Jan's `assistants[0].model.parameters` first (as the first
+    round reads them); a top-level `parameters` that is not an object is no 500."""
+    tid = new_thread(http, None, tool_choice="required")
+    edit_thread_json(srv, tid, lambda raw: raw.update(parameters={"tool_choice": "none"}))
+    _, found = run(http, tid, forced("test", allowed_tools=["add"]) | {"parameters": {}})
+    assert [n for n, _ in tool_events(found)] == ["tool_call", "tool_result"] * (MAX_ROUNDS - 1)
+
+    odd = new_thread(http, None, tool_choice="required")
+    edit_thread_json(srv, odd, lambda raw: raw.update(parameters=["tool_choice"]))
+    body = forced("test", allowed_tools=["add"]) | {"parameters": {}, "stream": False}
+    answer = http.post(f"/v1/threads/{odd}/runs", json=body)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["metadata"]["tool_calls"]) == MAX_ROUNDS - 1
+
+
+def test_a_conversation_with_every_tool_off_runs_a_plain_chat(
+    srv: ThreadedServer, http: httpx.Client
+) -> None:
+    every = [*OTHERS, "add"]
+    tid = new_thread(http, {**ADD_ONLY, "servers": [{"name": "test", "tools_off": every}]})
+    mid, found = run(http, tid)
+    assert tool_events(found) == [] and found[-1] == ("done", None)
+    saved = on_disk(srv, tid, mid)
+    assert saved["status"] == "ready" and "tool_calls" not in saved["metadata"]

@@ -12,6 +12,7 @@ in this conversation: `metadata.mcp_approved`, signed), "always" (this tool ever
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,8 +27,9 @@ from hearth.services.thread_tools import (
     AWAITING,
     DECISIONS,
     Approvals,
+    ThreadTools,
     ToolPlan,
-    run_tools,
+    saved_tools,
 )
 from hearth.threads import interrupted
 from hearth.threads.answer import chat_request
@@ -36,6 +38,8 @@ from hearth.threads.views import thread_model
 
 if TYPE_CHECKING:
     from hearth.services.mcp import McpFunction
+
+log = logging.getLogger("hearth.threads")
 
 
 def _decision(body: Any) -> tuple[str, str, bool]:
@@ -87,8 +91,9 @@ def _waiting_call(
     them, and a file from elsewhere could make them lie."""
     listed = _meta(raw).get("tool_calls")
     calls = [c for c in listed if thread_loop.well_formed(c)] if isinstance(listed, list) else []
-    entry = next((c for c in calls if c["tool"]["id"] == call_id), None)
-    if entry is None or entry.get("state") != "pending":
+    waiting = (c for c in calls if c["tool"]["id"] == call_id and c.get("state") == "pending")
+    entry = next(waiting, None)
+    if entry is None:
         raise Conflict(f"The answer holds no call {call_id!r} waiting to run.")
     name = entry["tool"]["function"]["name"]
     function = plan.toolset.get(name)
@@ -113,18 +118,39 @@ def _meta(raw: dict[str, Any]) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def approve_thread(
-    service: ThreadService, approvals: Approvals, thread_id: str, server: str, tool: str
-) -> None:
-    """Allow `server`'s `tool` in this conversation: a signed entry in its thread.json."""
-    entry = {"server": server, "tool": tool, "sig": approvals.sign(thread_id, server, tool)}
+def thread_grant(approvals: Approvals, thread_id: str, server: str, tool: str) -> dict[str, Any]:
+    """The signed entry that allows `server`'s `tool` in this conversation (a 409 naming the
+    approvals file when its key cannot be read)."""
+    return {"server": server, "tool": tool, "sig": approvals.sign(thread_id, server, tool)}
+
+
+def approve_thread(service: ThreadService, thread_id: str, entry: dict[str, Any]) -> None:
+    """Allow a tool in this conversation: the signed entry added to its thread.json."""
 
     def change(raw: dict[str, Any]) -> None:
         meta = _meta(raw)
-        listed = [e for e in meta.get(APPROVED_KEY) or [] if isinstance(e, dict) and e != entry]
-        raw["metadata"] = {**meta, APPROVED_KEY: [*listed, entry]}
+        listed = meta.get(APPROVED_KEY)
+        kept = [e for e in listed if e != entry] if isinstance(listed, list) else []
+        raw["metadata"] = {**meta, APPROVED_KEY: [*kept, entry]}
 
     service.store.update(thread_id, change)
+
+
+def _grant(
+    service: ThreadService, tools: ThreadTools, thread_id: str, grant: dict[str, Any] | None
+) -> None:
+    """Save a "thread" or "always" decision, once it has won (the answer reopened). A write
+    that fails now is logged, not raised: the answer already goes on, its call approved."""
+    if grant is None:
+        return
+    try:
+        if "sig" in grant:
+            approve_thread(service, thread_id, grant)
+        else:
+            tools.approvals.allow_always(grant["server"], grant["tool"])
+    except Exception as exc:
+        log.warning("thread %s: could not save the approval of %s's %r: %s",
+                    thread_id, grant["server"], grant["tool"], exc)  # fmt: skip
 
 
 async def resume(service: ThreadService, thread_id: str, message_id: str, body: Any) -> Run:
@@ -138,19 +164,24 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
     stored = await asyncio.to_thread(store.messages, thread_id)
     marker = _waiting(stored, message_id, call_id)
     thread = await asyncio.to_thread(store.get, thread_id)
-    named = run_tools(marker.get("tools"))  # a stranger's file: names, checked again
+    try:  # a stranger's file: names checked again, and every call asking
+        named = saved_tools(marker.get("tools"))
+    except InvalidRequest as exc:
+        raise Conflict(
+            f"The waiting answer's saved tools (metadata.{AWAITING}.tools) are not valid: "
+            f"{exc.message} Send your question again."
+        ) from None
     plan = await tools.plan(thread_id, thread.raw.get("metadata"), named)
     if plan is None:
         raise InvalidRequest(
-            "The conversation has no MCP server turned on any more.", param="call_id"
+            "The conversation offers no MCP tool any more (its servers, or all their tools, "
+            "are turned off): turn one on in its settings, or send your question again.",
+            param="call_id",
         )
     function = _waiting_call(stored[-1][1], call_id, plan, decision)
-    if function is not None and decision == "thread":
-        where = (thread_id, function.server, function.tool)
-        await asyncio.to_thread(approve_thread, service, tools.approvals, *where)
-    elif function is not None and decision == "always":
-        await asyncio.to_thread(tools.approvals.allow_always, function.server, function.tool)
+    grant = None
     if function is not None and decision in ("thread", "always"):
+        grant = await asyncio.to_thread(_prepare_grant, tools, thread_id, function, decision)
         plan.trusted.add((function.server, function.tool))
     history = [raw for _, raw in stored[:-1]]
     waiting = stored[-1][1]
@@ -171,33 +202,53 @@ async def resume(service: ThreadService, thread_id: str, message_id: str, body: 
         run.allowed_once.add(call_id)
     with anyio.CancelScope(shield=True):
         await asyncio.to_thread(_reopen, run, call_id, decision)
+        await asyncio.to_thread(_grant, service, tools, thread_id, grant)  # it won: now saved
     return run
+
+
+def _prepare_grant(
+    tools: ThreadTools, thread_id: str, function: McpFunction, decision: str
+) -> dict[str, Any]:
+    """What a "thread" or "always" decision will save: checked now (a broken approvals file
+    refuses the decision before it is applied), written only once the decision has won."""
+    if decision == "thread":
+        return thread_grant(tools.approvals, thread_id, function.server, function.tool)
+    tools.approvals.ready()
+    return {"server": function.server, "tool": function.tool}
 
 
 def _reopen(run: Run, call_id: str, decision: str) -> None:
     """Mark the answer pending again (this process writes it), the decision applied, under the
     thread's lock: a second decision on the same call finds no marker and is refused."""
     found: dict[str, Any] = {}
+    live, added = run.service.live, []
 
     def edit(raw: dict[str, Any]) -> None:
         meta = _meta(raw)
         marker = meta.get(AWAITING)
         if not isinstance(marker, dict) or marker.get("call_id") != call_id:
             raise Conflict(f"Call {call_id!r} was decided already.")
-        calls = [dict(c) for c in meta.get("tool_calls") or [] if isinstance(c, dict)]
-        for entry in calls:
-            if thread_loop.well_formed(entry) and entry["tool"]["id"] == call_id:
-                thread_loop.decide(entry, decision)
+        listed = meta.get("tool_calls")
+        calls = [dict(c) for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+        waiting = (c for c in calls if thread_loop.well_formed(c) and c.get("state") == "pending")
+        entry = next((c for c in waiting if c["tool"]["id"] == call_id), None)
+        if entry is not None:
+            thread_loop.decide(entry, decision)
         kept = {k: v for k, v in meta.items() if k != AWAITING}
         raw.update(status="pending")
         raw["metadata"] = {**kept, **interrupted.writer_mark(), "tool_calls": calls}
         found.update(raw)
+        # This decision won: the answer is this process's to write, live before it is on
+        # disk `pending` (so no sweep takes it). A losing decision never touches `live`: the
+        # id there is the winner's, whose answer is running.
+        live.add(run.message_id)
+        added.append(True)
 
-    run.service.live.add(run.message_id)
     try:
         run.message = run.service.store.edit_message(run.thread_id, run.message_id, edit)
     except BaseException:
-        run.service.live.discard(run.message_id)
+        if added:  # the write failed after this call took the answer
+            live.discard(run.message_id)
         raise
     meta = found.get("metadata") or {}
     run.calls = meta.get("tool_calls") or []

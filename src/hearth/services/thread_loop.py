@@ -138,7 +138,8 @@ def message_text(raw: dict[str, Any]) -> tuple[str, str]:
 def entry_view(entry: dict[str, Any]) -> dict[str, Any]:
     """A `metadata.tool_calls` entry as the run's stream shows it."""
     function = entry["tool"]["function"]
-    where = entry.get("mcp") or {}
+    where = entry.get("mcp")
+    where = where if isinstance(where, dict) else {}  # a stranger's file may hold anything
     return {
         "id": entry["tool"]["id"],
         "name": function["name"],
@@ -149,12 +150,15 @@ def entry_view(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def take_calls(run: Run) -> list[dict[str, Any]]:
-    """The round's calls as Jan's entries (`state: "pending"`), added to the message's."""
+    """The round's calls as Jan's entries (`state: "pending"`), added to the message's. Each
+    gets an id of Hearth's own, unique in the conversation: approvals are keyed by it, and an
+    engine may number its calls `call_0`, `call_1` afresh each round (the chat sent back to
+    the model carries the saved ids, so the engine's own are not needed)."""
     plan = run.plan
     assert plan is not None
     fresh = []
     for call in run.reply.gathered.tool_calls():
-        call_id = call.id or f"call_{new_message_id().lower()}"
+        call_id = f"call_{new_message_id().lower()}"
         entry = jan.jan_tool_call(call_id, call.name, call.arguments or "{}")
         function = plan.toolset.get(call.name)
         if function is not None:
@@ -181,8 +185,9 @@ async def run_pending(run: Run) -> AsyncIterator[bytes]:
             shown = {**view, "state": "completed", "response": entry["response"]}
             yield sse_event("tool_result", {**shown, "is_error": True, "cut": False})
             continue
-        approved = view["id"] in run.allowed_once or not plan.needs_approval(function)
-        if not approved:
+        once = view["id"] in run.allowed_once
+        run.allowed_once.discard(view["id"])  # an approval "once" runs one call, never two
+        if not once and plan.needs_approval(function):
             run.awaiting = {"call_id": view["id"], "name": view["name"], "server": function.server,
                             "tool": function.tool, "tools": plan.named}  # fmt: skip
             yield sse_event("tool_call", {**view, "state": "awaiting_approval"})
@@ -238,7 +243,7 @@ async def drive(run: Run, first: AsyncIterator[bytes] | None) -> AsyncGenerator[
     source, rounds, choice = first, 1 if first is not None else 0, run.first_choice
     for entry in run.calls:  # a continuation: the calls the user denied, told first
         if well_formed(entry) and entry["tool"]["id"] in run.denied:
-            view = {**entry_view(entry), "state": "completed", "response": entry["response"]}
+            view = {**entry_view(entry), "state": "completed", "response": entry.get("response")}
             yield sse_event("tool_result", {**view, "is_error": True, "cut": False})
     while True:
         if source is not None:

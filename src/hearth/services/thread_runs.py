@@ -34,7 +34,7 @@ from hearth.threads.answer import ThreadReply, chat_request
 from hearth.threads.edits import need_object, now_ms
 from hearth.threads.ids import new_message_id
 from hearth.threads.store import ThreadStore
-from hearth.threads.views import message_view, text_part
+from hearth.threads.views import message_view, text_part, thread_parameters
 
 if TYPE_CHECKING:
     from hearth.engines.proxy import Answer
@@ -215,9 +215,9 @@ class Run:
         build each round's request; `opening` is (keep_alive, context policy)."""
         self.plan, self._history, self._thread, self._body = plan, history, thread, body
         self._open = opening
-        params = body.get("parameters")
-        own = {**(thread.get("parameters") or {}), **(params or {})}
-        self.asked_choice = own.get("tool_choice")
+        params = body.get("parameters")  # (chat_request has refused one that is not an object)
+        own = {**thread_parameters(thread), **(params if isinstance(params, dict) else {})}
+        self.asked_choice = own.get("tool_choice")  # read as chat_request reads it
 
     def append_pending(self) -> None:
         """Write the empty answer, marked as this process's (so a server that died writing it

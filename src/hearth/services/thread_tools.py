@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.core import atomic
-from hearth.core.errors import InvalidRequest
+from hearth.core.errors import Conflict, InvalidRequest
 
 if TYPE_CHECKING:
     from hearth.services.mcp import McpFunction, McpService, ServerPick, Toolset
+
+log = logging.getLogger("hearth.mcp")
 
 #: Hearth's keys in a thread's metadata (Jan keeps thread.json's metadata as it finds it).
 KEY = "mcp"
@@ -44,7 +47,6 @@ APPROVED_KEY = "mcp_approved"
 AWAITING = "awaiting_approval"
 APPROVALS_FILE = "mcp-approvals.json"
 DECISIONS = ("once", "thread", "always", "deny")
-#: What a denied call answers the model (Jan's words, lib/completion.ts).
 
 
 @dataclass
@@ -138,12 +140,22 @@ def run_tools(value: Any) -> list[dict[str, Any]] | None:
             raise InvalidRequest('\'require_approval\' must be "always" or "never".', param="tools")
         checked.append(
             {
+                "type": "mcp",
                 "server_label": label,
                 "allowed_tools": None if allowed is None else _names(allowed, "allowed_tools"),
                 "require_approval": approval,
             }
         )
     return checked
+
+
+def saved_tools(value: Any) -> list[dict[str, Any]] | None:
+    """The `tools` of a waiting answer's marker, read back to continue it: names checked again
+    as a run's, and every server asking for approval whatever the file says. The marker lives
+    in messages.jsonl, which a stranger may have written: a `"require_approval": "never"` there
+    must not waive the user's say on the continuation's later calls."""
+    named = run_tools(value)
+    return None if named is None else [{**t, "require_approval": "always"} for t in named]
 
 
 def _allowed(tool: dict[str, Any]) -> frozenset[str] | None:
@@ -153,32 +165,89 @@ def _allowed(tool: dict[str, Any]) -> frozenset[str] | None:
 
 class Approvals:
     """`<state_dir>/mcp-approvals.json`: the tools allowed always, and the key that signs a
-    conversation's approvals. One writer at a time; each write atomic."""
+    conversation's approvals. One writer at a time; each write atomic. Made when absent; a file
+    that is there but broken (a typo) is never rewritten, since that would wipe the approvals
+    it holds: until it is fixed, nothing is approved (every call asks) and a decision that
+    would write it is refused, naming the file."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / APPROVALS_FILE
         self._lock = threading.Lock()
+        self._warned: set[str] = set()  # each problem with the file is logged once
 
-    def _read(self) -> dict[str, Any]:
+    def _load(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The file's data ({} when there is none), or None and what is wrong with it."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}, None
+        except (OSError, ValueError) as exc:
+            return None, f"cannot be read ({exc})"
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            return None, f"is not valid JSON ({exc})"
+        if not isinstance(data, dict):
+            return None, "is not a JSON object"
+        if "key" in data and _key_bytes(data["key"]) is None:
+            return None, 'has a "key" that is not Hearth\'s (64 hex digits)'
+        if "always" in data and not isinstance(data["always"], list):
+            return None, 'has an "always" that is not a list'
+        return data, None
+
+    def _read(self) -> dict[str, Any] | None:
+        data, problem = self._load()
+        if problem is not None:
+            self._warn(problem)
+        return data
+
+    def _warn(self, problem: str) -> None:
+        if problem in self._warned:
+            return
+        self._warned.add(problem)
+        log.warning(
+            "MCP approvals file %s %s: until it is fixed no tool is approved for a "
+            "conversation or always (every call asks) and Hearth leaves the file as it is. Fix "
+            "it, or delete it to start afresh (the approvals it holds are then lost).",
+            self.path, problem,
+        )  # fmt: skip
+
+    def _writable(self) -> dict[str, Any]:
+        """The file's data to change (under the lock), or a refusal naming the broken file."""
+        data, problem = self._load()
+        if data is None:
+            problem = problem or "is broken"
+            self._warn(problem)
+            raise Conflict(
+                f"Hearth's MCP approvals file {self.path} {problem}, so this decision cannot "
+                "be saved (the file is left as it is). Fix the file, or delete it to let Hearth "
+                "make a new one (the approvals it holds are then lost); or answer 'once' or "
+                "'deny'."
+            )
+        return data
+
+    def _write(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(self.path, data, indent=2, newline=True, mode=0o600)
 
     def _key(self) -> bytes:
-        """The signing key, made (and written) on first use."""
+        """The signing key, made (and added to the file) on first use; a Conflict while the
+        file is broken."""
         with self._lock:
-            data = self._read()
-            key = data.get("key")
-            if not isinstance(key, str) or len(key) < 32:
-                data["key"] = key = secrets.token_hex(32)
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                atomic.write_json(self.path, data, indent=2, newline=True, mode=0o600)
-            return bytes.fromhex(key)
+            data = self._writable()
+            key = _key_bytes(data.get("key"))
+            if key is None:
+                data["key"] = secrets.token_hex(32)
+                self._write(data)
+                key = bytes.fromhex(data["key"])
+            return key
+
+    def ready(self) -> None:
+        """Refuse (409) now, before a decision is applied, when the file cannot take a grant."""
+        self._key()
 
     def always(self) -> set[tuple[str, str]]:
-        listed = self._read().get("always")
+        listed = (self._read() or {}).get("always")
         found: set[tuple[str, str]] = set()
         for entry in listed if isinstance(listed, list) else []:
             server, tool = (
@@ -193,12 +262,12 @@ class Approvals:
     def allow_always(self, server: str, tool: str) -> None:
         self._key()
         with self._lock:
-            data = self._read()
-            listed = [e for e in data.get("always") or [] if isinstance(e, dict)]
+            data = self._writable()
+            listed = list(data.get("always") or [])  # entries it cannot read are kept
             if {"server": server, "tool": tool} not in listed:
                 listed.append({"server": server, "tool": tool})
             data["always"] = listed
-            atomic.write_json(self.path, data, indent=2, newline=True, mode=0o600)
+            self._write(data)
 
     def sign(self, thread_id: str, server: str, tool: str) -> str:
         message = json.dumps([thread_id, server, tool]).encode()
@@ -206,7 +275,7 @@ class Approvals:
 
     def thread_approved(self, thread_id: str, metadata: Any) -> set[tuple[str, str]]:
         """The conversation's approvals this Hearth signed (a forged or copied entry counts
-        for nothing)."""
+        for nothing; while the key's file is broken, none counts)."""
         listed = metadata.get(APPROVED_KEY) if isinstance(metadata, dict) else None
         found: set[tuple[str, str]] = set()
         for entry in listed if isinstance(listed, list) else []:
@@ -215,9 +284,23 @@ class Approvals:
             server, tool, sig = entry.get("server"), entry.get("tool"), entry.get("sig")
             if not (isinstance(server, str) and isinstance(tool, str) and isinstance(sig, str)):
                 continue
-            if hmac.compare_digest(self.sign(thread_id, server, tool), sig):
+            try:
+                mine = self.sign(thread_id, server, tool)
+            except Conflict:  # the file is broken (logged): nothing is approved
+                return set()
+            if hmac.compare_digest(mine, sig):
                 found.add((server, tool))
         return found
+
+
+def _key_bytes(value: Any) -> bytes | None:
+    """A signing key as the file keeps it (hex, at least 32 bytes), or None."""
+    if not isinstance(value, str) or len(value) < 64:
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
 
 
 class ThreadTools:
@@ -236,7 +319,9 @@ class ThreadTools:
         self, thread_id: str, metadata: Any, named: list[dict[str, Any]] | None
     ) -> ToolPlan | None:
         """The run's tools: the ones it names, else its conversation's; None when neither
-        turns any server on (the run is a plain chat)."""
+        offers any tool (no server on, or every tool of those on turned off): a plain chat,
+        never a tool loop offering no tools (with a "required" tool_choice it could not
+        answer)."""
         from hearth.services.mcp import ServerPick
 
         servers, choice = thread_setting(metadata)
@@ -250,6 +335,8 @@ class ThreadTools:
         if not picks:
             return None
         toolset = await self.mcp.toolset(picks, param=param)
+        if not toolset.functions:
+            return None
         if named is not None:
             never = {t["server_label"] for t in named if t["require_approval"] == "never"}
             trusted |= {(f.server, f.tool) for f in toolset.functions.values() if f.server in never}
