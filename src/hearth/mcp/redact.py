@@ -1,0 +1,68 @@
+"""A remote MCP server's secrets kept out of what Hearth shows and logs of its failures (issue 26).
+
+Why: hosted MCP servers' addresses often carry a key in their path or query
+(`https://mcp.example.com/<key>/sse`, `...?api_key=...`), and their `headers` a bearer token.
+`GET /v1/mcp/servers` leaves `url` and `headers` out, but an error's text does not: httpx
+names the whole URL (`Client error '401 Unauthorized' for url '...?key=...'`). Every error text
+and stderr line of a server goes through `Redactor.clean` before it is stored, raised or
+logged: the address (in any form it is written) becomes `<url of 'name'>`, and each piece
+of it or of a header that could be a secret becomes `<secret of 'name'>`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from hearth.mcp.config import ServerConfig
+
+#: Shorter pieces are not secrets, and replacing them would garble the text ("1", "sse").
+MIN_SECRET = 6
+#: A path segment this long may be a key (`/v1/<key>/sse`); a shorter one is a word ("mcp").
+MIN_PATH_SECRET = 16
+_URLS = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>`]+""")
+
+
+def _pieces(config: ServerConfig) -> list[str]:
+    """What of the address and headers could be a secret, as written and percent-decoded."""
+    found: list[str] = []
+    url = config.url
+    if url:
+        parts = urlsplit(url)
+        found += [url, parts.query, parts.password or "", parts.username or ""]
+        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+        found += [s for s in parts.path.split("/") if len(s) >= MIN_PATH_SECRET]
+    for value in config.headers.values():
+        found += [value, *value.split()[1:]]  # the whole value; a token after its scheme
+    both = {*found, *(unquote(piece) for piece in found)}
+    return sorted((p for p in both if len(p) >= MIN_SECRET), key=len, reverse=True)
+
+
+class Redactor:
+    """One server's secrets, and the text cleaned of them."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.url_mark = f"<url of {config.name!r}>"
+        self.secret_mark = f"<secret of {config.name!r}>"
+        self.pieces = _pieces(config)
+        netloc = urlsplit(config.url).netloc if config.url else ""
+        self.netloc = netloc.rsplit("@", 1)[-1].lower()
+
+    def _url(self, match: re.Match[str]) -> str:
+        """An address on the server's own host (the configured one, a redirect, a message
+        endpoint) is named, never shown."""
+        found = match.group(0)
+        try:
+            netloc = urlsplit(found).netloc.rsplit("@", 1)[-1].lower()
+        except ValueError:
+            return found
+        return self.url_mark if netloc == self.netloc else found
+
+    def clean(self, text: str) -> str:
+        if not self.pieces and not self.netloc:
+            return text
+        if self.netloc:
+            text = _URLS.sub(self._url, text)
+        for piece in self.pieces:
+            text = text.replace(piece, self.secret_mark)
+        return text
