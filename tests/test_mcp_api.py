@@ -24,7 +24,7 @@ from hearth.services import mcp as mcp_service
 from hearth.services.mcp import ServerPick, _offered
 from tests.support.server import ThreadedServer
 from tests.support.waiting import wait_for
-from tests.test_mcp_hosts import TEST_SERVER, marked_processes
+from tests.test_mcp_hosts import TEST_SERVER, marked_processes, our_processes
 
 BARRIER = str(Path(__file__).parent / "support" / "mcp_barrier.py")
 
@@ -104,7 +104,7 @@ def test_nothing_starts_once_the_service_is_closed(tmp_path: Path) -> None:
         assert failed.is_error and "Hearth is stopping" in failed.text
 
     asyncio.run(scenario())
-    assert not marked_processes()
+    assert not our_processes()
 
 
 def _barrier(folder: Path, name: str) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def test_the_servers_a_request_names_start_together(tmp_path: Path) -> None:
             await service.aclose()
 
     assert {"c__add", "d__add"} <= set(asyncio.run(toolset()).functions)
-    assert not marked_processes()
+    assert not our_processes()
 
 
 class _Refusing(http.server.BaseHTTPRequestHandler):
