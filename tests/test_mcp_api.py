@@ -167,8 +167,9 @@ def test_a_secret_in_a_servers_url_or_headers_shows_nowhere(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Hosted MCP servers carry keys in their URL or headers, and an HTTP error names the
-    whole URL: the server list, a 424 and the log name the address, never show the key."""
-    caplog.set_level(logging.INFO)
+    whole URL: the server list, a 424 and the log (at any level) name the address, never
+    show the key."""
+    caplog.set_level(logging.DEBUG)
     refusing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
     threading.Thread(target=refusing.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{refusing.server_address[1]}"
@@ -195,3 +196,4 @@ def test_a_secret_in_a_servers_url_or_headers_shows_nowhere(
     assert secret not in listed.text and secret not in reply.text
     assert secret not in caplog.text
     assert "mcp server remote failed" in caplog.text
+    assert "<url of 'hosted'>" in caplog.text  # the SDK's own log line, cleaned

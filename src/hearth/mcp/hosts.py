@@ -35,7 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult, Tool
 
 from hearth.mcp.config import McpConfig, McpSettings, ServerConfig
-from hearth.mcp.redact import Redactor
+from hearth.mcp.redact import RedactingFilter, Redactor
 from hearth.mcp.results import result_text
 
 log = logging.getLogger("hearth.mcp")
@@ -168,13 +168,18 @@ class _QuietParseErrors(logging.Filter):
 def quiet_sdk_logs() -> None:
     """Install the filter once on the SDK's stdio logger. httpx2 (the SDK's HTTP client) logs
     every request's whole URL at INFO, and a remote server's URL may carry its key: WARNING
-    and above only, as Hearth does for httpx (unless someone chose its level)."""
+    and above only, as Hearth does for httpx (unless someone chose its level), and the HTTP
+    loggers' records cleaned of the servers' secrets at any level."""
     sdk = logging.getLogger("mcp.client.stdio")
     if not any(isinstance(item, _QuietParseErrors) for item in sdk.filters):
         sdk.addFilter(_QuietParseErrors())
     http = logging.getLogger("httpx2")
     if http.level == logging.NOTSET:
         http.setLevel(logging.WARNING)
+    for name in ("httpx2", "mcp.client.streamable_http", "mcp.client.sse"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, RedactingFilter) for item in logger.filters):
+            logger.addFilter(RedactingFilter())
 
 
 class ServerHost:

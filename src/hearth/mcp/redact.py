@@ -6,12 +6,16 @@ Why: hosted MCP servers' addresses often carry a key in their path or query
 names the whole URL (`Client error '401 Unauthorized' for url '...?key=...'`). Every error text
 and stderr line of a server goes through `Redactor.clean` before it is stored, raised or
 logged: the address (in any form it is written) becomes `<url of 'name'>`, and each piece
-of it or of a header that could be a secret becomes `<secret of 'name'>`.
+of it or of a header that could be a secret becomes `<secret of 'name'>`. The SDK's own HTTP
+loggers say the URL too (at DEBUG): `RedactingFilter` cleans their records of every live
+server's secrets.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import weakref
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from hearth.mcp.config import ServerConfig
@@ -21,6 +25,8 @@ MIN_SECRET = 6
 #: A path segment this long may be a key (`/v1/<key>/sse`); a shorter one is a word ("mcp").
 MIN_PATH_SECRET = 16
 _URLS = re.compile(r"""[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'"<>`]+""")
+#: Every server's redactor while its host lives (for the SDK's loggers).
+_LIVE: weakref.WeakSet[Redactor] = weakref.WeakSet()
 
 
 def _pieces(config: ServerConfig) -> list[str]:
@@ -47,6 +53,8 @@ class Redactor:
         self.pieces = _pieces(config)
         netloc = urlsplit(config.url).netloc if config.url else ""
         self.netloc = netloc.rsplit("@", 1)[-1].lower()
+        if self.pieces or self.netloc:
+            _LIVE.add(self)
 
     def _url(self, match: re.Match[str]) -> str:
         """An address on the server's own host (the configured one, a redirect, a message
@@ -66,3 +74,22 @@ class Redactor:
         for piece in self.pieces:
             text = text.replace(piece, self.secret_mark)
         return text
+
+
+class RedactingFilter(logging.Filter):
+    """A log record of the SDK's HTTP transports, cleaned of every live server's secrets
+    (its message and its traceback) before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactors = list(_LIVE)
+        if not redactors:
+            return True
+        text = record.getMessage()
+        trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
+        for redactor in redactors:
+            text = redactor.clean(text)
+            trace = redactor.clean(trace) if trace else trace
+        record.msg, record.args = text, None
+        if trace:
+            record.exc_text = trace
+        return True
