@@ -17,7 +17,7 @@ import pytest
 from mcp.types import Tool
 
 from hearth.core.config import load_settings
-from hearth.core.errors import Unavailable
+from hearth.core.errors import InvalidRequest, Unavailable
 from hearth.mcp.hosts import McpUnavailable
 from hearth.services import Services
 from hearth.services import mcp as mcp_service
@@ -105,6 +105,26 @@ def test_nothing_starts_once_the_service_is_closed(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert not our_processes()
+
+
+def test_a_request_naming_an_unknown_or_off_server_starts_none(tmp_path: Path) -> None:
+    """The servers a request names start together, but only once every one of them is
+    configured and on: a bad name fails before any program starts."""
+    services = Services.create(load_settings(home=tmp_path, env={}))
+    entry = {"command": sys.executable, "args": [TEST_SERVER]}
+    _write(services, {"test": entry, "off": {**entry, "active": False}})
+    service = mcp_service.McpService(services.settings)
+
+    async def scenario() -> None:
+        try:
+            for bad, words in (("ghost", "no MCP server named 'ghost'"), ("off", "turned off")):
+                with pytest.raises(InvalidRequest, match=words):
+                    await service.toolset([ServerPick("test"), ServerPick(bad)])
+                assert not our_processes()
+        finally:
+            await service.aclose()
+
+    asyncio.run(scenario())
 
 
 def _barrier(folder: Path, name: str) -> dict[str, Any]:

@@ -322,10 +322,14 @@ class ServerHost:
         if self.retired:
             raise McpUnavailable(self._unavailable())
 
-    async def ensure_started(self) -> Client:
-        """The open session, starting (or restarting after the backoff) the server if needed."""
+    def check_on(self) -> None:
+        """`McpUnavailable` if the user turned the server off."""
         if not self.config.active:
             raise McpUnavailable(f"MCP server {self.name!r} is turned off (`active: false`)")
+
+    async def ensure_started(self) -> Client:
+        """The open session, starting (or restarting after the backoff) the server if needed."""
+        self.check_on()
         async with self._lock:
             task, ready = self._task, self._ready
             if task is not None and ready is not None and ready.done() and self._client is None:

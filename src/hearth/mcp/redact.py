@@ -50,6 +50,7 @@ class Redactor:
     def __init__(self, config: ServerConfig) -> None:
         self.url_mark = f"<url of {config.name!r}>"
         self.secret_mark = f"<secret of {config.name!r}>"
+        self.url = config.url
         self.pieces = _pieces(config)
         netloc = urlsplit(config.url).netloc if config.url else ""
         self.netloc = netloc.rsplit("@", 1)[-1].lower()
@@ -85,6 +86,8 @@ class RedactingFilter(logging.Filter):
         if not redactors:
             return True
         text = record.getMessage()
+        # a server whose own URL is in the text names it (two may share a host)
+        redactors.sort(key=lambda redactor: redactor.url not in text)
         trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
         for redactor in redactors:
             text = redactor.clean(text)

@@ -122,7 +122,13 @@ class ServerDown(Exception):
 async def list_servers(hosts: McpHosts, names: list[str]) -> dict[str, list[Tool]]:
     """Every named server's tools, the servers started together (N slow servers cost one
     connect timeout, not N); `ServerDown` for the first of them, in the order named, that
-    failed, as starting them one by one would have told it."""
+    failed, as starting them one by one would have told it. One not configured or turned
+    off fails before any starts."""
+    for name in names:
+        try:
+            hosts.host(name).check_on()
+        except McpUnavailable as exc:
+            raise ServerDown(name, exc) from None
     answers = await asyncio.gather(*(hosts.list_tools(name) for name in names),
                                    return_exceptions=True)  # fmt: skip
     listed: dict[str, list[Tool]] = {}
