@@ -8,6 +8,7 @@ The servers are real: tests/support/mcp_server.py (written with the SDK) and PyP
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import subprocess
@@ -19,8 +20,12 @@ import psutil
 import pytest
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
+from hearth.core.config import load_settings
 from hearth.mcp.config import McpConfig, McpSettings, parse_entry
 from hearth.mcp.hosts import MARKER, McpCallError, McpHosts, McpUnavailable
+from hearth.mcp.redact import Redactor
+from hearth.services import mcp as mcp_service
+from hearth.services.mcp import McpService
 from tests.support.waiting import wait_for
 
 TEST_SERVER = str(Path(__file__).parent / "support" / "mcp_server.py")
@@ -42,6 +47,13 @@ def marked_processes() -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def our_processes() -> list[psutil.Process]:
+    """The marked processes started under this test process (other test runs on the machine
+    may have their own at the same time)."""
+    children = {child.pid for child in psutil.Process().children(recursive=True)}
+    return [proc for proc in marked_processes() if proc.pid in children]
 
 
 def alive(pid: int) -> bool:
@@ -275,3 +287,60 @@ def free_port() -> int:
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_secrets_of_a_remote_server_are_named_never_shown() -> None:
+    """The address (as written, as httpx writes it, on any path of its host), its query
+    values, a long path segment and the headers' values leave an error's text; the rest
+    of the text, and other hosts' addresses, stay."""
+    source = Path("test-mcp.json")
+    key = "k3y-0f-the-user"
+    url = f"https://mcp.example.com/v1/{key}x{key}/sse?api_key={key}%2B1&mode=sse"
+    entry = {"type": "sse", "url": url, "headers": {"Authorization": "Bearer t0ken-s3cret"}}
+    redactor = Redactor(parse_entry("remote", entry, source))
+    said = redactor.clean(
+        f"Client error '401 Unauthorized' for url '{url}'\n"
+        "redirected to https://MCP.example.com/other?x=1; see https://developer.mozilla.org/401"
+        f" (key {key}+1, token t0ken-s3cret)"
+    )
+    for secret in (key, "t0ken-s3cret", "api_key", "/v1/"):
+        assert secret not in said
+    assert said.startswith("Client error '401 Unauthorized' for url '<url of 'remote'>'")
+    assert "redirected to <url of 'remote'> see" in said
+    assert "see https://developer.mozilla.org/401 (key <secret of 'remote'>, token" in said
+    stdio = Redactor(parse_entry("local", TEST_ENTRY, source))
+    assert stdio.clean("nothing to hide: 1 sse") == "nothing to hide: 1 sse"
+
+
+@pytest.mark.slow
+def test_a_server_removed_while_a_request_waits_out_its_backoff_never_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request sleeps in a failed server's restart delay; meanwhile the user removes the
+    server from mcp.json. The request wakes to an error and starts nothing (the old entry's
+    program would run with nothing to stop it)."""
+    monkeypatch.setattr(mcp_service, "RECHECK", 0.0)
+    settings = load_settings(home=tmp_path, env={})
+    script = tmp_path / "server.py"  # absent at first: the first start fails
+    config = settings.state_dir / "mcp.json"
+    slow_backoff = {"baseRestartDelayMs": 10_000, "toolCallTimeoutSeconds": 30}
+    entry = {"command": sys.executable, "args": [str(script)]}
+    config.write_text(json.dumps({"mcpServers": {"srv": entry}, "mcpSettings": slow_backoff}))
+
+    async def scenario() -> None:
+        service = McpService(settings)
+        hosts = await service.hosts()
+        with pytest.raises(McpUnavailable, match="'srv' is not available"):
+            await hosts.list_tools("srv")
+        script.symlink_to(TEST_SERVER)  # the old entry would now start a working server
+        waiting = asyncio.create_task(hosts.list_tools("srv"))  # sleeps in the backoff
+        await asyncio.sleep(0.05)
+        config.write_text(json.dumps({"mcpServers": {}, "mcpSettings": slow_backoff}))
+        assert [host.name for host in await service.hosts()] == []  # re-read: srv stopped
+        with pytest.raises(McpUnavailable, match="'srv' was removed or changed"):
+            await waiting
+        assert not our_processes()
+        await service.aclose()
+
+    asyncio.run(scenario())
+    assert not our_processes()

@@ -396,6 +396,31 @@ def test_tool_calls_are_bounded(srv: ThreadedServer, client: openai.OpenAI, home
 
 
 @pytest.mark.slow
+def test_approved_calls_keep_to_max_tool_calls(srv: ThreadedServer, home: Path) -> None:
+    """Calls the input approves count toward max_tool_calls too: 1 runs the first approved
+    call and leaves the second `incomplete` (the model reads why); 0 runs none."""
+    asked = [{"type": "mcp_approval_request", "id": f"mcpr_{n}", "server_label": "loop",
+              "name": "note", "arguments": json.dumps({"text": n})}
+             for n in ("one", "two")]  # fmt: skip
+    approved = [{"type": "mcp_approval_response", "approval_request_id": f"mcpr_{n}",
+                 "approve": True} for n in ("one", "two")]  # fmt: skip
+    body = {"model": "smol", "input": [{"role": "user", "content": "Note it."}, *asked,
+            *approved], "tools": [NOTE], "tool_choice": "none", "temperature": 0,
+            "max_output_tokens": 8}  # fmt: skip
+    before = len(_calls(home))
+    with srv.http() as http:
+        one = http.post("/v1/responses", json={**body, "max_tool_calls": 1}).json()
+        none = http.post("/v1/responses", json={**body, "max_tool_calls": 0}).json()
+    ran = [item for item in one["output"] if item["type"] == "mcp_call"]
+    assert [(c["approval_request_id"], c["status"]) for c in ran] == [
+        ("mcpr_one", "completed"), ("mcpr_two", "incomplete")]  # fmt: skip
+    assert ran[0]["output"] == "noted: one" and ran[1]["output"] is None
+    left = [item for item in none["output"] if item["type"] == "mcp_call"]
+    assert [c["status"] for c in left] == ["incomplete", "incomplete"]
+    assert _calls(home)[before:] == [{"tool": "note", "arguments": {"text": "one"}}]
+
+
+@pytest.mark.slow
 def test_mixed_with_function_tools(client: openai.OpenAI) -> None:
     """An MCP tool beside a function tool: a forced function call still goes back to the
     client as a function_call item (nothing runs on the server)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult, Tool
 
 from hearth.mcp.config import McpConfig, McpSettings, ServerConfig
+from hearth.mcp.redact import RedactingFilter, Redactor
 from hearth.mcp.results import result_text
 
 log = logging.getLogger("hearth.mcp")
@@ -164,10 +166,20 @@ class _QuietParseErrors(logging.Filter):
 
 
 def quiet_sdk_logs() -> None:
-    """Install the filter once on the SDK's stdio logger."""
+    """Install the filter once on the SDK's stdio logger. httpx2 (the SDK's HTTP client) logs
+    every request's whole URL at INFO, and a remote server's URL may carry its key: WARNING
+    and above only, as Hearth does for httpx (unless someone chose its level), and the HTTP
+    loggers' records cleaned of the servers' secrets at any level."""
     sdk = logging.getLogger("mcp.client.stdio")
     if not any(isinstance(item, _QuietParseErrors) for item in sdk.filters):
         sdk.addFilter(_QuietParseErrors())
+    http = logging.getLogger("httpx2")
+    if http.level == logging.NOTSET:
+        http.setLevel(logging.WARNING)
+    for name in ("httpx2", "mcp.client.streamable_http", "mcp.client.sse"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, RedactingFilter) for item in logger.filters):
+            logger.addFilter(RedactingFilter())
 
 
 class ServerHost:
@@ -178,6 +190,8 @@ class ServerHost:
         self.settings = settings
         self.result_cap = result_cap
         self.connect_timeout = CONNECT_TIMEOUT
+        self.redactor = Redactor(config)
+        self._retired = asyncio.Event()  # stopped for good: this host never starts again
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
@@ -200,6 +214,15 @@ class ServerHost:
     def call_timeout(self) -> float:
         return self.config.call_timeout or self.settings.call_timeout
 
+    @property
+    def retired(self) -> bool:
+        """Stopped (its entry was removed or changed, or Hearth is stopping): a request still
+        holding this host must not start the old entry's program, which nothing would stop."""
+        return self._retired.is_set()
+
+    def _stderr_tail(self) -> list[str]:
+        return [self.redactor.clean(line) for line in self._stderr.lines] if self._stderr else []
+
     def status(self) -> ServerStatus:
         if not self.config.active:
             state = "inactive"
@@ -209,10 +232,9 @@ class ServerHost:
             state = "starting"
         else:
             state = "failed" if self.last_error else "stopped"
-        tail = list(self._stderr.lines) if self._stderr else []
         return ServerStatus(
             self.name, state, self.config.transport, self.last_error, self.restarts,
-            self._tools, tail,
+            self._tools, self._stderr_tail(),
         )  # fmt: skip
 
     def backing_off(self) -> bool:
@@ -236,6 +258,9 @@ class ServerHost:
 
     async def _owner(self, ready: asyncio.Future[None]) -> None:
         """The only task that enters and leaves this server's `Client` (same task, LIFO)."""
+        if self.retired:  # stopped between its start and its first step: start nothing
+            ready.set_exception(McpUnavailable(self._unavailable()))
+            return
         try:
             deadline = anyio.current_time() + self.connect_timeout
             with anyio.CancelScope(deadline=deadline) as scope:
@@ -267,8 +292,9 @@ class ServerHost:
                 await asyncio.to_thread(_sweep, self._token)
 
     def _failed(self, error: str) -> None:
-        """Record the error and push the next start back: base × multiplier^n, capped."""
-        self.last_error = error
+        """Record the error (its secrets out) and push the next start back: base ×
+        multiplier^n, capped."""
+        error = self.last_error = self.redactor.clean(error)
         settings = self.settings
         delay = settings.base_restart_delay * settings.backoff_multiplier**self._failures
         self._failures += 1
@@ -276,23 +302,42 @@ class ServerHost:
         log.warning("mcp server %s failed: %s", self.name, error)
 
     def _unavailable(self) -> str:
-        tail = "; stderr: " + " | ".join(list(self._stderr.lines)[-3:]) if self._stderr else ""
+        if self.retired:
+            return (
+                f"MCP server {self.name!r} was removed or changed in the MCP configuration, or "
+                "Hearth is stopping: this request cannot start it; send the request again"
+            )
+        tail = "; stderr: " + " | ".join(self._stderr_tail()[-3:]) if self._stderr else ""
         return f"MCP server {self.name!r} is not available: {self.last_error}{tail}"
+
+    async def _backoff(self) -> None:
+        """Wait out the restart delay (bounded by the call timeout), or less if the host is
+        stopped meanwhile: then it must not start (`_unavailable` says why)."""
+        wait = self._retry_at - time.monotonic()
+        if wait > self.call_timeout:
+            raise McpUnavailable(self._unavailable() + f"; next try in {wait:.0f} s")
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retired.wait(), wait)
+        if self.retired:
+            raise McpUnavailable(self._unavailable())
+
+    def check_on(self) -> None:
+        """`McpUnavailable` if the user turned the server off."""
+        if not self.config.active:
+            raise McpUnavailable(f"MCP server {self.name!r} is turned off (`active: false`)")
 
     async def ensure_started(self) -> Client:
         """The open session, starting (or restarting after the backoff) the server if needed."""
-        if not self.config.active:
-            raise McpUnavailable(f"MCP server {self.name!r} is turned off (`active: false`)")
+        self.check_on()
         async with self._lock:
             task, ready = self._task, self._ready
             if task is not None and ready is not None and ready.done() and self._client is None:
                 await asyncio.gather(asyncio.shield(task), return_exceptions=True)  # leaving
             if self._task is None or self._task.done():
-                wait = self._retry_at - time.monotonic()
-                if wait > self.call_timeout:
-                    raise McpUnavailable(self._unavailable() + f"; next try in {wait:.0f} s")
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if self.retired:
+                    raise McpUnavailable(self._unavailable())
+                await self._backoff()  # no await between its last check and the start below
                 if self.starts:
                     self.restarts += 1
                 self.starts += 1
@@ -327,8 +372,10 @@ class ServerHost:
                 self._failed(f"connection closed during {tool!r}")
                 self._client = None  # no other call may pick up the dead session
                 self._stop.set()  # the owner leaves; the next use restarts after the backoff
-            log.warning("mcp %s.%s%s failed: %s", self.name, tool, where, exc)
-            raise McpCallError(exc.code, f"MCP server {self.name!r}, tool {tool!r}: {exc}") from exc
+            said = self.redactor.clean(str(exc))
+            log.warning("mcp %s.%s%s failed: %s", self.name, tool, where, said)
+            message = f"MCP server {self.name!r}, tool {tool!r}: {said}"
+            raise McpCallError(exc.code, message) from exc
         self._failures = 0
         text, full = result_text(result, self.result_cap)
         log.info(
@@ -342,7 +389,9 @@ class ServerHost:
         )
 
     async def stop(self) -> None:
-        """Leave the session in its owner task; the SDK and the sweep end the processes."""
+        """Retire the host (it never starts again, even for a request already waiting on it)
+        and leave the session in its owner task; the SDK and the sweep end the processes."""
+        self._retired.set()
         task = self._task
         if task is None or task.done():
             return

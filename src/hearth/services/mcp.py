@@ -25,7 +25,7 @@ from typing import Any
 from mcp.types import CONNECTION_CLOSED, INVALID_PARAMS, Tool
 
 from hearth.core.config import Settings
-from hearth.core.errors import InvalidRequest
+from hearth.core.errors import InvalidRequest, Unavailable
 from hearth.mcp import config as mcp_config
 from hearth.mcp.hosts import (
     CallOutcome,
@@ -111,6 +111,60 @@ def _offered(tools: dict[str, list[Tool]], picks: list[ServerPick]) -> dict[str,
     return functions
 
 
+class ServerDown(Exception):
+    """A named server that could not start (or list its tools): which, and why."""
+
+    def __init__(self, server: str, error: McpUnavailable) -> None:
+        super().__init__(str(error))
+        self.server = server
+
+
+async def list_servers(hosts: McpHosts, names: list[str]) -> dict[str, list[Tool]]:
+    """Every named server's tools, the servers started together (N slow servers cost one
+    connect timeout, not N); `ServerDown` for the first of them, in the order named, that
+    failed, as starting them one by one would have told it. One not configured or turned
+    off fails before any starts."""
+    for name in names:
+        try:
+            hosts.host(name).check_on()
+        except McpUnavailable as exc:
+            raise ServerDown(name, exc) from None
+    answers = await asyncio.gather(*(hosts.list_tools(name) for name in names),
+                                   return_exceptions=True)  # fmt: skip
+    listed: dict[str, list[Tool]] = {}
+    for name, answer in zip(names, answers, strict=True):
+        if isinstance(answer, McpUnavailable):
+            raise ServerDown(name, answer)
+        if isinstance(answer, BaseException):
+            raise answer
+        listed[name] = answer
+    return listed
+
+
+def missing_tool(server: str, allowed: frozenset[str] | None, tools: list[Tool]) -> str | None:
+    """What is wrong when a request allows a tool its server does not have (else None)."""
+    names = {tool.name for tool in tools}
+    unknown = sorted((allowed or frozenset()) - names)
+    if not unknown:
+        return None
+    return (
+        f"MCP server {server!r} has no tool {unknown[0]!r}; its tools: "
+        f"{', '.join(sorted(names)) or 'none'}."
+    )
+
+
+def offer(listed: dict[str, list[Tool]], picks: list[ServerPick], param: str) -> Toolset:
+    """The picked servers' tools (already listed) as a request's toolset, bounded."""
+    functions = _offered(listed, picks)
+    if len(functions) > MAX_MCP_TOOLS:
+        raise InvalidRequest(
+            f"The MCP servers named offer {len(functions)} tools; at most {MAX_MCP_TOOLS} "
+            "may be offered at once. Name fewer with `allowed_tools`.",
+            param=param,
+        )
+    return Toolset(functions, dict(listed))
+
+
 def status_view(status: ServerStatus, source: str) -> dict[str, Any]:
     """One server in `GET /v1/mcp/servers`."""
     tools = None
@@ -141,6 +195,7 @@ class McpService:
         self._fingerprint: tuple[Any, ...] | None = None
         self._checked = 0.0
         self._lock = asyncio.Lock()
+        self._closed = False  # after `aclose`: no server starts again
 
     def _stat(self) -> tuple[Any, ...]:
         marks: list[Any] = []
@@ -153,8 +208,14 @@ class McpService:
         return tuple(marks)
 
     async def hosts(self) -> McpHosts:
-        """The servers as the files define them now (re-read when a file changed)."""
+        """The servers as the files define them now (re-read when a file changed); after
+        `aclose` a 503: a late request must not start servers nothing would stop."""
         async with self._lock:
+            if self._closed:
+                raise Unavailable(
+                    "Hearth is stopping: MCP servers do not start any more. Send the request "
+                    "again once Hearth runs."
+                )
             if self._hosts is not None and time.monotonic() - self._checked < RECHECK:
                 return self._hosts
             self._checked = time.monotonic()
@@ -196,29 +257,15 @@ class McpService:
         """The functions the picked servers offer, each server started if need be. A server
         that is not configured, or cannot start, is a 400 naming it and the fix."""
         hosts = await self.hosts()
-        listed: dict[str, list[Tool]] = {}
+        try:
+            listed = await list_servers(hosts, [pick.server for pick in picks])
+        except ServerDown as exc:
+            raise InvalidRequest(f"{exc}. See `GET /v1/mcp/servers`.", param=param) from None
         for pick in picks:
-            try:
-                listed[pick.server] = await hosts.list_tools(pick.server)
-            except McpUnavailable as exc:
-                raise InvalidRequest(f"{exc}. See `GET /v1/mcp/servers`.", param=param) from None
-            if pick.allowed is not None:
-                names = {tool.name for tool in listed[pick.server]}
-                unknown = sorted(pick.allowed - names)
-                if unknown:
-                    raise InvalidRequest(
-                        f"MCP server {pick.server!r} has no tool {unknown[0]!r}; its tools: "
-                        f"{', '.join(sorted(names)) or 'none'}.",
-                        param=param,
-                    )
-        functions = _offered(listed, picks)
-        if len(functions) > MAX_MCP_TOOLS:
-            raise InvalidRequest(
-                f"The MCP servers named offer {len(functions)} tools; at most {MAX_MCP_TOOLS} "
-                "may be offered at once. Name fewer with `allowed_tools`.",
-                param=param,
-            )
-        return Toolset(functions, listed)
+            missing = missing_tool(pick.server, pick.allowed, listed[pick.server])
+            if missing is not None:
+                raise InvalidRequest(missing, param=param)
+        return offer(listed, picks, param)
 
     async def call(self, function: McpFunction, arguments: str, request: str) -> CallOutcome:
         """Run one call the model made. Arguments that are not a JSON object, a server gone and
@@ -235,10 +282,10 @@ class McpService:
             return CallOutcome(
                 function.server, function.tool, text, True, False, len(text), code=INVALID_PARAMS
             )
-        hosts = await self.hosts()
         try:
+            hosts = await self.hosts()
             return await hosts.call_tool(function.server, function.tool, parsed, request=request)
-        except Exception as exc:  # McpUnavailable, McpCallError: the tool failed
+        except Exception as exc:  # McpUnavailable, McpCallError, stopping: the tool failed
             text = f"Error calling tool {function.tool}: {exc}"
             code = exc.code if isinstance(exc, McpCallError) else CONNECTION_CLOSED
             return CallOutcome(
@@ -246,8 +293,9 @@ class McpService:
             )
 
     async def aclose(self) -> None:
-        """Stop every server (the app's shutdown)."""
+        """Stop every server (the app's shutdown); none starts after."""
         async with self._lock:
+            self._closed = True
             hosts, self._hosts = self._hosts, None
         if hosts is not None:
             await hosts.aclose()

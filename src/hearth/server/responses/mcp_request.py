@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hearth.core.errors import InvalidParameter
+from hearth.mcp import tool_names
 
 #: Fields of OpenAI's mcp tool that would point a request at a server, or carry credentials.
 REFUSED = ("server_url", "connector_id", "tunnel_id", "headers", "authorization")
-#: Tool names in one filter (a server offers far fewer; the bound keeps a body's cost small).
-MAX_NAMES = 256
 WHERE_FROM = (
     "Hearth runs only the MCP servers the user configured in mcp.json (GET /v1/mcp/servers "
     "lists them): name one with 'server_label'. A request cannot name a server's address, "
@@ -117,17 +116,10 @@ def _label(value: Any, param: str) -> str:
     return value
 
 
-def _names(value: Any, param: str) -> frozenset[str]:
-    ok = isinstance(value, list) and len(value) <= MAX_NAMES
-    if not ok or not all(isinstance(n, str) and 0 < len(n) <= 128 for n in value):
-        raise _bad(f"'{param}' must be a list of at most {MAX_NAMES} tool names.", param)
-    return frozenset(value)
-
-
 def _filter(value: Any, param: str) -> Filter:
     """A list of names, or `{"tool_names": [...], "read_only": bool}` (at least one)."""
     if isinstance(value, list):
-        return Filter(_names(value, param))
+        return Filter(tool_names(value, param))
     if not isinstance(value, dict):
         raise _bad(
             f"'{param}' must be a list of tool names or "
@@ -140,7 +132,7 @@ def _filter(value: Any, param: str) -> Filter:
         raise _bad(f"'{param}.read_only' must be true or false.", f"{param}.read_only")
     if names is None and read_only is None:
         raise _bad(f"'{param}' must give 'tool_names', 'read_only' or both.", param)
-    return Filter(None if names is None else _names(names, f"{param}.tool_names"), read_only)
+    return Filter(None if names is None else tool_names(names, f"{param}.tool_names"), read_only)
 
 
 def _approval(value: Any, param: str) -> Approval:

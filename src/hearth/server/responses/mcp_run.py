@@ -34,6 +34,7 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from mcp.types import Tool
 
 from hearth.core.errors import EngineError, HearthError, InvalidParameter, McpServerFailed
 from hearth.engines.events import answer_events
@@ -55,7 +56,15 @@ from hearth.server.responses.shapes import Event, McpListToolsItem
 from hearth.server.responses.stream import BEATS
 from hearth.server.responses.translate import Call, McpPart, new_id
 from hearth.services import Services
-from hearth.services.mcp import McpFunction, ServerPick, Toolset
+from hearth.services.mcp import (
+    McpFunction,
+    ServerDown,
+    ServerPick,
+    Toolset,
+    list_servers,
+    missing_tool,
+    offer,
+)
 
 log = logging.getLogger("hearth.server")
 NOT_RUN = "Not run: this response may run at most {n} tool calls (its max_tool_calls)."
@@ -95,9 +104,9 @@ def _read_only(toolset: Toolset, function: McpFunction) -> bool:
     return False
 
 
-async def _check_servers(services: Services, servers: list[McpTool]) -> None:
+async def _check_servers(services: Services, servers: list[McpTool]) -> dict[str, list[Tool]]:
     """Every server named is configured and on (checked for all before any starts), then
-    lists its tools; every allowed tool is one of them."""
+    lists its tools (started together); every allowed tool is one of them. Their tools."""
     hosts = await services.mcp.hosts()
     for spec in servers:
         param = f"{spec.where}.server_label"
@@ -111,31 +120,28 @@ async def _check_servers(services: Services, servers: list[McpTool]) -> None:
                 f"{host.config.source.name}): turn it on there, or name another.",
                 param=param,
             )
+    where = {spec.server: spec.where for spec in servers}
+    try:
+        listed = await list_servers(hosts, [spec.server for spec in servers])
+    except ServerDown as exc:
+        raise McpServerFailed(
+            f"Error retrieving tool list from MCP server {exc.server!r}: {exc}. "
+            "GET /v1/mcp/servers shows its state and the end of its stderr.",
+            param=f"{where[exc.server]}.server_label",
+        ) from None
     for spec in servers:
-        try:
-            tools = await hosts.list_tools(spec.server)
-        except McpUnavailable as exc:
-            raise McpServerFailed(
-                f"Error retrieving tool list from MCP server {spec.server!r}: {exc}. "
-                "GET /v1/mcp/servers shows its state and the end of its stderr.",
-                param=f"{spec.where}.server_label",
-            ) from None
-        names = {tool.name for tool in tools}
         wanted = spec.allowed.names if spec.allowed is not None else None
-        unknown = sorted((wanted or frozenset()) - names)
-        if unknown:
-            raise InvalidParameter(
-                f"MCP server {spec.server!r} has no tool {unknown[0]!r}; its tools: "
-                f"{', '.join(sorted(names)) or 'none'}.",
-                param=f"{spec.where}.allowed_tools",
-            )
+        missing = missing_tool(spec.server, wanted, listed[spec.server])
+        if missing is not None:
+            raise InvalidParameter(missing, param=f"{spec.where}.allowed_tools")
+    return listed
 
 
 async def _toolset(services: Services, part: McpPart) -> Toolset:
     """The MCP functions the request offers, `allowed_tools` applied (names and read_only)."""
-    await _check_servers(services, part.servers)
+    listed = await _check_servers(services, part.servers)
     picks = [ServerPick(s.server, s.allowed.names if s.allowed else None) for s in part.servers]
-    toolset = await services.mcp.toolset(picks, param="tools")
+    toolset = offer(listed, picks, "tools")
     specs = {spec.server: spec for spec in part.servers}
     for name, function in list(toolset.functions.items()):
         allowed = specs[function.server].allowed
@@ -217,7 +223,8 @@ async def _open_round(services: Services, plan: Plan) -> Answer:
 
 
 async def _approved(services: Services, plan: Plan) -> list[Event]:
-    """Run the calls the input approves; their items, and results in the chat."""
+    """Run the calls the input approves, as many as `max_tool_calls` allows (the rest are
+    `incomplete` and say why, as in `_run_turn`); their items, and results in the chat."""
     by_tool = {(f.server, f.tool): f for f in plan.toolset.functions.values()}
     chosen = []
     for decision in plan.part.items.decisions:
@@ -233,15 +240,20 @@ async def _approved(services: Services, plan: Plan) -> list[Event]:
             )
         chosen.append((decision, function))
     events: list[Event] = []
+    bound = plan.part.max_tool_calls
     for decision, function in chosen:
         assert decision.request is not None
         item = call_item(function, decision.request.arguments, approval=decision.request_id)
         running, placed = plan.writer.placed(item, function)
+        decision.call["function"]["name"] = function.name
+        if bound is not None and plan.calls_made >= bound:  # approved, but over the bound
+            decision.result["content"] = NOT_RUN.format(n=bound)
+            events += [*placed, *plan.writer.called(running, {**item, "status": "incomplete"})]
+            continue
         events += [*placed, plan.writer.calling(running)]
         outcome = await services.mcp.call(function, item["arguments"], plan.response_id)
         plan.calls_made += 1
         decision.result["content"] = outcome.text
-        decision.call["function"]["name"] = function.name
         events += plan.writer.called(running, outcome_item(item, outcome))
     return events
 
