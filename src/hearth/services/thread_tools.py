@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from hearth.core import atomic
 from hearth.core.errors import Conflict, InvalidRequest
+from hearth.mcp import tool_names
 
 if TYPE_CHECKING:
     from hearth.services.mcp import McpFunction, McpService, ServerPick, Toolset
@@ -68,11 +69,9 @@ class ToolPlan:
 
 
 def _names(value: Any, param: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidRequest(f"'{param}' must be a list of tool names.", param=param)
-    return list(value)
+    """A list of tool names from a file or a run (absent: none), read as the Responses face
+    reads `allowed_tools` (`hearth.mcp.tool_names`)."""
+    return [] if value is None else sorted(tool_names(value, param))
 
 
 def thread_setting(metadata: Any) -> tuple[list[tuple[str, list[str]]], str]:
@@ -352,16 +351,18 @@ class ThreadTools:
         server no longer has is simply not offered)."""
         from hearth.services.mcp import ServerPick
 
+        trimmed = [name for name, off in servers if off]
+        listed: dict[str, Any] = {}
+        if trimmed:  # listed together, as toolset starts them (one connect timeout, not N)
+            hosts = await self.mcp.hosts()
+            answers = await asyncio.gather(*(hosts.list_tools(name) for name in trimmed),
+                                           return_exceptions=True)  # fmt: skip
+            listed = dict(zip(trimmed, answers, strict=True))
         picks = []
         for name, off in servers:
-            if not off:
-                picks.append(ServerPick(name))
-                continue
-            hosts = await self.mcp.hosts()
-            try:
-                tools = await hosts.list_tools(name)
-            except Exception:  # unknown or broken: toolset says which and why
-                picks.append(ServerPick(name))
+            tools = listed.get(name)
+            if not off or tools is None or isinstance(tools, BaseException):
+                picks.append(ServerPick(name))  # unknown or broken: toolset says which and why
                 continue
             picks.append(ServerPick(name, frozenset(t.name for t in tools) - set(off)))
         return picks
