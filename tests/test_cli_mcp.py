@@ -9,6 +9,7 @@ are the server's live ones).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ from test_mcp_hosts import TEST_SERVER, marked_processes
 from hearth.cli.main import main as app
 from hearth.core.config import load_settings
 from hearth.services import Services
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_mcp_log_level() -> Any:
+    """`hearth mcp` quiets the `hearth.mcp` log for its own process; run in this one, it must
+    not quiet the tests that follow (they read that log)."""
+    logger = logging.getLogger("hearth.mcp")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 def our_servers() -> list[Any]:

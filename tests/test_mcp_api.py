@@ -190,6 +190,7 @@ def test_a_secret_in_a_servers_url_or_headers_shows_nowhere(
     whole URL: the server list, a 424 and the log (at any level) name the address, never
     show the key."""
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="hearth.mcp")
     refusing = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
     threading.Thread(target=refusing.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{refusing.server_address[1]}"

@@ -3,22 +3,9 @@
 // never enables one itself and the answer holds no key (GET /v1/jan/providers).
 
 import { api } from "./api.js";
-import { copyText, h, icon } from "./ui.js";
+import { fileBlock, h } from "./ui.js";
 
-/** A JSON file to add: its path, its text and a copy button. */
-function fileBlock(label, path, value) {
-  const text = JSON.stringify(value, null, 2);
-  const copy = h("button.button.small.copy", { type: "button", "aria-label": `Copy ${label}` }, icon("copy"), "Copy");
-  copy.addEventListener("click", async () => {
-    await copyText(text);
-    copy.replaceChildren(icon("check"), "Copied");
-    setTimeout(() => copy.replaceChildren(icon("copy"), "Copy"), 1500);
-  });
-  return h("div.codeblock", {},
-    h("div.code-head", {}, h("span.lang", { title: path }, path), copy),
-    h("pre", {}, h("code", {}, text)));
-}
-
+/** One provider: its state, Hearth's side, and the files that would enable it. */
 function providerCard(p) {
   const state = p.active ? "active in Jan" : "inactive in Jan";
   const hearth = p.configured ? `Hearth has it (${p.configured})` : "not in Hearth yet";
@@ -29,9 +16,9 @@ function providerCard(p) {
     h("div.facts", {}, h("span", {}, state), h("span", {}, hearth),
       p.base_url ? h("span", {}, h("b", {}, p.base_url)) : null),
     models.length ? h("div.id", {}, `Jan's models: ${models.slice(0, 8).join(", ")}${models.length > 8 ? ", …" : ""}${more}`) : null,
-    p.engine_json ? fileBlock(`the engine.json for ${p.engine}`, p.engine_json_path, p.engine_json) : null,
+    p.engine_json ? fileBlock(`the engine.json for ${p.engine}`, p.engine_json_path, JSON.stringify(p.engine_json, null, 2)) : null,
     p.engine_json ? h("details.model-json", {}, h("summary", {}, "and a model.json for one of its models"),
-      fileBlock(`the model.json for ${p.engine}`, p.model_json_path, p.model_json)) : null,
+      fileBlock(`the model.json for ${p.engine}`, p.model_json_path, JSON.stringify(p.model_json, null, 2))) : null,
     p.engine_json ? h("p.hint", {}, `Then set ${p.api_key_env} to the key (Jan keeps it in its keyring; Hearth never reads it) and restart Hearth.`) : null,
     ...(p.notes ?? []).map((note) => h("p.hint", { role: "note" }, note)));
 }

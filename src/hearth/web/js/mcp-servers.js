@@ -6,7 +6,7 @@
 // servers to list their tools, as their first use in a chat would; Refresh asks again.
 
 import { api } from "./api.js";
-import { copyText, h, icon } from "./ui.js";
+import { fileBlock, h } from "./ui.js";
 
 // Claude Desktop's format: a program (command, args, env) and a web service (url, headers).
 const EXAMPLE = `{
@@ -19,20 +19,6 @@ const BADGE = { running: "running", starting: "starting", failed: "failed", stop
 const STATE_TEXT = { running: "Running", starting: "Starting", failed: "Failed", stopped: "Not started", inactive: "Turned off" };
 const TRANSPORT_TEXT = { stdio: "program (stdio)", http: "streamable HTTP", sse: "SSE" };
 const STDERR_SHOWN = 20;
-
-/** The example file, with a copy button. */
-function exampleBlock(path) {
-  const text = EXAMPLE;
-  const copy = h("button.button.small.copy", { type: "button", "aria-label": "Copy the example mcp.json" }, icon("copy"), "Copy");
-  copy.addEventListener("click", async () => {
-    await copyText(text);
-    copy.replaceChildren(icon("check"), "Copied");
-    setTimeout(() => copy.replaceChildren(icon("copy"), "Copy"), 1500);
-  });
-  return h("div.codeblock", {},
-    h("div.code-head", {}, h("span.lang", { title: path }, path), copy),
-    h("pre", {}, h("code", {}, text)));
-}
 
 function toolList(tools) {
   return h("ul.mcp-tools", { "aria-label": "Tools" }, tools.map((tool) => {
@@ -75,7 +61,7 @@ function howTo(files) {
     h("p", {}, "No MCP server is configured. MCP servers are programs or web services that give models tools (a clock, your files, a search)."),
     h("p", {}, "To add one, write it into ", h("code", {}, mine),
       " in the mcpServers format of Claude Desktop, Cursor and Jan (paste their block as it is): a program takes command, args and env; a web service takes url and headers. Hearth reads the file again when it changes."),
-    exampleBlock(mine));
+    fileBlock("the example mcp.json", mine, EXAMPLE));
 }
 
 /** The section; `load()` fills it (twice: states at once, then with the tools listed). */

@@ -187,3 +187,16 @@ export const STATUS_TEXT = {
   failed: "Failed",
   invalid: "Invalid",
 };
+
+/** A file's text to copy: its path above, a Copy button (`label` names it for screen readers). */
+export function fileBlock(label, path, text) {
+  const copy = h("button.button.small.copy", { type: "button", "aria-label": `Copy ${label}` }, icon("copy"), "Copy");
+  copy.addEventListener("click", async () => {
+    await copyText(text);
+    copy.replaceChildren(icon("check"), "Copied");
+    setTimeout(() => copy.replaceChildren(icon("copy"), "Copy"), 1500);
+  });
+  return h("div.codeblock", {},
+    h("div.code-head", {}, h("span.lang", { title: path }, path), copy),
+    h("pre", {}, h("code", {}, text)));
+}
